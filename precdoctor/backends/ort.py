@@ -1,0 +1,62 @@
+"""ONNX Runtime sessions built from in-memory models, with errors made readable."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import onnx
+
+from ..errors import BadInput
+
+_PROTOBUF_LIMIT = 2_000_000_000
+OPT_LEVELS = ("none", "basic", "all")
+
+
+def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0):
+    """An InferenceSession for ``model``; models past protobuf's 2 GB go through a temp file.
+
+    ``graph_opt`` defaults to ``basic``: constant folding only. ORT's extended
+    fusions (LayerNorm, Gelu, attention) change the numbers, which is exactly
+    what a precision comparison must not have happen behind its back.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = {
+        "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[graph_opt]
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+    providers = providers or ["CPUExecutionProvider"]
+    try:
+        if model.ByteSize() < _PROTOBUF_LIMIT:
+            return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+        with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
+            path = os.path.join(tmp, "model.onnx")
+            onnx.save(model, path, save_as_external_data=True, location="model.data")
+            return ort.InferenceSession(path, so, providers=providers)
+    except Exception as exc:  # ORT raises its own exception types per failure
+        raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
+
+
+def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    names = outputs or [o.name for o in sess.get_outputs()]
+    try:
+        values = sess.run(names, feed)
+    except Exception as exc:
+        raise BadInput(f"ONNX Runtime failed while running the model: {_first_line(exc)}") from None
+    return dict(zip(names, values))
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    # ORT prefixes messages with the source file of the failing check; keep the human part
+    if "] :" in line:
+        line = line.split("] :")[-1].strip(" :")
+    return line[:400]

@@ -1,0 +1,23 @@
+"""The FP32 reference: the unmodified model on ONNX Runtime (CUDA when present)."""
+from __future__ import annotations
+
+from . import ort
+
+
+def providers() -> list[str]:
+    import onnxruntime
+
+    have = onnxruntime.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
+
+
+class ReferenceBackend:
+    name = "onnxruntime-fp32"
+
+    def __init__(self, graph, use_cuda: bool = False):
+        self.providers = providers() if use_cuda else ["CPUExecutionProvider"]
+        self.sess = ort.session(graph.model, self.providers)
+        self.outputs = graph.outputs
+
+    def __call__(self, feed: dict) -> dict:
+        return ort.run(self.sess, feed, self.outputs)

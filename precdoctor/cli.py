@@ -1,0 +1,121 @@
+"""Command line: parse, call the library, print. Exit 0 ok, 1 failed verdict, 2 bad input."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import BadInput
+
+
+def guarded(fn):
+    """Bad input becomes one line on stderr and exit 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BadInput as exc:
+            click.echo(f"precdoctor: error: {exc}", err=True)
+            sys.exit(2)
+        except MemoryError:
+            click.echo("precdoctor: error: out of memory (try fewer or shorter input samples)", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def write_json(path: str | None, data: dict) -> None:
+    if not path:
+        return
+    from .files import dump_json
+
+    dump_json(path, data)
+
+
+def model_options(fn):
+    opts = [
+        click.argument("model", type=click.Path(dir_okay=False)),
+        click.option("--inputs", "inputs", multiple=True, help="Input sample: .npz (keys = input names) or Polygraphy JSON; repeatable."),
+        click.option("--input-shapes", "shapes", multiple=True, help="name:[d0,d1,...] for seeded random input when no --inputs; repeatable."),
+        click.option("--seed", default=0, show_default=True, help="Seed for random inputs."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def plan_options(fn):
+    opts = [
+        click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True),
+        click.option("--pins", "pin_files", multiple=True, help="pins.json to apply (repeatable)."),
+        click.option("--pin", "pin_selectors", multiple=True, help="Pin nodes to FP32: NAME, glob:PAT, re:REGEX or op:OpType; repeatable."),
+        click.option("--profile", type=click.Choice(["fused", "strict"]), default="fused", show_default=True,
+                     help="Emulation of fused ops (LayerNormalization, InstanceNormalization): fused = FP32 inside, strict = every primitive op in low precision."),
+        click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True),
+        click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True,
+                     help="ONNX Runtime graph optimizations for --backend ort-cuda (fusions change the numbers)."),
+        click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True,
+                     help="--backend trt on TensorRT <= 10: weakly typed build with layer precisions, or the mixed ONNX."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def backend_from(opts: dict):
+    from .backends import get_backend
+
+    name = opts["backend"]
+    if name == "emulate":
+        return get_backend(name, profile=opts["profile"])
+    if name == "ort-cuda":
+        return get_backend(name, graph_opt=opts["graph_opt"])
+    return get_backend(name, typing=opts["trt_typing"])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="precdoctor")
+def main():
+    """Find and fix reduced-precision failures of ONNX models (FP16/BF16, TensorRT)."""
+
+
+@main.command()
+@model_options
+@plan_options
+@click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
+@click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
+@click.option("--top", default=8, show_default=True, help="Offending tensors to list.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full per-tensor results here.")
+@guarded
+def compare(model, inputs, shapes, seed, rtol, atol, top, json_out, **opts):
+    """Run FP32 and reduced precision side by side and report where they part."""
+    from . import workflow
+
+    result = workflow.compare(model, inputs, shapes, seed, opts, rtol, atol, backend_from(opts))
+    click.echo(workflow.compare_summary(result, top))
+    write_json(json_out, result)
+    sys.exit(0 if result["verdict"] == "ok" else 1)
+
+
+@main.command()
+@model_options
+@click.option("--json", "json_out", type=click.Path(dir_okay=False))
+@guarded
+def scan(model, inputs, shapes, seed, json_out):
+    """FP32-only risk report: ranges past FP16/BF16, vanishing epsilons, decomposed norms."""
+    from . import scan as scanner
+    from . import workflow
+
+    graph, samples = workflow.load(model, inputs, shapes, seed)
+    result = scanner.scan(graph, samples)
+    click.echo(scanner.summary(result))
+    write_json(json_out, result)
+
+
+if __name__ == "__main__":
+    main()

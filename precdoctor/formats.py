@@ -1,0 +1,46 @@
+"""Reduced-precision number formats: limits and exact rounding."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+from onnx import TensorProto
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str  # "fp16" | "bf16"
+    onnx_type: int
+    np_type: type
+    max_finite: float
+    min_subnormal: float
+    unit_roundoff: float  # 2**-(mantissa bits + 1): relative error of one rounding
+    trt_name: str  # trtexec spelling
+    polygraphy_name: str
+
+    def round(self, x: np.ndarray) -> np.ndarray:
+        """Round float32 values to this format and back (IEEE round-to-nearest-even, overflow to inf)."""
+        with np.errstate(over="ignore"):
+            return np.asarray(x, dtype=np.float32).astype(self.np_type).astype(np.float32)
+
+
+FP16 = Format("fp16", TensorProto.FLOAT16, np.float16, 65504.0, 2.0**-24, 2.0**-11, "fp16", "float16")
+BF16 = Format(
+    "bf16",
+    TensorProto.BFLOAT16,
+    ml_dtypes.bfloat16,
+    float(ml_dtypes.finfo(ml_dtypes.bfloat16).max),
+    float(ml_dtypes.finfo(ml_dtypes.bfloat16).smallest_subnormal),
+    2.0**-8,
+    "bf16",
+    "bfloat16",
+)
+FORMATS = {"fp16": FP16, "bf16": BF16}
+
+
+def get_format(name: str) -> Format:
+    try:
+        return FORMATS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown precision {name!r}; expected fp16 or bf16") from None

@@ -1,0 +1,200 @@
+"""Loading an ONNX model and the read-only view of its graph that everything else uses.
+
+Node names follow TensorRT's ONNX parser, so a pin written here names the same
+layer in a TensorRT engine: an unnamed node becomes ``node_of_<first output>``.
+"""
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import TensorProto
+
+from .errors import BadInput
+
+FLOAT = TensorProto.FLOAT
+
+# Ops whose float outputs hold only values already present in their float
+# inputs: if the inputs are representable in the low format, so are the
+# outputs, and rounding them again is a no-op we can skip.
+VALUE_PRESERVING_OPS = frozenset(
+    {
+        "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
+        "Gather", "GatherElements", "GatherND", "Concat", "Split", "Expand", "Tile",
+        "MaxPool", "Relu", "Max", "Min", "ReduceMax", "ReduceMin", "Neg", "Abs",
+        "DepthToSpace", "SpaceToDepth", "Where", "Dropout", "Compress",
+    }
+)
+
+
+def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
+    """Refuse external data that is missing or points outside the model's folder."""
+    root = base.resolve()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if not onnx.external_data_helper.uses_external_data(tensor):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (root / location).resolve()
+        if os.path.isabs(location) or not str(target).startswith(str(root) + os.sep):
+            raise BadInput(
+                f"external data of tensor {tensor.name!r} points outside the model's folder "
+                f"({location!r}); refusing to read it"
+            )
+        if not target.is_file():
+            raise BadInput(f"external data file {location!r} of tensor {tensor.name!r} is missing")
+        need = int(info.get("offset", 0)) + int(info.get("length", 0))
+        if need > target.stat().st_size:
+            raise BadInput(f"external data file {location!r} is shorter than tensor {tensor.name!r} needs")
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load, validate and name a model; every failure is a one-line BadInput."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'truncated or corrupt'})") from None
+    if not model.graph.node:
+        raise BadInput(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    _check_external_data(model, path.parent)
+    try:
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # onnx raises assorted types for broken external data
+        raise BadInput(f"cannot read external data of {path}: {exc}") from None
+    name_nodes(model)
+    return model
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every node a unique, deterministic name (TensorRT's convention for unnamed ones)."""
+    seen: dict[str, int] = {}
+    for node in model.graph.node:
+        base = node.name or f"node_of_{node.output[0] if node.output else node.op_type}"
+        name = base
+        while name in seen:
+            seen[base] += 1
+            name = f"{base}_{seen[base]}"
+        seen.setdefault(name, 0)
+        node.name = name
+
+
+def subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    """Outer-scope names a control-flow node's subgraphs read (implicit inputs)."""
+    names: set[str] = set()
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for g in graphs:
+            defined = {i.name for i in g.input} | {i.name for i in g.initializer}
+            for n in g.node:
+                defined.update(n.output)
+            for n in g.node:
+                names.update(i for i in n.input if i and i not in defined)
+                names.update(subgraph_inputs(n) - defined)
+            names.update(o.name for o in g.output if o.name not in defined)
+    return names
+
+
+@dataclass
+class GraphView:
+    """Topologically ordered nodes with producer/consumer maps and tensor types."""
+
+    model: onnx.ModelProto
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=lambda: defaultdict(list))
+    elem_type: dict[str, int] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+    initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
+
+    @property
+    def opset(self) -> int:
+        for o in self.model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                return o.version
+        return 1
+
+    def node(self, name: str) -> onnx.NodeProto:
+        return self._by_name[name]
+
+    def is_float(self, tensor: str) -> bool:
+        return self.elem_type.get(tensor) == FLOAT
+
+    def float_outputs(self, node: onnx.NodeProto) -> list[str]:
+        return [o for o in node.output if o and self.is_float(o)]
+
+    def float_tensors(self) -> list[str]:
+        """Every float32 tensor a node produces, in topological order."""
+        return [t for n in self.nodes for t in self.float_outputs(n)]
+
+
+def _toposort(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            needs = set(node.input) | subgraph_inputs(node)
+            if needs <= available:
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            missing = sorted((set(rest[0].input) | subgraph_inputs(rest[0])) - available)
+            raise BadInput(f"graph has a cycle or an undefined tensor: node {rest[0].name!r} needs {missing}")
+        pending = rest
+    return ordered
+
+
+def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]:
+    """Element type and rank of every tensor ONNX shape inference can type."""
+    types: dict[str, int] = {}
+    ranks: dict[str, int] = {}
+    for init in model.graph.initializer:
+        types[init.name] = init.data_type
+        ranks[init.name] = len(init.dims)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    except Exception:  # large or exotic models: fall back to what the file declares
+        inferred = model
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and tt.elem_type:
+            types[vi.name] = tt.elem_type
+            if tt.HasField("shape"):
+                ranks[vi.name] = len(tt.shape.dim)
+    return types, ranks
+
+
+def view(model: onnx.ModelProto) -> GraphView:
+    g = model.graph
+    v = GraphView(model=model)
+    v.nodes = _toposort(g)
+    v.initializers = {i.name: i for i in g.initializer}
+    init_names = set(v.initializers)
+    v.inputs = [i.name for i in g.input if i.name not in init_names]
+    v.outputs = [o.name for o in g.output]
+    v.elem_type, v.ranks = infer_types(model)
+    for node in v.nodes:
+        for o in node.output:
+            if o:
+                v.producer[o] = node
+        for i in node.input:
+            if i:
+                v.consumers[i].append(node)
+        for i in subgraph_inputs(node):
+            v.consumers[i].append(node)
+    v._by_name = {n.name: n for n in v.nodes}
+    return v
