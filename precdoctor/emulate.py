@@ -119,8 +119,12 @@ def decompose(node: onnx.NodeProto, ranks: dict[str, int], opset: int) -> tuple[
 # ----------------------------------------------------------------- the rewrite
 
 
-def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused") -> onnx.ModelProto:
-    """A float32 model whose tensors (same names as the original) carry the plan's rounding."""
+def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order: dict[str, int] | None = None) -> onnx.ModelProto:
+    """A float32 model whose tensors (same names as the original) carry the plan's rounding.
+
+    ``order``, when given, is filled with {emitted node name: topological
+    index of the original node it stands for}, so callers can interleave.
+    """
     if profile not in PROFILES:
         raise ValueError(f"unknown emulation profile {profile!r}; expected one of {PROFILES}")
     fmt, opset, pins = plan.format, graph.opset, plan.pins
@@ -130,6 +134,14 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused") -> onn
     inits_out: list[onnx.TensorProto] = []
     rounded_borders: dict[str, str] = {}
     low_outputs: set[str] = set()  # tensors already holding low-precision values
+
+    at = 0  # original index of the node being rewritten
+
+    def emit(*nodes: onnx.NodeProto) -> None:
+        nodes_out.extend(nodes)
+        if order is not None:
+            for nd in nodes:
+                order[nd.name] = at
 
     def border(t: str, tag: str) -> str:
         if t in low_outputs:
@@ -141,13 +153,13 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused") -> onn
                 inits_out.append(numpy_helper.from_array(fmt.round(numpy_helper.to_array(init)), dst))
             else:
                 nodes, inits = round_nodes(t, dst, fmt, opset, f"{tag}/border")
-                nodes_out.extend(nodes)
+                emit(*nodes)
                 inits_out.extend(inits)
             rounded_borders[t] = dst
         return rounded_borders[t]
 
-    expanded: list[tuple[onnx.NodeProto, str]] = []  # (node, owner in the plan)
-    for node in graph.nodes:
+    expanded: list[tuple[onnx.NodeProto, str, int]] = []  # (node, owner in the plan, original index)
+    for index, node in enumerate(graph.nodes):
         parts = None
         if profile == "strict" and node.op_type in DECOMPOSED_OPS and node.name not in pins:
             parts = decompose(node, graph.ranks, opset)
@@ -157,15 +169,15 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused") -> onn
             for sn in sub_nodes:
                 for o in sn.output:
                     types.setdefault(o, FLOAT)
-                expanded.append((sn, node.name))
+                expanded.append((sn, node.name, index))
             for i in sub_inits:
                 types.setdefault(i.name, i.data_type)
         else:
-            expanded.append((node, node.name))
+            expanded.append((node, node.name, index))
 
-    for node, owner in expanded:
+    for node, owner, at in expanded:
         if owner in pins:
-            nodes_out.append(node)
+            emit(node)
             continue
         new = onnx.NodeProto()
         new.CopyFrom(node)
@@ -184,8 +196,7 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused") -> onn
             rn, ri = round_nodes(raw_name(o), o, fmt, opset, node.name)
             tail.extend(rn)
             inits_out.extend(ri)
-        nodes_out.append(new)
-        nodes_out.extend(tail)
+        emit(new, *tail)
 
     g = helper.make_graph(
         nodes_out, src.graph.name, list(src.graph.input), list(src.graph.output),

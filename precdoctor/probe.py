@@ -58,17 +58,25 @@ def combine(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
 
 
 class ProbeBuilder:
-    """Appends probe nodes comparing pairs of float32 tensors; one [N*K] output."""
+    """Appends probe nodes comparing pairs of float32 tensors; one [N*K] output.
 
-    def __init__(self, fmt: Format, opset: int):
-        self.fmt, self.opset = fmt, opset
+    ``fast`` probes cost one Sub and a few reductions (which ONNX Runtime runs
+    multithreaded); they leave the count fields at -1 ("unknown"). A sum of
+    squares that is not finite, or a reference past the format's range,
+    tells the caller which tensors need a ``full`` probe: masks, counts of
+    non-finite, overflowing and underflowing elements.
+    """
+
+    def __init__(self, fmt: Format, opset: int, full: bool = True):
+        self.fmt, self.opset, self.full = fmt, opset, full
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.parts: list[str] = []
         self.names: list[str] = []
+        self.owner: list[str] = []  # node name each probe belongs after (for ordering)
         c = lambda n, v, dt=np.float32: numpy_helper.from_array(np.array(v, dt), f"probe/{n}{SUFFIX}")
         self.inits += [c("zero", 0.0), c("fmax", fmt.max_finite), c("tiny", fmt.min_subnormal / 2),
-                       c("flat", [-1], np.int64), c("one_d", [1], np.int64)]
+                       c("flat", [-1], np.int64), c("one_d", [1], np.int64), c("unknown", [-1.0])]
         self.k = lambda n: f"probe/{n}{SUFFIX}"
 
     def _n(self, op, ins, out, **kw):
@@ -79,11 +87,37 @@ class ProbeBuilder:
         # no axes: reduces everything in every opset (axes moved to an input at 13)
         return self._n("ReduceSum", [x], out, keepdims=1)
 
+    def _size(self, flat, p):
+        return self._n("Cast", [self._n("Shape", [flat], p + "shape")], p + "size", to=TensorProto.FLOAT)
+
+    def _absmax(self, x, p):
+        hi = self._n("ReduceMax", [x], p + "hi", keepdims=1)
+        lo = self._n("Neg", [self._n("ReduceMin", [x], p + "lo", keepdims=1)], p + "nlo")
+        return self._n("Max", [hi, lo], p + "absmax")
+
     def add(self, label: str, ref: str, cand: str) -> None:
         p = f"probe/{len(self.names)}/"
         n, k = self._n, self.k
         rf = n("Reshape", [ref, k("flat")], p + "r")
         cf = n("Reshape", [cand, k("flat")], p + "c")
+        parts = self._full(p, rf, cf) if self.full else self._fast(p, rf, cf)
+        self.parts.append(n("Concat", parts, p + "stats", axis=0))
+        self.names.append(label)
+
+    def _fast(self, p, rf, cf):
+        n, k = self._n, self.k
+        d = n("Sub", [cf, rf], p + "d")
+        u = k("unknown")
+        return [
+            self._size(rf, p), u, u, u, self._absmax(d, p + "d"),
+            n("ReduceSumSquare", [d], p + "sse", keepdims=1),
+            n("ReduceSumSquare", [rf], p + "ssr", keepdims=1),
+            n("ReduceSumSquare", [cf], p + "ssc", keepdims=1),
+            u, self._absmax(rf, p + "r"), u, u,
+        ]
+
+    def _full(self, p, rf, cf):
+        n, k = self._n, self.k
         nr = n("IsNaN", [n("Sub", [rf, rf], p + "rr")], p + "nr")
         nc = n("IsNaN", [n("Sub", [cf, cf], p + "cc")], p + "nc")
         bad = n("Or", [nr, nc], p + "bad")
@@ -93,10 +127,9 @@ class ProbeBuilder:
         cm = n("Where", [bad, k("zero"), cf], p + "cm")
         absr = n("Abs", [n("Where", [nr, k("zero"), rf], p + "rfin")], p + "absr")
         cnt = lambda b, tag: self._sum(n("Cast", [b], p + tag + "f", to=TensorProto.FLOAT), p + tag)
-        size = n("Cast", [n("Shape", [rf], p + "shape")], p + "size", to=TensorProto.FLOAT)
         under = n("And", [n("Less", [absr, k("tiny")], p + "lt"), n("Greater", [absr, k("zero")], p + "gt0")], p + "under")
-        parts = [
-            size, cnt(nr, "n_nr"), cnt(nc, "n_nc"), cnt(new, "n_new"),
+        return [
+            self._size(rf, p), cnt(nr, "n_nr"), cnt(nc, "n_nc"), cnt(new, "n_new"),
             n("ReduceMax", [n("Abs", [d], p + "absd")], p + "maxd", keepdims=1),
             n("ReduceSumSquare", [d], p + "sse", keepdims=1),
             n("ReduceSumSquare", [rm], p + "ssr", keepdims=1),
@@ -106,13 +139,28 @@ class ProbeBuilder:
             cnt(n("Greater", [absr, k("fmax")], p + "over"), "n_over"),
             cnt(under, "n_under"),
         ]
-        self.parts.append(n("Concat", parts, p + "stats", axis=0))
-        self.names.append(label)
 
     def finish(self) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str]:
         out = "probe/all_stats" + SUFFIX
         self.nodes.append(helper.make_node("Concat", self.parts, [out], axis=0, name=out))
         return self.nodes, self.inits, out
+
+
+def needs_full(raw: np.ndarray, fmt: Format) -> bool:
+    """A fast probe that saw non-finite values or a reference past the format's range."""
+    sums = raw[[IDX["sse"], IDX["ssr"], IDX["ssc"], IDX["max_abs"]]]
+    return not np.all(np.isfinite(sums)) or raw[IDX["ref_absmax"]] > fmt.max_finite
+
+
+def complete_fast(raw: np.ndarray) -> np.ndarray:
+    """Fill the fields a fast probe leaves unknown, for a tensor that is finite and in range."""
+    out = raw.copy()
+    for f in ("nonfinite_ref", "nonfinite_cand", "nonfinite_new", "n_overflow"):
+        out[IDX[f]] = 0.0
+    with np.errstate(invalid="ignore"):
+        out[IDX["dot"]] = (raw[IDX["ssr"]] + raw[IDX["ssc"]] - raw[IDX["sse"]]) / 2
+    out[IDX["n_underflow"]] = np.nan  # not measured on the fast path
+    return out
 
 
 def _rename_subgraph_refs(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
@@ -135,51 +183,61 @@ def _rename_subgraph_refs(node: onnx.NodeProto, mapping: dict[str, str]) -> None
 REF_PREFIX = "ref/"
 
 
-def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: Format, cand_types: dict[str, int] | None = None) -> tuple[onnx.ModelProto, list[str], str]:
+def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: Format, cand_types: dict[str, int] | None = None,
+                 cand_order: dict[str, int] | None = None, full: bool = True) -> tuple[onnx.ModelProto, list[str], str]:
     """One model computing the FP32 reference, the candidate and a probe per tensor.
 
-    The reference copy gets ``ref/`` names; it shares graph inputs and
-    initializers with the candidate. Outputs: the candidate's graph outputs,
-    the reference's (``ref/<name>``), and the probe vector.
+    The reference copy gets ``ref/`` names and shares graph inputs and
+    initializers with the candidate. Nodes are emitted interleaved (reference
+    node k, the candidate nodes derived from node k, then the probes of its
+    outputs) so that ONNX Runtime, which follows node order among ready
+    nodes, frees each activation soon after its probe instead of holding
+    both models' activations to the end. Outputs: the candidate's graph
+    outputs, the reference's (``ref/<name>``), and the probe vector.
     """
     src = graph.model
     keep = set(graph.inputs) | set(graph.initializers)
     mapping = {o: REF_PREFIX + o for n in graph.nodes for o in n.output if o and o not in keep}
-    ref_nodes = []
-    for node in graph.nodes:
+    position = {n.name: k for k, n in enumerate(graph.nodes)}
+    keyed: list[tuple[tuple, onnx.NodeProto]] = []
+    for k, node in enumerate(graph.nodes):
         new = onnx.NodeProto()
         new.CopyFrom(node)
         new.name = REF_PREFIX + node.name
-        for k, i in enumerate(new.input):
-            new.input[k] = mapping.get(i, i)
-        for k, o in enumerate(new.output):
-            new.output[k] = mapping.get(o, o)
+        for j, i in enumerate(new.input):
+            new.input[j] = mapping.get(i, i)
+        for j, o in enumerate(new.output):
+            new.output[j] = mapping.get(o, o)
         _rename_subgraph_refs(new, mapping)
-        ref_nodes.append(new)
-    pb = ProbeBuilder(fmt, graph.opset)
-    cast_nodes = []
+        keyed.append(((k, 0), new))
+    last = len(graph.nodes)
+    for j, node in enumerate(candidate.graph.node):
+        keyed.append(((cand_order.get(node.name, last) if cand_order else last, 1, j), node))
+    pb = ProbeBuilder(fmt, graph.opset, full=full)
     for t in tensors:
+        at = position.get(graph.producer[t].name, last) if t in graph.producer else last
+        start = len(pb.nodes)
         c = t
         if cand_types and cand_types.get(t, TensorProto.FLOAT) != TensorProto.FLOAT:
             c = f"{t}/as_fp32{SUFFIX}"
-            cast_nodes.append(helper.make_node("Cast", [t], [c], to=TensorProto.FLOAT, name=c))
+            pb.nodes.append(helper.make_node("Cast", [t], [c], to=TensorProto.FLOAT, name=c))
         pb.add(t, mapping.get(t, t), c)
+        keyed.extend(((at, 2, start + j), nd) for j, nd in enumerate(pb.nodes[start:]))
     probe_nodes, probe_inits, stats_out = pb.finish()
+    keyed.append(((last + 1, 3), probe_nodes[-1]))
+    keyed.sort(key=lambda kv: kv[0])
     cg = candidate.graph
     ref_outputs = [helper.make_tensor_value_info(mapping.get(o.name, o.name), o.type.tensor_type.elem_type, None) for o in src.graph.output]
-    g = helper.make_graph(
-        ref_nodes + list(cg.node) + cast_nodes + probe_nodes, "precdoctor-paired", list(cg.input),
-        list(cg.output) + ref_outputs + [helper.make_tensor_value_info(stats_out, TensorProto.FLOAT, None)],
-        initializer=list(cg.initializer) + probe_inits,
-    )
-    # the candidate may share initializer names with the reference: they are the same tensors
-    seen, uniq = set(), []
-    for init in g.initializer:
+    inits, seen = [], set()
+    for init in list(cg.initializer) + probe_inits:  # the candidate already holds the reference's initializers
         if init.name not in seen:
             seen.add(init.name)
-            uniq.append(init)
-    del g.initializer[:]
-    g.initializer.extend(uniq)
+            inits.append(init)
+    g = helper.make_graph(
+        [nd for _, nd in keyed], "precdoctor-paired", list(cg.input),
+        list(cg.output) + ref_outputs + [helper.make_tensor_value_info(stats_out, TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
     m = helper.make_model(g, opset_imports=list(candidate.opset_import), producer_name="precdoctor-probe")
     m.ir_version = candidate.ir_version
     m.functions.extend(candidate.functions)

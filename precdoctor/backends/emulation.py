@@ -8,6 +8,44 @@ from ..emulate import PROFILES, emulation_model
 from . import Backend, Probe, ort
 
 
+def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, providers=None, graph_opt="basic") -> Probe:
+    """Probe every float tensor of ``candidate`` against FP32 in one paired session per stage.
+
+    Stage 1 runs cheap probes on all tensors; stage 2 re-runs full probes on
+    the tensors stage 1 saw go non-finite or out of range (usually few).
+    """
+    fmt = plan.format
+    tensors = graph.float_tensors()
+    ref_names = [probes.REF_PREFIX + o if o in graph.producer else o for o in graph.outputs]
+
+    def run(subset, full, want_outputs):
+        model, labels, stats_name = probes.paired_model(graph, candidate, subset, fmt, cand_types, cand_order, full)
+        sess = ort.session(model, providers, graph_opt, lean=True)
+        names = (graph.outputs + ref_names if want_outputs else []) + [stats_name]
+        per_sample, outs = [], []
+        for feed in samples:
+            res = ort.run(sess, feed, names)
+            per_sample.append(res[stats_name].astype(np.float64).reshape(len(labels), probes.K))
+            if want_outputs:
+                outs.append(({o: res[r] for o, r in zip(graph.outputs, ref_names)}, {o: res[o] for o in graph.outputs}))
+        return per_sample, outs
+
+    fast, outs = run(tensors, False, True)
+    redo = sorted({i for raw in fast for i in range(len(tensors)) if probes.needs_full(raw[i], fmt)})
+    total = None
+    for raw in fast:
+        total = probes.combine(total, np.stack([probes.complete_fast(r) for r in raw]))
+    notes = []
+    if redo:
+        full, _ = run([tensors[i] for i in redo], True, False)
+        acc = None
+        for raw in full:
+            acc = probes.combine(acc, raw)
+        total[redo] = acc
+        notes.append(f"{len(redo)} tensor(s) re-probed in full (non-finite or out of range)")
+    return Probe(tensors, total, outs, notes)
+
+
 class EmulationBackend(Backend):
     name = "emulate"
 
@@ -25,16 +63,6 @@ class EmulationBackend(Backend):
         return lambda feed: ort.run(sess, feed, outputs)
 
     def probe(self, graph, plan, samples) -> Probe:
-        cand = emulation_model(graph, plan, self.profile)
-        tensors = graph.float_tensors()
-        model, labels, stats_name = probes.paired_model(graph, cand, tensors, plan.format)
-        sess = ort.session(model)
-        ref_names = [probes.REF_PREFIX + o if o in {t for n in graph.nodes for t in n.output} else o for o in graph.outputs]
-        total = None
-        outs = []
-        for feed in samples:
-            res = ort.run(sess, feed, graph.outputs + ref_names + [stats_name])
-            raw = res[stats_name].astype(np.float64).reshape(len(labels), probes.K)
-            total = probes.combine(total, raw)
-            outs.append(({o: res[r] for o, r in zip(graph.outputs, ref_names)}, {o: res[o] for o in graph.outputs}))
-        return Probe(labels, total, outs)
+        order: dict[str, int] = {}
+        cand = emulation_model(graph, plan, self.profile, order)
+        return paired_probe(graph, plan, samples, cand, order)

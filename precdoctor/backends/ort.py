@@ -13,12 +13,15 @@ _PROTOBUF_LIMIT = 2_000_000_000
 OPT_LEVELS = ("none", "basic", "all")
 
 
-def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0):
+def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0, lean: bool = False):
     """An InferenceSession for ``model``; models past protobuf's 2 GB go through a temp file.
 
     ``graph_opt`` defaults to ``basic``: constant folding only. ORT's extended
     fusions (LayerNorm, Gelu, attention) change the numbers, which is exactly
     what a precision comparison must not have happen behind its back.
+    ``lean`` (paired probe graphs): execute in node order (PRIORITY_BASED),
+    which our interleaved graphs are laid out for, and use no CPU arena, which
+    would otherwise keep the high-water mark of every run.
     """
     import onnxruntime as ort
 
@@ -29,6 +32,9 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[graph_opt]
     so.log_severity_level = 3
+    if lean:
+        so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+        so.enable_cpu_mem_arena = False
     if threads:
         so.intra_op_num_threads = threads
     providers = providers or ["CPUExecutionProvider"]

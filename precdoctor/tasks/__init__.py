@@ -1,0 +1,1 @@
+"""Task metrics: audio loading, CTC and Whisper decoding, WER/CER."""

@@ -1,0 +1,67 @@
+"""Whisper: log-mel in, encoder under test, greedy decoding with the English-only prompt."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..backends import ort
+from ..errors import BadInput
+from ..graph import load_model
+from .logmel import SAMPLE_RATE, log_mel
+
+
+class WhisperTask:
+    """``encoder``: the model under test, [1, 80, 3000] log-mel -> [1, 1500, D].
+
+    The decoder (tokens + encoder states -> logits) runs FP32 on ONNX Runtime
+    unless a ``decoder_runner`` is given (``--test decoder|both``).
+    """
+
+    name = "whisper"
+    rate = SAMPLE_RATE
+
+    def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, decoder_runner=None):
+        from tokenizers import Tokenizer
+
+        for p in (decoder, tokenizer):
+            if not Path(p).is_file():
+                raise BadInput(f"whisper task: file not found: {p}")
+        meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
+        m = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        self.sot, self.no_ts, self.eot = m.get("sot", 50257), m.get("no_timestamps", 50362), m.get("eot", 50256)
+        self.suppress = np.array(m.get("suppress_ids", []), np.int64)
+        self.suppress_begin = np.array(m.get("suppress_ids_begin", [220, self.eot]), np.int64)
+        self.max_tokens = int(m.get("max_tokens", 224))
+        self.tokenizer = Tokenizer.from_file(str(tokenizer))
+        self.decoder_model = load_model(decoder)
+        self.decoder = decoder_runner or self._fp32_decoder()
+        self.input_name = None  # set by the workflow from the encoder's single input
+
+    def _fp32_decoder(self):
+        sess = ort.session(self.decoder_model)
+        return lambda feed: ort.run(sess, feed, ["logits"])
+
+    def describe(self) -> dict:
+        return {"task": self.name, "decoder": "fp32 onnxruntime" if self.decoder else "", "max_tokens": self.max_tokens}
+
+    def feeds(self, audio: np.ndarray, input_name: str) -> dict:
+        return {input_name: log_mel(audio)}
+
+    def transcribe(self, outputs: dict) -> str:
+        states = next(iter(outputs.values())).astype(np.float32)
+        tokens = [self.sot, self.no_ts]
+        prompt = len(tokens)
+        for _ in range(self.max_tokens):
+            logits = self.decoder({"tokens": np.array([tokens], np.int64), "encoder_hidden_states": states})["logits"][0, -1]
+            logits = logits.astype(np.float32).copy()
+            logits[self.suppress[self.suppress < logits.size]] = -np.inf
+            if len(tokens) == prompt:
+                logits[self.suppress_begin[self.suppress_begin < logits.size]] = -np.inf
+            nxt = int(np.argmax(logits))
+            if nxt == self.eot:
+                break
+            tokens.append(nxt)
+        text_tokens = [t for t in tokens[prompt:] if t < self.eot]
+        return self.tokenizer.decode(text_tokens).strip()
