@@ -67,6 +67,28 @@ def plan_options(fn):
     return fn
 
 
+def task_options(fn):
+    opts = [
+        click.option("--task", "task_name", help="Task metric: ctc, whisper, or package.module:factory."),
+        click.option("--data", "data", type=click.Path(), help="Dataset: NeMo manifest, or folder of audio + .txt."),
+        click.option("--limit", type=int, help="Use the first N clips of the dataset."),
+        click.option("--label-free", is_flag=True, help="Reference transcript = the FP32 model's output (drift WER)."),
+        click.option("--decoder", type=click.Path(dir_okay=False), help="whisper: decoder ONNX (default: decoder.onnx beside the model)."),
+        click.option("--tokenizer", type=click.Path(dir_okay=False), help="whisper: tokenizer.json (default: beside the model)."),
+        click.option("--vocab", type=click.Path(dir_okay=False), help="ctc: vocab.json (token -> id) or one token per line."),
+        click.option("--blank", default=0, show_default=True, help="ctc: blank id."),
+        click.option("--delimiter", default="|", show_default=True, help="ctc: word delimiter token."),
+        click.option("--normalize-audio/--no-normalize-audio", default=True, show_default=True, help="ctc: zero-mean unit-variance waveform."),
+        click.option("--numbers", is_flag=True, help="WER: spell out digits before scoring."),
+        click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True),
+        click.option("--test", "test_part", type=click.Choice(["encoder", "decoder", "both"]), default="encoder", show_default=True,
+                     help="whisper: which part runs in reduced precision."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
 def backend_from(opts: dict):
     from .backends import get_backend
 
@@ -115,6 +137,56 @@ def scan(model, inputs, shapes, seed, json_out):
     result = scanner.scan(graph, samples)
     click.echo(scanner.summary(result))
     write_json(json_out, result)
+
+
+@main.command()
+@model_options
+@click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True)
+@click.option("--accept", "accept", multiple=True,
+              help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
+                   "[OUTPUT:]..., wer<=+X (with --task/--data). Default: finite, rel-l2<=0.05.")
+@click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
+@click.option("--profile", type=click.Choice(["fused", "strict"]), default="fused", show_default=True)
+@click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
+@click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
+@click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write run.json here.")
+@click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
+@click.option("--no-report", is_flag=True, help="Do not write OUT/index.html.")
+@click.option("--quiet", is_flag=True, help="No progress on the terminal.")
+@task_options
+@guarded
+def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, backend, graph_opt, trt_typing, outdir,
+           json_out, no_baselines, no_report, quiet, **task_opts):
+    """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
+    from . import bisect as job
+    from . import workflow
+
+    opts = {"backend": backend, "profile": profile, "graph_opt": graph_opt, "trt_typing": trt_typing}
+    task, samples_spec = workflow.task_setup(model, inputs, shapes, seed, task_opts, precision)
+    result = job.run(model, samples_spec, backend_from(opts), outdir,
+                     job.BisectOptions(precision, tuple(accept), budget, profile, quiet, not no_baselines, task=task))
+    if not no_report:
+        from .report import render_to
+
+        result["report"] = str(render_to(result, Path(outdir) / "index.html"))
+    click.echo(workflow.bisect_summary(result))
+    write_json(json_out, result)
+    sys.exit(1 if result["verdict"] == "unfixed" else 0)
+
+
+@main.command()
+@click.argument("pins_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["trtexec", "polygraphy", "autocast", "mixed-onnx"]), required=True)
+@click.option("--model", type=click.Path(dir_okay=False), help="The FP32 model (default: the one pins.json names).")
+@click.option("--out", "outdir", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder to write into.")
+@guarded
+def pins(pins_file, fmt, model, outdir):
+    """Re-emit an artifact from a saved pins.json."""
+    from . import workflow
+
+    click.echo(workflow.reemit(pins_file, fmt, model, outdir))
 
 
 if __name__ == "__main__":

@@ -78,6 +78,7 @@ class Findings:
     verdict: str  # "ok" | "diverges"
     reasons: list[str] = field(default_factory=list)
     trace: list[dict] = field(default_factory=list)
+    pairs: list = field(default_factory=list, repr=False)  # per sample (reference, candidate) graph outputs
 
 
 def position_stats(ref: np.ndarray, cand: np.ndarray, atol: float) -> tuple[int, int, np.ndarray]:
@@ -157,7 +158,7 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, fmt: Fo
             pos += 1
     outputs = output_findings(pairs, graph, fmt, tol) if pairs else {}
     reasons = [f"{o}: {', '.join(m['reasons'])}" for o, m in outputs.items() if m["diverges"]]
-    f = Findings(tensors, origin, origin_t, first_div, outputs, "diverges" if reasons else "ok", reasons)
+    f = Findings(tensors, origin, origin_t, first_div, outputs, "diverges" if reasons else "ok", reasons, pairs=pairs or [])
     f.trace = trace(graph, per, origin_t or _tensor_of(graph, first_div), floor)
     return f
 

@@ -152,7 +152,7 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
             if init is not None:
                 inits_out.append(numpy_helper.from_array(fmt.round(numpy_helper.to_array(init)), dst))
             else:
-                nodes, inits = round_nodes(t, dst, fmt, opset, f"{tag}/border")
+                nodes, inits = round_nodes(t, dst, fmt, opset, dst)
                 emit(*nodes)
                 inits_out.extend(inits)
             rounded_borders[t] = dst

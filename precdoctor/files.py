@@ -67,3 +67,20 @@ def dump_json(path: str | Path, data) -> Path:
 
 def jsonable(data):
     return _clean(data)
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Save an ONNX model atomically; past protobuf's 2 GB the weights go to PATH.data beside it."""
+    import onnx
+
+    path = Path(path)
+    if model.ByteSize() < 2_000_000_000:
+        return write_bytes(path, model.SerializeToString())
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        onnx.save(model, str(tmp), save_as_external_data=True, location=path.name + ".data")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

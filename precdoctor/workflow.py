@@ -11,10 +11,15 @@ from .inputs import gather_samples
 from .plan import build_plan
 
 
-def load(model_path: str, inputs=(), shapes=(), seed: int = 0) -> tuple[GraphView, list[dict]]:
+def load(model_path: str, inputs=(), shapes=(), seed: int = 0, make_samples=None) -> tuple[GraphView, list[dict]]:
+    """The model's graph and validated input samples (``make_samples(graph)`` overrides files and shapes)."""
     graph = view(load_model(model_path))
     if not graph.float_tensors():
         raise BadInput(f"{model_path} has no float32 tensors: nothing to run in reduced precision")
+    if make_samples is not None:
+        from .inputs import validate
+
+        return graph, validate(graph, make_samples(graph))
     samples = gather_samples(graph, list(inputs), list(shapes), seed)
     return graph, samples
 
@@ -80,3 +85,64 @@ def compare_summary(r: dict, top: int = 8) -> str:
             lines.append(f"  {t['index']:>4}  {t['node'][:40]:40s} {t['op'][:18]:18s} {_g(t['rel_l2']):>9} {_g(t['sqnr_db'], '.1f'):>8} "
                          f"{t['nonfinite_new']:>8} {_g(t['ref_absmax']):>11}")
     return "\n".join(lines)
+
+
+def task_setup(model_path, inputs, shapes, seed, task_opts: dict, precision: str):
+    """(task judge or None, arguments for load()): with --task, samples come from the dataset's audio."""
+    if not task_opts.get("task_name"):
+        if task_opts.get("data"):
+            raise BadInput("--data needs --task (ctc, whisper or package.module:factory)")
+        return None, (inputs, shapes, seed)
+    from .tasks.evaluate import make_judge
+
+    judge = make_judge(model_path, task_opts)
+    return judge, (inputs, shapes, seed, judge.samples)
+
+
+def bisect_summary(r: dict) -> str:
+    lines = [f"precdoctor bisect: {r['verdict'].upper()} - {r['message']}"]
+    if r["pins"]:
+        lines.append(f"pins ({len(r['pins'])}, {r['casts']} precision boundaries):")
+        lines += [f"  {p}  [{r['node_ops'].get(p, '?')}]  {r['why'].get(p, '')}" for p in r["pins"]]
+    lines.append(f"evaluations: {r['evaluations']} (bound k*ceil(log2 N)+3 = {r['evaluation_bound']}, {r['candidates']} candidates)"
+                 + (f", {r['evaluations_resumed']} from the journal" if r["evaluations_resumed"] else "")
+                 + ("; 1-minimal: verified" if r["one_minimal"] and r["pins"] else ""))
+    b = r.get("baselines") or {}
+    if b:
+        lines.append("baselines (same model, inputs and acceptance):")
+        lines.append(f"  {'method':28s} {'FP32 nodes':>10} {'passes':>7} {'evaluations':>12}")
+        rr, pb, pd = b["range_rule"], b["prefix_bisection"], b["precdoctor"]
+        yes = lambda x: "-" if x is None else ("yes" if x else "no")
+        lines.append(f"  {'range rule (AutoCast-style)':28s} {rr['pins']:>10} {yes(rr['passed']):>7} {rr['evaluations']:>12}")
+        lines.append(f"  {'prefix bisection (Polygraphy)':28s} {str(pb['pins'] if pb['pins'] is not None else '-'):>10} {yes(pb['passed']):>7} {pb['evaluations']:>12}")
+        lines.append(f"  {'precdoctor':28s} {pd['pins']:>10} {yes(pd['passed']):>7} {pd['evaluations']:>12}")
+    task = r.get("task")
+    if task and task.get("rows"):
+        lines.append("task metric:")
+        for row in task["rows"]:
+            lines.append(f"  {row['config']:12s} WER {row['wer']:.4f}  CER {row['cer']:.4f}")
+    a = r["artifacts"]
+    lines.append("artifacts: " + ", ".join(v for k, v in a.items() if isinstance(v, str)) + (f", {r['report']}" if r.get("report") else ""))
+    if a.get("trtexec_unsupported"):
+        lines.append(f"  note: trtexec cannot name {len(a['trtexec_unsupported'])} pinned layer(s); see trtexec.txt")
+    return "\n".join(lines)
+
+
+def reemit(pins_file: str, fmt: str, model: str | None, outdir: str) -> str:
+    from pathlib import Path
+
+    from .emit import write_artifacts
+    from .files import ensure_dir
+    from .plan import Plan, load_pins
+
+    data = load_pins(pins_file)
+    model = model or data.get("model")
+    if not model:
+        raise BadInput(f"{pins_file} names no model; pass --model")
+    graph = view(load_model(model))
+    precision = data.get("precision", "fp16")
+    plan = build_plan(graph, precision, data.get("pins", []))
+    plan = Plan(plan.precision, plan.pins, data.get("why", {}))
+    written = write_artifacts(ensure_dir(outdir), str(Path(model).resolve()), graph, plan, (fmt,))
+    names = [v for v in written.values() if isinstance(v, str)]
+    return "\n".join(f"wrote {Path(outdir) / n}" for n in names)
