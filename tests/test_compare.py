@@ -1,0 +1,72 @@
+"""compare and scan on the planted fixtures: origin, first divergence, verdicts, exit codes."""
+import json
+
+import pytest
+from conftest import run_cli
+
+
+PLANTED = ["ln_overflow", "softmax_overflow", "eps_underflow", "two_culprits", "residual_overflow", "bf16_precision"]
+
+
+@pytest.mark.parametrize("name", PLANTED)
+def test_origin_or_first_divergence_is_the_planted_node(name, planted_dir, fixtures, tmp_path):
+    fx = fixtures[name]
+    prec = next(iter(fx.culprits))
+    out = tmp_path / "r.json"
+    code, stdout, _ = run_cli("compare", planted_dir / f"{name}.onnx", "--inputs", planted_dir / f"{name}.npz",
+                              "--precision", prec, "--json", out)
+    r = json.loads(out.read_text())
+    assert code == 1 and r["verdict"] == "diverges"
+    assert fx.origin[prec] in (r["origin"], r["first_divergence"])
+    assert r["tensors"] and [t["index"] for t in r["tensors"]] == list(range(len(r["tensors"])))
+    # with the planted culprits pinned, compare passes
+    pins = tmp_path / "pins.json"
+    pins.write_text(json.dumps({"precision": prec, "pins": fx.culprits[prec]}))
+    code, stdout, _ = run_cli("compare", planted_dir / f"{name}.onnx", "--inputs", planted_dir / f"{name}.npz",
+                              "--precision", prec, "--pins", pins)
+    assert code == 0, stdout
+
+
+@pytest.mark.parametrize("prec", ["fp16", "bf16"])
+def test_healthy_raises_no_alarm(prec, planted_dir, tmp_path):
+    out = tmp_path / "r.json"
+    code, stdout, _ = run_cli("compare", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--precision", prec, "--json", out)
+    r = json.loads(out.read_text())
+    assert code == 0 and r["verdict"] == "ok" and r["origin"] is None and r["first_divergence"] is None
+
+
+def test_other_precision_of_planted_faults_stays_healthy(planted_dir, fixtures):
+    for name, fx in fixtures.items():
+        for prec in fx.healthy:
+            code, stdout, _ = run_cli("compare", planted_dir / f"{name}.onnx", "--inputs", planted_dir / f"{name}.npz", "--precision", prec)
+            assert code == 0, (name, prec, stdout)
+
+
+def test_silent_corruption_is_reported(planted_dir, tmp_path):
+    """ln_overflow: the Inf dies inside the LayerNorm (x / inf = 0); the output is finite but wrong."""
+    out = tmp_path / "r.json"
+    run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz", "--json", out)
+    r = json.loads(out.read_text())
+    o = r["outputs"]["logits"]
+    assert o["nonfinite_new"] == 0 and o["diverges"]
+    assert any("silent corruption" in x for x in o["reasons"])
+    assert r["trace"][0]["node"] == "layer1.ln/Pow" and r["trace"][-1]["is_output"]
+
+
+def test_random_inputs_from_shapes(planted_dir):
+    code, stdout, _ = run_cli("compare", planted_dir / "healthy.onnx", "--input-shapes", "x:[1,48,32]", "--seed", "3")
+    assert code == 0 and "verdict: OK" in stdout
+
+
+def test_scan_flags_ranges_epsilons_and_decomposed_norms(planted_dir, tmp_path):
+    out = tmp_path / "s.json"
+    code, stdout, _ = run_cli("scan", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz", "--json", out)
+    r = json.loads(out.read_text())
+    kinds = {(x["kind"], x["node"]) for x in r["risks"] if x["severity"] == "high"}
+    assert ("range", "layer1.ln/Pow") in kinds and ("decomposed-norm", "layer1.ln/Pow") in kinds
+    assert not any(x["node"].startswith("layer0") and x["severity"] == "high" for x in r["risks"])
+    run_cli("scan", planted_dir / "eps_underflow.onnx", "--inputs", planted_dir / "eps_underflow.npz", "--json", out)
+    r = json.loads(out.read_text())
+    assert any(x["kind"] == "epsilon" and "frontend.floor" in x["tensor"] for x in r["risks"])
+    run_cli("scan", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--json", out)
+    assert not [x for x in json.loads(out.read_text())["risks"] if x["severity"] == "high"]

@@ -1,0 +1,78 @@
+"""Rounding and probes: the numbers everything else stands on."""
+import ml_dtypes
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from precdoctor import probe as probes
+from precdoctor.backends import ort
+from precdoctor.emulate import round_nodes
+from precdoctor.formats import BF16, FP16
+
+
+def _run_graph(nodes, inits, x):
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 11)])
+    m.ir_version = 7
+    return ort.run(ort.session(m), {"x": x})["y"]
+
+
+def test_fp16_rounding_overflows_and_flushes():
+    r = FP16.round(np.array([65504, 65520, 1e-8, 3e-8, -7e4], np.float32))
+    assert r[0] == 65504 and np.isinf(r[1]) and r[2] == 0 and r[3] == pytest.approx(5.96e-8, rel=1e-3) and r[4] == -np.inf
+
+
+def test_bf16_veltkamp_matches_ml_dtypes_below_opset_13():
+    """BF16 Cast needs opset 13; the arithmetic rounding must agree with real bfloat16 rounding."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(20000) * 10.0 ** rng.integers(-20, 20, 20000), [0.0, -0.0, 1.0, 3e38]]).astype(np.float32)
+    nodes, inits = round_nodes("x", "y", BF16, 11, "t")
+    y = _run_graph(nodes, inits, x)
+    want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
+    mismatch = y != want
+    # Veltkamp splitting breaks exact ties away from even: at most one bf16 ulp, and only on ties
+    assert mismatch.mean() < 0.01
+    assert np.all(np.abs(y[mismatch] - want[mismatch]) <= np.abs(want[mismatch]) * 2.0 ** -7)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_in_graph_probe_matches_numpy(full):
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((3, 50)).astype(np.float32) * 100
+    ref[0, 0] = 1e-9  # underflows in FP16
+    ref[0, 1] = 7e4  # overflows in FP16
+    cand = FP16.round(ref)
+    pb = probes.ProbeBuilder(FP16, 13, full=full)
+    pb.add("t", "r", "c")
+    nodes, inits, out = pb.finish()
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    got = ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+    want = probes.numpy_stats(ref, cand, FP16)
+    if full:
+        np.testing.assert_allclose(got, want, rtol=1e-4)
+        assert got[probes.IDX["nonfinite_new"]] == 1 and got[probes.IDX["n_overflow"]] == 1 and got[probes.IDX["n_underflow"]] == 1
+    else:
+        # the fast probe sees the inf through its sums and asks for a full one
+        assert probes.needs_full(got, FP16)
+
+
+def test_fast_probe_completion_on_finite_data():
+    rng = np.random.default_rng(2)
+    ref = rng.standard_normal(1000).astype(np.float32)
+    cand = BF16.round(ref)
+    pb = probes.ProbeBuilder(BF16, 13, full=False)
+    pb.add("t", "r", "c")
+    nodes, inits, out = pb.finish()
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    got = probes.complete_fast(ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64))
+    want = probes.numpy_stats(ref, cand, BF16)
+    keep = [i for i, f in enumerate(probes.FIELDS) if f != "n_underflow"]
+    np.testing.assert_allclose(got[keep], want[keep], rtol=1e-3)
