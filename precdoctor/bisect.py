@@ -117,6 +117,11 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
         other_fmt = "bf16" if fmt.name == "fp16" else "fp16"
         other = compare_plan(graph, Plan(other_fmt), samples, backend, tol)
     timing["compare_s"] = time.perf_counter() - t
+    if opts.task is not None:
+        t = time.perf_counter()
+        task_report = task_report or opts.task.report_header(task_criteria)
+        task_report.update(opts.task.table(backend, graph, fmt.name, frozenset(result.pins)))
+        timing["task_s"] = time.perf_counter() - t
     artifacts = write_artifacts(outdir, str(Path(model_path).resolve()), graph, plan)
     verdict = {"healthy": "healthy", "fixed": "fixed", "unfixed": "unfixed"}[result.status]
     evaluations = [e.to_json() for e in ev.log]

@@ -176,6 +176,31 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, back
     sys.exit(1 if result["verdict"] == "unfixed" else 0)
 
 
+@main.command(name="wer")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True,
+              help="Reduced precision to compare with FP32 (fp32: the reference row only).")
+@click.option("--pins", "pin_files", multiple=True, help="pins.json: adds a row for the pinned plan.")
+@click.option("--profile", type=click.Choice(["fused", "strict"]), default="fused", show_default=True)
+@click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
+@click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
+@click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)
+@click.option("--other/--no-other", default=False, show_default=True, help="Also the other reduced format (bf16 next to fp16).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False))
+@task_options
+@guarded
+def wer_cmd(model, precision, pin_files, profile, backend, graph_opt, trt_typing, other, json_out, **task_opts):
+    """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
+    from . import workflow
+
+    if not task_opts.get("task_name"):
+        raise BadInput("wer needs --task (ctc, whisper or package.module:factory) and --data")
+    opts = {"backend": backend, "profile": profile, "graph_opt": graph_opt, "trt_typing": trt_typing}
+    result = workflow.wer_table(model, precision, pin_files, task_opts, backend_from(opts), other)
+    click.echo(workflow.wer_summary(result))
+    write_json(json_out, result)
+
+
 @main.command()
 @click.argument("pins_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["trtexec", "polygraphy", "autocast", "mixed-onnx"]), required=True)

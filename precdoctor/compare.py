@@ -151,7 +151,7 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, fmt: Fo
             growth = err[o] / base if math.isfinite(err[o]) else math.inf
             if origin is None and m["nonfinite_new"] and all(per[i]["nonfinite_new"] == 0 for i in ins):
                 origin, origin_t = node.name, o
-            if first_div is None and err[o] > floor and growth >= GROWTH:
+            if first_div is None and err[o] > floor and growth >= GROWTH and _propagates(graph, o, err, floor):
                 first_div = node.name
             tensors.append({"index": pos, "tensor": o, "node": node.name, "op": node.op_type,
                             "growth": _num(growth), **m})
@@ -161,6 +161,17 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, fmt: Fo
     f = Findings(tensors, origin, origin_t, first_div, outputs, "diverges" if reasons else "ok", reasons, pairs=pairs or [])
     f.trace = trace(graph, per, origin_t or _tensor_of(graph, first_div), floor)
     return f
+
+
+def _propagates(graph: GraphView, tensor: str, err: dict, floor: float) -> bool:
+    """The error reaches a graph output or some consumer's output: noise that the next op
+    absorbs (the near-zero mean of a LayerNorm, subtracted from x) is not a divergence."""
+    if tensor in graph.outputs:
+        return True
+    for c in graph.consumers.get(tensor, []):
+        if any(err.get(o, 0.0) > floor for o in graph.float_outputs(c)):
+            return True
+    return False
 
 
 def _tensor_of(graph: GraphView, node: str | None) -> str | None:

@@ -68,6 +68,13 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         onnx.load_external_data_for_model(model, str(path.parent))
     except Exception as exc:  # onnx raises assorted types for broken external data
         raise BadInput(f"cannot read external data of {path}: {exc}") from None
+    try:
+        if model.ByteSize() < 2_000_000_000:
+            onnx.checker.check_model(model)
+        else:
+            onnx.checker.check_model(str(path))
+    except Exception as exc:  # ValidationError, or errors of the custom-domain kind
+        raise BadInput(f"{path} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
     name_nodes(model)
     return model
 

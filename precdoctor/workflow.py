@@ -146,3 +146,58 @@ def reemit(pins_file: str, fmt: str, model: str | None, outdir: str) -> str:
     written = write_artifacts(ensure_dir(outdir), str(Path(model).resolve()), graph, plan, (fmt,))
     names = [v for v in written.values() if isinstance(v, str)]
     return "\n".join(f"wrote {Path(outdir) / n}" for n in names)
+
+
+def wer_table(model_path, precision, pin_files, task_opts, backend, other: bool) -> dict:
+    from .tasks.evaluate import make_judge
+
+    t0 = time.perf_counter()
+    judge = make_judge(model_path, task_opts)
+    graph = view(load_model(model_path))
+    pins = frozenset()
+    if pin_files:
+        pins = build_plan(graph, "fp16" if precision == "fp32" else precision, (), pin_files).pins
+    if task_opts.get("test_part", "encoder") != "encoder":
+        _low_precision_decoder(judge, task_opts, precision)
+    if precision == "fp32":
+        from .backends.reference import ReferenceBackend
+
+        base = judge.fp32(ReferenceBackend(graph))
+        table = {"rows": [judge.row(base, judge.references(base))], "worst": []}
+    else:
+        table = judge.table(backend, graph, precision, pins, other)
+    return {"command": "wer", "model": str(model_path), "precision": precision, "pins": sorted(pins), **backend.describe(),
+            "task": judge.task.describe(), "clips": len(judge.clips), "wer": table["rows"], "worst": table["worst"],
+            "normalization": table.get("normalization"), "seconds": time.perf_counter() - t0, "versions": versions()}
+
+
+def _low_precision_decoder(judge, task_opts, precision):
+    """--test decoder|both (whisper): the decoder runs the naive low-precision plan too."""
+    from .backends.emulation import EmulationBackend
+    from .plan import Plan
+
+    task = judge.task
+    if not hasattr(task, "decoder_model"):
+        raise BadInput("--test decoder|both applies to the whisper task")
+    if precision == "fp32":
+        return
+    runner = EmulationBackend().runner(view(task.decoder_model), Plan(precision))
+    task.decoder = runner
+    if task_opts.get("test_part") == "decoder":
+        raise BadInput("--test decoder: pass the decoder as MODEL is not supported; use --test both")
+
+
+def wer_summary(r: dict) -> str:
+    lines = [f"precdoctor wer: {r['model']} ({r['task']['task']}, {r['clips']} clips, {r['backend']})",
+             f"  {'config':12s} {'WER':>8} {'CER':>8} {'S':>5} {'I':>5} {'D':>5} {'words':>6} {'utts':>5} {'time s':>7}"]
+    for row in r["wer"]:
+        lines.append(f"  {row['config']:12s} {row['wer']:8.4f} {row['cer']:8.4f} {row['substitutions']:5d} {row['insertions']:5d} "
+                     f"{row['deletions']:5d} {row['words']:6d} {row['utterances']:5d} {row['seconds']:7.1f}")
+    if r["worst"]:
+        lines.append("worst utterances (by naive WER):")
+        for u in r["worst"][:3]:
+            lines.append(f"  [{u['id']}] WER {u['wer_naive']:.2f}")
+            for k, v in u.items():
+                if k not in ("id", "wer_naive"):
+                    lines.append(f"    {k:10s} {v}")
+    return "\n".join(lines)
