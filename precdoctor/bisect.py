@@ -122,7 +122,7 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
         task_report = task_report or opts.task.report_header(task_criteria)
         task_report.update(opts.task.table(backend, graph, fmt.name, frozenset(result.pins)))
         timing["task_s"] = time.perf_counter() - t
-    artifacts = write_artifacts(outdir, str(Path(model_path).resolve()), graph, plan)
+    artifacts = write_artifacts(outdir, str(model_path), graph, plan)
     verdict = {"healthy": "healthy", "fixed": "fixed", "unfixed": "unfixed"}[result.status]
     evaluations = [e.to_json() for e in ev.log]
     run_json = {
@@ -164,7 +164,7 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
         "versions": versions(),
         **opts.extra,
     }
-    plan.save(outdir / "pins.json", {"model": str(Path(model_path).resolve()), "accept": run_json["accept"],
+    plan.save(outdir / "pins.json", {"model": str(model_path), "accept": run_json["accept"],
                                       "verdict": verdict, "one_minimal": result.one_minimal,
                                       "evaluations": result.evaluations, "casts": artifacts.get("casts"),
                                       "profile": opts.profile, "backend": backend.name})

@@ -202,6 +202,17 @@ def wer_cmd(model, precision, pin_files, profile, backend, graph_opt, trt_typing
 
 
 @main.command()
+@click.argument("run_json", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@guarded
+def report(run_json, out):
+    """Render a run JSON (bisect, compare or wer) as one self-contained HTML file."""
+    from .report import render_file
+
+    click.echo(f"wrote {render_file(run_json, out)}")
+
+
+@main.command()
 @click.argument("pins_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["trtexec", "polygraphy", "autocast", "mixed-onnx"]), required=True)
 @click.option("--model", type=click.Path(dir_okay=False), help="The FP32 model (default: the one pins.json names).")
