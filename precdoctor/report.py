@@ -11,6 +11,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 from .files import write_text
@@ -27,7 +28,9 @@ def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     text = buf.getvalue()
-    return text[text.index("<svg"):]
+    text = text[text.index("<svg"):]
+    # matplotlib's RDF metadata carries a date and external URLs: drop it (deterministic, self-contained)
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
 
 
 def _plots(run: dict) -> dict:

@@ -231,14 +231,20 @@ class SearchResult:
     budget_exhausted: bool = False
 
 
-def search(order: list[str], seed_len: int, ev: Evaluator) -> SearchResult:
+def search(order: list[str], seed_len: int, ev: Evaluator, base: tuple[str, ...] = ()) -> SearchResult:
+    """Fewest pins from ``order`` (on top of the always-pinned ``base``) that pass ``ev``."""
+    base = list(base)
+    plan = lambda extra: frozenset(base + list(extra))
     try:
-        if ev(frozenset()):
-            return SearchResult("healthy", [], True, ev.count, "the naive plan already passes: nothing to pin")
+        if ev(plan([])):
+            if not base:
+                return SearchResult("healthy", [], True, ev.count, "the naive plan already passes: nothing to pin")
+            necessity = _minimize(base, ev)
+            return SearchResult("fixed", [n for n in base if n in necessity], True, ev.count, "", necessity)
         hi = None
-        if seed_len and ev(frozenset(order[:seed_len])):
+        if seed_len and ev(plan(order[:seed_len])):
             hi = seed_len
-        elif ev(frozenset(order)):
+        elif ev(plan(order)):
             hi = len(order)
         if hi is None:
             return SearchResult("unfixed", [], False, ev.count,
@@ -246,18 +252,18 @@ def search(order: list[str], seed_len: int, ev: Evaluator) -> SearchResult:
                                 "(loosen --accept, or check the reference itself)")
         found: list[str] = []
         pool = order[:hi]
-        while not ev(frozenset(found)):
+        while not ev(plan(found)):
             lo, hi = 0, len(pool)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if ev(frozenset(found + pool[:mid])):
+                if ev(plan(found + pool[:mid])):
                     hi = mid
                 else:
                     lo = mid
             found.append(pool[hi - 1])
             pool = pool[: hi - 1]
-        necessity = _minimize(found, ev)
-        pins = [n for n in order if n in necessity]
+        necessity = _minimize(base + found, ev)
+        pins = [n for n in base + [n for n in order if n not in base] if n in necessity]
         return SearchResult("fixed", pins, True, ev.count, f"{len(pins)} node(s) pinned to FP32; dropping any one breaks acceptance",
                             necessity)
     except BudgetExhausted:
