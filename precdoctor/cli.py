@@ -54,8 +54,10 @@ def plan_options(fn):
         click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True),
         click.option("--pins", "pin_files", multiple=True, help="pins.json to apply (repeatable)."),
         click.option("--pin", "pin_selectors", multiple=True, help="Pin nodes to FP32: NAME, glob:PAT, re:REGEX or op:OpType; repeatable."),
-        click.option("--profile", type=click.Choice(["fused", "strict"]), default="fused", show_default=True,
-                     help="Emulation of fused ops (LayerNormalization, InstanceNormalization): fused = FP32 inside, strict = every primitive op in low precision."),
+        click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True,
+                     help="Fused-op numerics: fused = LayerNormalization/InstanceNormalization FP32 inside (TensorRT, ORT CUDA); "
+                          "strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm chains fused "
+                          "as ONNX Runtime's graph optimizations do."),
         click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True),
         click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True,
                      help="ONNX Runtime graph optimizations for --backend ort-cuda (fusions change the numbers)."),
@@ -146,7 +148,7 @@ def scan(model, inputs, shapes, seed, json_out):
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
                    "[OUTPUT:]..., wer<=+X (with --task/--data). Default: finite, rel-l2<=0.05.")
 @click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
-@click.option("--profile", type=click.Choice(["fused", "strict"]), default="fused", show_default=True)
+@click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True)
 @click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
 @click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
 @click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)
@@ -181,7 +183,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, back
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True,
               help="Reduced precision to compare with FP32 (fp32: the reference row only).")
 @click.option("--pins", "pin_files", multiple=True, help="pins.json: adds a row for the pinned plan.")
-@click.option("--profile", type=click.Choice(["fused", "strict"]), default="fused", show_default=True)
+@click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True)
 @click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
 @click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
 @click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)

@@ -12,7 +12,9 @@ Fused ops whose internal precision belongs to the target engine follow a
 profile: ``fused`` (default) computes them in FP32 and rounds their output,
 as TensorRT's INormalizationLayer and ONNX Runtime CUDA's LayerNorm do;
 ``strict`` decomposes them into primitive ops, each rounded, as TensorRT does
-with an opset < 17 LayerNorm.
+with an opset < 17 LayerNorm; ``ort-fused`` is ``fused`` plus what ONNX
+Runtime's graph optimizations do to a *decomposed* LayerNorm: fuse the chain
+into one op that computes in FP32 (only its output is rounded).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from .formats import Format
 from .graph import FLOAT, VALUE_PRESERVING_OPS, GraphView
 from .plan import Plan
 
-PROFILES = ("fused", "strict")
+PROFILES = ("fused", "strict", "ort-fused")
 DECOMPOSED_OPS = ("LayerNormalization", "InstanceNormalization")
 SUFFIX = "@pd"  # marks names we add, so they never clash with the model's
 
@@ -158,6 +160,14 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
             rounded_borders[t] = dst
         return rounded_borders[t]
 
+    inside: set[str] = set()  # ort-fused: tensors internal to a fused LayerNorm chain stay FP32
+    if profile == "ort-fused":
+        from .graph import layernorm_patterns
+
+        for pat in layernorm_patterns(graph):
+            if not pins.intersection(pat["nodes"]):
+                chain = [graph.node(n) for n in pat["nodes"]]
+                inside.update(o for nd in chain for o in nd.output if o != pat["output"])
     expanded: list[tuple[onnx.NodeProto, str, int]] = []  # (node, owner in the plan, original index)
     for index, node in enumerate(graph.nodes):
         parts = None
@@ -182,12 +192,14 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
         new = onnx.NodeProto()
         new.CopyFrom(node)
         for k, i in enumerate(node.input):
-            if i and types.get(i) == FLOAT:
+            if i and types.get(i) == FLOAT and i not in inside:
                 new.input[k] = border(i, node.name)
         preserving = node.op_type in VALUE_PRESERVING_OPS
         tail: list[onnx.NodeProto] = []
         for k, o in enumerate(node.output):
             if not o or types.get(o) != FLOAT:
+                continue
+            if o in inside:
                 continue
             low_outputs.add(o)
             if preserving:

@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import TensorProto
@@ -205,3 +206,58 @@ def view(model: onnx.ModelProto) -> GraphView:
             v.consumers[i].append(node)
     v._by_name = {n.name: n for n in v.nodes}
     return v
+
+
+def _const_scalar(graph: GraphView, name: str):
+    from onnx import numpy_helper
+
+    init = graph.initializers.get(name)
+    if init is not None and int(np.prod(init.dims)) == 1:
+        return float(numpy_helper.to_array(init).reshape(-1)[0])
+    node = graph.producer.get(name)
+    if node is not None and node.op_type == "Constant":
+        for a in node.attribute:
+            if a.name == "value":
+                arr = numpy_helper.to_array(a.t)
+                if arr.size == 1:
+                    return float(arr.reshape(-1)[0])
+    return None
+
+
+def layernorm_patterns(graph: GraphView) -> list[dict]:
+    """Decomposed LayerNorms: ReduceMean -> Sub -> Pow(2)|Mul(x,x) -> ReduceMean -> Add(eps) -> Sqrt -> Div
+    [-> Mul(gamma) -> Add(beta)], the chain opset < 17 exporters write and ORT's LayerNormFusion fuses."""
+    found = []
+
+    def only(t, op):
+        cs = graph.consumers.get(t, [])
+        return [c for c in cs if c.op_type == op]
+
+    for sq in graph.nodes:
+        if not (sq.op_type == "Pow" and _const_scalar(graph, sq.input[1]) == 2.0 or sq.op_type == "Mul" and sq.input[0] == sq.input[1]):
+            continue
+        sub = graph.producer.get(sq.input[0])
+        if sub is None or sub.op_type != "Sub":
+            continue
+        mean = graph.producer.get(sub.input[1])
+        var = only(sq.output[0], "ReduceMean")
+        if mean is None or mean.op_type != "ReduceMean" or mean.input[0] != sub.input[0] or not var:
+            continue
+        add = only(var[0].output[0], "Add")
+        sqrt = only(add[0].output[0], "Sqrt") if add else []
+        div = [d for d in only(sqrt[0].output[0], "Div") if d.input[0] == sub.output[0]] if sqrt else []
+        if not div:
+            continue
+        chain = [mean, sub, sq, var[0], add[0], sqrt[0], div[0]]
+        tail = div[0]
+        mul = only(tail.output[0], "Mul")
+        if len(graph.consumers.get(tail.output[0], [])) == 1 and mul:
+            chain.append(mul[0])
+            tail = mul[0]
+            bias = only(tail.output[0], "Add")
+            if len(graph.consumers.get(tail.output[0], [])) == 1 and bias:
+                chain.append(bias[0])
+                tail = bias[0]
+        found.append({"nodes": [n.name for n in chain], "square": sq.name, "variance": var[0].name, "mean": mean.name,
+                      "square_tensor": sq.output[0], "output": tail.output[0], "input": sub.input[0]})
+    return found

@@ -51,8 +51,13 @@ def _convert(arr: np.ndarray, low: int, name: str) -> onnx.TensorProto:
     return helper.make_tensor(name, TensorProto.BFLOAT16, arr.shape, bits.tobytes(), raw=True)
 
 
-def mixed_model(graph: GraphView, plan: Plan) -> tuple[onnx.ModelProto, int]:
-    """Returns (model, number of Cast nodes at precision borders)."""
+def mixed_model(graph: GraphView, plan: Plan, info: dict | None = None) -> tuple[onnx.ModelProto, int]:
+    """Returns (model, number of Cast nodes at precision borders).
+
+    ``info``, when given, receives ``low_tensors`` (original tensor names that
+    hold the low type in the mixed model) and ``order`` ({node name:
+    topological index of the original node it stands for}) for probing.
+    """
     fmt = plan.format
     low_t = fmt.onnx_type
     pins = set(plan.pins) | {n.name for n in graph.nodes if _is_control_flow(n)}
@@ -85,7 +90,9 @@ def mixed_model(graph: GraphView, plan: Plan) -> tuple[onnx.ModelProto, int]:
             low_inits[name] = new
         return low_inits[name]
 
-    for node in graph.nodes:
+    order: dict[str, int] = {}
+    for index, node in enumerate(graph.nodes):
+        first = len(nodes)
         new = onnx.NodeProto()
         new.CopyFrom(node)
         low = is_low[node.name]
@@ -106,6 +113,7 @@ def mixed_model(graph: GraphView, plan: Plan) -> tuple[onnx.ModelProto, int]:
         elif subgraph_inputs(node) & low_tensors:
             raise BadInput(f"cannot materialize: control-flow node {node.name!r} reads low-precision tensors from its outer scope")
         nodes.append(new)
+        order.update({n.name: index for n in nodes[first:]})
     for o in internal:
         nodes.append(helper.make_node("Cast", [internal[o]], [o], to=FLOAT, name=f"{CAST_PREFIX}/{o}/to_fp32"))
 
@@ -122,6 +130,9 @@ def mixed_model(graph: GraphView, plan: Plan) -> tuple[onnx.ModelProto, int]:
     m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.plan", value=f"{fmt.name}; fp32 pins: {len(plan.pins)}"))
     if fmt.name == "bf16" and graph.opset < 13:
         m = _raise_opset(m, 13)
+    if info is not None:
+        info["low_tensors"] = low_tensors - set(internal)
+        info["order"] = order
     return m, len(casts) + len(internal)
 
 

@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 from . import probe as probes
 from .backends import ort
 from .formats import BF16, FP16
-from .graph import GraphView
+from .graph import GraphView, layernorm_patterns
 
 _EPS_CONSUMERS = {"Sqrt", "Log", "Div", "Reciprocal", "Pow"}
 
@@ -40,37 +40,6 @@ def _fp32_stats(graph: GraphView, samples) -> dict[str, dict]:
             "nonfinite": int(total[k, idx["nonfinite_ref"]])}
         for k, t in enumerate(tensors)
     }
-
-
-def _scalar(graph: GraphView, name: str):
-    init = graph.initializers.get(name)
-    if init is not None and np.prod(init.dims, dtype=np.int64) == 1:
-        return float(numpy_helper.to_array(init).reshape(-1)[0])
-    node = graph.producer.get(name)
-    if node is not None and node.op_type == "Constant":
-        for a in node.attribute:
-            if a.name == "value":
-                arr = numpy_helper.to_array(a.t)
-                if arr.size == 1:
-                    return float(arr.reshape(-1)[0])
-    return None
-
-
-def decomposed_norms(graph: GraphView) -> list[dict]:
-    """ReduceMean -> Sub -> Pow(2)|Mul(x,x) -> ReduceMean: a LayerNorm TensorRT builds op by op."""
-    found = []
-    for node in graph.nodes:
-        sq = node.op_type == "Pow" and _scalar(graph, node.input[1]) == 2.0 or node.op_type == "Mul" and node.input[0] == node.input[1]
-        if not sq:
-            continue
-        sub = graph.producer.get(node.input[0])
-        if sub is None or sub.op_type != "Sub":
-            continue
-        mean = graph.producer.get(sub.input[1])
-        var = [c for c in graph.consumers.get(node.output[0], []) if c.op_type == "ReduceMean"]
-        if mean is not None and mean.op_type == "ReduceMean" and var:
-            found.append({"square": node.name, "variance": var[0].name, "mean": mean.name, "square_tensor": node.output[0]})
-    return found
 
 
 def scan(graph: GraphView, samples) -> dict:
@@ -105,7 +74,7 @@ def scan(graph: GraphView, samples) -> dict:
         if eps is not None and 0 < eps < BF16.min_subnormal:
             risks.append({"kind": "epsilon", "severity": "high", "node": node.name, "op": node.op_type, "tensor": "",
                           "detail": f"epsilon {eps:g} is 0 in BF16"})
-    norms = decomposed_norms(graph)
+    norms = layernorm_patterns(graph)
     for d in norms:
         s = stats.get(d["square_tensor"], {})
         over = s.get("overflow_frac", 0) > 0

@@ -1,0 +1,56 @@
+"""ONNX Runtime CUDA: the plan's mixed-precision ONNX on real FP16/BF16 GPU kernels.
+
+onnxruntime-gpu is the user's choice (the core depends on plain onnxruntime);
+it is detected at run time. ``graph_opt`` matters: ONNX Runtime's LayerNorm
+fusion computes in FP32 and hides a variance overflow that unfused FP16
+kernels show. Probing marks every tensor, which itself prevents fusions, so
+per-tensor statistics always describe the unfused graph; ``runner`` (graph
+outputs only) honours ``graph_opt``.
+"""
+from __future__ import annotations
+
+from ..errors import BadInput
+from ..mixed import mixed_model
+from . import Backend, Probe, ort
+from .emulation import paired_probe
+
+CUDA = "CUDAExecutionProvider"
+
+
+def cuda_providers() -> list:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise BadInput("onnxruntime is not installed") from None
+    if CUDA not in onnxruntime.get_available_providers():
+        raise BadInput("--backend ort-cuda needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
+                       f"available providers: {', '.join(onnxruntime.get_available_providers())}")
+    # TF32 would make the FP32 reference itself reduced-precision
+    return [(CUDA, {"use_tf32": "0"}), "CPUExecutionProvider"]
+
+
+class OrtCudaBackend(Backend):
+    name = "ort-cuda"
+
+    def __init__(self, graph_opt: str = "none"):
+        if graph_opt not in ort.OPT_LEVELS:
+            raise ValueError(graph_opt)
+        self.graph_opt = graph_opt
+        self.providers = cuda_providers()
+
+    def describe(self) -> dict:
+        import onnxruntime
+
+        return {"backend": self.name, "graph_opt": self.graph_opt, "engine": f"onnxruntime-gpu {onnxruntime.__version__}, CUDA kernels"}
+
+    def runner(self, graph, plan):
+        model, _ = mixed_model(graph, plan)
+        sess = ort.session(model, self.providers, self.graph_opt)
+        outputs = graph.outputs
+        return lambda feed: ort.run(sess, feed, outputs)
+
+    def probe(self, graph, plan, samples) -> Probe:
+        info: dict = {}
+        model, _ = mixed_model(graph, plan, info)
+        types = {t: plan.format.onnx_type for t in info["low_tensors"]}
+        return paired_probe(graph, plan, samples, model, info["order"], types, self.providers, "none")
