@@ -229,7 +229,7 @@ def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: For
     cg = candidate.graph
     ref_outputs = [helper.make_tensor_value_info(mapping.get(o.name, o.name), o.type.tensor_type.elem_type, None) for o in src.graph.output]
     inits, seen = [], set()
-    for init in list(cg.initializer) + probe_inits:  # the candidate already holds the reference's initializers
+    for init in list(cg.initializer) + list(src.graph.initializer) + probe_inits:  # the reference reads the FP32 originals
         if init.name not in seen:
             seen.add(init.name)
             inits.append(init)
