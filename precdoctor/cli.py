@@ -227,5 +227,29 @@ def pins(pins_file, fmt, model, outdir):
     click.echo(workflow.reemit(pins_file, fmt, model, outdir))
 
 
+@main.command(name="check-engine")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--pins", "pins_file", required=True, type=click.Path(dir_okay=False), help="pins.json of the plan the engine was built with.")
+@click.option("--layer-info", required=True, type=click.Path(dir_okay=False),
+              help="TensorRT layer information JSON (trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE).")
+@guarded
+def check_engine(model, pins_file, layer_info):
+    """Check that a TensorRT engine honoured the FP32 pins (pins inside FP16 fused layers are not)."""
+    from .backends.trt_layers import check_pins, load_layer_info
+    from .graph import load_model, view
+    from .plan import load_pins
+
+    graph = view(load_model(model))
+    pins = load_pins(pins_file).get("pins", [])
+    r = check_pins(load_layer_info(layer_info), pins, [n.name for n in graph.nodes])
+    for p in r["honoured"]:
+        click.echo(f"honoured      {p}  ({', '.join(r['layers_of'][p])})")
+    for bad in r["not_honoured"]:
+        click.echo(f"NOT HONOURED  {bad['pin']}  runs in low-precision layer(s): {', '.join(bad['layers'])}")
+    for p in r["unresolved"]:
+        click.echo(f"unresolved    {p}  (no engine layer names it; it may have been folded away)")
+    sys.exit(1 if r["not_honoured"] else 0)
+
+
 if __name__ == "__main__":
     main()
