@@ -52,7 +52,7 @@ def test_healthy_needs_no_pins(prec, planted_dir, tmp_path):
 
 
 def test_impossible_criterion_is_unfixed(planted_dir, tmp_path):
-    code, r, stdout = _bisect(planted_dir, tmp_path, "ln_overflow", "fp16", "--accept", "max-abs<=0")
+    code, r, stdout = _bisect(planted_dir, tmp_path, "ln_overflow", "fp16", "--accept", "max-abs<=-1")
     assert code == 1 and r["verdict"] == "unfixed" and "even with every candidate" in r["message"]
 
 
