@@ -152,7 +152,8 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
             dst = border_name(t, fmt)
             init = graph.initializers.get(t)
             if init is not None:
-                inits_out.append(numpy_helper.from_array(fmt.round(numpy_helper.to_array(init)), dst))
+                ref = graph.store.rounded(t, fmt, dst) if graph.store else None
+                inits_out.append(ref if ref is not None else numpy_helper.from_array(fmt.round(graph.array(t)), dst))
             else:
                 nodes, inits = round_nodes(t, dst, fmt, opset, dst)
                 emit(*nodes)

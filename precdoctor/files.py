@@ -76,8 +76,10 @@ def save_model(model, path: str | Path) -> Path:
     """Save an ONNX model atomically; past protobuf's 2 GB the weights go to PATH.data beside it."""
     import onnx
 
+    from .graph import inline_bytes
+
     path = Path(path)
-    if model.ByteSize() < 2_000_000_000:
+    if inline_bytes(model) < 1_900_000_000:
         return write_bytes(path, model.SerializeToString())
     ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")

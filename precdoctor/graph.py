@@ -32,6 +32,13 @@ VALUE_PRESERVING_OPS = frozenset(
 )
 
 
+def inline_bytes(model_or_tensor) -> int:
+    """Bytes of initializer data held inline; ModelProto.ByteSize() walks everything and takes seconds on big models."""
+    inits = [model_or_tensor] if isinstance(model_or_tensor, onnx.TensorProto) else model_or_tensor.graph.initializer
+    return sum(len(i.raw_data) + 4 * (len(i.float_data) + len(i.int32_data)) + 8 * (len(i.int64_data) + len(i.double_data))
+               for i in inits)
+
+
 def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
     """Refuse external data that is missing or points outside the model's folder."""
     root = base.resolve()
@@ -70,7 +77,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except Exception as exc:  # onnx raises assorted types for broken external data
         raise BadInput(f"cannot read external data of {path}: {exc}") from None
     try:
-        if model.ByteSize() < 2_000_000_000:
+        if inline_bytes(model) < 1_900_000_000:
             onnx.checker.check_model(model)
         else:
             onnx.checker.check_model(str(path))
@@ -109,6 +116,66 @@ def subgraph_inputs(node: onnx.NodeProto) -> set[str]:
     return names
 
 
+class WeightStore:
+    """The graph's large initializers, written once to a private temp folder as ONNX external data.
+
+    Every model precdoctor derives from a graph (emulation, paired probes,
+    plans on the GPU) then carries references instead of copying hundreds of
+    MB through protobuf on each build and serialization, and ONNX Runtime
+    reads the weights from these files. Rounded copies for a low-precision
+    format are written on first use, once per tensor and format.
+    """
+
+    MIN_BYTES = 4096
+    ALIGN = 4096  # page-aligned offsets let ONNX Runtime map the file instead of copying it
+
+    def __init__(self):
+        import tempfile
+        import weakref
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="precdoctor-weights-")
+        self.dir = self._tmp.name
+        self.arrays: dict[str, np.ndarray] = {}  # name -> values, for the ones moved out
+        self._refs: dict[tuple[str, str], onnx.TensorProto] = {}
+        self._finalizer = weakref.finalize(self, self._tmp.cleanup)
+
+    def _append(self, file: str, name: str, arr: np.ndarray, data_type: int) -> onnx.TensorProto:
+        path = os.path.join(self.dir, file)
+        with open(path, "ab") as fh:
+            offset = fh.tell()
+            pad = (-offset) % self.ALIGN
+            fh.write(b"\0" * pad)
+            offset += pad
+            data = np.ascontiguousarray(arr).tobytes()
+            fh.write(data)
+        t = onnx.TensorProto(name=name, data_type=data_type, dims=list(arr.shape), data_location=onnx.TensorProto.EXTERNAL)
+        for k, v in (("location", file), ("offset", str(offset)), ("length", str(len(data)))):
+            t.external_data.add(key=k, value=v)
+        return t
+
+    def externalize(self, model: onnx.ModelProto) -> None:
+        from onnx import numpy_helper
+
+        for k, init in enumerate(model.graph.initializer):
+            if init.data_location == onnx.TensorProto.EXTERNAL or inline_bytes(init) < self.MIN_BYTES:
+                continue
+            arr = numpy_helper.to_array(init)
+            self.arrays[init.name] = arr
+            model.graph.initializer[k].CopyFrom(self._append("weights.bin", init.name, arr, init.data_type))
+
+    def rounded(self, name: str, fmt, new_name: str) -> onnx.TensorProto | None:
+        """An external reference to ``fmt.round(name)`` (float32), or None if ``name`` is not stored here."""
+        if name not in self.arrays:
+            return None
+        key = (name, fmt.name)
+        if key not in self._refs:
+            self._refs[key] = self._append(f"weights.{fmt.name}.bin", new_name, fmt.round(self.arrays[name]), onnx.TensorProto.FLOAT)
+        ref = onnx.TensorProto()
+        ref.CopyFrom(self._refs[key])
+        ref.name = new_name
+        return ref
+
+
 @dataclass
 class GraphView:
     """Topologically ordered nodes with producer/consumer maps and tensor types."""
@@ -123,6 +190,35 @@ class GraphView:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
+    store: WeightStore | None = field(default=None, repr=False)
+
+    @property
+    def weights_dir(self) -> str | None:
+        return self.store.dir if self.store else None
+
+    def array(self, name: str) -> np.ndarray:
+        """The value of an initializer, wherever it is kept."""
+        from onnx import numpy_helper
+
+        if self.store and name in self.store.arrays:
+            return self.store.arrays[name]
+        return numpy_helper.to_array(self.initializers[name])
+
+    def model_with_data(self) -> onnx.ModelProto:
+        """A copy of the model with every initializer inline (to hand to other tools)."""
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        for k, init in enumerate(m.graph.initializer):
+            m.graph.initializer[k].CopyFrom(self.initializer_with_data(init.name))
+        return m
+
+    def initializer_with_data(self, name: str) -> onnx.TensorProto:
+        """The initializer with its data inline, for models written out as artifacts."""
+        from onnx import numpy_helper
+
+        if self.store and name in self.store.arrays:
+            return numpy_helper.from_array(self.store.arrays[name], name)
+        return self.initializers[name]
 
     @property
     def opset(self) -> int:
@@ -186,9 +282,14 @@ def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]
     return types, ranks
 
 
-def view(model: onnx.ModelProto) -> GraphView:
+def view(model: onnx.ModelProto, externalize: bool = True) -> GraphView:
+    """The read-only view of a loaded model; large initializers move to a WeightStore (the model is changed)."""
+    store = None
+    if externalize and any(inline_bytes(i) >= WeightStore.MIN_BYTES for i in model.graph.initializer):
+        store = WeightStore()
+        store.externalize(model)
     g = model.graph
-    v = GraphView(model=model)
+    v = GraphView(model=model, store=store)
     v.nodes = _toposort(g)
     v.initializers = {i.name: i for i in g.initializer}
     init_names = set(v.initializers)
@@ -213,7 +314,7 @@ def _const_scalar(graph: GraphView, name: str):
 
     init = graph.initializers.get(name)
     if init is not None and int(np.prod(init.dims)) == 1:
-        return float(numpy_helper.to_array(init).reshape(-1)[0])
+        return float(graph.array(name).reshape(-1)[0])
     node = graph.producer.get(name)
     if node is not None and node.op_type == "Constant":
         for a in node.attribute:
@@ -261,3 +362,43 @@ def layernorm_patterns(graph: GraphView) -> list[dict]:
         found.append({"nodes": [n.name for n in chain], "square": sq.name, "variance": var[0].name, "mean": mean.name,
                       "square_tensor": sq.output[0], "output": tail.output[0], "input": sub.input[0]})
     return found
+
+
+ALIAS_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+
+
+def aliases(graph: GraphView, tensors: list[str]) -> dict[str, str]:
+    """Tensors holding exactly the values of another probed tensor (reshaped or permuted): their
+    statistics are that tensor's, so they need no probe of their own. Maps alias -> root."""
+    wanted = set(tensors)
+    out: dict[str, str] = {}
+    for node in graph.nodes:
+        if node.op_type not in ALIAS_OPS or not node.output or node.output[0] not in wanted:
+            continue
+        src = node.input[0]
+        root = out.get(src, src)
+        if root in wanted and root in graph.producer:
+            out[node.output[0]] = root
+    return out
+
+
+def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
+    """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(graph.model)  # initializers are references (WeightStore): a cheap copy
+    for vi in m.graph.input:
+        if vi.name in feed and vi.type.HasField("tensor_type"):
+            shape = vi.type.tensor_type.shape
+            del shape.dim[:]
+            for d in np.shape(feed[vi.name]):
+                shape.dim.add().dim_value = int(d)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:
+        return {}
+    sizes = {}
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            sizes[vi.name] = int(np.prod([d.dim_value for d in tt.shape.dim], dtype=np.int64))
+    return sizes

@@ -14,7 +14,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .errors import BadInput
-from .graph import FLOAT, GraphView, subgraph_inputs
+from .graph import FLOAT, GraphView, inline_bytes, subgraph_inputs
 from .plan import Plan
 
 # inputs the ONNX schema types as tensor(float) whatever the data type: keep them FP32
@@ -86,7 +86,7 @@ def mixed_model(graph: GraphView, plan: Plan, info: dict | None = None) -> tuple
     def low_init(name: str) -> str:
         if name not in low_inits:
             new = f"{name}/{fmt.name}"
-            inits.append(_convert(numpy_helper.to_array(graph.initializers[name]), low_t, new))
+            inits.append(_convert(graph.array(name), low_t, new))
             low_inits[name] = new
         return low_inits[name]
 
@@ -118,7 +118,7 @@ def mixed_model(graph: GraphView, plan: Plan, info: dict | None = None) -> tuple
         nodes.append(helper.make_node("Cast", [internal[o]], [o], to=FLOAT, name=f"{CAST_PREFIX}/{o}/to_fp32"))
 
     used = {i for n in nodes for i in n.input} | {i for n in nodes for i in subgraph_inputs(n)}
-    kept = [i for i in graph.model.graph.initializer if i.name in used] + inits
+    kept = [graph.initializer_with_data(i.name) for i in graph.model.graph.initializer if i.name in used] + inits
     src = graph.model
     g = helper.make_graph(nodes, src.graph.name, list(src.graph.input), list(src.graph.output), initializer=kept)
     opsets = list(src.opset_import)
@@ -149,7 +149,7 @@ def _raise_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
 def check(model: onnx.ModelProto) -> None:
     """Full onnx.checker pass (with shape inference); raises BadInput on failure."""
     try:
-        if model.ByteSize() < 2_000_000_000:
+        if inline_bytes(model) < 1_900_000_000:
             onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise BadInput(f"the mixed-precision model fails onnx.checker: {str(exc).splitlines()[0]}") from None

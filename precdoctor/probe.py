@@ -73,7 +73,7 @@ class ProbeBuilder:
         self.inits: list[onnx.TensorProto] = []
         self.parts: list[str] = []
         self.names: list[str] = []
-        self.owner: list[str] = []  # node name each probe belongs after (for ordering)
+        self.sized: list[bool] = []  # whether each probe's vector carries the element count
         c = lambda n, v, dt=np.float32: numpy_helper.from_array(np.array(v, dt), f"probe/{n}{SUFFIX}")
         self.inits += [c("zero", 0.0), c("fmax", fmt.max_finite), c("tiny", fmt.min_subnormal / 2),
                        c("flat", [-1], np.int64), c("one_d", [1], np.int64), c("unknown", [-1.0])]
@@ -87,34 +87,45 @@ class ProbeBuilder:
         # no axes: reduces everything in every opset (axes moved to an input at 13)
         return self._n("ReduceSum", [x], out, keepdims=1)
 
-    def _size(self, flat, p):
-        return self._n("Cast", [self._n("Shape", [flat], p + "shape")], p + "size", to=TensorProto.FLOAT)
-
     def _absmax(self, x, p):
+        # max(max x, -min x): two reductions and tiny ops. An elementwise Abs would be one node less,
+        # but each full-size temporary costs ONNX Runtime's allocation planner dearly at session start.
         hi = self._n("ReduceMax", [x], p + "hi", keepdims=1)
         lo = self._n("Neg", [self._n("ReduceMin", [x], p + "lo", keepdims=1)], p + "nlo")
         return self._n("Max", [hi, lo], p + "absmax")
 
-    def add(self, label: str, ref: str, cand: str) -> None:
+    def _size(self, flat, p):
+        return self._n("Cast", [self._n("Shape", [flat], p + "shape")], p + "size", to=TensorProto.FLOAT)
+
+    def add(self, label: str, ref: str, cand: str, rank: int | None = None, size_in_graph: bool = True) -> None:
+        """Probe one pair. Fast probes on tensors of known rank >= 1 skip flattening: reductions
+        keep the rank, the parts are concatenated and reshaped once."""
         p = f"probe/{len(self.names)}/"
         n, k = self._n, self.k
-        rf = n("Reshape", [ref, k("flat")], p + "r")
-        cf = n("Reshape", [cand, k("flat")], p + "c")
-        parts = self._full(p, rf, cf) if self.full else self._fast(p, rf, cf)
-        self.parts.append(n("Concat", parts, p + "stats", axis=0))
+        if self.full or not rank:
+            ref = n("Reshape", [ref, k("flat")], p + "r")
+            cand = n("Reshape", [cand, k("flat")], p + "c")
+        parts = self._full(p, ref, cand) if self.full else self._fast(p, ref, cand, size_in_graph)
+        cat = n("Concat", parts, p + "cat", axis=0)
+        self.parts.append(cat if self.full or not rank else n("Reshape", [cat, k("flat")], p + "stats"))
         self.names.append(label)
+        self.sized.append(self.full or size_in_graph)
 
-    def _fast(self, p, rf, cf):
-        n, k = self._n, self.k
-        d = n("Sub", [cf, rf], p + "d")
-        u = k("unknown")
-        return [
-            self._size(rf, p), u, u, u, self._absmax(d, p + "d"),
+    def _fast(self, p, r, c, size_in_graph):
+        """[max|c-r|, sum (c-r)^2, sum r^2, sum c^2, max|r|] (+ [size]): see FAST_FIELDS."""
+        n = self._n
+        d = n("Sub", [c, r], p + "d")
+        parts = [
+            self._absmax(d, p + "d"),
             n("ReduceSumSquare", [d], p + "sse", keepdims=1),
-            n("ReduceSumSquare", [rf], p + "ssr", keepdims=1),
-            n("ReduceSumSquare", [cf], p + "ssc", keepdims=1),
-            u, self._absmax(rf, p + "r"), u, u,
+            n("ReduceSumSquare", [r], p + "ssr", keepdims=1),
+            n("ReduceSumSquare", [c], p + "ssc", keepdims=1),
+            self._absmax(r, p + "r"),
         ]
+        if size_in_graph:  # shape inference could not size it: count in the graph, shaped like the parts
+            size = n("Cast", [n("Size", [r], p + "size_i")], p + "size_f", to=TensorProto.FLOAT)
+            parts.append(n("Expand", [size, n("Shape", [parts[0]], p + "shape1")], p + "size"))
+        return parts
 
     def _full(self, p, rf, cf):
         n, k = self._n, self.k
@@ -144,6 +155,27 @@ class ProbeBuilder:
         out = "probe/all_stats" + SUFFIX
         self.nodes.append(helper.make_node("Concat", self.parts, [out], axis=0, name=out))
         return self.nodes, self.inits, out
+
+
+FAST_FIELDS = ("max_abs", "sse", "ssr", "ssc", "ref_absmax")
+
+
+def unpack(flat: np.ndarray, names: list[str], sized: list[bool], full: bool, sizes: dict[str, float]) -> np.ndarray:
+    """Split the concatenated probe output into one K-vector per tensor (fast probes: unknown fields -1)."""
+    out = np.full((len(names), K), -1.0)
+    pos = 0
+    for i, (name, has_n) in enumerate(zip(names, sized)):
+        if full:
+            out[i] = flat[pos : pos + K]
+            pos += K
+            continue
+        width = len(FAST_FIELDS) + (1 if has_n else 0)
+        vals = flat[pos : pos + width]
+        pos += width
+        for f, v in zip(FAST_FIELDS, vals):
+            out[i, IDX[f]] = v
+        out[i, IDX["n"]] = vals[-1] if has_n else sizes[name]
+    return out
 
 
 def needs_full(raw: np.ndarray, fmt: Format) -> bool:
@@ -184,7 +216,8 @@ REF_PREFIX = "ref/"
 
 
 def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: Format, cand_types: dict[str, int] | None = None,
-                 cand_order: dict[str, int] | None = None, full: bool = True) -> tuple[onnx.ModelProto, list[str], str]:
+                 cand_order: dict[str, int] | None = None, full: bool = True,
+                 sized: set[str] = frozenset()) -> tuple[onnx.ModelProto, ProbeBuilder, str]:
     """One model computing the FP32 reference, the candidate and a probe per tensor.
 
     The reference copy gets ``ref/`` names and shares graph inputs and
@@ -193,7 +226,9 @@ def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: For
     outputs) so that ONNX Runtime, which follows node order among ready
     nodes, frees each activation soon after its probe instead of holding
     both models' activations to the end. Outputs: the candidate's graph
-    outputs, the reference's (``ref/<name>``), and the probe vector.
+    outputs, the reference's (``ref/<name>``), and the probe vector (read
+    it with ``unpack``). ``sized``: tensors whose element count is known
+    already (fast probes then do not count them in the graph).
     """
     src = graph.model
     keep = set(graph.inputs) | set(graph.initializers)
@@ -221,7 +256,7 @@ def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: For
         if cand_types and cand_types.get(t, TensorProto.FLOAT) != TensorProto.FLOAT:
             c = f"{t}/as_fp32{SUFFIX}"
             pb.nodes.append(helper.make_node("Cast", [t], [c], to=TensorProto.FLOAT, name=c))
-        pb.add(t, mapping.get(t, t), c)
+        pb.add(t, mapping.get(t, t), c, graph.ranks.get(t), size_in_graph=t not in sized)
         keyed.extend(((at, 2, start + j), nd) for j, nd in enumerate(pb.nodes[start:]))
     probe_nodes, probe_inits, stats_out = pb.finish()
     keyed.append(((last + 1, 3), probe_nodes[-1]))
@@ -241,4 +276,4 @@ def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: For
     m = helper.make_model(g, opset_imports=list(candidate.opset_import), producer_name="precdoctor-probe")
     m.ir_version = candidate.ir_version
     m.functions.extend(candidate.functions)
-    return m, pb.names, stats_out
+    return m, pb, stats_out

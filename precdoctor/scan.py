@@ -28,10 +28,10 @@ def _fp32_stats(graph: GraphView, samples) -> dict[str, dict]:
     m = helper.make_model(g, opset_imports=list(graph.model.opset_import))
     m.ir_version = graph.model.ir_version
     m.functions.extend(graph.model.functions)
-    sess = ort.session(m)
+    sess = ort.session(m, weights_dir=graph.weights_dir)
     total = None
     for feed in samples:
-        raw = ort.run(sess, feed, [out])[out].astype(np.float64).reshape(len(tensors), probes.K)
+        raw = probes.unpack(ort.run(sess, feed, [out])[out].astype(np.float64), pb.names, pb.sized, True, {})
         total = probes.combine(total, raw)
     idx = probes.IDX
     return {
@@ -56,7 +56,7 @@ def scan(graph: GraphView, samples) -> dict:
     for name, init in graph.initializers.items():
         if init.data_type != 1:
             continue
-        a = np.abs(numpy_helper.to_array(init))
+        a = np.abs(graph.array(name))
         users = ", ".join(n.name for n in graph.consumers.get(name, [])[:3])
         if a.size and a.max() > FP16.max_finite:
             risks.append({"kind": "initializer", "severity": "high", "tensor": name, "node": users, "op": "",

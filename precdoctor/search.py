@@ -163,7 +163,7 @@ def _flushed_constants(graph: GraphView, fmt: Format) -> dict[str, str]:
     for name, init in graph.initializers.items():
         if init.data_type != 1:
             continue
-        a = numpy_helper.to_array(init)
+        a = graph.array(name)
         r = fmt.round(a)
         lost = ((a != 0) & (r == 0)).sum()
         inf = (~(abs(r) < float("inf")) & (abs(a) < float("inf"))).sum()
@@ -319,8 +319,8 @@ def range_rule(graph: GraphView, findings, data_max: float = 512.0, init_max: fl
     """AutoCast-style baseline: pin every node whose FP32 input or output |max| exceeds data_max,
     or that reads an initializer past init_max. Rule-based: it never runs the converted model."""
     absmax = {t["tensor"]: t["ref_absmax"] or 0.0 for t in findings.tensors}
-    big_init = {n for n, i in graph.initializers.items() if i.data_type == 1 and numpy_helper.to_array(i).size
-                and float(abs(numpy_helper.to_array(i)).max()) > init_max}
+    big_init = {n for n, i in graph.initializers.items() if i.data_type == 1 and graph.array(n).size
+                and float(abs(graph.array(n)).max()) > init_max}
     pins = []
     for name in candidates(graph):
         node = graph.node(name)

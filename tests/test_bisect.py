@@ -97,7 +97,7 @@ def test_mixed_onnx_loads_and_agrees_with_emulation(name, fixtures, planted_dir)
         onnx.checker.check_model(m, full_check=True)
         if prec == "bf16":
             continue  # ORT CPU has no BF16 kernels for MatMul & co.: checked on the GPU (BENCHMARKS.md)
-        ref = ort.run(ort.session(graph.model), fx.sample)
+        ref = ort.run(ort.session(graph.model, weights_dir=graph.weights_dir), fx.sample)
         emu = EmulationBackend().runner(graph, plan)(fx.sample)
         mixed = ort.run(ort.session(m), fx.sample)
         crit = accept.parse(accept.DEFAULT)

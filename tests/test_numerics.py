@@ -45,13 +45,14 @@ def test_in_graph_probe_matches_numpy(full):
     ref[0, 1] = 7e4  # overflows in FP16
     cand = FP16.round(ref)
     pb = probes.ProbeBuilder(FP16, 13, full=full)
-    pb.add("t", "r", "c")
+    pb.add("t", "r", "c", rank=2)
     nodes, inits, out = pb.finish()
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
                           [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    got = ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+    flat = ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+    got = probes.unpack(flat, pb.names, pb.sized, full, {})[0]
     want = probes.numpy_stats(ref, cand, FP16)
     if full:
         np.testing.assert_allclose(got, want, rtol=1e-4)
@@ -66,13 +67,14 @@ def test_fast_probe_completion_on_finite_data():
     ref = rng.standard_normal(1000).astype(np.float32)
     cand = BF16.round(ref)
     pb = probes.ProbeBuilder(BF16, 13, full=False)
-    pb.add("t", "r", "c")
+    pb.add("t", "r", "c", rank=1, size_in_graph=False)
     nodes, inits, out = pb.finish()
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
                           [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    got = probes.complete_fast(ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64))
+    flat = ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+    got = probes.complete_fast(probes.unpack(flat, pb.names, pb.sized, False, {"t": ref.size})[0])
     want = probes.numpy_stats(ref, cand, BF16)
     keep = [i for i, f in enumerate(probes.FIELDS) if f != "n_underflow"]
     np.testing.assert_allclose(got[keep], want[keep], rtol=1e-3)

@@ -5,45 +5,54 @@ import numpy as np
 
 from .. import probe as probes
 from ..emulate import PROFILES, emulation_model
+from ..graph import aliases, concrete_sizes
 from . import Backend, Probe, ort
 
 
-def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, providers=None, graph_opt="basic") -> Probe:
+def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, providers=None, graph_opt="none") -> Probe:
     """Probe every float tensor of ``candidate`` against FP32 in one paired session per stage.
 
-    Stage 1 runs cheap probes on all tensors; stage 2 re-runs full probes on
-    the tensors stage 1 saw go non-finite or out of range (usually few).
+    Stage 1 runs cheap probes; stage 2 re-runs full probes on the tensors
+    stage 1 saw go non-finite or out of range (usually few). Reshapes and
+    transposes are not probed: they hold their input's values, so they get
+    their input's statistics.
     """
     fmt = plan.format
     tensors = graph.float_tensors()
+    alias = aliases(graph, tensors)
+    probed = [t for t in tensors if t not in alias]
+    sizes = [concrete_sizes(graph, feed) for feed in samples]
+    known = set.intersection(*(set(s) for s in sizes)) if sizes else set()
     ref_names = [probes.REF_PREFIX + o if o in graph.producer else o for o in graph.outputs]
 
     def run(subset, full, want_outputs):
-        model, labels, stats_name = probes.paired_model(graph, candidate, subset, fmt, cand_types, cand_order, full)
-        sess = ort.session(model, providers, graph_opt, lean=True)
+        model, pb, stats_name = probes.paired_model(graph, candidate, subset, fmt, cand_types, cand_order, full, known)
+        sess = ort.session(model, providers, graph_opt, lean=True, weights_dir=graph.weights_dir)
         names = (graph.outputs + ref_names if want_outputs else []) + [stats_name]
         per_sample, outs = [], []
-        for feed in samples:
+        for feed, size in zip(samples, sizes):
             res = ort.run(sess, feed, names)
-            per_sample.append(res[stats_name].astype(np.float64).reshape(len(labels), probes.K))
+            per_sample.append(probes.unpack(res[stats_name].astype(np.float64), pb.names, pb.sized, full, size))
             if want_outputs:
                 outs.append(({o: res[r] for o, r in zip(graph.outputs, ref_names)}, {o: res[o] for o in graph.outputs}))
         return per_sample, outs
 
-    fast, outs = run(tensors, False, True)
-    redo = sorted({i for raw in fast for i in range(len(tensors)) if probes.needs_full(raw[i], fmt)})
+    fast, outs = run(probed, False, True)
+    redo = sorted({i for raw in fast for i in range(len(probed)) if probes.needs_full(raw[i], fmt)})
     total = None
     for raw in fast:
         total = probes.combine(total, np.stack([probes.complete_fast(r) for r in raw]))
     notes = []
     if redo:
-        full, _ = run([tensors[i] for i in redo], True, False)
+        full, _ = run([probed[i] for i in redo], True, False)
         acc = None
         for raw in full:
             acc = probes.combine(acc, raw)
         total[redo] = acc
         notes.append(f"{len(redo)} tensor(s) re-probed in full (non-finite or out of range)")
-    return Probe(tensors, total, outs, notes)
+    row = {t: i for i, t in enumerate(probed)}
+    stats = np.stack([total[row[alias.get(t, t)]] for t in tensors])
+    return Probe(tensors, stats, outs, notes)
 
 
 class EmulationBackend(Backend):
@@ -59,7 +68,7 @@ class EmulationBackend(Backend):
 
     def runner(self, graph, plan):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
-        sess = ort.session(emulation_model(graph, plan, self.profile), graph_opt="none")
+        sess = ort.session(emulation_model(graph, plan, self.profile), graph_opt="none", weights_dir=graph.weights_dir)
         outputs = graph.outputs
         return lambda feed: ort.run(sess, feed, outputs)
 

@@ -8,20 +8,23 @@ import numpy as np
 import onnx
 
 from ..errors import BadInput
+from ..graph import inline_bytes
 
 _PROTOBUF_LIMIT = 2_000_000_000
 OPT_LEVELS = ("none", "basic", "all")
 
 
-def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0, lean: bool = False):
+def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0, lean: bool = False,
+            weights_dir: str | None = None):
     """An InferenceSession for ``model``; models past protobuf's 2 GB go through a temp file.
 
     ``graph_opt`` defaults to ``basic``: constant folding only. ORT's extended
     fusions (LayerNorm, Gelu, attention) change the numbers, which is exactly
     what a precision comparison must not have happen behind its back.
     ``lean`` (paired probe graphs): execute in node order (PRIORITY_BASED),
-    which our interleaved graphs are laid out for, and use no CPU arena, which
-    would otherwise keep the high-water mark of every run.
+    which our interleaved graphs are laid out for, with no CPU arena and no
+    memory pattern, which would keep the high-water mark of every run
+    (measured on wav2vec2-base: 1.9 GB peak instead of 5.9 GB in default order).
     """
     import onnxruntime as ort
 
@@ -35,11 +38,20 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
     if lean:
         so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
     if threads:
         so.intra_op_num_threads = threads
     providers = providers or ["CPUExecutionProvider"]
     try:
-        if model.ByteSize() < _PROTOBUF_LIMIT:
+        if weights_dir is not None:
+            fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights_dir)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(model.SerializeToString())
+            try:
+                return ort.InferenceSession(path, so, providers=providers)
+            finally:
+                os.remove(path)
+        if inline_bytes(model) < _PROTOBUF_LIMIT:
             return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
         with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
             path = os.path.join(tmp, "model.onnx")

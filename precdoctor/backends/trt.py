@@ -85,7 +85,7 @@ class TrtBackend(Backend):
             save_model(mixed_model(graph, plan)[0], path)
         else:
             path = os.path.join(tmp, "model.onnx")
-            save_model(graph.model, path)
+            save_model(graph.model_with_data(), path)
         kw = {}
         if s["strongly_typed"]:
             kw["strongly_typed"] = True
@@ -149,7 +149,7 @@ class TrtBackend(Backend):
             engine = self._engine(graph, plan, tmp, debug=True)
         wanted = graph.float_tensors()
         ref_model = _with_outputs(graph, wanted)
-        ref = ort.session(ref_model, graph_opt="none")
+        ref = ort.session(ref_model, graph_opt="none", weights_dir=graph.weights_dir)
         stats, outs = None, []
         with TrtRunner(engine) as runner:
             for feed in samples:
