@@ -91,7 +91,7 @@ def emulation_cost(model: Path, inputs: Path, repeat: int) -> dict:
     feed = dict(np.load(inputs))
     out = {}
     for name, m in (("fp32", g.model), ("fp16_emulated", emulation_model(g, Plan("fp16"))), ("bf16_emulated", emulation_model(g, Plan("bf16")))):
-        sess = ort.session(m, graph_opt="none")
+        sess = ort.session(m, graph_opt="none", weights_dir=g.weights_dir)
         sess.run(None, feed)  # warm-up
         times = []
         for _ in range(repeat):
@@ -108,6 +108,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compare_vs_polygraphy.json")
+    ap.add_argument("--runs-from", type=Path, help="reuse the tool runs recorded in this JSON (re-measure the emulation cost only)")
     a = ap.parse_args()
     model, inputs = prepare()
     import onnx
@@ -116,8 +117,8 @@ def main():
     pd_cmd = [sys.executable, "-m", "precdoctor.cli", "compare", str(model), "--inputs", str(inputs), "--precision", "fp16",
               "--json", str(BUILD / "compare.json")]
     pg_cmd = [sys.executable, "-c", POLYGRAPHY, str(model), str(inputs)]
-    runs = {"precdoctor": [], "polygraphy": []}
-    for _ in range(a.repeat):
+    runs = json.loads(a.runs_from.read_text())["runs"] if a.runs_from else {"precdoctor": [], "polygraphy": []}
+    for _ in range(0 if a.runs_from else a.repeat):
         for name, cmd in (("precdoctor", pd_cmd), ("polygraphy", pg_cmd)):
             wall, rss, tail = child_rss(cmd)
             runs[name].append({"wall_s": wall, "peak_rss_gb": rss})
