@@ -235,7 +235,9 @@ def _confirm_with_task(graph, backend, fmt, result, order, seed_len, ev, opts, t
     journal = search.Journal(outdir / "journal.task.jsonl", search.fingerprint(fp, acc.describe(task_criteria), len(task.clips)))
     ev2 = search.Evaluator(both, journal, max(opts.budget - ev.count, 1), opts.quiet)
     floor = tuple(result.pins)
-    second = search.search([n for n in order if n not in floor], 0, ev2, base=floor)
+    rest = [n for n in order if n not in floor]
+    suspects = sum(1 for n in order[:seed_len] if n not in floor)  # the localization seed still leads
+    second = search.search(rest, suspects, ev2, base=floor)
     second.evaluations += result.evaluations
     report["confirmations"].append({"pins": second.pins, "passed": second.status == "fixed", "search_evaluations": ev2.count})
     if second.status == "fixed":
