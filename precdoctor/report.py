@@ -68,26 +68,25 @@ def _plots(run: dict) -> dict:
             ax.axvline(index[node], color=color, ls="--", lw=0.8)
             ax.annotate(_safe_label(f"{what}: {node}"), (index[node], top * (0.5 ** (k % 4))), fontsize=7, rotation=0,
                         color=color, ha="right" if index[node] > len(index) / 2 else "left")
-    ax.set_yscale("log")
-    ax.set_xlabel("tensor (topological order)")
-    ax.set_ylabel("relative L2 error vs FP32")
-    ax.legend(loc="lower right", fontsize=7)
-    ax.grid(alpha=0.3)
-    out["error"] = _svg(fig)
-    plt.close(fig)
+    out["error"] = _finish(plt, fig, ax, "relative L2 error vs FP32")
     fig, ax = plt.subplots(figsize=(11, 2.8))
     ts = series[0][1]["tensors"]
     ax.plot([t["index"] for t in ts], [max(t["ref_absmax"] or 0, 1e-12) for t in ts], lw=1, color="#1f77b4", label="FP32 |max|")
     lim = LIMITS.get(run.get("precision", "fp16"), 65504.0)
     ax.axhline(lim, color="#d62728", ls="--", lw=1, label=f"{run.get('precision', 'fp16')} max {lim:.6g}")
+    out["range"] = _finish(plt, fig, ax, "|max| in FP32")
+    return out
+
+
+def _finish(plt, fig, ax, ylabel: str) -> str:
     ax.set_yscale("log")
     ax.set_xlabel("tensor (topological order)")
-    ax.set_ylabel("|max| in FP32")
+    ax.set_ylabel(ylabel)
     ax.legend(loc="lower right", fontsize=7)
     ax.grid(alpha=0.3)
-    out["range"] = _svg(fig)
+    svg = _svg(fig)
     plt.close(fig)
-    return out
+    return svg
 
 
 def _diff_html(ref: str, hyp: str) -> str:

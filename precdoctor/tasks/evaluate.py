@@ -18,14 +18,14 @@ from ..plan import Plan
 from . import audio, wer
 
 
-def make_task(model_path: str, opts: dict, decoder_runner=None):
+def make_task(model_path: str, opts: dict):
     name = opts.get("task_name")
     model_dir = Path(model_path).parent
     if name == "whisper":
         from .whisper import WhisperTask
 
         return WhisperTask(opts.get("decoder") or model_dir / "decoder.onnx", opts.get("tokenizer") or model_dir / "tokenizer.json",
-                           decoder_runner=decoder_runner)
+                           test=opts.get("test_part", "encoder"))
     if name == "ctc":
         from .ctc import CtcTask
 
@@ -69,9 +69,25 @@ class TaskJudge:
         return [self.task.feeds(a, self.input_name) for a in self.audio[: self.proxy_clips]]
 
     def transcribe(self, runner, config: str) -> Transcripts:
+        """Transcripts of every clip with ``runner`` as the model under test; tasks that can put a
+        second model under test (Whisper's decoder) get the configuration's precision too."""
         t = time.perf_counter()
-        hyps = [self.task.transcribe(runner(self.task.feeds(a, self.input_name))) for a in self.audio]
+        precision = None if config == "fp32" else config.split("+")[0]
+        if getattr(self.task, "test", "encoder") == "decoder":
+            runner = self._fp32_runner()
+        if hasattr(self.task, "decoder_for"):
+            hyps = [self.task.transcribe(runner(self.task.feeds(a, self.input_name)), precision) for a in self.audio]
+        else:
+            hyps = [self.task.transcribe(runner(self.task.feeds(a, self.input_name))) for a in self.audio]
         return Transcripts(config, hyps, time.perf_counter() - t)
+
+    def _fp32_runner(self):
+        if "_fp32_runner" not in self.cache:
+            from ..backends.reference import ReferenceBackend
+            from ..graph import view
+
+            self.cache["_fp32_runner"] = ReferenceBackend(view(load_model(self.model_path)))
+        return self.cache["_fp32_runner"]
 
     def references(self, fp32: Transcripts) -> list[str]:
         return [c.text if c.text is not None and not self.label_free else h for c, h in zip(self.clips, fp32.hyps)]

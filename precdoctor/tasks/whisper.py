@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import ort
 from ..errors import BadInput
-from ..graph import load_model
+from ..graph import load_model, view
 from .logmel import SAMPLE_RATE, log_mel
 
 
@@ -16,13 +15,14 @@ class WhisperTask:
     """``encoder``: the model under test, [1, 80, 3000] log-mel -> [1, 1500, D].
 
     The decoder (tokens + encoder states -> logits) runs FP32 on ONNX Runtime
-    unless a ``decoder_runner`` is given (``--test decoder|both``).
+    unless ``test`` is ``decoder`` or ``both``: then it runs the configuration's
+    naive low-precision plan (emulated), and with ``decoder`` the encoder stays FP32.
     """
 
     name = "whisper"
     rate = SAMPLE_RATE
 
-    def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, decoder_runner=None):
+    def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder"):
         from tokenizers import Tokenizer
 
         for p in (decoder, tokenizer):
@@ -35,26 +35,41 @@ class WhisperTask:
         self.suppress_begin = np.array(m.get("suppress_ids_begin", [220, self.eot]), np.int64)
         self.max_tokens = int(m.get("max_tokens", 224))
         self.tokenizer = Tokenizer.from_file(str(tokenizer))
-        self.decoder_model = load_model(decoder)
-        self.decoder = decoder_runner or self._fp32_decoder()
-        self.input_name = None  # set by the workflow from the encoder's single input
+        if test not in ("encoder", "decoder", "both"):
+            raise BadInput(f"--test must be encoder, decoder or both, not {test!r}")
+        self.test = test
+        self.decoder_graph = view(load_model(decoder))
+        self._decoders: dict[str | None, object] = {}
 
-    def _fp32_decoder(self):
-        sess = ort.session(self.decoder_model)
-        return lambda feed: ort.run(sess, feed, ["logits"])
+    def decoder_for(self, precision: str | None):
+        """The decoder runner for a configuration: FP32 unless the decoder is under test."""
+        key = precision if self.test in ("decoder", "both") else None
+        if key not in self._decoders:
+            if key is None:
+                from ..backends.reference import ReferenceBackend
+
+                self._decoders[key] = ReferenceBackend(self.decoder_graph)
+            else:
+                from ..backends.emulation import EmulationBackend
+                from ..plan import Plan
+
+                self._decoders[key] = EmulationBackend().runner(self.decoder_graph, Plan(key))
+        return self._decoders[key]
 
     def describe(self) -> dict:
-        return {"task": self.name, "decoder": "fp32 onnxruntime" if self.decoder else "", "max_tokens": self.max_tokens}
+        return {"task": self.name, "under_test": self.test, "max_tokens": self.max_tokens,
+                "decoder": "FP32 (onnxruntime)" if self.test == "encoder" else "naive low precision per configuration (emulated)"}
 
     def feeds(self, audio: np.ndarray, input_name: str) -> dict:
         return {input_name: log_mel(audio)}
 
-    def transcribe(self, outputs: dict) -> str:
+    def transcribe(self, outputs: dict, precision: str | None = None) -> str:
+        decoder = self.decoder_for(precision)
         states = next(iter(outputs.values())).astype(np.float32)
         tokens = [self.sot, self.no_ts]
         prompt = len(tokens)
         for _ in range(self.max_tokens):
-            logits = self.decoder({"tokens": np.array([tokens], np.int64), "encoder_hidden_states": states})["logits"][0, -1]
+            logits = decoder({"tokens": np.array([tokens], np.int64), "encoder_hidden_states": states})["logits"][0, -1]
             logits = logits.astype(np.float32).copy()
             logits[self.suppress[self.suppress < logits.size]] = -np.inf
             if len(tokens) == prompt:
