@@ -85,7 +85,7 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
     t = time.perf_counter()
     fp = search.fingerprint(__version__, model_path, _samples_digest(samples), fmt.name, acc.describe(output_criteria), opts.profile, backend.describe())
     journal = search.Journal(outdir / "journal.jsonl", fp)
-    pairs_naive = [(ref, cand) for ref, cand in _probe_pairs(naive)]
+    pairs_naive = naive.pairs
     refs = [ref for ref, _ in pairs_naive]
 
     def judge(pins: frozenset) -> acc.Verdict:
@@ -171,10 +171,6 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
     timing["total_s"] = time.perf_counter() - t0
     dump_json(outdir / "run.json", run_json)
     return run_json
-
-
-def _probe_pairs(findings):
-    return getattr(findings, "pairs", None) or []
 
 
 def _bound(result, order) -> int:

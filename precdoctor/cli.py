@@ -62,6 +62,8 @@ def plan_options(fn):
                      help="ONNX Runtime graph optimizations for --backend ort-cuda (fusions change the numbers)."),
         click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True,
                      help="--backend trt on TensorRT <= 10: weakly typed build with layer precisions, or the mixed ONNX."),
+        click.option("--memory-budget", default=8.0, show_default=True, type=float,
+                     help="GB of activations (reference + candidate) one probe pass may compute; beyond it, several passes."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -95,7 +97,7 @@ def backend_from(opts: dict):
 
     name = opts["backend"]
     if name == "emulate":
-        return get_backend(name, profile=opts["profile"])
+        return get_backend(name, profile=opts["profile"], memory_budget_gb=opts.get("memory_budget", 8.0))
     if name == "ort-cuda":
         return get_backend(name, graph_opt=opts["graph_opt"])
     return get_backend(name, typing=opts["trt_typing"])
@@ -151,6 +153,7 @@ def scan(model, inputs, shapes, seed, json_out):
 @click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
 @click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
 @click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)
+@click.option("--memory-budget", default=8.0, show_default=True, type=float, help="GB of activations one probe pass may compute.")
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write run.json here.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
@@ -158,13 +161,13 @@ def scan(model, inputs, shapes, seed, json_out):
 @click.option("--quiet", is_flag=True, help="No progress on the terminal.")
 @task_options
 @guarded
-def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, backend, graph_opt, trt_typing, outdir,
+def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, backend, graph_opt, trt_typing, memory_budget, outdir,
            json_out, no_baselines, no_report, quiet, **task_opts):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
     from . import bisect as job
     from . import workflow
 
-    opts = {"backend": backend, "profile": profile, "graph_opt": graph_opt, "trt_typing": trt_typing}
+    opts = {"backend": backend, "profile": profile, "graph_opt": graph_opt, "trt_typing": trt_typing, "memory_budget": memory_budget}
     task, samples_spec = workflow.task_setup(model, inputs, shapes, seed, task_opts, precision)
     result = job.run(model, samples_spec, backend_from(opts), outdir,
                      job.BisectOptions(precision, tuple(accept), budget, profile, quiet, not no_baselines, task=task))

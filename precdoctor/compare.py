@@ -14,7 +14,7 @@ import numpy as np
 
 from .formats import Format
 from .graph import GraphView
-from .probe import IDX, numpy_stats
+from .probe import IDX, combine, numpy_stats
 
 GROWTH = 8.0  # error must grow this much over the node's inputs ...
 FLOOR_ULPS = 16  # ... and exceed this many unit roundoffs (and MIN_DIVERGENCE) to count
@@ -104,7 +104,7 @@ def output_findings(pairs: list[tuple[dict, dict]], graph: GraphView, fmt: Forma
         raw, off, total, per_sample = None, 0, 0, []
         for ref, cand in pairs:
             s = numpy_stats(ref[name], cand[name], fmt)
-            raw = s if raw is None else _merge(raw, s)
+            raw = combine(raw, s)
             o, t, _ = position_stats(ref[name], cand[name], tol.atol)
             off, total = off + o, total + t
             per_sample.append(o)
@@ -121,12 +121,6 @@ def output_findings(pairs: list[tuple[dict, dict]], graph: GraphView, fmt: Forma
         m.update(positions_off=off, positions=total, positions_off_per_sample=per_sample, diverges=bool(reasons), reasons=reasons)
         out[name] = m
     return out
-
-
-def _merge(a, b):
-    from .probe import combine
-
-    return combine(a, b)
 
 
 def _fmt(x) -> str:

@@ -151,3 +151,36 @@ def test_names_trtexec_cannot_express_are_reported(tmp_path):
 
     rx = autocast_regexes({"/enc/ln[0]/Pow"})[0]
     assert re.match(rx, "/enc/ln[0]/Pow") and not re.match(rx, "/enc/ln0/Pow") and not re.match(rx, "/enc/ln[0]/Pow_1")
+
+
+def test_killed_run_resumes_from_journal(planted_dir, tmp_path):
+    """SIGKILL a real bisect process once it has journaled a few evaluations; the rerun repeats none."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    journal = out / "journal.jsonl"
+    cmd = [sys.executable, "-m", "precdoctor.cli", "bisect", str(planted_dir / "two_culprits.onnx"), "--inputs",
+           str(planted_dir / "two_culprits.npz"), "--out", str(out), "--quiet", "--no-report", "--no-baselines"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 5:  # header + 4 evaluations
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be killed")
+    before = [json.loads(x) for x in journal.read_text().splitlines()[1:] if x.strip()]
+    assert 4 <= len(before) and not (out / "run.json").exists()  # nothing presented as a finished result
+    code, r, _ = _bisect(planted_dir, out, "two_culprits", "fp16", "--no-baselines")
+    assert code == 0 and r["verdict"] == "fixed"
+    lines = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
+    plans = [tuple(sorted(x["pins"])) for x in lines]
+    assert len(plans) == len(set(plans)), "an evaluation was repeated after the kill"
+    assert r["evaluations_resumed"] >= len(before) - 1  # a line cut mid-write by the kill may be lost, never repeated

@@ -70,3 +70,25 @@ def test_scan_flags_ranges_epsilons_and_decomposed_norms(planted_dir, tmp_path):
     assert any(x["kind"] == "epsilon" and "frontend.floor" in x["tensor"] for x in r["risks"])
     run_cli("scan", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--json", out)
     assert not [x for x in json.loads(out.read_text())["risks"] if x["severity"] == "high"]
+
+
+def test_polygraphy_json_inputs(planted_dir, tmp_path):
+    import numpy as np
+    from polygraphy.json import save_json
+
+    x = dict(np.load(planted_dir / "ln_overflow.npz"))
+    save_json([x, {"x": x["x"] * 0.5}], str(tmp_path / "inputs.json"))
+    out = tmp_path / "r.json"
+    code, stdout, _ = run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", tmp_path / "inputs.json", "--json", out)
+    r = json.loads(out.read_text())
+    assert r["samples"] == 2 and r["origin"] == "layer1.ln/Pow"
+
+
+def test_memory_budget_splits_probes_without_changing_results(planted_dir, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    run_cli("compare", planted_dir / "two_culprits.onnx", "--inputs", planted_dir / "two_culprits.npz", "--json", a)
+    run_cli("compare", planted_dir / "two_culprits.onnx", "--inputs", planted_dir / "two_culprits.npz", "--json", b,
+            "--memory-budget", "0.0001")  # ~100 kB: one pass per few tensors
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert ra["origin"] == rb["origin"] and ra["first_divergence"] == rb["first_divergence"]
+    assert [t["rel_l2"] for t in ra["tensors"]] == pytest.approx([t["rel_l2"] for t in rb["tensors"]], rel=1e-6)

@@ -97,3 +97,22 @@ def test_ctc_label_free_drift_on_planted_wav2vec2(w2v, tmp_path):
     assert rows["fp16+pins"]["wer"] == 0.0
     planted = {"/wav2vec2/encoder/layers.1/layer_norm/Pow", "/wav2vec2/encoder/layers.1/layer_norm/ReduceMean_1"}
     assert planted <= set(r["pins"])  # random weights: the task may ask for a few more pins than the proxy found
+
+
+def test_task_plugin(w2v, tmp_path, monkeypatch):
+    """--task package.module:factory: a model family precdoctor does not know."""
+    import sys
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    sys.modules.pop("plugins.argmax_task", None)
+    m = _dataset(tmp_path)
+    out = tmp_path / "wer.json"
+    code, stdout, err = run_cli("wer", w2v, "--task", "plugins.argmax_task:make", "--data", m, "--precision", "fp16",
+                                "--label-free", "--json", out)
+    assert code == 0, err
+    r = json.loads(out.read_text())
+    assert r["task"]["task"] == "argmax-letters" and [row["config"] for row in r["wer"]] == ["fp32", "fp16"]
+    assert r["wer"][0]["wer"] == 0.0 and r["wer"][1]["wer"] > 0.5  # the planted overflow scrambles the letters
+    code, _, err = run_cli("wer", w2v, "--task", "plugins.nope:make", "--data", m)
+    assert code == 2 and "cannot load task plug-in" in err

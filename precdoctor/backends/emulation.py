@@ -9,13 +9,34 @@ from ..graph import aliases, concrete_sizes
 from . import Backend, Probe, ort
 
 
-def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, providers=None, graph_opt="none") -> Probe:
+MEMORY_BUDGET_GB = 8.0
+
+
+def _chunks(tensors: list[str], sizes: list[dict], budget_gb: float) -> list[list[str]]:
+    """Split probes, in topological order, into passes whose activations (reference + candidate,
+    float32, largest sample) fit the budget. ONNX Runtime computes only what a pass asks for, so a
+    pass over the first tensors never materializes the later ones."""
+    limit = budget_gb * 2**30
+    out, cur, used = [], [], 0.0
+    for t in tensors:
+        b = 8.0 * max((s.get(t, 0) for s in sizes), default=0)
+        if cur and used + b > limit:
+            out.append(cur)
+            cur, used = [], 0.0
+        cur.append(t)
+        used += b
+    return out + [cur] if cur else out
+
+
+def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, providers=None, graph_opt="none",
+                 memory_budget_gb: float = MEMORY_BUDGET_GB) -> Probe:
     """Probe every float tensor of ``candidate`` against FP32 in one paired session per stage.
 
     Stage 1 runs cheap probes; stage 2 re-runs full probes on the tensors
     stage 1 saw go non-finite or out of range (usually few). Reshapes and
     transposes are not probed: they hold their input's values, so they get
-    their input's statistics.
+    their input's statistics. Past ``memory_budget_gb`` of activations the
+    probes run in several passes (each a session of its own: slower, bounded).
     """
     fmt = plan.format
     tensors = graph.float_tensors()
@@ -37,12 +58,17 @@ def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, p
                 outs.append(({o: res[r] for o, r in zip(graph.outputs, ref_names)}, {o: res[o] for o in graph.outputs}))
         return per_sample, outs
 
-    fast, outs = run(probed, False, True)
+    passes = _chunks(probed, sizes, memory_budget_gb)
+    fast, outs = None, []
+    for k, chunk in enumerate(passes):
+        part, o = run(chunk, False, k == len(passes) - 1)
+        fast = part if fast is None else [np.concatenate([a, b]) for a, b in zip(fast, part)]
+        outs = o or outs
     redo = sorted({i for raw in fast for i in range(len(probed)) if probes.needs_full(raw[i], fmt)})
     total = None
     for raw in fast:
         total = probes.combine(total, np.stack([probes.complete_fast(r) for r in raw]))
-    notes = []
+    notes = [f"probes ran in {len(passes)} passes to stay within {memory_budget_gb} GB of activations"] if len(passes) > 1 else []
     if redo:
         full, _ = run([probed[i] for i in redo], True, False)
         acc = None
@@ -58,10 +84,11 @@ def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, p
 class EmulationBackend(Backend):
     name = "emulate"
 
-    def __init__(self, profile: str = "fused"):
+    def __init__(self, profile: str = "fused", memory_budget_gb: float = MEMORY_BUDGET_GB):
         if profile not in PROFILES:
             raise ValueError(f"unknown profile {profile!r}")
         self.profile = profile
+        self.memory_budget_gb = memory_budget_gb
 
     def describe(self) -> dict:
         return {"backend": self.name, "profile": self.profile, "engine": "onnxruntime CPU, rounded FP32 graph"}
@@ -75,4 +102,4 @@ class EmulationBackend(Backend):
     def probe(self, graph, plan, samples) -> Probe:
         order: dict[str, int] = {}
         cand = emulation_model(graph, plan, self.profile, order)
-        return paired_probe(graph, plan, samples, cand, order)
+        return paired_probe(graph, plan, samples, cand, order, memory_budget_gb=self.memory_budget_gb)
