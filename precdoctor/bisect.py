@@ -158,6 +158,7 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
             ("naive_" + other_fmt if opts.other_precision else "other"): to_json(other, tol) if other else None,
         },
         "node_ops": {n.name: n.op_type for n in graph.nodes},
+        "flops": _flops(graph, samples[0], result.pins),
         "evaluation_log": evaluations,
         "artifacts": artifacts,
         "timing": timing,
@@ -171,6 +172,16 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
     timing["total_s"] = time.perf_counter() - t0
     dump_json(outdir / "run.json", run_json)
     return run_json
+
+
+def _flops(graph, sample, pins) -> dict:
+    """FLOPs of the first sample: the whole model and the pinned nodes (what stays in FP32)."""
+    from .graph import concrete_shapes, node_flops
+
+    per = node_flops(graph, concrete_shapes(graph, sample))
+    known = [p for p in pins if p in per]
+    return {"total": sum(per.values()), "pinned": {p: per[p] for p in known}, "pinned_total": sum(per[p] for p in known),
+            "complete": len(per) == len(graph.nodes)}
 
 
 def _bound(result, order) -> int:

@@ -147,9 +147,16 @@ def _pin_rows(run: dict) -> list[dict]:
     elems = {}
     for t in naive.get("tensors", []):
         elems[t["node"]] = elems.get(t["node"], 0) + t["elements"]
-    total = sum(elems.values()) or 1
-    return [{"node": p, "op": run.get("node_ops", {}).get(p, ""), "why": run.get("why", {}).get(p, ""),
-             "elements": elems.get(p, 0), "share": elems.get(p, 0) / total} for p in run.get("pins", [])]
+    flops = run.get("flops") or {}
+    total_flops = flops.get("total") or 0
+    n_nodes = max(run.get("nodes") or 1, 1)
+    rows = []
+    for p in run.get("pins", []):
+        f = (flops.get("pinned") or {}).get(p)
+        rows.append({"node": p, "op": run.get("node_ops", {}).get(p, ""), "why": run.get("why", {}).get(p, ""),
+                     "elements": elems.get(p, 0), "flops": f, "flop_share": (f / total_flops) if f is not None and total_flops else None,
+                     "node_share": 1 / n_nodes})
+    return rows
 
 
 def _artifacts(run: dict, outdir: Path | None) -> list[dict]:

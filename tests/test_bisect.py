@@ -39,8 +39,9 @@ def test_planted_minimal_set_within_bound(name, planted_dir, fixtures, tmp_path)
     b = r["baselines"]
     assert b["prefix_bisection"]["passed"] and b["prefix_bisection"]["pins"] >= len(want)
     assert b["precdoctor"]["pins"] == len(r["pins"])
-    # every pin explains itself
+    # every pin explains itself, and its cost is counted
     assert all(r["why"][p] for p in r["pins"])
+    assert set(r["flops"]["pinned"]) == set(r["pins"]) and 0 < r["flops"]["pinned_total"] < r["flops"]["total"]
     pins_json = json.loads((tmp_path / "pins.json").read_text())
     assert sorted(pins_json["pins"]) == sorted(r["pins"]) and pins_json["precision"] == prec
 
@@ -138,6 +139,18 @@ def test_artifacts_and_reemit(planted_dir, tmp_path):
     assert len(pinned_nodes) == len(r["pins"])
     code, stdout, _ = run_cli("pins", out / "pins.json", "--format", "autocast", "--out", tmp_path / "re")
     assert code == 0 and (tmp_path / "re" / "autocast.txt").read_text() == (out / "autocast.txt").read_text()
+
+
+def test_flops_of_matmul_and_reduction():
+    import planted
+    from precdoctor.graph import concrete_shapes, node_flops
+
+    fx = planted.ln_overflow()  # view() moves large weights out of the model it is given: use a fresh one
+    g = view(fx.model)
+    f = node_flops(g, concrete_shapes(g, fx.sample))
+    assert f["layer0.attn.q/MatMul"] == 2 * 48 * 32 * 32  # [1,48,32] x [32,32]
+    assert f["layer1.ln/ReduceMean_1"] == 48 * 32  # reads every element once
+    assert len(f) == len(g.nodes)
 
 
 def test_names_trtexec_cannot_express_are_reported(tmp_path):
