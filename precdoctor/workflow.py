@@ -158,9 +158,7 @@ def wer_table(model_path, precision, pin_files, task_opts, backend, other: bool)
     if pin_files:
         pins = build_plan(graph, "fp16" if precision == "fp32" else precision, (), pin_files).pins
     if precision == "fp32":
-        from .backends.reference import ReferenceBackend
-
-        base = judge.fp32(ReferenceBackend(graph))
+        base = judge.fp32(graph)
         table = {"rows": [judge.row(base, judge.references(base))], "worst": []}
     else:
         table = judge.table(backend, graph, precision, pins, other)

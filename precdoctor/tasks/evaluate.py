@@ -92,9 +92,12 @@ class TaskJudge:
     def references(self, fp32: Transcripts) -> list[str]:
         return [c.text if c.text is not None and not self.label_free else h for c, h in zip(self.clips, fp32.hyps)]
 
-    def fp32(self, backend_ref) -> Transcripts:
+    def fp32(self, graph) -> Transcripts:
+        """FP32 transcripts, computed once (the reference session is built only then)."""
         if "fp32" not in self.cache:
-            self.cache["fp32"] = self.transcribe(backend_ref, "fp32")
+            from ..backends.reference import ReferenceBackend
+
+            self.cache["fp32"] = self.transcribe(ReferenceBackend(graph), "fp32")
         return self.cache["fp32"]
 
     def run_plan(self, backend, graph, plan: Plan, config: str) -> Transcripts:
@@ -108,9 +111,7 @@ class TaskJudge:
         return {"config": tr.config, **s.to_json(), "seconds": round(tr.seconds, 2)}
 
     def judge(self, backend, graph, plan: Plan, criteria: list[Criterion]) -> Verdict:
-        from ..backends.reference import ReferenceBackend
-
-        base = self.fp32(ReferenceBackend(graph))
+        base = self.fp32(graph)
         refs = self.references(base)
         cand = self.run_plan(backend, graph, plan, plan.precision + ("+pins" if plan.pins else ""))
         b, c = wer.score(refs, base.hyps, self.numbers), wer.score(refs, cand.hyps, self.numbers)
@@ -129,9 +130,7 @@ class TaskJudge:
 
     def table(self, backend, graph, precision: str, pins=frozenset(), other: bool = True) -> dict:
         """WER rows: FP32, naive low precision, the other format, and the pinned plan; worst utterances."""
-        from ..backends.reference import ReferenceBackend
-
-        base = self.fp32(ReferenceBackend(graph))
+        base = self.fp32(graph)
         refs = self.references(base)
         runs = [base, self.run_plan(backend, graph, Plan(precision), precision)]
         if other:
