@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import BadInput
 from ..mixed import mixed_model
 from . import Backend, Probe, ort
-from .emulation import paired_probe
+from .paired import paired_probe
 
 CUDA = "CUDAExecutionProvider"
 
