@@ -83,7 +83,7 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
 
     # 2. search
     t = time.perf_counter()
-    fp = search.fingerprint(__version__, model_path, _samples_digest(samples), fmt.name, acc.describe(output_criteria), opts.profile, backend.describe())
+    fp = search.fingerprint(__version__, search.code_digest(), model_path, _samples_digest(samples), fmt.name, acc.describe(output_criteria), opts.profile, backend.describe())
     journal = search.Journal(outdir / "journal.jsonl", fp)
     pairs_naive = naive.pairs
     refs = [ref for ref, _ in pairs_naive]

@@ -129,7 +129,11 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
     """
     if profile not in PROFILES:
         raise ValueError(f"unknown emulation profile {profile!r}; expected one of {PROFILES}")
-    fmt, opset, pins = plan.format, graph.opset, plan.pins
+    from .schema import limits
+
+    fmt, opset = plan.format, graph.opset
+    lim = limits(graph, fmt)
+    pins = plan.pins | lim.fp32_nodes  # ops the format cannot express stay FP32, as in the mixed ONNX
     src = graph.model
     types = dict(graph.elem_type)
     nodes_out: list[onnx.NodeProto] = []
@@ -192,8 +196,9 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
             continue
         new = onnx.NodeProto()
         new.CopyFrom(node)
+        keep_fp32 = lim.fp32_inputs.get(owner, set()) if owner == node.name else set()
         for k, i in enumerate(node.input):
-            if i and types.get(i) == FLOAT and i not in inside:
+            if i and types.get(i) == FLOAT and i not in inside and k not in keep_fp32:
                 new.input[k] = border(i, node.name)
         preserving = node.op_type in VALUE_PRESERVING_OPS
         tail: list[onnx.NodeProto] = []

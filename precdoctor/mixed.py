@@ -17,8 +17,6 @@ from .errors import BadInput
 from .graph import FLOAT, GraphView, inline_bytes, subgraph_inputs
 from .plan import Plan
 
-# inputs the ONNX schema types as tensor(float) whatever the data type: keep them FP32
-FP32_ONLY_INPUTS = {("Resize", 2), ("Upsample", 1)}
 # attributes that carry an output element type or a typed value
 _DTYPE_ATTRS = {"Cast": "to", "RandomNormal": "dtype", "RandomUniform": "dtype", "EyeLike": "dtype",
                 "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
@@ -58,9 +56,12 @@ def mixed_model(graph: GraphView, plan: Plan, info: dict | None = None) -> tuple
     hold the low type in the mixed model) and ``order`` ({node name:
     topological index of the original node it stands for}) for probing.
     """
+    from .schema import limits
+
     fmt = plan.format
     low_t = fmt.onnx_type
-    pins = set(plan.pins) | {n.name for n in graph.nodes if _is_control_flow(n)}
+    lim = limits(graph, fmt)
+    pins = set(plan.pins) | lim.fp32_nodes | {n.name for n in graph.nodes if _is_control_flow(n)}
     types = graph.elem_type
     is_low = {n.name: n.name not in pins for n in graph.nodes}
     low_tensors = {o for n in graph.nodes if is_low[n.name] for o in n.output if o and types.get(o) == FLOAT}
@@ -99,7 +100,7 @@ def mixed_model(graph: GraphView, plan: Plan, info: dict | None = None) -> tuple
         for k, i in enumerate(node.input):
             if not i or types.get(i) != FLOAT:
                 continue
-            want_low = low and (node.op_type, k) not in FP32_ONLY_INPUTS
+            want_low = low and k not in lim.fp32_inputs.get(node.name, ())
             if i in graph.initializers:
                 new.input[k] = low_init(i) if want_low else i
             elif i in low_tensors:

@@ -55,6 +55,14 @@ class Evaluation:
                 "seconds": round(self.seconds, 3), "resumed": self.resumed}
 
 
+def code_digest() -> str:
+    """The package's own source: a journal written by other code must not be replayed."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.rglob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(*parts) -> str:
     h = hashlib.sha256()
     for p in parts:

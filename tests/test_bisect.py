@@ -197,3 +197,33 @@ def test_killed_run_resumes_from_journal(planted_dir, tmp_path):
     plans = [tuple(sorted(x["pins"])) for x in lines]
     assert len(plans) == len(set(plans)), "an evaluation was repeated after the kill"
     assert r["evaluations_resumed"] >= len(before) - 1  # a line cut mid-write by the kill may be lost, never repeated
+
+
+def test_ops_the_format_cannot_express_stay_fp32(tmp_path):
+    """Opset 14: Conv takes no bfloat16 and Pow's exponent (T1) neither: both stay FP32, in the mixed
+    ONNX (which must pass the checker) and in the emulation alike."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from precdoctor.schema import limits
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1]),
+             helper.make_node("Pow", ["c", "two"], ["y"], name="pow")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16])],
+                          initializer=[numpy_helper.from_array(np.full((4, 4, 3), 0.1, np.float32), "w"),
+                                       numpy_helper.from_array(np.array(2.0, np.float32), "two")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)])
+    m.ir_version = 8
+    graph = view(m)
+    bf16 = limits(graph, Plan("bf16").format)
+    assert bf16.fp32_nodes == {"conv"} and bf16.fp32_inputs == {"pow": {1}}
+    fp16 = limits(graph, Plan("fp16").format)
+    assert not fp16.fp32_nodes and not fp16.fp32_inputs
+    mixed, _ = mixed_model(graph, Plan("bf16"))
+    onnx.checker.check_model(mixed, full_check=True)
+    conv = next(n for n in mixed.graph.node if n.name == "conv")
+    assert conv.input[0] == "x"  # FP32 input straight in: the node stays FP32
+    x = np.random.default_rng(0).standard_normal((1, 4, 16)).astype(np.float32)
+    y = EmulationBackend().runner(graph, Plan("bf16"))({"x": x})["y"]
+    ref = ort.run(ort.session(graph.model, weights_dir=graph.weights_dir), {"x": x})["y"]
+    assert np.allclose(y, ref, rtol=2 ** -7)  # only Pow's output is rounded to BF16

@@ -1,0 +1,58 @@
+"""What the ONNX schema lets a node compute in FP16/BF16 at the model's opset.
+
+Some inputs are typed independently of the data (Pow's exponent before opset
+15 takes no bfloat16, Resize's scales are always float32), and some ops take
+no bfloat16 at all at older opsets (Conv before opset 22). A strongly typed
+graph cannot express those in the low format, so they stay FP32 there, and
+the emulation must do the same to predict it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import onnx
+from onnx import defs
+
+from .formats import Format
+from .graph import GraphView
+
+_TYPE = {onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.BFLOAT16: "tensor(bfloat16)"}
+
+
+@dataclass
+class Limits:
+    fp32_nodes: set[str] = field(default_factory=set)  # cannot produce the low type: run in FP32
+    fp32_inputs: dict[str, set[int]] = field(default_factory=dict)  # input positions that stay FP32
+
+
+def _allowed(schema, index: int, outputs: bool) -> set[str] | None:
+    params = schema.outputs if outputs else schema.inputs
+    if not params:
+        return None
+    p = params[min(index, len(params) - 1)]  # a variadic last parameter covers the rest
+    constraints = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    return constraints.get(p.type_str, {p.type_str})
+
+
+def target_opset(graph: GraphView, fmt: Format) -> int:
+    return max(graph.opset, 13) if fmt.name == "bf16" else graph.opset  # BF16 materialization raises to 13
+
+
+def limits(graph: GraphView, fmt: Format) -> Limits:
+    low = _TYPE[fmt.onnx_type]
+    opset = target_opset(graph, fmt)
+    out = Limits()
+    for node in graph.nodes:
+        try:
+            schema = defs.get_schema(node.op_type, opset, node.domain or "")
+        except Exception:  # custom domains: nothing to go by, assume the engine copes
+            continue
+        floats_out = [k for k, o in enumerate(node.output) if o and graph.is_float(o)]
+        if any((a := _allowed(schema, k, True)) is not None and low not in a for k in floats_out):
+            out.fp32_nodes.add(node.name)
+            continue
+        keep = {k for k, i in enumerate(node.input)
+                if i and graph.is_float(i) and (a := _allowed(schema, k, False)) is not None and low not in a}
+        if keep:
+            out.fp32_inputs[node.name] = keep
+    return out
