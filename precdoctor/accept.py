@@ -80,6 +80,11 @@ def parse(specs: list[str] | tuple[str, ...]) -> list[Criterion]:
 
 
 def _output_measure(metric: str, ref: np.ndarray, cand: np.ndarray) -> float:
+    if np.asarray(ref).dtype.kind != "f":
+        if metric != "argmax-agreement":
+            raise BadInput(f"--accept {metric} needs a float output; this one holds {np.asarray(ref).dtype} (use argmax-agreement)")
+        same = np.asarray(ref).shape == np.asarray(cand).shape
+        return float(np.mean(np.asarray(ref) == np.asarray(cand))) if same else 0.0
     r = np.asarray(ref, np.float64)
     c = np.asarray(cand, np.float64)
     if metric == "finite":
@@ -127,7 +132,9 @@ def judge_outputs(criteria: list[Criterion], pairs: list[tuple[dict, dict]], out
     for c in criteria:
         if c.is_task:
             continue
-        names = [c.output] if c.output else [o for o in outputs if np.asarray(pairs[0][0][o]).dtype.kind == "f"]
+        # non-float outputs (ids, masks) answer only argmax-agreement: the share of equal elements
+        names = [c.output] if c.output else [o for o in outputs if np.asarray(pairs[0][0][o]).dtype.kind == "f"
+                                              or c.metric == "argmax-agreement"]
         for o in names:
             if o not in pairs[0][0]:
                 raise BadInput(f"--accept {c.text()}: the model has no output {o!r} (outputs: {', '.join(outputs)})")

@@ -99,7 +99,10 @@ def output_findings(pairs: list[tuple[dict, dict]], graph: GraphView, fmt: Forma
     out: dict[str, dict] = {}
     for name in graph.outputs:
         ref0 = pairs[0][0].get(name)
-        if ref0 is None or np.asarray(ref0).dtype.kind != "f":
+        if ref0 is None:
+            continue
+        if np.asarray(ref0).dtype.kind != "f":  # token ids, masks: they agree exactly or not
+            out[name] = _exact_findings([(np.asarray(r[name]), np.asarray(c[name])) for r, c in pairs])
             continue
         raw, off, total, per_sample = None, 0, 0, []
         for ref, cand in pairs:
@@ -121,6 +124,16 @@ def output_findings(pairs: list[tuple[dict, dict]], graph: GraphView, fmt: Forma
         m.update(positions_off=off, positions=total, positions_off_per_sample=per_sample, diverges=bool(reasons), reasons=reasons)
         out[name] = m
     return out
+
+
+def _exact_findings(pairs) -> dict:
+    """Non-float outputs (argmax ids inside the graph, masks): the share of elements that differ."""
+    total = sum(r.size for r, _ in pairs)
+    diff = sum(int(np.sum(r != c)) if r.shape == c.shape else r.size for r, c in pairs)
+    reasons = [f"{diff} of {total} elements differ from FP32"] if diff else []
+    return {"elements": total, "mismatch": diff, "mismatch_frac": diff / max(total, 1), "diverges": bool(diff), "reasons": reasons,
+            "rel_l2": None, "max_abs": None, "cosine": None, "nonfinite_new": 0, "positions_off": diff, "positions": total,
+            "positions_off_per_sample": [int(np.sum(r != c)) if r.shape == c.shape else r.size for r, c in pairs]}
 
 
 def _fmt(x) -> str:

@@ -123,7 +123,9 @@ def verdict_sentence(run: dict) -> str:
         parts.append(what)
     for name, o in (naive.get("outputs") or {}).items():
         if o.get("diverges"):
-            if o.get("nonfinite_new"):
+            if "mismatch" in o:
+                parts.append(f"{o['mismatch']} of {o['elements']} elements of {name} differ from FP32")
+            elif o.get("nonfinite_new"):
                 parts.append(f"{o['nonfinite_new']} Inf/NaN values reach output {name}")
             elif o.get("positions_off"):
                 parts.append(f"{o['positions_off']} of {o['positions']} positions of {name} are silently corrupted (finite but off by more than {naive.get('tolerance', {}).get('atol', 1)})")

@@ -75,6 +75,9 @@ def compare_summary(r: dict, top: int = 8) -> str:
     lines.append(f"Inf/NaN origin:   {r['origin'] or '-'}" + (f"  (tensor {r['origin_tensor']})" if r["origin_tensor"] else ""))
     lines.append(f"first divergence: {r['first_divergence'] or '-'}")
     for name, m in r["outputs"].items():
+        if "mismatch" in m:
+            lines.append(f"output {name}: {m['mismatch']} of {m['elements']} elements differ from FP32")
+            continue
         lines.append(f"output {name}: rel-L2 {_g(m['rel_l2'])}, max-abs {_g(m['max_abs'])}, cosine {_g(m['cosine'], '.6f')}, "
                      f"non-finite {m['nonfinite_new']}, positions off {m['positions_off']}/{m['positions']}")
     worst = sorted(r["tensors"], key=lambda t: (-(t["nonfinite_new"] > 0), -(t["rel_l2"] if t["rel_l2"] is not None else 1e30)))[:top]

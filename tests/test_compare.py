@@ -92,3 +92,29 @@ def test_memory_budget_splits_probes_without_changing_results(planted_dir, tmp_p
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert ra["origin"] == rb["origin"] and ra["first_divergence"] == rb["first_divergence"]
     assert [t["rel_l2"] for t in ra["tensors"]] == pytest.approx([t["rel_l2"] for t in rb["tensors"]], rel=1e-6)
+
+
+def test_integer_outputs_are_compared_exactly(tmp_path, fixtures):
+    """A model that ends in ArgMax (token ids): the verdict and argmax-agreement read the ids."""
+    import onnx
+    from onnx import helper
+
+    import planted
+
+    fx = planted.ln_overflow()
+    m = fx.model
+    m.graph.node.append(helper.make_node("ArgMax", ["logits"], ["ids"], name="argmax", axis=-1, keepdims=0))
+    del m.graph.output[:]
+    m.graph.output.append(helper.make_tensor_value_info("ids", onnx.TensorProto.INT64, [1, 48]))
+    onnx.save(m, tmp_path / "ids.onnx")
+    import numpy as np
+
+    np.savez(tmp_path / "x.npz", **fx.sample)
+    out = tmp_path / "r.json"
+    code, stdout, _ = run_cli("compare", tmp_path / "ids.onnx", "--inputs", tmp_path / "x.npz", "--json", out)
+    r = json.loads(out.read_text())
+    assert code == 1 and r["outputs"]["ids"]["mismatch"] > 0 and "differ from FP32" in stdout
+    code, stdout, _ = run_cli("bisect", tmp_path / "ids.onnx", "--inputs", tmp_path / "x.npz", "--accept", "argmax-agreement>=1",
+                              "--out", tmp_path / "b", "--quiet", "--no-report", "--no-baselines")
+    r = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert code == 0 and r["verdict"] == "fixed" and "layer1.ln/Pow" in r["pins"]
