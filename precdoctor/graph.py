@@ -146,10 +146,9 @@ class WeightStore:
             pad = (-offset) % self.ALIGN
             fh.write(b"\0" * pad)
             offset += pad
-            data = np.ascontiguousarray(arr).tobytes()
-            fh.write(data)
+            np.ascontiguousarray(arr).tofile(fh)  # no intermediate bytes copy
         t = onnx.TensorProto(name=name, data_type=data_type, dims=list(arr.shape), data_location=onnx.TensorProto.EXTERNAL)
-        for k, v in (("location", file), ("offset", str(offset)), ("length", str(len(data)))):
+        for k, v in (("location", file), ("offset", str(offset)), ("length", str(arr.nbytes))):
             t.external_data.add(key=k, value=v)
         return t
 

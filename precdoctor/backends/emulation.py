@@ -20,9 +20,9 @@ class EmulationBackend(Backend):
 
     def runner(self, graph, plan):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
-        sess = ort.session(emulation_model(graph, plan, self.profile), graph_opt="none", weights_dir=graph.weights_dir)
+        sessions = ort.ShapedSessions(emulation_model(graph, plan, self.profile), graph_opt="none", weights_dir=graph.weights_dir)
         outputs = graph.outputs
-        return lambda feed: ort.run(sess, feed, outputs)
+        return lambda feed: ort.run(sessions(feed), feed, outputs)
 
     def probe(self, graph, plan, samples) -> Probe:
         order: dict[str, int] = {}

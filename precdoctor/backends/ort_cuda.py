@@ -45,9 +45,9 @@ class OrtCudaBackend(Backend):
 
     def runner(self, graph, plan):
         model, _ = mixed_model(graph, plan)
-        sess = ort.session(model, self.providers, self.graph_opt)
+        sessions = ort.ShapedSessions(model, providers=self.providers, graph_opt=self.graph_opt)
         outputs = graph.outputs
-        return lambda feed: ort.run(sess, feed, outputs)
+        return lambda feed: ort.run(sessions(feed), feed, outputs)
 
     def probe(self, graph, plan, samples) -> Probe:
         info: dict = {}

@@ -50,11 +50,11 @@ def paired_probe(graph, plan, samples, candidate, cand_order, cand_types=None, p
 
     def run(subset, full, want_outputs):
         model, pb, stats_name = probes.paired_model(graph, candidate, subset, fmt, cand_types, cand_order, full, known)
-        sess = ort.session(model, providers, graph_opt, lean=True, weights_dir=graph.weights_dir)
+        sessions = ort.ShapedSessions(model, providers=providers, graph_opt=graph_opt, lean=True, weights_dir=graph.weights_dir)
         names = (graph.outputs + ref_names if want_outputs else []) + [stats_name]
         per_sample, outs = [], []
         for feed, size in zip(samples, sizes):
-            res = ort.run(sess, feed, names)
+            res = ort.run(sessions(feed), feed, names)
             per_sample.append(probes.unpack(res[stats_name].astype(np.float64), pb.names, pb.sized, full, size))
             if want_outputs:
                 outs.append(({o: res[r] for o, r in zip(graph.outputs, ref_names)}, {o: res[o] for o in graph.outputs}))

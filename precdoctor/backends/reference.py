@@ -16,8 +16,8 @@ class ReferenceBackend:
 
     def __init__(self, graph, use_cuda: bool = False):
         self.providers = providers() if use_cuda else ["CPUExecutionProvider"]
-        self.sess = ort.session(graph.model, self.providers, weights_dir=graph.weights_dir)
+        self.sessions = ort.ShapedSessions(graph.model, providers=self.providers, weights_dir=graph.weights_dir)
         self.outputs = graph.outputs
 
     def __call__(self, feed: dict) -> dict:
-        return ort.run(self.sess, feed, self.outputs)
+        return ort.run(self.sessions(feed), feed, self.outputs)
