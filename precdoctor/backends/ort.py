@@ -84,16 +84,27 @@ def shape_key(feed: dict) -> tuple:
 
 
 class ShapedSessions:
-    """One session per input-shape signature, built on first use (see with_input_shapes)."""
+    """One session per input-shape signature, built on first use (see with_input_shapes).
 
-    def __init__(self, model: onnx.ModelProto, **session_kw):
-        self.model, self.kw, self.sessions = model, session_kw, {}
+    Past ``max_shapes`` signatures (a dataset of clips of many lengths) one session with the
+    model's own symbolic shapes serves the rest: each new session costs its start-up again.
+    """
+
+    def __init__(self, model: onnx.ModelProto, max_shapes: int = 3, **session_kw):
+        self.model, self.kw, self.max_shapes = model, session_kw, max_shapes
+        self.sessions: dict = {}
+        self.generic = None
 
     def __call__(self, feed: dict):
         key = shape_key(feed)
-        if key not in self.sessions:
+        if key in self.sessions:
+            return self.sessions[key]
+        if len(self.sessions) < self.max_shapes:
             self.sessions[key] = session(with_input_shapes(self.model, feed), **self.kw)
-        return self.sessions[key]
+            return self.sessions[key]
+        if self.generic is None:
+            self.generic = session(self.model, **self.kw)
+        return self.generic
 
 
 def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
