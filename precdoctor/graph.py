@@ -381,16 +381,23 @@ def aliases(graph: GraphView, tensors: list[str]) -> dict[str, str]:
     return out
 
 
-def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
-    """Shapes of tensors, by shape inference with this sample's input shapes (where it can tell)."""
+def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs have this sample's concrete shapes (cheap when the
+    weights are WeightStore references)."""
     m = onnx.ModelProto()
-    m.CopyFrom(graph.model)  # initializers are references (WeightStore): a cheap copy
+    m.CopyFrom(model)
     for vi in m.graph.input:
         if vi.name in feed and vi.type.HasField("tensor_type"):
             shape = vi.type.tensor_type.shape
             del shape.dim[:]
             for d in np.shape(feed[vi.name]):
                 shape.dim.add().dim_value = int(d)
+    return m
+
+
+def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
+    """Shapes of tensors, by shape inference with this sample's input shapes (where it can tell)."""
+    m = with_input_shapes(graph.model, feed)
     try:
         inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
     except Exception:

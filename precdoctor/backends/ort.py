@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 
 from ..errors import BadInput
-from ..graph import inline_bytes
+from ..graph import inline_bytes, with_input_shapes
 
 _PROTOBUF_LIMIT = 2_000_000_000
 OPT_LEVELS = ("none", "basic", "all")
@@ -61,30 +61,14 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
 
 
-def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
-    """A copy of ``model`` whose graph inputs have this sample's concrete shapes.
-
-    ONNX Runtime plans a graph with symbolic dimensions far more slowly: on
-    wav2vec2-base's paired probe graph, 9 s of session start-up became 1.2 s,
-    and the run got faster too. The copy is cheap: large weights are references.
-    """
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    for vi in m.graph.input:
-        if vi.name in feed and vi.type.HasField("tensor_type"):
-            shape = vi.type.tensor_type.shape
-            del shape.dim[:]
-            for d in np.shape(feed[vi.name]):
-                shape.dim.add().dim_value = int(d)
-    return m
-
-
 def shape_key(feed: dict) -> tuple:
     return tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items()))
 
 
 class ShapedSessions:
-    """One session per input-shape signature, built on first use (see with_input_shapes).
+    """One session per input-shape signature, built on first use: ONNX Runtime plans concrete
+    shapes far faster than symbolic ones (wav2vec2-base's paired probe graph: 9 s of session
+    start-up became 1.2 s, and the run got faster too).
 
     Past ``max_shapes`` signatures (a dataset of clips of many lengths) one session with the
     model's own symbolic shapes serves the rest: each new session costs its start-up again.
