@@ -10,16 +10,18 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
+from . import __version__
 from . import accept as acc
 from . import search
 from .compare import Tolerance, compare_plan, to_json
+from .errors import BadInput
 from .emit import write_artifacts
 from .files import dump_json, ensure_dir
 from .plan import Plan
-from . import __version__
 from .workflow import load, versions
 
 
@@ -28,12 +30,10 @@ class BisectOptions:
     precision: str = "fp16"
     accept: tuple[str, ...] = ()
     budget: int = 64
-    profile: str = "fused"
     quiet: bool = False
     baselines: bool = True
     other_precision: bool = True  # also compare the other format's naive plan, for the report
     task: object | None = None  # tasks.evaluate.TaskJudge: confirms plans with a task metric
-    extra: dict = field(default_factory=dict)
 
 
 def _samples_digest(samples) -> str:
@@ -60,8 +60,6 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
     output_criteria = [c for c in criteria if not c.is_task]
     task_criteria = [c for c in criteria if c.is_task]
     if task_criteria and opts.task is None:
-        from .errors import BadInput
-
         raise BadInput(f"--accept {task_criteria[0].text()} needs --task and --data")
     if not output_criteria:  # a task criterion alone: search on the cheap proxy, confirm with the task
         output_criteria = acc.parse(acc.DEFAULT)
@@ -83,7 +81,7 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
 
     # 2. search
     t = time.perf_counter()
-    fp = search.fingerprint(__version__, search.code_digest(), model_path, _samples_digest(samples), fmt.name, acc.describe(output_criteria), opts.profile, backend.describe())
+    fp = search.fingerprint(__version__, search.code_digest(), model_path, _samples_digest(samples), fmt.name, acc.describe(output_criteria), backend.describe())
     journal = search.Journal(outdir / "journal.jsonl", fp)
     pairs_naive = naive.pairs
     refs = [ref for ref, _ in pairs_naive]
@@ -163,12 +161,11 @@ def run(model_path: str, samples_spec: tuple, backend, outdir: str | Path, opts:
         "artifacts": artifacts,
         "timing": timing,
         "versions": versions(),
-        **opts.extra,
     }
     plan.save(outdir / "pins.json", {"model": str(model_path), "accept": run_json["accept"],
                                       "verdict": verdict, "one_minimal": result.one_minimal,
                                       "evaluations": result.evaluations, "casts": artifacts.get("casts"),
-                                      "profile": opts.profile, "backend": backend.name})
+                                      "profile": backend.describe().get("profile"), "backend": backend.name})
     timing["total_s"] = time.perf_counter() - t0
     dump_json(outdir / "run.json", run_json)
     return run_json
@@ -185,8 +182,6 @@ def _flops(graph, sample, pins) -> dict:
 
 
 def _bound(result, order) -> int:
-    import math
-
     k = max(len(result.pins), 1)
     return k * math.ceil(math.log2(max(len(order), 2))) + 3
 

@@ -36,23 +36,32 @@ def write_json(path: str | None, data: dict) -> None:
     dump_json(path, data)
 
 
-def model_options(fn):
-    opts = [
-        click.argument("model", type=click.Path(dir_okay=False)),
-        click.option("--inputs", "inputs", multiple=True, help="Input sample: .npz (keys = input names) or Polygraphy JSON; repeatable."),
-        click.option("--input-shapes", "shapes", multiple=True, help="name:[d0,d1,...] for seeded random input when no --inputs; repeatable."),
-        click.option("--seed", default=0, show_default=True, help="Seed for random inputs."),
-    ]
+def _stack(fn, opts):
     for o in reversed(opts):
         fn = o(fn)
     return fn
 
 
+def model_options(fn):
+    return _stack(fn, [
+        click.argument("model", type=click.Path(dir_okay=False)),
+        click.option("--inputs", "inputs", multiple=True, help="Input sample: .npz (keys = input names) or Polygraphy JSON; repeatable."),
+        click.option("--input-shapes", "shapes", multiple=True, help="name:[d0,d1,...] for seeded random input when no --inputs; repeatable."),
+        click.option("--seed", default=0, show_default=True, help="Seed for random inputs."),
+    ])
+
+
 def plan_options(fn):
-    opts = [
+    return _stack(fn, [
         click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True),
         click.option("--pins", "pin_files", multiple=True, help="pins.json to apply (repeatable)."),
         click.option("--pin", "pin_selectors", multiple=True, help="Pin nodes to FP32: NAME, glob:PAT, re:REGEX or op:OpType; repeatable."),
+    ])
+
+
+def engine_options(fn):
+    """Which engine computes the reduced precision, and how (shared by compare, bisect, wer)."""
+    return _stack(fn, [
         click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True,
                      help="Fused-op numerics: fused = LayerNormalization/InstanceNormalization FP32 inside (TensorRT, ORT CUDA); "
                           "strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm chains fused "
@@ -64,14 +73,11 @@ def plan_options(fn):
                      help="--backend trt on TensorRT <= 10: weakly typed build with layer precisions, or the mixed ONNX."),
         click.option("--memory-budget", default=8.0, show_default=True, type=float,
                      help="GB of activations (reference + candidate) one probe pass may compute; beyond it, several passes."),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
+    ])
 
 
 def task_options(fn):
-    opts = [
+    return _stack(fn, [
         click.option("--task", "task_name", help="Task metric: ctc, whisper, or package.module:factory."),
         click.option("--data", "data", type=click.Path(), help="Dataset: NeMo manifest, or folder of audio + .txt."),
         click.option("--limit", type=int, help="Use the first N clips of the dataset."),
@@ -86,10 +92,7 @@ def task_options(fn):
         click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True),
         click.option("--test", "test_part", type=click.Choice(["encoder", "decoder", "both"]), default="encoder", show_default=True,
                      help="whisper: which part runs in reduced precision."),
-    ]
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
+    ])
 
 
 def backend_from(opts: dict):
@@ -97,7 +100,7 @@ def backend_from(opts: dict):
 
     name = opts["backend"]
     if name == "emulate":
-        return get_backend(name, profile=opts["profile"], memory_budget_gb=opts.get("memory_budget", 8.0))
+        return get_backend(name, profile=opts["profile"], memory_budget_gb=opts["memory_budget"])
     if name == "ort-cuda":
         return get_backend(name, graph_opt=opts["graph_opt"])
     return get_backend(name, typing=opts["trt_typing"])
@@ -112,6 +115,7 @@ def main():
 @main.command()
 @model_options
 @plan_options
+@engine_options
 @click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
 @click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
 @click.option("--top", default=8, show_default=True, help="Offending tensors to list.")
@@ -149,11 +153,7 @@ def scan(model, inputs, shapes, seed, json_out):
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
                    "[OUTPUT:]..., wer<=+X (with --task/--data). Default: finite, rel-l2<=0.05.")
 @click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
-@click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True)
-@click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
-@click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
-@click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)
-@click.option("--memory-budget", default=8.0, show_default=True, type=float, help="GB of activations one probe pass may compute.")
+@engine_options
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write run.json here.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
@@ -161,16 +161,14 @@ def scan(model, inputs, shapes, seed, json_out):
 @click.option("--quiet", is_flag=True, help="No progress on the terminal.")
 @task_options
 @guarded
-def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, backend, graph_opt, trt_typing, memory_budget, outdir,
-           json_out, no_baselines, no_report, quiet, **task_opts):
+def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, no_baselines, no_report, quiet, **opts):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
     from . import bisect as job
     from . import workflow
 
-    opts = {"backend": backend, "profile": profile, "graph_opt": graph_opt, "trt_typing": trt_typing, "memory_budget": memory_budget}
-    task, samples_spec = workflow.task_setup(model, inputs, shapes, seed, task_opts, precision)
+    task, samples_spec = workflow.task_setup(model, inputs, shapes, seed, opts, precision)
     result = job.run(model, samples_spec, backend_from(opts), outdir,
-                     job.BisectOptions(precision, tuple(accept), budget, profile, quiet, not no_baselines, task=task))
+                     job.BisectOptions(precision, tuple(accept), budget, quiet, not no_baselines, task=task))
     if not no_report:
         from .report import render_to
 
@@ -185,22 +183,18 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, profile, back
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True,
               help="Reduced precision to compare with FP32 (fp32: the reference row only).")
 @click.option("--pins", "pin_files", multiple=True, help="pins.json: adds a row for the pinned plan.")
-@click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True)
-@click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True)
-@click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True)
-@click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True)
+@engine_options
 @click.option("--other/--no-other", default=False, show_default=True, help="Also the other reduced format (bf16 next to fp16).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False))
 @task_options
 @guarded
-def wer_cmd(model, precision, pin_files, profile, backend, graph_opt, trt_typing, other, json_out, **task_opts):
+def wer_cmd(model, precision, pin_files, other, json_out, **opts):
     """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
     from . import workflow
 
-    if not task_opts.get("task_name"):
+    if not opts.get("task_name"):
         raise BadInput("wer needs --task (ctc, whisper or package.module:factory) and --data")
-    opts = {"backend": backend, "profile": profile, "graph_opt": graph_opt, "trt_typing": trt_typing}
-    result = workflow.wer_table(model, precision, pin_files, task_opts, backend_from(opts), other)
+    result = workflow.wer_table(model, precision, pin_files, opts, backend_from(opts), other)
     click.echo(workflow.wer_summary(result))
     write_json(json_out, result)
 

@@ -149,7 +149,7 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
             for nd in nodes:
                 order[nd.name] = at
 
-    def border(t: str, tag: str) -> str:
+    def border(t: str) -> str:
         if t in low_outputs:
             return t
         if t not in rounded_borders:
@@ -199,7 +199,7 @@ def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused", order:
         keep_fp32 = lim.fp32_inputs.get(owner, set()) if owner == node.name else set()
         for k, i in enumerate(node.input):
             if i and types.get(i) == FLOAT and i not in inside and k not in keep_fp32:
-                new.input[k] = border(i, node.name)
+                new.input[k] = border(i)
         preserving = node.op_type in VALUE_PRESERVING_OPS
         tail: list[onnx.NodeProto] = []
         for k, o in enumerate(node.output):

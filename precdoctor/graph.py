@@ -190,6 +190,7 @@ class GraphView:
     outputs: list[str] = field(default_factory=list)
     _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
     store: WeightStore | None = field(default=None, repr=False)
+    derived: dict = field(default_factory=dict, repr=False)  # facts computed once per view (the view never changes)
 
     @property
     def weights_dir(self) -> str | None:
@@ -327,6 +328,12 @@ def _const_scalar(graph: GraphView, name: str):
 def layernorm_patterns(graph: GraphView) -> list[dict]:
     """Decomposed LayerNorms: ReduceMean -> Sub -> Pow(2)|Mul(x,x) -> ReduceMean -> Add(eps) -> Sqrt -> Div
     [-> Mul(gamma) -> Add(beta)], the chain opset < 17 exporters write and ORT's LayerNormFusion fuses."""
+    if "layernorm_patterns" not in graph.derived:
+        graph.derived["layernorm_patterns"] = _find_layernorm_patterns(graph)
+    return graph.derived["layernorm_patterns"]
+
+
+def _find_layernorm_patterns(graph: GraphView) -> list[dict]:
     found = []
 
     def only(t, op):

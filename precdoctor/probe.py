@@ -67,8 +67,8 @@ class ProbeBuilder:
     non-finite, overflowing and underflowing elements.
     """
 
-    def __init__(self, fmt: Format, opset: int, full: bool = True):
-        self.fmt, self.opset, self.full = fmt, opset, full
+    def __init__(self, fmt: Format, full: bool = True):
+        self.fmt, self.full = fmt, full
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.parts: list[str] = []
@@ -76,7 +76,7 @@ class ProbeBuilder:
         self.sized: list[bool] = []  # whether each probe's vector carries the element count
         c = lambda n, v, dt=np.float32: numpy_helper.from_array(np.array(v, dt), f"probe/{n}{SUFFIX}")
         self.inits += [c("zero", 0.0), c("fmax", fmt.max_finite), c("tiny", fmt.min_subnormal / 2),
-                       c("flat", [-1], np.int64), c("one_d", [1], np.int64), c("unknown", [-1.0])]
+                       c("flat", [-1], np.int64)]
         self.k = lambda n: f"probe/{n}{SUFFIX}"
 
     def _n(self, op, ins, out, **kw):
@@ -248,7 +248,7 @@ def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: For
     last = len(graph.nodes)
     for j, node in enumerate(candidate.graph.node):
         keyed.append(((cand_order.get(node.name, last) if cand_order else last, 1, j), node))
-    pb = ProbeBuilder(fmt, graph.opset, full=full)
+    pb = ProbeBuilder(fmt, full=full)
     for t in tensors:
         at = position.get(graph.producer[t].name, last) if t in graph.producer else last
         start = len(pb.nodes)

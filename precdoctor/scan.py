@@ -17,7 +17,7 @@ _EPS_CONSUMERS = {"Sqrt", "Log", "Div", "Reciprocal", "Pow"}
 
 
 def _fp32_stats(graph: GraphView, samples) -> dict[str, dict]:
-    pb = probes.ProbeBuilder(FP16, graph.opset)
+    pb = probes.ProbeBuilder(FP16)
     tensors = graph.float_tensors()
     for t in tensors:
         pb.add(t, t, t)

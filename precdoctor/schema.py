@@ -39,6 +39,14 @@ def target_opset(graph: GraphView, fmt: Format) -> int:
 
 
 def limits(graph: GraphView, fmt: Format) -> Limits:
+    """Computed once per graph and format: every emulation model and mixed ONNX of a search needs it."""
+    key = ("schema_limits", fmt.name)
+    if key not in graph.derived:
+        graph.derived[key] = _limits(graph, fmt)
+    return graph.derived[key]
+
+
+def _limits(graph: GraphView, fmt: Format) -> Limits:
     low = _TYPE[fmt.onnx_type]
     opset = target_opset(graph, fmt)
     out = Limits()

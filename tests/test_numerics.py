@@ -52,7 +52,7 @@ def test_in_graph_probe_matches_numpy(full):
     ref[0, 0] = 1e-9  # underflows in FP16
     ref[0, 1] = 7e4  # overflows in FP16
     cand = FP16.round(ref)
-    pb = probes.ProbeBuilder(FP16, 13, full=full)
+    pb = probes.ProbeBuilder(FP16, full=full)
     pb.add("t", "r", "c", rank=2)
     flat = _run_probes(pb, ref, cand)
     got = probes.unpack(flat, pb.names, pb.sized, full, {})[0]
@@ -69,7 +69,7 @@ def test_fast_probe_completion_on_finite_data():
     rng = np.random.default_rng(2)
     ref = rng.standard_normal(1000).astype(np.float32)
     cand = BF16.round(ref)
-    pb = probes.ProbeBuilder(BF16, 13, full=False)
+    pb = probes.ProbeBuilder(BF16, full=False)
     pb.add("t", "r", "c", rank=1, size_in_graph=False)
     flat = _run_probes(pb, ref, cand)
     got = probes.complete_fast(probes.unpack(flat, pb.names, pb.sized, False, {"t": ref.size})[0])
