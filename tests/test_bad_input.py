@@ -52,22 +52,15 @@ def test_missing_model(tmp_path):
     _expect_bad(["scan", tmp_path / "nope.onnx", "--input-shapes", "x:[1]"], "not found")
 
 
-def test_wrong_input_name(planted_dir, tmp_path):
+@pytest.mark.parametrize("arrays,needle", [
+    ({"wrong": np.zeros((1, 48, 32), np.float32)}, "unknown input name"),
+    ({"x": np.zeros((48, 32), np.float32)}, "rank"),
+    ({"x": np.zeros((1, 48, 31), np.float32)}, "axis 2 must be 32"),
+], ids=["wrong-name", "wrong-rank", "wrong-static-dim"])
+def test_input_that_does_not_fit_the_model(arrays, needle, planted_dir, tmp_path):
     p = tmp_path / "in.npz"
-    np.savez(p, wrong=np.zeros((1, 48, 32), np.float32))
-    _expect_bad(["compare", planted_dir / "healthy.onnx", "--inputs", p], "unknown input name")
-
-
-def test_wrong_rank(planted_dir, tmp_path):
-    p = tmp_path / "in.npz"
-    np.savez(p, x=np.zeros((48, 32), np.float32))
-    _expect_bad(["compare", planted_dir / "healthy.onnx", "--inputs", p], "rank")
-
-
-def test_wrong_static_dim(planted_dir, tmp_path):
-    p = tmp_path / "in.npz"
-    np.savez(p, x=np.zeros((1, 48, 31), np.float32))
-    _expect_bad(["compare", planted_dir / "healthy.onnx", "--inputs", p], "axis 2 must be 32")
+    np.savez(p, **arrays)
+    _expect_bad(["compare", planted_dir / "healthy.onnx", "--inputs", p], needle)
 
 
 def test_bad_npz(planted_dir, tmp_path):
