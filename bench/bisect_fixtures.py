@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import tempfile
 import time
@@ -22,22 +21,20 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "fixtures"))
 
 import planted  # noqa: E402
-from precdoctor import bisect  # noqa: E402
-from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
+from precdoctor.inputs import InputSpec  # noqa: E402
+from precdoctor.pipelines.bisect import BisectParams, run  # noqa: E402
 
 
 def run_one(name, model, inputs, precision, accept, expected=None):
     with tempfile.TemporaryDirectory() as out:
         t = time.perf_counter()
-        r = bisect.run(str(model), (tuple(map(str, inputs)), (), 0), EmulationBackend(), out,
-                       bisect.BisectOptions(precision, tuple(accept), quiet=True, other_precision=False))
+        r = run(BisectParams(str(model), out, precision, InputSpec(files=tuple(map(str, inputs))), tuple(accept), report=False,
+                             other_precision=False)).to_json()
         wall = time.perf_counter() - t
-    k = max(len(r["pins"]), 1)
     return {"fixture": name, "precision": precision, "accept": r["accept"], "verdict": r["verdict"], "pins": r["pins"],
             "expected": expected, "matches_planted": None if expected is None else sorted(r["pins"]) == sorted(expected),
-            "one_minimal": r["one_minimal"], "evaluations": r["evaluations"],
-            "bound": k * math.ceil(math.log2(max(r["candidates"], 2))) + 3, "candidates": r["candidates"], "wall_s": round(wall, 1),
-            "search_s": round(r["timing"]["search_s"], 1),
+            "one_minimal": r["one_minimal"], "evaluations": r["evaluations"], "bound": r["evaluation_bound"],
+            "candidates": r["candidates"], "wall_s": round(wall, 1), "search_s": round(r["timing"]["search"], 1),
             "range_rule": r["baselines"]["range_rule"], "prefix_bisection": r["baselines"]["prefix_bisection"]}
 
 

@@ -82,14 +82,15 @@ def child_rss(cmd: list[str]) -> tuple[float, float, str]:
 def emulation_cost(model: Path, inputs: Path, repeat: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from precdoctor.backends import ort
-    from precdoctor.emulate import emulation_model
-    from precdoctor.graph import load_model, view
+    from precdoctor.emulation import emulation_model
+    from precdoctor.graph import open_model
     from precdoctor.plan import Plan
 
-    g = view(load_model(model))
+    g = open_model(model)
     feed = dict(np.load(inputs))
     out = {}
-    for name, m in (("fp32", g.model), ("fp16_emulated", emulation_model(g, Plan("fp16"))), ("bf16_emulated", emulation_model(g, Plan("bf16")))):
+    for name, m in (("fp32", g.model), ("fp16_emulated", emulation_model(g, Plan("fp16")).model),
+                    ("bf16_emulated", emulation_model(g, Plan("bf16")).model)):
         sess = ort.session(m, graph_opt="none", weights_dir=g.weights_dir)
         sess.run(None, feed)  # warm-up
         times = []

@@ -29,11 +29,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from precdoctor import accept  # noqa: E402
+from precdoctor import acceptance as accept  # noqa: E402
 from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
-from precdoctor.compare import Tolerance, analyse, output_findings, position_stats  # noqa: E402
+from precdoctor.comparison import Tolerance, compare_plan  # noqa: E402
 from precdoctor.errors import BadInput  # noqa: E402
-from precdoctor.graph import load_model, view  # noqa: E402
+from precdoctor.graph import open_model  # noqa: E402
+from precdoctor.limits import DEFAULT_ACCEPT  # noqa: E402
+from precdoctor.outputs import compare_outputs, position_stats  # noqa: E402
 from precdoctor.plan import Plan  # noqa: E402
 
 
@@ -52,17 +54,17 @@ def masks(findings, graph, atol):
 
 def per_layer(emu, gpu, fmt) -> dict:
     noise = 16 * fmt.unit_roundoff
-    e = {t["tensor"]: t for t in emu.tensors}
+    e = {t.tensor: t for t in emu.tensors}
     ratios, worst = [], []
     for t in gpu.tensors:
-        a = e.get(t["tensor"])
-        if a is None or a["nonfinite_new"] or t["nonfinite_new"] or a["rel_l2"] is None or t["rel_l2"] is None:
+        a = e.get(t.tensor)
+        if a is None or a.nonfinite_new or t.nonfinite_new or not math.isfinite(a.rel_l2) or not math.isfinite(t.rel_l2):
             continue
-        if max(a["rel_l2"], t["rel_l2"]) < noise:
+        if max(a.rel_l2, t.rel_l2) < noise:
             continue
-        r = max(a["rel_l2"], t["rel_l2"]) / max(min(a["rel_l2"], t["rel_l2"]), 1e-30)
+        r = max(a.rel_l2, t.rel_l2) / max(min(a.rel_l2, t.rel_l2), 1e-30)
         ratios.append(r)
-        worst.append((r, t["node"], a["rel_l2"], t["rel_l2"]))
+        worst.append((r, t.node, a.rel_l2, t.rel_l2))
     worst.sort(reverse=True)
     return {"tensors_above_noise": len(ratios), "within_2x": sum(r <= 2 for r in ratios),
             "fraction_within_2x": (sum(r <= 2 for r in ratios) / len(ratios)) if ratios else 1.0,
@@ -105,7 +107,7 @@ def verify(name, model_path, samples, precision, pins, crit_specs, stand_in) -> 
 
 
 def _verify(name, model_path, samples, precision, pins, crit_specs, stand_in) -> dict:
-    graph = view(load_model(model_path))
+    graph = open_model(model_path)
     fmt = Plan(precision).format
     tol = Tolerance()
     res = {"model": name, "precision": precision}
@@ -116,8 +118,8 @@ def _verify(name, model_path, samples, precision, pins, crit_specs, stand_in) ->
     if precision == "bf16" and not stand_in:
         res["ops_without_cuda_bf16"], base_pins = missing_bf16_ops(graph, gpu_b, samples, base_pins)
     naive = Plan(precision, base_pins)
-    emu = analyse(graph, *_probe(emu_b, graph, naive, samples), fmt, tol)
-    gpu = analyse(graph, *_probe(gpu_b, graph, naive, samples), fmt, tol)
+    emu = compare_plan(graph, naive, samples, emu_b, tol)
+    gpu = compare_plan(graph, naive, samples, gpu_b, tol)
     me, mg = masks(emu, graph, tol.atol), masks(gpu, graph, tol.atol)
     res["naive"] = {
         "emulation": {"verdict": emu.verdict, "origin": emu.origin, "first_divergence": emu.first_divergence,
@@ -127,16 +129,16 @@ def _verify(name, model_path, samples, precision, pins, crit_specs, stand_in) ->
         "same_origin": emu.origin == gpu.origin,
         "jaccard": {o: jaccard(me[o], mg[o]) for o in me},
         "per_layer": per_layer(emu, gpu, fmt),
-        "positions_off_per_sample": {"emulation": [int(x) for o in graph.outputs for x in emu.outputs[o]["positions_off_per_sample"]],
-                                     "gpu": [int(x) for o in graph.outputs for x in gpu.outputs[o]["positions_off_per_sample"]]},
+        "positions_off_per_sample": {"emulation": [int(x) for o in graph.outputs for x in emu.outputs[o].positions_off_per_sample],
+                                     "gpu": [int(x) for o in graph.outputs for x in gpu.outputs[o].positions_off_per_sample]},
     }
     # graph optimizations on: outputs only (probing every tensor would itself stop the fusions)
     on = gpu_backend(stand_in, "all")
     pairs_on = [(ref, on.runner(graph, naive)(s)) for (ref, _), s in zip(gpu.pairs, samples)]
-    v_on = output_findings(pairs_on, graph, fmt, tol)
-    pred = analyse(graph, *_probe(EmulationBackend("ort-fused"), graph, naive, samples), fmt, tol)
-    res["graph_opt_all"] = {"gpu_verdict": "diverges" if any(o["diverges"] for o in v_on.values()) else "ok",
-                            "gpu_positions_off": {o: v["positions_off"] for o, v in v_on.items()},
+    v_on = compare_outputs(pairs_on, graph.outputs, fmt, tol.rel_l2, tol.atol)
+    pred = compare_plan(graph, naive, samples, EmulationBackend("ort-fused"), tol)
+    res["graph_opt_all"] = {"gpu_verdict": "diverges" if any(o.diverges for o in v_on.values()) else "ok",
+                            "gpu_positions_off": {o: v.positions_off for o, v in v_on.items()},
                             "ort_fused_emulation_verdict": pred.verdict}
     res["graph_opt_all"]["verdict_changes"] = res["graph_opt_all"]["gpu_verdict"] != gpu.verdict
     res["graph_opt_all"]["predicted"] = res["graph_opt_all"]["gpu_verdict"] == pred.verdict
@@ -150,11 +152,6 @@ def _verify(name, model_path, samples, precision, pins, crit_specs, stand_in) ->
         res["pinned"] = {"pins": sorted(pins), "accept": crit_specs, "gpu": v.to_json(), "emulation": ve.to_json()}
     res["seconds"] = round(time.perf_counter() - t, 1)
     return res
-
-
-def _probe(backend, graph, plan, samples):
-    pr = backend.probe(graph, plan, samples)
-    return pr.tensors, pr.stats, pr.outputs
 
 
 def main():
@@ -179,7 +176,7 @@ def main():
             sample = [dict(np.load(a.planted / f"{name}.npz"))]
             for prec in ("fp16", "bf16"):
                 pins = exp["culprits"].get(prec, [])
-                results.append(verify(name, a.planted / f"{name}.onnx", sample, prec, pins, list(accept.DEFAULT), a.cpu_stand_in))
+                results.append(verify(name, a.planted / f"{name}.onnx", sample, prec, pins, list(DEFAULT_ACCEPT), a.cpu_stand_in))
                 print(json.dumps(results[-1])[:400], flush=True)
     import onnxruntime
 

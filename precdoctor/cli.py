@@ -1,39 +1,64 @@
-"""Command line: parse, call the library, print. Exit 0 ok, 1 failed verdict, 2 bad input."""
+"""Command line: parse options into a pipeline's parameters, call it, print its record's summary.
+
+Exit codes (errors.py): 0 ok, 1 failed verdict, 2 bad input (one line on
+stderr), 3 a bug in precdoctor (one line; the traceback with --debug), 130
+interrupted.
+"""
 from __future__ import annotations
 
 import functools
+import logging
 import sys
-from pathlib import Path
+import traceback
 
 import click
 
-from . import __version__
-from .errors import BadInput
+from . import __version__, terminal
+from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BadInput
+
+log = logging.getLogger("precdoctor")
+
+
+class _Messages(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return msg if record.levelno < logging.WARNING else f"precdoctor: {record.levelname.lower()}: {msg}"
+
+
+def _logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Messages())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
 
 
 def guarded(fn):
-    """Bad input becomes one line on stderr and exit 2, never a traceback."""
+    """Bad input is one line and exit 2; a bug is one line and exit 3 (the traceback with --debug); Ctrl-C is 130."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        debug = click.get_current_context().find_root().params.get("debug", False)
         try:
             return fn(*args, **kwargs)
         except BadInput as exc:
             click.echo(f"precdoctor: error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_BAD_INPUT)
         except MemoryError:
-            click.echo("precdoctor: error: out of memory (try fewer or shorter input samples)", err=True)
-            sys.exit(2)
+            click.echo("precdoctor: error: out of memory (try fewer or shorter input samples, or --memory-budget)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("precdoctor: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug of ours: say so in one line
+            if debug:
+                traceback.print_exc()
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            click.echo(f"precdoctor: internal error: {type(exc).__name__}: {first} (a bug in precdoctor; "
+                       "run again with --debug for the traceback)", err=True)
+            sys.exit(EXIT_INTERNAL)
 
     return wrapper
-
-
-def write_json(path: str | None, data: dict) -> None:
-    if not path:
-        return
-    from .files import dump_json
-
-    dump_json(path, data)
 
 
 def _stack(fn, opts):
@@ -45,206 +70,221 @@ def _stack(fn, opts):
 def model_options(fn):
     return _stack(fn, [
         click.argument("model", type=click.Path(dir_okay=False)),
-        click.option("--inputs", "inputs", multiple=True, help="Input sample: .npz (keys = input names) or Polygraphy JSON; repeatable."),
-        click.option("--input-shapes", "shapes", multiple=True, help="name:[d0,d1,...] for seeded random input when no --inputs; repeatable."),
-        click.option("--seed", default=0, show_default=True, help="Seed for random inputs."),
+        click.option("--inputs", "inputs", multiple=True, metavar="FILE",
+                     help="Input sample: .npz (keys = input names) or Polygraphy JSON (polygraphy run --save-inputs); repeatable."),
+        click.option("--input-shapes", "shapes", multiple=True, metavar="NAME:[D,...]",
+                     help="Shape of an input for seeded random data when no --inputs are given; repeatable."),
+        click.option("--seed", default=0, show_default=True, type=int, help="Seed for random inputs."),
     ])
 
 
-def plan_options(fn):
+def pin_options(fn):
     return _stack(fn, [
-        click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True),
-        click.option("--pins", "pin_files", multiple=True, help="pins.json to apply (repeatable)."),
-        click.option("--pin", "pin_selectors", multiple=True, help="Pin nodes to FP32: NAME, glob:PAT, re:REGEX or op:OpType; repeatable."),
+        click.option("--pins", "pin_files", multiple=True, metavar="FILE", help="pins.json to apply (repeatable)."),
+        click.option("--pin", "pin_selectors", multiple=True, metavar="SELECTOR",
+                     help="Pin nodes to FP32: NAME, glob:PAT, re:REGEX or op:OpType; repeatable."),
     ])
 
 
 def engine_options(fn):
-    """Which engine computes the reduced precision, and how (shared by compare, bisect, wer)."""
+    """Which engine computes the reduced precision, and how (compare, bisect, wer)."""
+    from .backends import BACKENDS, GRAPH_OPT_LEVELS, TRT_TYPING
+    from .emulation import PROFILES
+    from .limits import MEMORY_BUDGET_GB
+
     return _stack(fn, [
-        click.option("--profile", type=click.Choice(["fused", "strict", "ort-fused"]), default="fused", show_default=True,
+        click.option("--profile", type=click.Choice(PROFILES), default="fused", show_default=True,
                      help="Fused-op numerics: fused = LayerNormalization/InstanceNormalization FP32 inside (TensorRT, ORT CUDA); "
                           "strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm chains fused "
                           "as ONNX Runtime's graph optimizations do."),
-        click.option("--backend", type=click.Choice(["emulate", "ort-cuda", "trt"]), default="emulate", show_default=True),
-        click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="none", show_default=True,
+        click.option("--backend", type=click.Choice(BACKENDS), default="emulate", show_default=True,
+                     help="emulate: CPU emulation; ort-cuda: onnxruntime-gpu kernels; trt: TensorRT via Polygraphy."),
+        click.option("--graph-opt", type=click.Choice(GRAPH_OPT_LEVELS), default="none", show_default=True,
                      help="ONNX Runtime graph optimizations for --backend ort-cuda (fusions change the numbers)."),
-        click.option("--trt-typing", type=click.Choice(["weak", "strong"]), default="strong", show_default=True,
+        click.option("--trt-typing", type=click.Choice(TRT_TYPING), default="strong", show_default=True,
                      help="--backend trt on TensorRT <= 10: weakly typed build with layer precisions, or the mixed ONNX."),
-        click.option("--memory-budget", default=8.0, show_default=True, type=float,
+        click.option("--memory-budget", default=MEMORY_BUDGET_GB, show_default=True, type=float, metavar="GB",
                      help="GB of activations (reference + candidate) one probe pass may compute; beyond it, several passes."),
     ])
 
 
 def task_options(fn):
+    from .tasks.registry import WHISPER_PARTS
+
     return _stack(fn, [
-        click.option("--task", "task_name", help="Task metric: ctc, whisper, or package.module:factory."),
-        click.option("--data", "data", type=click.Path(), help="Dataset: NeMo manifest, or folder of audio + .txt."),
+        click.option("--task", "task_name", metavar="NAME", help="Task metric: ctc, whisper, or package.module:factory."),
+        click.option("--data", "data", type=click.Path(), metavar="PATH", help="Dataset: NeMo manifest, or folder of audio + .txt."),
         click.option("--limit", type=int, help="Use the first N clips of the dataset."),
         click.option("--label-free", is_flag=True, help="Reference transcript = the FP32 model's output (drift WER)."),
-        click.option("--decoder", type=click.Path(dir_okay=False), help="whisper: decoder ONNX (default: decoder.onnx beside the model)."),
-        click.option("--tokenizer", type=click.Path(dir_okay=False), help="whisper: tokenizer.json (default: beside the model)."),
-        click.option("--vocab", type=click.Path(dir_okay=False), help="ctc: vocab.json (token -> id) or one token per line."),
+        click.option("--decoder", type=click.Path(dir_okay=False), metavar="FILE", help="whisper: decoder ONNX (default: decoder.onnx beside the model)."),
+        click.option("--tokenizer", type=click.Path(dir_okay=False), metavar="FILE", help="whisper: tokenizer.json (default: beside the model)."),
+        click.option("--vocab", type=click.Path(dir_okay=False), metavar="FILE", help="ctc: vocab.json (token -> id) or one token per line."),
         click.option("--blank", default=0, show_default=True, help="ctc: blank id."),
         click.option("--delimiter", default="|", show_default=True, help="ctc: word delimiter token."),
         click.option("--normalize-audio/--no-normalize-audio", default=True, show_default=True, help="ctc: zero-mean unit-variance waveform."),
         click.option("--numbers", is_flag=True, help="WER: spell out digits before scoring."),
-        click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True),
-        click.option("--test", "test_part", type=click.Choice(["encoder", "decoder", "both"]), default="encoder", show_default=True,
-                     help="whisper: which part runs in reduced precision."),
+        click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True,
+                     help="A clip that cannot be decoded: skip it with a warning, or stop."),
+        click.option("--under-test", "--test", "test_part", type=click.Choice(WHISPER_PARTS), default="encoder", show_default=True,
+                     help="whisper: which part runs in reduced precision (--test is the old name)."),
     ])
 
 
-def backend_from(opts: dict):
-    from .backends import get_backend
+def _inputs(inputs, shapes, seed):
+    from .inputs import InputSpec
 
-    name = opts["backend"]
-    if name == "emulate":
-        return get_backend(name, profile=opts["profile"], memory_budget_gb=opts["memory_budget"])
-    if name == "ort-cuda":
-        return get_backend(name, graph_opt=opts["graph_opt"])
-    return get_backend(name, typing=opts["trt_typing"])
+    return InputSpec(files=tuple(inputs), shapes=tuple(shapes), seed=seed)
+
+
+def _engine(o: dict):
+    from .backends import EngineParams
+
+    return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"])
+
+
+def _task(o: dict):
+    from .tasks.registry import TaskParams
+
+    if not o["task_name"]:
+        if o["data"]:
+            raise BadInput("--data needs --task (ctc, whisper or package.module:factory)")
+        return None
+    return TaskParams(o["task_name"], o["data"] or "", o["limit"], o["label_free"], o["numbers"], o["on_bad_audio"],
+                      decoder=o["decoder"], tokenizer=o["tokenizer"], test_part=o["test_part"], vocab=o["vocab"], blank=o["blank"],
+                      delimiter=o["delimiter"], normalize_audio=o["normalize_audio"])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="precdoctor")
-def main():
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
+def main(debug):
     """Find and fix reduced-precision failures of ONNX models (FP16/BF16, TensorRT)."""
 
 
 @main.command()
 @model_options
-@plan_options
+@click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to compare.")
+@pin_options
 @engine_options
 @click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
 @click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
 @click.option("--top", default=8, show_default=True, help="Offending tensors to list.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full per-tensor results here.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the full per-tensor results here.")
 @guarded
-def compare(model, inputs, shapes, seed, rtol, atol, top, json_out, **opts):
+def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, json_out, **o):
     """Run FP32 and reduced precision side by side and report where they part."""
-    from . import workflow
+    from .comparison import Tolerance
+    from .pipelines.compare import CompareParams, run
 
-    result = workflow.compare(model, inputs, shapes, seed, opts, rtol, atol, backend_from(opts))
-    click.echo(workflow.compare_summary(result, top))
-    write_json(json_out, result)
-    sys.exit(0 if result["verdict"] == "ok" else 1)
+    _logging(quiet=True)
+    r = run(CompareParams(model, precision, _inputs(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), _engine(o),
+                          Tolerance(rtol, atol), json_out))
+    click.echo(terminal.compare_summary(r, top))
+    sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
 
 
 @main.command()
 @model_options
-@click.option("--json", "json_out", type=click.Path(dir_okay=False))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the risks and per-tensor ranges here.")
 @guarded
 def scan(model, inputs, shapes, seed, json_out):
     """FP32-only risk report: ranges past FP16/BF16, vanishing epsilons, decomposed norms."""
-    from . import scan as scanner
-    from . import workflow
+    from .pipelines.scan import ScanParams, run
 
-    graph, samples = workflow.load(model, inputs, shapes, seed)
-    result = scanner.scan(graph, samples)
-    click.echo(scanner.summary(result))
-    write_json(json_out, result)
+    _logging(quiet=True)
+    click.echo(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out))))
 
 
 @main.command()
 @model_options
-@click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True)
-@click.option("--accept", "accept", multiple=True,
+@click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to fix.")
+@click.option("--accept", "accept", multiple=True, metavar="CRITERION",
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
-                   "[OUTPUT:]..., wer<=+X (with --task/--data). Default: finite, rel-l2<=0.05.")
+                   "[OUTPUT:]..., wer<=+X, cer<=+X or wer<=X (with --task/--data). Default: finite, rel-l2<=0.05.")
 @click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
 @engine_options
-@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write run.json here.")
+@click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Also write run.json here.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/index.html.")
 @click.option("--quiet", is_flag=True, help="No progress on the terminal.")
 @task_options
 @guarded
-def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, no_baselines, no_report, quiet, **opts):
+def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, no_baselines, no_report, quiet, **o):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
-    from . import bisect as job
-    from . import workflow
+    from .pipelines.bisect import BisectParams, run
 
-    task, samples_spec = workflow.task_setup(model, inputs, shapes, seed, opts, precision)
-    result = job.run(model, samples_spec, backend_from(opts), outdir,
-                     job.BisectOptions(precision, tuple(accept), budget, quiet, not no_baselines, task=task))
-    if not no_report:
-        from .report import render_to
-
-        result["report"] = str(render_to(result, Path(outdir) / "index.html"))
-    click.echo(workflow.bisect_summary(result))
-    write_json(json_out, result)
-    sys.exit(1 if result["verdict"] == "unfixed" else 0)
+    _logging(quiet)
+    r = run(BisectParams(model, outdir, precision, _inputs(inputs, shapes, seed), tuple(accept), budget, _engine(o), _task(o),
+                         baselines=not no_baselines, report=not no_report, json_out=json_out))
+    click.echo(terminal.bisect_summary(r))
+    sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 
 
 @main.command(name="wer")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True,
               help="Reduced precision to compare with FP32 (fp32: the reference row only).")
-@click.option("--pins", "pin_files", multiple=True, help="pins.json: adds a row for the pinned plan.")
+@pin_options
 @engine_options
 @click.option("--other/--no-other", default=False, show_default=True, help="Also the other reduced format (bf16 next to fp16).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the WER table here.")
 @task_options
 @guarded
-def wer_cmd(model, precision, pin_files, other, json_out, **opts):
+def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
-    from . import workflow
+    from .pipelines.wer import WerParams, run
 
-    if not opts.get("task_name"):
+    task = _task(o)
+    if task is None:
         raise BadInput("wer needs --task (ctc, whisper or package.module:factory) and --data")
-    result = workflow.wer_table(model, precision, pin_files, opts, backend_from(opts), other)
-    click.echo(workflow.wer_summary(result))
-    write_json(json_out, result)
+    _logging(quiet=False)
+    r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, _engine(o), json_out))
+    click.echo(terminal.wer_summary(r))
 
 
 @main.command()
 @click.argument("run_json", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, help="HTML file to write.")
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, metavar="FILE", help="HTML file to write.")
 @guarded
 def report(run_json, out):
     """Render a run JSON (bisect, compare or wer) as one self-contained HTML file."""
-    from .report import render_file
+    from .pipelines.report import ReportParams, run
 
-    click.echo(f"wrote {render_file(run_json, out)}")
+    click.echo(f"wrote {run(ReportParams(run_json, out))}")
 
 
 @main.command()
 @click.argument("pins_file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["trtexec", "polygraphy", "autocast", "mixed-onnx"]), required=True)
-@click.option("--model", type=click.Path(dir_okay=False), help="The FP32 model (default: the one pins.json names).")
-@click.option("--out", "outdir", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder to write into.")
+@click.option("--format", "fmt", type=click.Choice(["trtexec", "polygraphy", "autocast", "mixed-onnx"]), required=True,
+              help="Artifact to write.")
+@click.option("--model", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The FP32 model (default: the one pins.json names, relative to its folder).")
+@click.option("--out", "outdir", type=click.Path(file_okay=False), default=".", show_default=True, metavar="DIR", help="Folder to write into.")
 @guarded
 def pins(pins_file, fmt, model, outdir):
     """Re-emit an artifact from a saved pins.json."""
-    from . import workflow
+    from .pipelines.pins import PinsParams, run
 
-    click.echo(workflow.reemit(pins_file, fmt, model, outdir))
+    for path in run(PinsParams(pins_file, fmt, model, outdir)):
+        click.echo(f"wrote {path}")
 
 
 @main.command(name="check-engine")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--pins", "pins_file", required=True, type=click.Path(dir_okay=False), help="pins.json of the plan the engine was built with.")
-@click.option("--layer-info", required=True, type=click.Path(dir_okay=False),
+@click.option("--pins", "pins_file", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="pins.json of the plan the engine was built with.")
+@click.option("--layer-info", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="TensorRT layer information JSON (trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE).")
 @guarded
 def check_engine(model, pins_file, layer_info):
     """Check that a TensorRT engine honoured the FP32 pins (pins inside FP16 fused layers are not)."""
-    from .backends.trt_layers import check_pins, load_layer_info
-    from .graph import load_model, view
-    from .plan import load_pins
+    from .pipelines.check_engine import CheckEngineParams, run
 
-    graph = view(load_model(model))
-    pins = load_pins(pins_file).get("pins", [])
-    r = check_pins(load_layer_info(layer_info), pins, [n.name for n in graph.nodes])
-    for p in r["honoured"]:
-        click.echo(f"honoured      {p}  ({', '.join(r['layers_of'][p])})")
-    for bad in r["not_honoured"]:
-        click.echo(f"NOT HONOURED  {bad['pin']}  runs in low-precision layer(s): {', '.join(bad['layers'])}")
-    for p in r["unresolved"]:
-        click.echo(f"unresolved    {p}  (no engine layer names it; it may have been folded away)")
-    sys.exit(1 if r["not_honoured"] else 0)
+    r = run(CheckEngineParams(model, pins_file, layer_info))
+    click.echo(terminal.pin_check_summary(r))
+    sys.exit(EXIT_FAILED if r.not_honoured or r.unresolved else EXIT_OK)
 
 
 if __name__ == "__main__":

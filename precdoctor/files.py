@@ -6,31 +6,61 @@ temporary name in its folder and renamed into place only when complete.
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from .errors import BadInput
+from .limits import INLINE_LIMIT
+from .records import encode
 
 
-def _clean(x):
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (np.floating, float)):
-        x = float(x)
-        return x if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    return x
+def _existing_ancestor(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_output_dir(path: str | Path | None) -> None:
+    """Refuse, before any work, an output folder that cannot be made or written."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise BadInput(f"cannot create output folder {p}: a file of that name exists")
+    base = _existing_ancestor(p)
+    if not base.is_dir():
+        raise BadInput(f"cannot create output folder {p}: {base} is not a folder")
+    if not os.access(base, os.W_OK):
+        raise BadInput(f"cannot create output folder {p}: {base} is not writable")
+
+
+def check_output_file(path: str | Path | None) -> None:
+    """Refuse, before any work, an output file that cannot be written."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise BadInput(f"cannot write {p}: it is a folder")
+    check_output_dir(p.parent if str(p.parent) else ".")
+
+
+def read_json(path: str | Path, what: str):
+    """The JSON value in a user's file; a missing, unreadable, non-UTF-8 or non-JSON file is one BadInput line."""
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"{what} {path} is a folder")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{what} {path} is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{what} {path} is not JSON: {exc}") from None
 
 
 def ensure_dir(path: str | Path) -> Path:
@@ -64,12 +94,13 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(data) -> str:
+    """A record, or plain data, as the JSON text precdoctor writes (non-finite floats as strings)."""
+    return json.dumps(encode(data), indent=1, ensure_ascii=False) + "\n"
+
+
 def dump_json(path: str | Path, data) -> Path:
-    return write_text(path, json.dumps(_clean(data), indent=1) + "\n")
-
-
-def jsonable(data):
-    return _clean(data)
+    return write_text(path, json_text(data))
 
 
 def save_model(model, path: str | Path) -> Path:
@@ -79,7 +110,7 @@ def save_model(model, path: str | Path) -> Path:
     from .graph import inline_bytes
 
     path = Path(path)
-    if inline_bytes(model) < 1_900_000_000:
+    if inline_bytes(model) < INLINE_LIMIT:
         return write_bytes(path, model.SerializeToString())
     ensure_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")

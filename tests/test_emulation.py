@@ -28,7 +28,7 @@ def test_emulated_fp16_overflows_where_ort_cpu_fp16_does_not():
     # the same plan as a real FP16 graph on ORT CPU: computed in FP32 inside, the overflow is hidden
     from precdoctor.mixed import mixed_model
 
-    fp16_model, _ = mixed_model(view(m), Plan("fp16"))
+    fp16_model = mixed_model(view(m), Plan("fp16")).model
     hidden = ort.run(ort.session(fp16_model), {"x": x})["y"]
     assert hidden[0] == 90000.0
 

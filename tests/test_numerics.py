@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from precdoctor import probe as probes
+from precdoctor import probes
 from precdoctor.backends import ort
-from precdoctor.emulate import round_nodes
 from precdoctor.formats import BF16, FP16
+from precdoctor.graph import Namer
+from precdoctor.rounding import round_nodes
 
 
 def _run_graph(nodes, inits, x):
@@ -27,7 +28,7 @@ def test_bf16_veltkamp_matches_ml_dtypes_below_opset_13():
     """BF16 Cast needs opset 13; the arithmetic rounding must agree with real bfloat16 rounding."""
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.standard_normal(20000) * 10.0 ** rng.integers(-20, 20, 20000), [0.0, -0.0, 1.0, 3e38]]).astype(np.float32)
-    nodes, inits = round_nodes("x", "y", BF16, 11, "t")
+    nodes, inits = round_nodes("x", "y", BF16, 11, Namer({"x", "y"}))
     y = _run_graph(nodes, inits, x)
     want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
     mismatch = y != want
@@ -52,7 +53,7 @@ def test_in_graph_probe_matches_numpy(full):
     ref[0, 0] = 1e-9  # underflows in FP16
     ref[0, 1] = 7e4  # overflows in FP16
     cand = FP16.round(ref)
-    pb = probes.ProbeBuilder(FP16, full=full)
+    pb = probes.ProbeBuilder(FP16, Namer({"r", "c"}), full=full)
     pb.add("t", "r", "c", rank=2)
     flat = _run_probes(pb, ref, cand)
     got = probes.unpack(flat, pb.names, pb.sized, full, {})[0]
@@ -69,7 +70,7 @@ def test_fast_probe_completion_on_finite_data():
     rng = np.random.default_rng(2)
     ref = rng.standard_normal(1000).astype(np.float32)
     cand = BF16.round(ref)
-    pb = probes.ProbeBuilder(BF16, full=False)
+    pb = probes.ProbeBuilder(BF16, Namer({"r", "c"}), full=False)
     pb.add("t", "r", "c", rank=1, size_in_graph=False)
     flat = _run_probes(pb, ref, cand)
     got = probes.complete_fast(probes.unpack(flat, pb.names, pb.sized, False, {"t": ref.size})[0])

@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from conftest import run_cli
+from helpers import run_cli
 from precdoctor.backends.trt import build_settings, tensorrt_version
 from precdoctor.backends.trt_layers import check_pins, nodes_of_layer
 from precdoctor.errors import BadInput
@@ -41,24 +41,29 @@ def test_version_detection(stand_in_tensorrt, monkeypatch):
 
 def test_build_settings_per_version():
     s11 = build_settings((11, 0), "weak", "fp16", {"a"})
-    assert s11["model"] == "mixed" and s11["config"] == {} and s11["capture"] == "unfused-debug"  # no --fp16 on TensorRT 11
+    assert s11.model == "mixed" and s11.config_kwargs() == {} and s11.capture == "unfused-debug"  # no --fp16 on TensorRT 11
+    assert s11.network_kwargs(debug=True) == {"mark_unfused_tensors_as_debug_tensors": True}
     weak10 = build_settings((10, 8), "weak", "bf16", {"a", "b"})
-    assert weak10["model"] == "fp32" and weak10["config"] == {"bf16": True, "precision_constraints": "obey"}
-    assert weak10["layer_precisions"] == {"a": "float32", "b": "float32"} and weak10["capture"] == "debug"
+    assert weak10.model == "fp32" and weak10.config_kwargs() == {"bf16": True, "precision_constraints": "obey"}
+    assert weak10.layer_precisions == {"a": "float32", "b": "float32"} and weak10.capture == "debug"
     strong10 = build_settings((10, 8), "strong", "fp16", {"a"})
-    assert strong10["model"] == "mixed" and strong10["strongly_typed"] is True
-    assert build_settings((8, 6), "weak", "fp16", set())["capture"] == "outputs"
+    assert strong10.model == "mixed" and strong10.network_kwargs(debug=False) == {"strongly_typed": True}
+    assert build_settings((8, 6), "weak", "fp16", set()).capture == "outputs"
 
 
-def test_polygraphy_loaders_accept_our_arguments(tmp_path):
-    """Polygraphy's loaders are lazy: constructing them checks our keyword arguments against its real API."""
+@pytest.mark.parametrize("version,typing", [((11, 1), "strong"), ((10, 8), "weak"), ((10, 8), "strong"), ((8, 6), "weak")])
+def test_polygraphy_loaders_accept_what_the_backend_passes(version, typing, tmp_path):
+    """Polygraphy's loaders are lazy: constructing them with the keyword arguments the backend computes
+    checks those arguments against Polygraphy's real API, for every TensorRT version and typing."""
     from polygraphy.backend.trt import CreateConfig, MarkDebug, ModifyNetworkOutputs, NetworkFromOnnxPath
 
-    net = NetworkFromOnnxPath(str(tmp_path / "m.onnx"), strongly_typed=True, mark_unfused_tensors_as_debug_tensors=True)
-    assert net.strongly_typed and net.mark_unfused_tensors_as_debug_tensors
-    cfg = CreateConfig(fp16=True, precision_constraints="obey", profiling_verbosity=None)
-    assert cfg.fp16 and cfg.precision_constraints == "obey"
-    assert CreateConfig(bf16=True).bf16
+    s = build_settings(version, typing, "fp16", {"a"})
+    for debug in (False, True):
+        kw = s.network_kwargs(debug)
+        net = NetworkFromOnnxPath(str(tmp_path / "m.onnx"), **kw)
+        assert all(getattr(net, k) == v for k, v in kw.items())
+    cfg = CreateConfig(profiling_verbosity=None, **s.config_kwargs())
+    assert all(getattr(cfg, k) == v for k, v in s.config_kwargs().items())
     MarkDebug(net, mark_debug=["t"])
     ModifyNetworkOutputs(net, outputs=["t"])
 
@@ -85,9 +90,9 @@ LAYERS = {"Layers": [  # TensorRT's documented detailed layer-information format
 
 def test_pins_inside_fp16_fused_layers_are_not_honoured():
     r = check_pins(LAYERS["Layers"], ["/enc/ln/Sub", "/enc/ln/Pow", "/enc/ln/Sqrt", "/enc/out"], TOPO)
-    assert r["honoured"] == ["/enc/ln/Sqrt", "/enc/ln/Sub"]
-    assert [b["pin"] for b in r["not_honoured"]] == ["/enc/ln/Pow"]
-    assert r["unresolved"] == ["/enc/out"]
+    assert r.honoured == ["/enc/ln/Sqrt", "/enc/ln/Sub"]
+    assert [b.pin for b in r.not_honoured] == ["/enc/ln/Pow"]
+    assert r.unresolved == ["/enc/out"]
 
 
 def test_check_engine_command(planted_dir, tmp_path):

@@ -2,29 +2,49 @@
 
 A backend answers two questions about a precision plan on some samples:
 ``runner(graph, plan)`` gives a callable returning the graph outputs the plan
-produces (what the search evaluates), and ``probe(graph, plan, samples)``
+produces (what the search evaluates), and ``measure(graph, plan, samples)``
 gives per-tensor statistics against the FP32 reference (what comparison and
-the report use). The FP32 reference itself is ``reference.ReferenceBackend``.
+the report use). The FP32 reference itself is ``reference.ReferenceRunner``.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import BadInput
+from ..limits import MEMORY_BUDGET_GB
+from ..records import Record
 
 Runner = Callable[[dict], dict]
+BACKENDS = ("emulate", "ort-cuda", "trt")
+GRAPH_OPT_LEVELS = ("none", "basic", "all")
+TRT_TYPING = ("weak", "strong")
 
 
 @dataclass
-class Probe:
+class Measurement:
+    """Raw per-tensor statistics of a plan against FP32, summed over the samples."""
+
     tensors: list[str]
-    stats: np.ndarray  # [len(tensors), probe.K] raw sums over all samples
-    outputs: list[tuple[dict, dict]] = field(default_factory=list)  # per sample: (reference, candidate)
+    stats: np.ndarray  # [len(tensors), probes.K]
+    outputs: list[tuple[dict, dict]] = field(default_factory=list)  # per sample: (reference, candidate) graph outputs
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EngineInfo(Record):
+    """What computed the reduced precision, as the run records it."""
+
+    backend: str
+    engine: str
+    profile: str | None = None
+    graph_opt: str | None = None
+    tensorrt: str | None = None
+    typing: str | None = None
+    pins_in_engine: dict[str, Any] | None = None
 
 
 class Backend(ABC):
@@ -34,26 +54,42 @@ class Backend(ABC):
     def runner(self, graph, plan) -> Runner: ...
 
     @abstractmethod
-    def probe(self, graph, plan, samples) -> Probe: ...
+    def measure(self, graph, plan, samples) -> Measurement: ...
 
-    def describe(self) -> dict:
-        return {"backend": self.name}
-
-
-BACKENDS = ("emulate", "ort-cuda", "trt")
+    @abstractmethod
+    def info(self) -> EngineInfo: ...
 
 
-def get_backend(name: str, **options) -> Backend:
-    if name == "emulate":
-        from .emulation import EmulationBackend
+@dataclass(frozen=True)
+class EngineParams:
+    """The engine options a command takes (``--backend``, ``--profile``, ...)."""
 
-        return EmulationBackend(**options)
-    if name == "ort-cuda":
-        from .ort_cuda import OrtCudaBackend
+    backend: str = "emulate"
+    profile: str = "fused"
+    graph_opt: str = "none"
+    trt_typing: str = "strong"
+    memory_budget_gb: float = MEMORY_BUDGET_GB
 
-        return OrtCudaBackend(**options)
-    if name == "trt":
+    def check(self) -> None:
+        from ..emulation import PROFILES
+
+        for value, allowed, what in ((self.backend, BACKENDS, "backend"), (self.profile, PROFILES, "profile"),
+                                     (self.graph_opt, GRAPH_OPT_LEVELS, "graph optimization level"), (self.trt_typing, TRT_TYPING, "TensorRT typing")):
+            if value not in allowed:
+                raise BadInput(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+        if not self.memory_budget_gb > 0:
+            raise BadInput(f"--memory-budget must be a positive number of GB, not {self.memory_budget_gb}")
+
+    def make(self) -> Backend:
+        self.check()
+        if self.backend == "emulate":
+            from .emulation import EmulationBackend
+
+            return EmulationBackend(self.profile, self.memory_budget_gb)
+        if self.backend == "ort-cuda":
+            from .ort_cuda import OrtCudaBackend
+
+            return OrtCudaBackend(self.graph_opt)
         from .trt import TrtBackend
 
-        return TrtBackend(**options)
-    raise BadInput(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+        return TrtBackend(self.trt_typing)

@@ -1,30 +1,29 @@
-"""CPU emulation of FP16/BF16: the rounded FP32 graph of emulate.py on ONNX Runtime CPU."""
+"""CPU emulation of FP16/BF16: the rounded FP32 graph of emulation.py on ONNX Runtime CPU."""
 from __future__ import annotations
 
-from ..emulate import PROFILES, emulation_model
-from . import Backend, Probe, ort
-from .paired import MEMORY_BUDGET_GB, paired_probe
+from ..emulation import emulation_model
+from ..limits import MEMORY_BUDGET_GB
+from . import Backend, EngineInfo, Measurement, ort
+from .paired import Candidate, measure_paired
 
 
 class EmulationBackend(Backend):
     name = "emulate"
 
     def __init__(self, profile: str = "fused", memory_budget_gb: float = MEMORY_BUDGET_GB):
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}")
         self.profile = profile
         self.memory_budget_gb = memory_budget_gb
 
-    def describe(self) -> dict:
-        return {"backend": self.name, "profile": self.profile, "engine": "onnxruntime CPU, rounded FP32 graph"}
+    def info(self) -> EngineInfo:
+        return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=self.profile)
 
     def runner(self, graph, plan):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
-        sessions = ort.ShapedSessions(emulation_model(graph, plan, self.profile), graph_opt="none", weights_dir=graph.weights_dir)
+        emu = emulation_model(graph, plan, self.profile)
+        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights_dir=graph.weights_dir)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 
-    def probe(self, graph, plan, samples) -> Probe:
-        order: dict[str, int] = {}
-        cand = emulation_model(graph, plan, self.profile, order)
-        return paired_probe(graph, plan, samples, cand, order, memory_budget_gb=self.memory_budget_gb)
+    def measure(self, graph, plan, samples) -> Measurement:
+        emu = emulation_model(graph, plan, self.profile)
+        return measure_paired(graph, plan.format, samples, Candidate(emu.model, emu.order), memory_budget_gb=self.memory_budget_gb)

@@ -9,9 +9,7 @@ import onnx
 
 from ..errors import BadInput
 from ..graph import inline_bytes, with_input_shapes
-
-_PROTOBUF_LIMIT = 2_000_000_000
-OPT_LEVELS = ("none", "basic", "all")
+from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
 
 def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0, lean: bool = False,
@@ -51,7 +49,7 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
                 return ort.InferenceSession(path, so, providers=providers)
             finally:
                 os.remove(path)
-        if inline_bytes(model) < _PROTOBUF_LIMIT:
+        if inline_bytes(model) < INLINE_LIMIT:
             return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
         with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
             path = os.path.join(tmp, "model.onnx")
@@ -74,7 +72,7 @@ class ShapedSessions:
     model's own symbolic shapes serves the rest: each new session costs its start-up again.
     """
 
-    def __init__(self, model: onnx.ModelProto, max_shapes: int = 3, **session_kw):
+    def __init__(self, model: onnx.ModelProto, max_shapes: int = MAX_SHAPE_SESSIONS, **session_kw):
         self.model, self.kw, self.max_shapes = model, session_kw, max_shapes
         self.sessions: dict = {}
         self.generic = None

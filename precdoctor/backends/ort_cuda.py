@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from ..errors import BadInput
 from ..mixed import mixed_model
-from . import Backend, Probe, ort
-from .paired import paired_probe
+from . import Backend, EngineInfo, Measurement, ort
+from .paired import Candidate, measure_paired
 
 CUDA = "CUDAExecutionProvider"
 
@@ -33,24 +33,20 @@ class OrtCudaBackend(Backend):
     name = "ort-cuda"
 
     def __init__(self, graph_opt: str = "none"):
-        if graph_opt not in ort.OPT_LEVELS:
-            raise ValueError(graph_opt)
         self.graph_opt = graph_opt
         self.providers = cuda_providers()
 
-    def describe(self) -> dict:
+    def info(self) -> EngineInfo:
         import onnxruntime
 
-        return {"backend": self.name, "graph_opt": self.graph_opt, "engine": f"onnxruntime-gpu {onnxruntime.__version__}, CUDA kernels"}
+        return EngineInfo(self.name, f"onnxruntime-gpu {onnxruntime.__version__}, CUDA kernels", graph_opt=self.graph_opt)
 
     def runner(self, graph, plan):
-        model, _ = mixed_model(graph, plan)
-        sessions = ort.ShapedSessions(model, providers=self.providers, graph_opt=self.graph_opt)
+        sessions = ort.ShapedSessions(mixed_model(graph, plan).model, providers=self.providers, graph_opt=self.graph_opt)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 
-    def probe(self, graph, plan, samples) -> Probe:
-        info: dict = {}
-        model, _ = mixed_model(graph, plan, info)
-        types = {t: plan.format.onnx_type for t in info["low_tensors"]}
-        return paired_probe(graph, plan, samples, model, info["order"], types, self.providers, "none")
+    def measure(self, graph, plan, samples) -> Measurement:
+        mixed = mixed_model(graph, plan)
+        cand = Candidate(mixed.model, mixed.order, {t: plan.format.onnx_type for t in mixed.low_tensors})
+        return measure_paired(graph, plan.format, samples, cand, self.providers, "none")

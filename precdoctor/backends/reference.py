@@ -1,4 +1,4 @@
-"""The FP32 reference: the unmodified model on ONNX Runtime (CUDA when present)."""
+"""The FP32 reference: the unmodified model on ONNX Runtime (CUDA when asked and present)."""
 from __future__ import annotations
 
 from . import ort
@@ -11,8 +11,8 @@ def providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in have]
 
 
-class ReferenceBackend:
-    name = "onnxruntime-fp32"
+class ReferenceRunner:
+    """Runs the model as exported: the outputs every plan is judged against."""
 
     def __init__(self, graph, use_cuda: bool = False):
         self.providers = providers() if use_cuda else ["CPUExecutionProvider"]

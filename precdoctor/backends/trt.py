@@ -19,18 +19,21 @@ that landed in FP16/BF16 layers are reported as not honoured.
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 
-from .. import probe as probes
+from .. import probes
 from ..errors import BadInput
 from ..files import save_model
 from ..mixed import mixed_model
-from . import Backend, Probe, ort
+from . import Backend, EngineInfo, Measurement, ort
 from .trt_layers import check_pins, nodes_of_layer
+
+log = logging.getLogger("precdoctor")
 
 
 def tensorrt_version() -> tuple[int, int]:
@@ -47,17 +50,37 @@ def tensorrt_version() -> tuple[int, int]:
     return major, minor
 
 
-def build_settings(version: tuple[int, int], typing: str, precision: str, pins) -> dict:
-    """What to build: the model to parse and the Polygraphy/TensorRT options (pure, testable)."""
-    # how per-layer values are captured: TensorRT 11 marks unfused tensors as debug tensors without
-    # breaking fusions; 10.x has mark_debug per tensor; older ones only network outputs (which break fusions)
+@dataclass(frozen=True)
+class BuildSettings:
+    """What to build for a plan on a TensorRT version (pure, tested without TensorRT)."""
+
+    model: str  # "mixed": the plan's mixed ONNX, strongly typed; "fp32": the FP32 model with layer precisions
+    strongly_typed: bool | None  # passed to the parser on 8.6-10 only (11 is always strongly typed)
+    precision: str | None  # the weak builder's flag ("fp16" / "bf16"), None when the graph carries the types
+    layer_precisions: dict[str, str]
+    capture: str  # how per-layer values are captured: "unfused-debug" (11), "debug" (10), "outputs" (< 10)
+
+    def network_kwargs(self, debug: bool) -> dict:
+        """Keyword arguments for Polygraphy's NetworkFromOnnxPath."""
+        kw = {}
+        if self.strongly_typed:
+            kw["strongly_typed"] = True
+        if debug and self.capture == "unfused-debug":
+            kw["mark_unfused_tensors_as_debug_tensors"] = True
+        return kw
+
+    def config_kwargs(self) -> dict:
+        """Keyword arguments for Polygraphy's CreateConfig (besides profiling verbosity)."""
+        return {self.precision: True, "precision_constraints": "obey"} if self.precision else {}
+
+
+def build_settings(version: tuple[int, int], typing: str, precision: str, pins) -> BuildSettings:
+    # TensorRT 11 marks unfused tensors as debug tensors without breaking fusions; 10.x has mark_debug per
+    # tensor; older ones only network outputs (which break fusions)
     capture = "unfused-debug" if version[0] >= 11 else ("debug" if version[0] == 10 else "outputs")
     if version[0] >= 11 or typing == "strong":
-        return {"model": "mixed", "strongly_typed": True if version[0] < 11 else None, "config": {},
-                "layer_precisions": {}, "capture": capture}
-    return {"model": "fp32", "strongly_typed": None,
-            "config": {precision: True, "precision_constraints": "obey"},
-            "layer_precisions": {p: "float32" for p in sorted(pins)}, "capture": capture}
+        return BuildSettings("mixed", True if version[0] < 11 else None, None, {}, capture)
+    return BuildSettings("fp32", None, precision, {p: "float32" for p in sorted(pins)}, capture)
 
 
 class TrtBackend(Backend):
@@ -69,10 +92,10 @@ class TrtBackend(Backend):
         self.notes: list[str] = []
         self.pin_report: dict | None = None
 
-    def describe(self) -> dict:
-        return {"backend": self.name, "tensorrt": ".".join(map(str, self.version)), "typing": self.typing,
-                "engine": f"TensorRT {'.'.join(map(str, self.version))} via Polygraphy ({self.typing}ly typed)",
-                "pins_in_engine": self.pin_report}
+    def info(self) -> EngineInfo:
+        version = ".".join(map(str, self.version))
+        return EngineInfo(self.name, f"TensorRT {version} via Polygraphy ({self.typing}ly typed)", tensorrt=version,
+                          typing=self.typing, pins_in_engine=self.pin_report.to_json() if self.pin_report else None)
 
     def _engine(self, graph, plan, tmp: str, debug: bool):
         import tensorrt as trt
@@ -80,25 +103,20 @@ class TrtBackend(Backend):
                                             PostprocessNetwork)
 
         s = build_settings(self.version, self.typing, plan.precision, plan.pins)
-        if s["model"] == "mixed":
+        if s.model == "mixed":
             path = os.path.join(tmp, "model.mixed.onnx")
-            save_model(mixed_model(graph, plan)[0], path)
+            save_model(mixed_model(graph, plan).model, path)
         else:
             path = os.path.join(tmp, "model.onnx")
             save_model(graph.model_with_data(), path)
-        kw = {}
-        if s["strongly_typed"]:
-            kw["strongly_typed"] = True
-        if debug and s["capture"] == "unfused-debug":
-            kw["mark_unfused_tensors_as_debug_tensors"] = True
-        network = NetworkFromOnnxPath(path, **kw)
-        if debug and s["capture"] == "debug":
+        network = NetworkFromOnnxPath(path, **s.network_kwargs(debug))
+        if debug and s.capture == "debug":
             network = MarkDebug(network, mark_debug=graph.float_tensors())
             self.notes.append("TensorRT 10: tensors marked with mark_debug may not fuse as in the shipped engine")
-        elif debug and s["capture"] == "outputs":
+        elif debug and s.capture == "outputs":
             network = ModifyNetworkOutputs(network, outputs=graph.float_tensors())
             self.notes.append("TensorRT < 10: every tensor is marked as an output, which breaks fusions and can change the numbers")
-        if s["layer_precisions"]:
+        if s.layer_precisions:
             topo = [n.name for n in graph.nodes]
             pins = set(plan.pins)
 
@@ -113,7 +131,7 @@ class TrtBackend(Backend):
                 return net
 
             network = PostprocessNetwork(network, pin_layers, "precdoctor pins")
-        config = CreateConfig(profiling_verbosity=trt.ProfilingVerbosity.DETAILED, **s["config"])
+        config = CreateConfig(profiling_verbosity=trt.ProfilingVerbosity.DETAILED, **s.config_kwargs())
         engine = EngineFromNetwork(network, config=config)()
         self._check_pins(engine, graph, plan)
         return engine
@@ -126,10 +144,10 @@ class TrtBackend(Backend):
         info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
         layers = [x if isinstance(x, dict) else {"Name": str(x)} for x in info.get("Layers", [])]
         self.pin_report = check_pins(layers, plan.pins, [n.name for n in graph.nodes])
-        for bad in self.pin_report["not_honoured"]:
-            msg = f"pin {bad['pin']} not honoured: it runs inside low-precision layer(s) {', '.join(bad['layers'])}"
+        for bad in self.pin_report.not_honoured:
+            msg = f"pin {bad.pin} not honoured: it runs inside low-precision layer(s) {', '.join(bad.layers)}"
             self.notes.append(msg)
-            print(f"precdoctor: warning: {msg}", file=sys.stderr)
+            log.warning(msg)
 
     def runner(self, graph, plan):
         from polygraphy.backend.trt import TrtRunner
@@ -141,7 +159,7 @@ class TrtBackend(Backend):
         outputs = graph.outputs
         return lambda feed: {k: np.asarray(v) for k, v in runner.infer(feed).items() if k in outputs}
 
-    def probe(self, graph, plan, samples) -> Probe:
+    def measure(self, graph, plan, samples) -> Measurement:
         """Per-tensor statistics from debug tensors (TensorRT >= 10) against the ONNX Runtime FP32 reference."""
         from polygraphy.backend.trt import TrtRunner
 
@@ -159,7 +177,7 @@ class TrtBackend(Backend):
                 raw = np.stack([probes.numpy_stats(r[t], got[t], plan.format) for t in names]) if names else np.zeros((0, probes.K))
                 stats = raw if stats is None else probes.combine(stats, raw)
                 outs.append(({o: r[o] for o in graph.outputs}, {o: got[o] for o in graph.outputs if o in got}))
-        return Probe(names, stats, outs, self.notes)
+        return Measurement(names, stats, outs, self.notes)
 
 
 def _with_outputs(graph, tensors):

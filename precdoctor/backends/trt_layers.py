@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from ..records import Record
 
 _LOW = ("HALF", "FP16", "BFLOAT16", "BF16")
 _FOREIGN = re.compile(r"\{ForeignNode\[(?P<first>.*?)\.\.\.(?P<last>.*?)\]\}")
@@ -79,8 +81,21 @@ def _datatypes(layer: dict) -> list[str]:
     return types
 
 
-def check_pins(layers: list[dict], pins, topo: list[str]) -> dict:
-    """{honoured, not_honoured, unresolved, layers_of: {pin: [layer names]}}."""
+@dataclass
+class NotHonoured(Record):
+    pin: str
+    layers: list[str]  # the low-precision layers it landed in
+
+
+@dataclass
+class PinCheck(Record):
+    honoured: list[str]
+    not_honoured: list[NotHonoured]
+    unresolved: list[str]  # no engine layer names it (folded away, or renamed)
+    layers_of: dict[str, list[str]]
+
+
+def check_pins(layers: list[dict], pins, topo: list[str]) -> PinCheck:
     layers_of: dict[str, list[dict]] = {p: [] for p in pins}
     for layer in layers:
         for node in nodes_of_layer(layer.get("Name", ""), topo):
@@ -93,8 +108,7 @@ def check_pins(layers: list[dict], pins, topo: list[str]) -> dict:
             continue
         low = [layer["Name"] for layer in ls if any(any(k in d.upper() for k in _LOW) for d in _datatypes(layer))]
         if low:
-            ignored.append({"pin": p, "layers": low})
+            ignored.append(NotHonoured(p, low))
         else:
             honoured.append(p)
-    return {"honoured": sorted(honoured), "not_honoured": ignored, "unresolved": sorted(unresolved),
-            "layers_of": {p: [layer["Name"] for layer in ls] for p, ls in layers_of.items()}}
+    return PinCheck(sorted(honoured), ignored, sorted(unresolved), {p: [layer["Name"] for layer in ls] for p, ls in layers_of.items()})

@@ -8,13 +8,15 @@ drops them, ``on_bad="fail"`` stops with exit 2.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, require
+
+log = logging.getLogger("precdoctor")
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 
@@ -28,8 +30,8 @@ class Clip:
 
 def load_audio(path: str | Path, rate: int) -> np.ndarray:
     """Mono float32 at ``rate``; raises BadInput naming the file when it cannot be decoded."""
-    import soundfile as sf
-    import soxr
+    sf = require("soundfile", "asr", "reading audio")
+    soxr = require("soxr", "asr", "resampling audio")
 
     path = Path(path)
     if not path.is_file():
@@ -98,7 +100,7 @@ def load_clips(clips: list[Clip], rate: int, on_bad: str = "fail") -> list[tuple
         except BadInput as exc:
             if on_bad == "fail":
                 raise
-            print(f"precdoctor: warning: skipping {clip.id}: {exc}", file=sys.stderr)
+            log.warning(f"skipping {clip.id}: {exc}")
     if not loaded:
         raise BadInput("no usable audio clip in the dataset")
     return loaded

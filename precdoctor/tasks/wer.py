@@ -10,7 +10,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-import jiwer
+from ..errors import require
+from ..records import Record
 
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
@@ -38,8 +39,13 @@ def normalize(text: str, numbers: bool = False) -> str:
     return " ".join(text.split())
 
 
+def normalization(numbers: bool) -> str:
+    """What ``normalize`` does, in words (for reports)."""
+    return "lower-case, punctuation removed" + (", digits spelled out" if numbers else "")
+
+
 @dataclass
-class Score:
+class Score(Record):
     wer: float
     cer: float
     substitutions: int
@@ -48,11 +54,9 @@ class Score:
     words: int
     utterances: int
 
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
 
 def score(refs: list[str], hyps: list[str], numbers: bool = False) -> Score:
+    jiwer = require("jiwer", "asr", "WER scoring")
     r = [normalize(t, numbers) for t in refs]
     h = [normalize(t, numbers) for t in hyps]
     # jiwer refuses empty references; an empty reference scores its hypothesis as insertions

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
-from ..graph import load_model, view
+from ..errors import BadInput, require
+from ..graph import open_model
 from .logmel import SAMPLE_RATE, log_mel
 
 
@@ -23,7 +23,7 @@ class WhisperTask:
     rate = SAMPLE_RATE
 
     def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder"):
-        from tokenizers import Tokenizer
+        tokenizers = require("tokenizers", "asr", "the whisper task")
 
         for p in (decoder, tokenizer):
             if not Path(p).is_file():
@@ -34,11 +34,11 @@ class WhisperTask:
         self.suppress = np.array(m.get("suppress_ids", []), np.int64)
         self.suppress_begin = np.array(m.get("suppress_ids_begin", [220, self.eot]), np.int64)
         self.max_tokens = int(m.get("max_tokens", 224))
-        self.tokenizer = Tokenizer.from_file(str(tokenizer))
+        self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
         if test not in ("encoder", "decoder", "both"):
-            raise BadInput(f"--test must be encoder, decoder or both, not {test!r}")
+            raise BadInput(f"--under-test must be encoder, decoder or both, not {test!r}")
         self.test = test
-        self.decoder_graph = view(load_model(decoder))
+        self.decoder_graph = open_model(decoder)
         self._decoders: dict[str | None, object] = {}
 
     def decoder_for(self, precision: str | None):
@@ -46,9 +46,9 @@ class WhisperTask:
         key = precision if self.test in ("decoder", "both") else None
         if key not in self._decoders:
             if key is None:
-                from ..backends.reference import ReferenceBackend
+                from ..backends.reference import ReferenceRunner
 
-                self._decoders[key] = ReferenceBackend(self.decoder_graph)
+                self._decoders[key] = ReferenceRunner(self.decoder_graph)
             else:
                 from ..backends.emulation import EmulationBackend
                 from ..plan import Plan

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import BadInput
-
-DEFAULT = ("finite", "rel-l2<=0.05")
+from .limits import DEFAULT_ACCEPT
+from .records import Record
 
 _RX = re.compile(r"^(?:(?P<output>.+):)?(?P<metric>[a-z0-9-]+)\s*(?:(?P<op><=|>=)\s*(?P<plus>\+)?(?P<value>[-+0-9.eE]+|inf))?$")
 _OUTPUT_METRICS = {"finite": None, "max-abs": "<=", "rel-l2": "<=", "cosine": ">=", "argmax-agreement": ">="}
@@ -55,7 +55,7 @@ class Criterion:
 
 def parse(specs: list[str] | tuple[str, ...]) -> list[Criterion]:
     out = []
-    for spec in specs or DEFAULT:
+    for spec in specs or DEFAULT_ACCEPT:
         m = _RX.match(spec.strip())
         if not m:
             raise BadInput(f"cannot parse --accept {spec!r}; examples: finite, max-abs<=1, cosine>=0.999, wer<=+0.5")
@@ -109,13 +109,10 @@ def _output_measure(metric: str, ref: np.ndarray, cand: np.ndarray) -> float:
 
 
 @dataclass
-class Verdict:
+class Verdict(Record):
     passed: bool
     measures: dict[str, float] = field(default_factory=dict)  # criterion text -> worst value seen
     failed: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        return {"passed": self.passed, "measures": self.measures, "failed": self.failed}
 
 
 def _worse(c: Criterion, a: float | None, b: float) -> float:
@@ -142,6 +139,13 @@ def judge_outputs(criteria: list[Criterion], pairs: list[tuple[dict, dict]], out
                 measures[c.text()] = _worse(c, measures.get(c.text()), _output_measure(c.metric, ref[o], cand[o]))
     failed = [c.text() for c in criteria if not c.is_task and not c.holds(measures[c.text()])]
     return Verdict(not failed, measures, failed)
+
+
+def check_outputs(criteria: list[Criterion], outputs: list[str]) -> None:
+    """Refuse, before any work, a criterion naming an output the model does not have."""
+    for c in criteria:
+        if c.output and c.output not in outputs:
+            raise BadInput(f"--accept {c.text()}: the model has no output {c.output!r} (outputs: {', '.join(outputs)})")
 
 
 def describe(criteria: list[Criterion]) -> str:

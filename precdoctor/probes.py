@@ -1,13 +1,13 @@
-"""Per-tensor statistics of a candidate against the FP32 reference.
+"""Probes: graph nodes that reduce a (reference, candidate) tensor pair to a few raw statistics.
 
 The statistics are *raw sums* (counts, maxima, sums of squares) so that they
 add up over samples and over chunks, and so that two implementations can
-produce them: ``numpy_stats`` on fetched arrays (any backend), and
-``add_probes``, which computes the same vector inside the ONNX graph. The
-in-graph form is what keeps a whole-model comparison cheap: one ONNX Runtime
-run of reference + candidate + probes, and no activation ever copied out
-(Polygraphy marks every tensor as an output instead: about 6 GB and 98 s on a
-wav2vec2-base).
+produce them: ``numpy_stats`` on fetched arrays (any backend), and the probe
+nodes ``ProbeBuilder`` adds to an ONNX graph, which compute the same vector
+inside ONNX Runtime. The in-graph form is what keeps a whole-model comparison
+cheap: one run of reference + candidate + probes, and no activation ever
+copied out (Polygraphy marks every tensor as an output instead: about 6 GB
+and 98 s on a wav2vec2-base). ``backends/paired.py`` builds that graph.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .emulate import SUFFIX
 from .formats import Format
+from .graph import Namer
 
 FIELDS = (
     "n", "nonfinite_ref", "nonfinite_cand", "nonfinite_new", "max_abs", "sse", "ssr", "ssc",
@@ -67,19 +67,21 @@ class ProbeBuilder:
     non-finite, overflowing and underflowing elements.
     """
 
-    def __init__(self, fmt: Format, full: bool = True):
-        self.fmt, self.full = fmt, full
+    def __init__(self, fmt: Format, namer: Namer, full: bool = True):
+        self.fmt, self.full, self.namer = fmt, full, namer
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.parts: list[str] = []
         self.names: list[str] = []
         self.sized: list[bool] = []  # whether each probe's vector carries the element count
-        c = lambda n, v, dt=np.float32: numpy_helper.from_array(np.array(v, dt), f"probe/{n}{SUFFIX}")
-        self.inits += [c("zero", 0.0), c("fmax", fmt.max_finite), c("tiny", fmt.min_subnormal / 2),
-                       c("flat", [-1], np.int64)]
-        self.k = lambda n: f"probe/{n}{SUFFIX}"
+        self.const = {}
+        for key, value, dt in (("zero", 0.0, np.float32), ("fmax", fmt.max_finite, np.float32),
+                               ("tiny", fmt.min_subnormal / 2, np.float32), ("flat", [-1], np.int64)):
+            self.const[key] = namer(f"probe/{key}")
+            self.inits.append(numpy_helper.from_array(np.array(value, dt), self.const[key]))
 
-    def _n(self, op, ins, out, **kw):
+    def _n(self, op, ins, hint, **kw):
+        out = self.namer(hint)
         self.nodes.append(helper.make_node(op, ins, [out], name=out, **kw))
         return out
 
@@ -101,13 +103,13 @@ class ProbeBuilder:
         """Probe one pair. Fast probes on tensors of known rank >= 1 skip flattening: reductions
         keep the rank, the parts are concatenated and reshaped once."""
         p = f"probe/{len(self.names)}/"
-        n, k = self._n, self.k
+        n, k = self._n, self.const
         if self.full or not rank:
-            ref = n("Reshape", [ref, k("flat")], p + "r")
-            cand = n("Reshape", [cand, k("flat")], p + "c")
+            ref = n("Reshape", [ref, k["flat"]], p + "r")
+            cand = n("Reshape", [cand, k["flat"]], p + "c")
         parts = self._full(p, ref, cand) if self.full else self._fast(p, ref, cand, size_in_graph)
         cat = n("Concat", parts, p + "cat", axis=0)
-        self.parts.append(cat if self.full or not rank else n("Reshape", [cat, k("flat")], p + "stats"))
+        self.parts.append(cat if self.full or not rank else n("Reshape", [cat, k["flat"]], p + "stats"))
         self.names.append(label)
         self.sized.append(self.full or size_in_graph)
 
@@ -128,17 +130,17 @@ class ProbeBuilder:
         return parts
 
     def _full(self, p, rf, cf):
-        n, k = self._n, self.k
+        n, k = self._n, self.const
         nr = n("IsNaN", [n("Sub", [rf, rf], p + "rr")], p + "nr")
         nc = n("IsNaN", [n("Sub", [cf, cf], p + "cc")], p + "nc")
         bad = n("Or", [nr, nc], p + "bad")
         new = n("And", [nc, n("Not", [nr], p + "notnr")], p + "new")
-        d = n("Where", [bad, k("zero"), n("Sub", [cf, rf], p + "d0")], p + "d")
-        rm = n("Where", [bad, k("zero"), rf], p + "rm")
-        cm = n("Where", [bad, k("zero"), cf], p + "cm")
-        absr = n("Abs", [n("Where", [nr, k("zero"), rf], p + "rfin")], p + "absr")
+        d = n("Where", [bad, k["zero"], n("Sub", [cf, rf], p + "d0")], p + "d")
+        rm = n("Where", [bad, k["zero"], rf], p + "rm")
+        cm = n("Where", [bad, k["zero"], cf], p + "cm")
+        absr = n("Abs", [n("Where", [nr, k["zero"], rf], p + "rfin")], p + "absr")
         cnt = lambda b, tag: self._sum(n("Cast", [b], p + tag + "f", to=TensorProto.FLOAT), p + tag)
-        under = n("And", [n("Less", [absr, k("tiny")], p + "lt"), n("Greater", [absr, k("zero")], p + "gt0")], p + "under")
+        under = n("And", [n("Less", [absr, k["tiny"]], p + "lt"), n("Greater", [absr, k["zero"]], p + "gt0")], p + "under")
         return [
             self._size(rf, p), cnt(nr, "n_nr"), cnt(nc, "n_nc"), cnt(new, "n_new"),
             n("ReduceMax", [n("Abs", [d], p + "absd")], p + "maxd", keepdims=1),
@@ -147,13 +149,12 @@ class ProbeBuilder:
             n("ReduceSumSquare", [cm], p + "ssc", keepdims=1),
             self._sum(n("Mul", [rm, cm], p + "rc"), p + "dot"),
             n("ReduceMax", [absr], p + "maxr", keepdims=1),
-            cnt(n("Greater", [absr, k("fmax")], p + "over"), "n_over"),
+            cnt(n("Greater", [absr, k["fmax"]], p + "over"), "n_over"),
             cnt(under, "n_under"),
         ]
 
     def finish(self) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], str]:
-        out = "probe/all_stats" + SUFFIX
-        self.nodes.append(helper.make_node("Concat", self.parts, [out], axis=0, name=out))
+        out = self._n("Concat", self.parts, "probe/all_stats", axis=0)
         return self.nodes, self.inits, out
 
 
@@ -193,87 +194,3 @@ def complete_fast(raw: np.ndarray) -> np.ndarray:
         out[IDX["dot"]] = (raw[IDX["ssr"]] + raw[IDX["ssc"]] - raw[IDX["sse"]]) / 2
     out[IDX["n_underflow"]] = np.nan  # not measured on the fast path
     return out
-
-
-def _rename_subgraph_refs(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
-    """Rename outer-scope names read inside a control-flow node's subgraphs."""
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for g in graphs:
-            local = {i.name for i in g.input} | {i.name for i in g.initializer} | {o for n in g.node for o in n.output}
-            for sub in g.node:
-                for k, i in enumerate(sub.input):
-                    if i in mapping and i not in local:
-                        sub.input[k] = mapping[i]
-                _rename_subgraph_refs(sub, {a: b for a, b in mapping.items() if a not in local})
-            for o in g.output:
-                if o.name in mapping and o.name not in local:
-                    # an outer value passed straight through: route it via Identity
-                    g.node.append(helper.make_node("Identity", [mapping[o.name]], [o.name]))
-
-
-REF_PREFIX = "ref/"
-
-
-def paired_model(graph, candidate: onnx.ModelProto, tensors: list[str], fmt: Format, cand_types: dict[str, int] | None = None,
-                 cand_order: dict[str, int] | None = None, full: bool = True,
-                 sized: set[str] = frozenset()) -> tuple[onnx.ModelProto, ProbeBuilder, str]:
-    """One model computing the FP32 reference, the candidate and a probe per tensor.
-
-    The reference copy gets ``ref/`` names and shares graph inputs and
-    initializers with the candidate. Nodes are emitted interleaved (reference
-    node k, the candidate nodes derived from node k, then the probes of its
-    outputs) so that ONNX Runtime, which follows node order among ready
-    nodes, frees each activation soon after its probe instead of holding
-    both models' activations to the end. Outputs: the candidate's graph
-    outputs, the reference's (``ref/<name>``), and the probe vector (read
-    it with ``unpack``). ``sized``: tensors whose element count is known
-    already (fast probes then do not count them in the graph).
-    """
-    src = graph.model
-    keep = set(graph.inputs) | set(graph.initializers)
-    mapping = {o: REF_PREFIX + o for n in graph.nodes for o in n.output if o and o not in keep}
-    position = {n.name: k for k, n in enumerate(graph.nodes)}
-    keyed: list[tuple[tuple, onnx.NodeProto]] = []
-    for k, node in enumerate(graph.nodes):
-        new = onnx.NodeProto()
-        new.CopyFrom(node)
-        new.name = REF_PREFIX + node.name
-        for j, i in enumerate(new.input):
-            new.input[j] = mapping.get(i, i)
-        for j, o in enumerate(new.output):
-            new.output[j] = mapping.get(o, o)
-        _rename_subgraph_refs(new, mapping)
-        keyed.append(((k, 0), new))
-    last = len(graph.nodes)
-    for j, node in enumerate(candidate.graph.node):
-        keyed.append(((cand_order.get(node.name, last) if cand_order else last, 1, j), node))
-    pb = ProbeBuilder(fmt, full=full)
-    for t in tensors:
-        at = position.get(graph.producer[t].name, last) if t in graph.producer else last
-        start = len(pb.nodes)
-        c = t
-        if cand_types and cand_types.get(t, TensorProto.FLOAT) != TensorProto.FLOAT:
-            c = f"{t}/as_fp32{SUFFIX}"
-            pb.nodes.append(helper.make_node("Cast", [t], [c], to=TensorProto.FLOAT, name=c))
-        pb.add(t, mapping.get(t, t), c, graph.ranks.get(t), size_in_graph=t not in sized)
-        keyed.extend(((at, 2, start + j), nd) for j, nd in enumerate(pb.nodes[start:]))
-    probe_nodes, probe_inits, stats_out = pb.finish()
-    keyed.append(((last + 1, 3), probe_nodes[-1]))
-    keyed.sort(key=lambda kv: kv[0])
-    cg = candidate.graph
-    ref_outputs = [helper.make_tensor_value_info(mapping.get(o.name, o.name), o.type.tensor_type.elem_type, None) for o in src.graph.output]
-    inits, seen = [], set()
-    for init in list(cg.initializer) + list(src.graph.initializer) + probe_inits:  # the reference reads the FP32 originals
-        if init.name not in seen:
-            seen.add(init.name)
-            inits.append(init)
-    g = helper.make_graph(
-        [nd for _, nd in keyed], "precdoctor-paired", list(cg.input),
-        list(cg.output) + ref_outputs + [helper.make_tensor_value_info(stats_out, TensorProto.FLOAT, None)],
-        initializer=inits,
-    )
-    m = helper.make_model(g, opset_imports=list(candidate.opset_import), producer_name="precdoctor-probe")
-    m.ir_version = candidate.ir_version
-    m.functions.extend(candidate.functions)
-    return m, pb, stats_out

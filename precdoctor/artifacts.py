@@ -1,6 +1,7 @@
 """Artifacts to ship a plan: flags for TensorRT 8.6-10, the mixed ONNX for TensorRT 11, AutoCast.
 
-Quoting follows the parsers that read them:
+Every command names files relative to the output folder it is written in, so
+each runs as pasted from that folder. Quoting follows the parsers that read them:
 - trtexec (samples/common/sampleOptions.cpp) splits ``--layerPrecisions`` on
   ',' with no escape, then each item on its *last* ':' and strips single
   quotes from the name. So a name is wrapped in '...', a name holding ',' or
@@ -9,19 +10,48 @@ Quoting follows the parsers that read them:
 - Polygraphy takes one shell word per ``name:float32`` and splits on the last
   ':' (args_util.parse_arglist_to_dict), so any name works once shell-quoted.
 - AutoCast's ``--nodes_to_exclude`` takes regexes: anchored and escaped.
+- Names in comment lines are JSON-quoted ASCII, so no line break can end the comment.
 """
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import save_model, write_text
 from .graph import GraphView
 from .mixed import check, mixed_model
 from .plan import Plan
+from .records import Record
 
 FORMATS = ("trtexec", "polygraphy", "autocast", "mixed-onnx")
+
+
+@dataclass
+class Artifacts(Record):
+    """File names (in the output folder) of what a run wrote, and what they could not express."""
+
+    trtexec: str | None = None
+    polygraphy: str | None = None
+    autocast: str | None = None
+    mixed_onnx: str | None = None
+    trtexec11: str | None = None
+    report: str | None = None
+    trtexec_unsupported: list[str] = field(default_factory=list)
+    casts: int | None = None
+
+    def command_files(self) -> dict[str, str]:
+        """Artifact -> file name, for the command files the report shows."""
+        return {k: v for k, v in (("trtexec", self.trtexec), ("polygraphy", self.polygraphy), ("trtexec11", self.trtexec11),
+                                  ("autocast", self.autocast)) if v}
+
+
+def comment_safe(name: str) -> str:
+    """A name as it may appear in a comment line: JSON-quoted ASCII (no newline, CR, NUL or Unicode line separator)."""
+    return json.dumps(name, ensure_ascii=True)
 
 
 def trtexec_unsupported(name: str) -> bool:
@@ -77,34 +107,35 @@ def trtexec11_command(mixed: str) -> str:
                              "--exportLayerInfo=layers.json", "--saveEngine=model.plan"])
 
 
-def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS) -> dict:
-    """Write the requested artifacts into outdir; returns {artifact: file name} plus notes."""
+def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS) -> Artifacts:
+    """Write the requested artifacts into outdir; the model is named relative to it."""
     outdir = Path(outdir)
-    written: dict = {}
-    header = f"# precdoctor: {plan.precision} with {len(plan.pins)} node(s) pinned to FP32\n"
+    model = os.path.relpath(Path(model_path).resolve(), outdir.resolve())
+    out = Artifacts()
+    header = f"# precdoctor: {plan.precision} with {len(plan.pins)} node(s) pinned to FP32; run from this folder\n"
     if "trtexec" in formats:
-        cmd, bad = trtexec_command(model_path, plan, graph)
+        cmd, bad = trtexec_command(model, plan, graph)
         note = ""
         if bad:
             note = ("# WARNING: trtexec cannot name these layers (',' or ''' in the name); use polygraphy.txt or the mixed ONNX:\n"
-                    + "".join(f"#   {b}\n" for b in bad))
-        write_text(outdir / "trtexec.txt", header + "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n" + note + cmd + "\n")
-        written["trtexec"] = "trtexec.txt"
-        written["trtexec_unsupported"] = bad
+                    + "".join(f"#   {comment_safe(b)}\n" for b in bad))
+        write_text(outdir / "trtexec.txt", header + "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n"
+                   + note + cmd + "\n")
+        out.trtexec, out.trtexec_unsupported = "trtexec.txt", bad
     if "polygraphy" in formats:
         write_text(outdir / "polygraphy.txt", header + "# TensorRT 8.6 - 10.x via Polygraphy (compares against ONNX Runtime)\n"
-                   + polygraphy_args(model_path, plan) + "\n")
-        written["polygraphy"] = "polygraphy.txt"
+                   + polygraphy_args(model, plan) + "\n")
+        out.polygraphy = "polygraphy.txt"
     if "autocast" in formats:
         write_text(outdir / "autocast.txt", header + "# ModelOpt AutoCast: the same FP32 islands as a mixed ONNX\n"
-                   + autocast_command(model_path, plan) + "\n")
-        written["autocast"] = "autocast.txt"
+                   + autocast_command(model, plan) + "\n")
+        out.autocast = "autocast.txt"
     if "mixed-onnx" in formats:
-        model, casts = mixed_model(graph, plan)
-        check(model)
-        save_model(model, outdir / "model.mixed.onnx")
+        mixed = mixed_model(graph, plan)
+        check(mixed.model)
+        save_model(mixed.model, outdir / "model.mixed.onnx")
         write_text(outdir / "trtexec-11.txt", header + "# TensorRT 11 is always strongly typed: the precision lives in the ONNX graph,\n"
                    "# so there are no precision flags (--fp16 and --layerPrecisions were removed).\n"
                    + trtexec11_command("model.mixed.onnx") + "\n")
-        written.update({"mixed_onnx": "model.mixed.onnx", "trtexec11": "trtexec-11.txt", "casts": casts})
-    return written
+        out.mixed_onnx, out.trtexec11, out.casts = "model.mixed.onnx", "trtexec-11.txt", mixed.casts
+    return out

@@ -1,0 +1,135 @@
+"""From raw per-tensor statistics to a comparison: metrics, Inf/NaN origin, first divergence, verdict.
+
+Findings are computed in topological order and on error *growth*: a node
+diverges when its output error jumps well past the error of its inputs, not
+when some element crosses an absolute tolerance (Polygraphy's per-element
+tolerances flag rounding noise in ``x - mean``; a norm-based error does not).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .graph import GraphView
+from .limits import DEFAULT_ATOL, DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE
+from .metrics import Metrics, metrics
+from .outputs import OutputComparison, compare_outputs
+from .records import SKIP, Record
+
+
+@dataclass
+class Tolerance(Record):
+    """When a graph output counts as diverged (compare's verdict)."""
+
+    rel_l2: float = DEFAULT_REL_L2  # relative L2 error of the whole output
+    atol: float = DEFAULT_ATOL  # a position (all axes but the last) is off when its max abs error exceeds this
+
+
+@dataclass
+class TensorComparison(Metrics):
+    index: int  # position among the compared tensors, topological order
+    tensor: str
+    node: str
+    op: str
+    growth: float  # error over the largest error of the node's inputs (at least one unit roundoff)
+
+
+@dataclass
+class TraceStep(Record):
+    tensor: str
+    node: str
+    op: str
+    nonfinite_new: int
+    rel_l2: float
+    is_output: bool
+
+
+@dataclass
+class Comparison(Record):
+    """A plan compared with FP32, tensor by tensor and output by output."""
+
+    precision: str
+    pins: list[str]
+    verdict: Literal["ok", "diverges"]
+    reasons: list[str]
+    origin: str | None  # first node with new Inf/NaN whose inputs had none
+    origin_tensor: str | None
+    first_divergence: str | None  # first node whose error jumps (see analyse)
+    outputs: dict[str, OutputComparison]
+    trace: list[TraceStep]
+    tensors: list[TensorComparison]
+    tolerance: Tolerance
+    notes: list[str] = field(default_factory=list)
+    pairs: list = field(default_factory=list, repr=False, metadata=SKIP)  # per sample (reference, candidate) outputs
+
+    def tensor(self, name: str) -> TensorComparison | None:
+        return next((t for t in self.tensors if t.tensor == name), None)
+
+    def of_node(self, node: str) -> TensorComparison | None:
+        return next((t for t in self.tensors if t.node == node), None)
+
+
+def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, plan, tol: Tolerance, notes=()) -> Comparison:
+    fmt = plan.format
+    per = {t: metrics(raw[i], fmt) for i, t in enumerate(labels)}
+    err = {t: m.error for t, m in per.items()}
+    floor = max(FLOOR_ULPS * fmt.unit_roundoff, MIN_DIVERGENCE)
+    tensors: list[TensorComparison] = []
+    origin = origin_t = first_div = None
+    for node in graph.nodes:
+        outs = [o for o in graph.float_outputs(node) if o in per]
+        ins = [i for i in node.input if i in per]
+        base = max(max([err[i] for i in ins], default=0.0), fmt.unit_roundoff)
+        for o in outs:
+            m = per[o]
+            growth = err[o] / base if math.isfinite(err[o]) else math.inf
+            if origin is None and m.nonfinite_new and all(per[i].nonfinite_new == 0 for i in ins):
+                origin, origin_t = node.name, o
+            if first_div is None and err[o] > floor and growth >= GROWTH and _propagates(graph, o, err, floor):
+                first_div = node.name
+            tensors.append(TensorComparison(**vars(m), index=len(tensors), tensor=o, node=node.name, op=node.op_type, growth=growth))
+    outputs = compare_outputs(pairs, graph.outputs, fmt, tol.rel_l2, tol.atol) if pairs else {}
+    reasons = [f"{o}: {', '.join(c.reasons)}" for o, c in outputs.items() if c.diverges]
+    start = origin_t or _tensor_of(graph, first_div)
+    return Comparison(plan.precision, sorted(plan.pins), "diverges" if reasons else "ok", reasons, origin, origin_t, first_div,
+                      outputs, trace(graph, per, start, floor), tensors, tol, list(notes), pairs or [])
+
+
+def _propagates(graph: GraphView, tensor: str, err: dict, floor: float) -> bool:
+    """The error reaches a graph output or some consumer's output: noise that the next op
+    absorbs (the near-zero mean of a LayerNorm, subtracted from x) is not a divergence."""
+    if tensor in graph.outputs:
+        return True
+    return any(err.get(o, 0.0) > floor for c in graph.consumers.get(tensor, []) for o in graph.float_outputs(c))
+
+
+def _tensor_of(graph: GraphView, node: str | None) -> str | None:
+    if node is None:
+        return None
+    outs = graph.float_outputs(graph.node(node))
+    return outs[0] if outs else None
+
+
+def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: float) -> list[TraceStep]:
+    """Tensors downstream of ``start`` that carry its Inf/NaN or corruption, in topological order."""
+    if start is None:
+        return []
+    bad, frontier = {start}, [start]
+    while frontier:
+        t = frontier.pop()
+        for node in graph.consumers.get(t, []):
+            for o in graph.float_outputs(node):
+                m = per.get(o)
+                if o not in bad and m is not None and (m.nonfinite_new or m.error > floor):
+                    bad.add(o)
+                    frontier.append(o)
+    order = {t: k for k, t in enumerate(t for n in graph.nodes for t in n.output)}
+    return [TraceStep(t, graph.producer[t].name, graph.producer[t].op_type, per[t].nonfinite_new, per[t].rel_l2, t in graph.outputs)
+            for t in sorted(bad, key=lambda x: order.get(x, 0))]
+
+
+def compare_plan(graph: GraphView, plan, samples, backend, tol: Tolerance | None = None) -> Comparison:
+    """Run the plan on ``backend`` against FP32 and analyse every float tensor."""
+    m = backend.measure(graph, plan, samples)
+    return analyse(graph, m.tensors, m.stats, m.outputs, plan, tol or Tolerance(), m.notes)

@@ -1,0 +1,14 @@
+"""The model as precdoctor sees it: loading, naming, weights, the graph view, patterns, shapes, derived models."""
+from .assemble import derived_model
+from .loading import load_model
+from .naming import Namer, name_nodes
+from .patterns import LayerNormPattern, aliases, const_scalar, layernorm_patterns
+from .shapes import concrete_shapes, concrete_sizes, node_flops, with_input_shapes
+from .view import FLOAT, GraphView, open_model, subgraph_inputs, view
+from .weights import WeightStore, inline_bytes
+
+__all__ = [
+    "FLOAT", "GraphView", "LayerNormPattern", "Namer", "WeightStore", "aliases", "concrete_shapes", "concrete_sizes",
+    "const_scalar", "derived_model", "inline_bytes", "layernorm_patterns", "load_model", "name_nodes", "node_flops",
+    "open_model", "subgraph_inputs", "view", "with_input_shapes",
+]

@@ -1,0 +1,67 @@
+"""Reading an ONNX file: decoded, external data checked (never read outside the model's folder), validated, named."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from ..errors import BadInput
+from ..limits import INLINE_LIMIT
+from .naming import name_nodes
+from .weights import inline_bytes
+
+
+def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
+    """Refuse external data that is missing or points outside the model's folder."""
+    root = base.resolve()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if not onnx.external_data_helper.uses_external_data(tensor):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        if "\0" in location:
+            raise BadInput(f"external data location of tensor {tensor.name!r} holds a NUL byte")
+        target = (root / location).resolve()
+        if os.path.isabs(location) or not str(target).startswith(str(root) + os.sep):
+            raise BadInput(
+                f"external data of tensor {tensor.name!r} points outside the model's folder "
+                f"({location!r}); refusing to read it"
+            )
+        if not target.is_file():
+            raise BadInput(f"external data file {location!r} of tensor {tensor.name!r} is missing")
+        try:
+            need = int(info.get("offset", 0)) + int(info.get("length", 0))
+        except ValueError:
+            raise BadInput(f"external data of tensor {tensor.name!r} has an offset or length that is not a number") from None
+        if need > target.stat().st_size:
+            raise BadInput(f"external data file {location!r} is shorter than tensor {tensor.name!r} needs")
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load, validate and name a model; every failure is a one-line BadInput."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "truncated or corrupt"
+        raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first})") from None
+    if not model.graph.node:
+        raise BadInput(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    _check_external_data(model, path.parent)
+    try:
+        onnx.load_external_data_for_model(model, str(path.parent))
+    except Exception as exc:  # onnx raises assorted types for broken external data
+        raise BadInput(f"cannot read external data of {path}: {exc}") from None
+    try:
+        if inline_bytes(model) < INLINE_LIMIT:
+            onnx.checker.check_model(model)
+        else:
+            onnx.checker.check_model(str(path))
+    except Exception as exc:  # ValidationError, or errors of the custom-domain kind
+        raise BadInput(f"{path} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
+    name_nodes(model)
+    return model

@@ -1,0 +1,64 @@
+"""Concrete shapes for one input sample, and what they let us count: element sizes and FLOPs per node."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from .view import GraphView
+
+
+def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
+    """A copy of ``model`` whose graph inputs have this sample's concrete shapes (cheap when the
+    weights are WeightStore references)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for vi in m.graph.input:
+        if vi.name in feed and vi.type.HasField("tensor_type"):
+            shape = vi.type.tensor_type.shape
+            del shape.dim[:]
+            for d in np.shape(feed[vi.name]):
+                shape.dim.add().dim_value = int(d)
+    return m
+
+
+def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
+    """Shapes of tensors, by shape inference with this sample's input shapes (where it can tell)."""
+    m = with_input_shapes(graph.model, feed)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:
+        return {}
+    shapes = {name: list(init.dims) for name, init in graph.initializers.items()}
+    shapes.update({k: list(np.shape(v)) for k, v in feed.items()})
+    for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
+            shapes[vi.name] = [d.dim_value for d in tt.shape.dim]
+    return shapes
+
+
+def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
+    """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell)."""
+    return {k: int(np.prod(v, dtype=np.int64)) for k, v in concrete_shapes(graph, feed).items()}
+
+
+def node_flops(graph: GraphView, shapes: dict[str, list[int]]) -> dict[str, int]:
+    """Floating-point operations per node (multiply-adds count 2), where the shapes are known.
+    MatMul/Gemm/Conv by their arithmetic; every other op as one operation per element it reads or writes
+    (whichever is more: a reduction reads many)."""
+    out = {}
+    for n in graph.nodes:
+        o = shapes.get(n.output[0]) if n.output else None
+        if o is None:
+            continue
+        elems = int(np.prod(o, dtype=np.int64))
+        a = shapes.get(n.input[0]) if n.input else None
+        if n.op_type in ("MatMul", "Gemm") and a:
+            k = a[-1] if n.op_type == "MatMul" or not any(x.name == "transA" and x.i for x in n.attribute) else a[0]
+            out[n.name] = 2 * elems * int(k)
+        elif n.op_type in ("Conv", "ConvTranspose") and len(n.input) > 1 and shapes.get(n.input[1]):
+            w = shapes[n.input[1]]
+            out[n.name] = 2 * elems * int(np.prod(w[1:], dtype=np.int64))
+        else:
+            out[n.name] = max(elems, int(np.prod(a, dtype=np.int64)) if a else 0)
+    return out

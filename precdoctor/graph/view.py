@@ -1,0 +1,182 @@
+"""The read-only view of a loaded model that everything else works on.
+
+Topologically ordered nodes, producer and consumer maps (a control-flow node
+consumes the outer-scope tensors its bodies read), element types and ranks
+from shape inference, and the weight store holding the large initializers.
+The view never changes once built; facts derived from it once (schema limits,
+patterns) are cached in ``derived``.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from ..errors import BadInput
+from ..ops import subgraphs
+from .weights import WeightStore, inline_bytes
+
+FLOAT = TensorProto.FLOAT
+
+
+def subgraph_inputs(node: onnx.NodeProto) -> set[str]:
+    """Outer-scope names a control-flow node's subgraphs read (implicit inputs)."""
+    names: set[str] = set()
+    for g in subgraphs(node):
+        defined = {i.name for i in g.input} | {i.name for i in g.initializer}
+        for n in g.node:
+            defined.update(n.output)
+        for n in g.node:
+            names.update(i for i in n.input if i and i not in defined)
+            names.update(subgraph_inputs(n) - defined)
+        names.update(o.name for o in g.output if o.name not in defined)
+    return names
+
+
+@dataclass
+class GraphView:
+    """See the module docstring."""
+
+    model: onnx.ModelProto
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=lambda: defaultdict(list))
+    elem_type: dict[str, int] = field(default_factory=dict)
+    ranks: dict[str, int] = field(default_factory=dict)
+    initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    store: WeightStore | None = field(default=None, repr=False)
+    derived: dict = field(default_factory=dict, repr=False)  # facts computed once per view
+    _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
+
+    @property
+    def weights_dir(self) -> str | None:
+        return self.store.dir if self.store else None
+
+    @property
+    def opset(self) -> int:
+        for o in self.model.opset_import:
+            if o.domain in ("", "ai.onnx"):
+                return o.version
+        return 1
+
+    def has_node(self, name: str) -> bool:
+        return name in self._by_name
+
+    def node(self, name: str) -> onnx.NodeProto:
+        return self._by_name[name]
+
+    def is_float(self, tensor: str) -> bool:
+        return self.elem_type.get(tensor) == FLOAT
+
+    def float_outputs(self, node: onnx.NodeProto) -> list[str]:
+        return [o for o in node.output if o and self.is_float(o)]
+
+    def float_tensors(self) -> list[str]:
+        """Every float32 tensor a node produces, in topological order."""
+        return [t for n in self.nodes for t in self.float_outputs(n)]
+
+    def float_initializers(self) -> list[str]:
+        return [n for n, i in self.initializers.items() if i.data_type == FLOAT]
+
+    def array(self, name: str) -> np.ndarray:
+        """The value of an initializer, wherever it is kept."""
+        if self.store and name in self.store.arrays:
+            return self.store.arrays[name]
+        return numpy_helper.to_array(self.initializers[name])
+
+    def initializer_with_data(self, name: str) -> onnx.TensorProto:
+        """The initializer with its data inline, for models written out as artifacts."""
+        if self.store and name in self.store.arrays:
+            return numpy_helper.from_array(self.store.arrays[name], name)
+        return self.initializers[name]
+
+    def model_with_data(self) -> onnx.ModelProto:
+        """A copy of the model with every initializer inline (to hand to other tools)."""
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        for k, init in enumerate(m.graph.initializer):
+            m.graph.initializer[k].CopyFrom(self.initializer_with_data(init.name))
+        return m
+
+
+def _toposort(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        rest = []
+        for node in pending:
+            if set(node.input) | subgraph_inputs(node) <= available:
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            missing = sorted((set(rest[0].input) | subgraph_inputs(rest[0])) - available)
+            raise BadInput(f"graph has a cycle or an undefined tensor: node {rest[0].name!r} needs {missing}")
+        pending = rest
+    return ordered
+
+
+def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]:
+    """Element type and rank of every tensor ONNX shape inference can type."""
+    types: dict[str, int] = {}
+    ranks: dict[str, int] = {}
+    for init in model.graph.initializer:
+        types[init.name] = init.data_type
+        ranks[init.name] = len(init.dims)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
+    except Exception:  # large or exotic models: fall back to what the file declares
+        inferred = model
+    g = inferred.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        tt = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and tt.elem_type:
+            types[vi.name] = tt.elem_type
+            if tt.HasField("shape"):
+                ranks[vi.name] = len(tt.shape.dim)
+    return types, ranks
+
+
+def view(model: onnx.ModelProto, copy: bool = True) -> GraphView:
+    """The view of a loaded model. Large initializers move to a WeightStore; ``copy=False`` lets
+    that change the model given (for a model nobody else holds, as ``open_model`` does)."""
+    if copy:
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        model = m
+    store = None
+    if any(inline_bytes(i) >= WeightStore.MIN_BYTES for i in model.graph.initializer):
+        store = WeightStore()
+        store.externalize(model)
+    g = model.graph
+    v = GraphView(model=model, store=store)
+    v.nodes = _toposort(g)
+    v.initializers = {i.name: i for i in g.initializer}
+    v.inputs = [i.name for i in g.input if i.name not in v.initializers]
+    v.outputs = [o.name for o in g.output]
+    v.elem_type, v.ranks = infer_types(model)
+    for node in v.nodes:
+        for o in node.output:
+            if o:
+                v.producer[o] = node
+        for i in node.input:
+            if i:
+                v.consumers[i].append(node)
+        for i in subgraph_inputs(node):
+            v.consumers[i].append(node)
+    v._by_name = {n.name: n for n in v.nodes}
+    return v
+
+
+def open_model(path) -> GraphView:
+    """Load, check and view the model at ``path``: what every command starts with, once."""
+    from .loading import load_model
+
+    return view(load_model(path), copy=False)

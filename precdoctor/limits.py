@@ -1,0 +1,41 @@
+"""Every default, threshold and size limit of precdoctor, each in one place, with why it is what it is."""
+from __future__ import annotations
+
+import math
+
+# --- protobuf and model size
+PROTOBUF_LIMIT = 2_000_000_000  # protobuf refuses to serialize one message past 2 GB
+INLINE_LIMIT = 1_900_000_000  # past this many bytes of inline weights a model goes through external data (room for the graph)
+WEIGHT_STORE_MIN_BYTES = 4096  # initializers this large move to the shared external-data store
+WEIGHT_STORE_ALIGN = 4096  # page-aligned offsets let ONNX Runtime map the weights instead of copying them
+
+# --- ONNX Runtime sessions
+MAX_SHAPE_SESSIONS = 3  # concrete-shape sessions per model before one symbolic-shape session serves the rest
+MEMORY_BUDGET_GB = 8.0  # activations (reference + candidate) one probe pass may compute
+
+# --- comparison
+DEFAULT_REL_L2 = 0.05  # an output diverges past this relative L2 error (compare's verdict)
+DEFAULT_ATOL = 1.0  # a position of an output is off past this max abs error (silent corruption)
+GROWTH = 8.0  # a node diverges when its error grows this much over its inputs ...
+FLOOR_ULPS = 16  # ... and exceeds this many unit roundoffs of the format ...
+MIN_DIVERGENCE = 0.05  # ... and this relative error (below it, rounding noise of near-zero tensors)
+UNDERFLOW_SHARE = 0.01  # share of a tensor's nonzero values flushing to 0 that makes it a suspect
+
+# --- acceptance and search
+DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")
+DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend
+PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans on
+
+# --- baselines (what the tools users know would do)
+RANGE_RULE_DATA_MAX = 512.0  # ModelOpt AutoCast's default --data_max
+RANGE_RULE_INIT_MAX = 65504.0  # AutoCast's default --init_max (FP16's largest finite value)
+
+# --- presentation
+TOP_TENSORS = 8  # offending tensors the terminal lists
+REPORT_TENSORS = 25  # largest errors the report lists
+REPORT_TRACE = 60  # origin trace rows the report lists before "... more"
+
+
+def evaluation_bound(pins: int, candidates: int) -> int:
+    """Evaluations the pin search promises to stay within: k * ceil(log2 N) + 3 for k pins among N candidates."""
+    return max(pins, 1) * math.ceil(math.log2(max(candidates, 2))) + 3

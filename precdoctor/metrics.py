@@ -1,0 +1,59 @@
+"""The error metrics of one tensor against FP32, from the raw statistics its probe summed."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import Format
+from .probes import IDX
+from .records import Record
+
+
+@dataclass
+class Metrics(Record):
+    """One tensor's error against FP32, over the elements finite in both (non-finite ones are counted apart)."""
+
+    elements: int
+    max_abs: float  # inf when the candidate has new Inf/NaN
+    rel_l2: float
+    cosine: float
+    sqnr_db: float
+    nonfinite_ref: int
+    nonfinite_cand: int
+    nonfinite_new: int  # non-finite in the candidate where FP32 is finite
+    ref_absmax: float  # FP32 |max| over finite values
+    headroom: float  # the format's largest finite value / FP32 |max|
+    overflow: int  # FP32 values past the format's largest finite value
+    underflow: int | None  # nonzero FP32 values below half the smallest subnormal (None: not measured)
+
+    @property
+    def overflow_frac(self) -> float:
+        return self.overflow / max(self.elements, 1)
+
+    @property
+    def underflow_frac(self) -> float | None:
+        return None if self.underflow is None else self.underflow / max(self.elements, 1)
+
+    @property
+    def error(self) -> float:
+        """One number for error growth: inf when Inf/NaN appeared, else relative L2."""
+        return math.inf if self.nonfinite_new else self.rel_l2
+
+
+def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
+    n = max(raw[IDX["n"]], 1.0)
+    sse, ssr, ssc, dot = (float(raw[IDX[k]]) for k in ("sse", "ssr", "ssc", "dot"))
+    new = int(raw[IDX["nonfinite_new"]])
+    rel = math.sqrt(sse / ssr) if ssr > 0 else (0.0 if sse == 0 else math.inf)
+    cos = dot / math.sqrt(ssr * ssc) if ssr > 0 and ssc > 0 else (1.0 if ssr == ssc == 0 else 0.0)
+    absmax = float(raw[IDX["ref_absmax"]])
+    under = raw[IDX["n_underflow"]]
+    with np.errstate(divide="ignore"):
+        sqnr = math.inf if sse == 0 else (10 * math.log10(ssr / sse) if ssr > 0 else -math.inf)
+    return Metrics(
+        elements=int(raw[IDX["n"]]), max_abs=math.inf if new else float(raw[IDX["max_abs"]]), rel_l2=rel, cosine=cos,
+        sqnr_db=sqnr, nonfinite_ref=int(raw[IDX["nonfinite_ref"]]), nonfinite_cand=int(raw[IDX["nonfinite_cand"]]),
+        nonfinite_new=new, ref_absmax=absmax, headroom=fmt.max_finite / absmax if absmax > 0 else math.inf,
+        overflow=int(raw[IDX["n_overflow"]]), underflow=None if math.isnan(under) else int(under))

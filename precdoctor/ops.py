@@ -1,0 +1,44 @@
+"""What precdoctor knows about ONNX op types, as sets each used for one decision."""
+from __future__ import annotations
+
+import onnx
+
+# Float outputs hold only values already present in the float inputs: if the inputs are
+# representable in the low format, so are the outputs, and rounding them again is a no-op.
+VALUE_PRESERVING = frozenset({
+    "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Slice",
+    "Gather", "GatherElements", "GatherND", "Concat", "Split", "Expand", "Tile",
+    "MaxPool", "Relu", "Max", "Min", "ReduceMax", "ReduceMin", "Neg", "Abs",
+    "DepthToSpace", "SpaceToDepth", "Where", "Dropout", "Compress",
+})
+
+# Output holds exactly its first input's values, reshaped or permuted: same statistics, no probe of its own.
+ALIAS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+
+# Compute on shapes and indices only: nothing a precision plan could pin.
+SHAPE_ONLY = frozenset({"Shape", "Size", "ConstantOfShape", "NonZero", "Range"})
+
+# Normalizations whose internal precision belongs to the engine (emulation profiles decide).
+FUSED_NORMS = frozenset({"LayerNormalization", "InstanceNormalization"})
+
+# Attributes that name an output element type, per op.
+DTYPE_ATTRS = {"Cast": "to", "RandomNormal": "dtype", "RandomUniform": "dtype", "EyeLike": "dtype",
+               "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
+
+# Ops that read a small positive constant to keep the next op finite (a floor or epsilon).
+EPSILON_CONSUMERS = frozenset({"Sqrt", "Log", "Div", "Reciprocal", "Pow"})
+
+
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The bodies of a control-flow node (If branches, Loop and Scan bodies)."""
+    out = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            out.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            out.extend(attr.graphs)
+    return out
+
+
+def is_control_flow(node: onnx.NodeProto) -> bool:
+    return bool(subgraphs(node))

@@ -1,0 +1,89 @@
+"""Graph outputs compared with FP32: error norms, silently corrupted positions, exact agreement of ids.
+
+A float output diverges past a relative L2 error, when Inf/NaN appear, or when
+some *positions* (all axes but the last: frames, tokens) are off by more than
+an absolute tolerance while the output stays finite (silent corruption: the
+Whisper LayerNorm overflow leaves 29 of 1500 frames as the bias alone). Non-float
+outputs (token ids, masks) agree exactly or not.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from .metrics import Metrics, metrics
+from .probes import combine, numpy_stats
+from .records import Record
+
+
+@dataclass
+class OutputComparison(Record):
+    name: str
+    kind: Literal["float", "exact"]
+    diverges: bool
+    reasons: list[str]
+    positions: int
+    positions_off: int
+    positions_off_per_sample: list[int]
+    metrics: Metrics | None = None  # float outputs
+    mismatch: int | None = None  # exact outputs: elements that differ
+    elements: int = 0
+
+
+def position_stats(ref: np.ndarray, cand: np.ndarray, atol: float) -> tuple[int, int, np.ndarray]:
+    """Positions (all axes but the last) whose max abs error exceeds atol or that went non-finite."""
+    r = np.asarray(ref, np.float32)
+    c = np.asarray(cand, np.float32)
+    if r.ndim == 0:
+        r, c = r.reshape(1, 1), c.reshape(1, 1)
+    width = r.shape[-1] if r.shape[-1] else 1
+    r2, c2 = r.reshape(-1, width), c.reshape(-1, width)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(c2 - r2)
+        new_bad = ~np.isfinite(c2) & np.isfinite(r2)
+        off = (np.nan_to_num(err, nan=0.0, posinf=np.inf) > atol).any(axis=1) | new_bad.any(axis=1)
+    return int(off.sum()), int(off.size), off
+
+
+def _exact(name: str, pairs) -> OutputComparison:
+    arrays = [(np.asarray(r[name]), np.asarray(c[name])) for r, c in pairs]
+    per = [int(np.sum(r != c)) if r.shape == c.shape else r.size for r, c in arrays]
+    total, diff = sum(r.size for r, _ in arrays), sum(per)
+    reasons = [f"{diff} of {total} elements differ from FP32"] if diff else []
+    return OutputComparison(name, "exact", bool(diff), reasons, total, diff, per, mismatch=diff, elements=total)
+
+
+def _float(name: str, pairs, fmt, rel_l2: float, atol: float) -> OutputComparison:
+    raw, off, total, per_sample = None, 0, 0, []
+    for ref, cand in pairs:
+        raw = combine(raw, numpy_stats(ref[name], cand[name], fmt))
+        o, t, _ = position_stats(ref[name], cand[name], atol)
+        off, total = off + o, total + t
+        per_sample.append(o)
+    m = metrics(raw, fmt)
+    reasons = []
+    if m.nonfinite_new:
+        reasons.append(f"{m.nonfinite_new} non-finite values")
+    if not m.rel_l2 <= rel_l2:
+        reasons.append(f"relative L2 error {m.rel_l2:.3g} > {rel_l2}")
+    if off:
+        reasons.append(f"{off} of {total} positions off by more than {atol}")
+    if reasons and not m.nonfinite_new:
+        reasons.append("silent corruption: the output is finite but wrong")
+    return OutputComparison(name, "float", bool(reasons), reasons, total, off, per_sample, metrics=m, elements=m.elements)
+
+
+def compare_outputs(pairs: list[tuple[dict, dict]], outputs: list[str], fmt, rel_l2: float, atol: float) -> dict[str, OutputComparison]:
+    """Every graph output present in the samples' (reference, candidate) dicts."""
+    out: dict[str, OutputComparison] = {}
+    for name in outputs:
+        ref0 = pairs[0][0].get(name)
+        if ref0 is None:
+            continue
+        if np.asarray(ref0).dtype.kind != "f":
+            out[name] = _exact(name, pairs)
+        else:
+            out[name] = _float(name, pairs, fmt, rel_l2, atol)
+    return out

@@ -1,0 +1,50 @@
+"""pins.json: a verified plan as a file, and what precdoctor accepts as one.
+
+What ``bisect`` writes: exact node names in ``pins`` (a node literally named
+``op:Mul`` stays that node), why each is there, and the facts of the run that
+verified them. What a user may write: the same object with only ``pins``, or
+``selectors`` (``glob:``, ``re:``, ``op:`` as on the command line), or a plain
+JSON list, which is read as selectors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .files import read_json
+from .records import Record
+
+PINS_SCHEMA = 2
+
+
+@dataclass
+class PinsFile(Record):
+    precision: Literal["fp16", "bf16"] = "fp16"
+    pins: list[str] = field(default_factory=list)
+    why: dict[str, str] = field(default_factory=dict)
+    selectors: list[str] = field(default_factory=list)
+    model: str | None = None  # relative to the pins file's folder when written by bisect
+    accept: list[str] = field(default_factory=list)
+    verdict: str | None = None
+    one_minimal: bool | None = None
+    evaluations: int | None = None
+    casts: int | None = None
+    profile: str | None = None
+    backend: str | None = None
+    schema_version: int = PINS_SCHEMA
+
+    def model_path(self, pins_file: str | Path) -> Path | None:
+        """The model this plan was verified on, resolved against the pins file's folder."""
+        if not self.model:
+            return None
+        p = Path(self.model)
+        return p if p.is_absolute() else Path(pins_file).parent / p
+
+
+def read_pins(path: str | Path) -> PinsFile:
+    """Read and validate a pins file; any problem is one BadInput line naming the file."""
+    data = read_json(path, "pins file")
+    if isinstance(data, list):
+        data = {"selectors": data}
+    return PinsFile.from_json(data, where=str(path))

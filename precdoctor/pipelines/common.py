@@ -1,0 +1,63 @@
+"""What every command's pipeline does first: load the model once, gather inputs, time stages, name versions."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+
+from .. import __version__
+from ..errors import BadInput
+from ..graph import GraphView, open_model
+from ..inputs import InputSpec, Sample
+from ..runs import InputInfo
+
+VERSIONED = ("onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
+
+
+def versions() -> dict[str, str]:
+    out = {"precdoctor": __version__}
+    for name in VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+@dataclass
+class Clock:
+    """Wall time of a pipeline's stages, in seconds."""
+
+    start: float = field(default_factory=time.perf_counter)
+    laps: dict[str, float] = field(default_factory=dict)
+    _last: float = field(default=0.0)
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = self.laps.get(stage, 0.0) + now - (self._last or self.start)
+        self._last = now
+
+    def timing(self) -> dict[str, float]:
+        return {**{k: round(v, 3) for k, v in self.laps.items()}, "total": round(time.perf_counter() - self.start, 3)}
+
+
+def load_graph(model: str) -> GraphView:
+    """The model, loaded once per command; one with no float tensor has nothing to run in reduced precision."""
+    graph = open_model(model)
+    if not graph.float_tensors():
+        raise BadInput(f"{model} has no float32 tensors: nothing to run in reduced precision")
+    return graph
+
+
+def gather(graph: GraphView, spec: InputSpec) -> tuple[list[Sample], InputInfo]:
+    samples = spec.samples(graph)
+    source = "files" if spec.files else ("arrays" if spec.arrays else "random")
+    return samples, InputInfo(len(samples), source, list(spec.files), spec.seed if source == "random" else None)
+
+
+def begin(model: str, spec: InputSpec) -> tuple[Clock, GraphView, list[Sample], InputInfo]:
+    """The start of a command on input samples: clock started, model loaded once, samples gathered."""
+    clock = Clock()
+    graph = load_graph(model)
+    samples, info = gather(graph, spec)
+    return clock, graph, samples, info

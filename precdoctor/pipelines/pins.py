@@ -1,0 +1,46 @@
+"""``precdoctor pins``: re-emit one artifact from a saved pins.json."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifacts import FORMATS, write_artifacts
+from ..errors import BadInput
+from ..files import check_output_dir, ensure_dir
+from ..graph import open_model
+from ..pinsfile import read_pins
+from ..plan import Plan, resolve_selectors
+
+
+@dataclass(frozen=True)
+class PinsParams:
+    pins_file: str
+    format: str
+    model: str | None = None  # default: the model pins.json names, relative to its folder
+    out: str = "."
+
+    def check(self) -> None:
+        if self.format not in FORMATS:
+            raise BadInput(f"unknown format {self.format!r}; expected one of {', '.join(FORMATS)}")
+        check_output_dir(self.out)
+
+
+def run(p: PinsParams) -> list[Path]:
+    """Write the artifact; returns the files written."""
+    p.check()
+    saved = read_pins(p.pins_file)
+    model = Path(p.model) if p.model else saved.model_path(p.pins_file)
+    if model is None:
+        raise BadInput(f"{p.pins_file} names no model; pass --model")
+    if not model.is_file():
+        raise BadInput(f"model file not found: {model} (named by {p.pins_file}); pass --model to point elsewhere")
+    graph = open_model(model)
+    missing = [n for n in saved.pins if not graph.has_node(n)]
+    if missing:
+        raise BadInput(f"{p.pins_file} pins node {missing[0]!r}, which {model} does not have")
+    pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
+    plan = Plan(saved.precision, frozenset(pins), saved.why)
+    outdir = ensure_dir(p.out)
+    written = write_artifacts(outdir, str(model), graph, plan, (p.format,))
+    names = [written.mixed_onnx, written.trtexec11] if p.format == "mixed-onnx" else [getattr(written, p.format)]
+    return [outdir / n for n in names if n]

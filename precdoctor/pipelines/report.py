@@ -1,0 +1,25 @@
+"""``precdoctor report``: render a run JSON (bisect, compare or wer) as one self-contained HTML file."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadInput
+from ..files import check_output_file
+from ..runs import ScanRun, read_run
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    run_json: str
+    out: str
+
+
+def run(p: ReportParams) -> Path:
+    from ..report import render_to
+
+    check_output_file(p.out)
+    record = read_run(p.run_json)
+    if isinstance(record, ScanRun):
+        raise BadInput(f"{p.run_json} is a scan result; the report renders bisect, compare and wer runs")
+    return render_to(record, Path(p.out), Path(p.run_json).parent)

@@ -1,0 +1,56 @@
+"""``precdoctor wer``: WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..backends import EngineParams
+from ..errors import BadInput
+from ..files import check_output_file, dump_json
+from ..plan import PRECISIONS, build_plan
+from ..runs import WerRun
+from ..tasks.registry import TaskParams
+from .common import Clock, load_graph, versions
+
+
+@dataclass(frozen=True)
+class WerParams:
+    model: str
+    task: TaskParams
+    precision: str = "fp16"  # or "fp32": the reference row only
+    pins: tuple[str, ...] = ()  # selectors
+    pin_files: tuple[str, ...] = ()
+    other: bool = False  # also the other reduced format
+    engine: EngineParams = field(default_factory=EngineParams)
+    json_out: str | None = None
+
+    def check(self) -> None:
+        if self.precision not in PRECISIONS + ("fp32",):
+            raise BadInput(f"unknown precision {self.precision!r}; expected fp32, {', '.join(PRECISIONS)}")
+        self.task.check()
+        self.engine.check()
+        check_output_file(self.json_out)
+
+
+def run(p: WerParams) -> WerRun:
+    from ..tasks.judge import make_judge
+
+    p.check()
+    clock = Clock()
+    graph = load_graph(p.model)
+    judge = make_judge(graph, p.model, p.task)
+    low = "fp16" if p.precision == "fp32" else p.precision
+    pins = build_plan(graph, low, p.pins, p.pin_files).pins
+    backend = p.engine.make()
+    clock.lap("load")
+    report = judge.report([])
+    if p.precision == "fp32":
+        base = judge.fp32()
+        report.rows = [judge.row(base, judge.references(base))]
+    else:
+        report.rows, report.worst, report.normalization = judge.table(backend, p.precision, pins, p.other)
+    clock.lap("transcribe")
+    result = WerRun(model=str(p.model), precision=p.precision, pins=sorted(pins), engine=backend.info(), task=report,
+                    timing=clock.timing(), versions=versions())
+    if p.json_out:
+        dump_json(p.json_out, result)
+    return result

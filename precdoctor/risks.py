@@ -1,0 +1,112 @@
+"""FP32-only risk analysis: what will break in FP16/BF16, read off one FP32 run and the graph.
+
+No low-precision run: ranges come from probes that compare each tensor with
+itself (so only the FP32 statistics are meaningful).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from . import probes
+from .backends import ort
+from .formats import BF16, FP16
+from .graph import GraphView, LayerNormPattern, Namer, derived_model, layernorm_patterns
+from .records import Record
+
+SEVERITY = {"high": 0, "medium": 1, "low": 2}
+
+
+@dataclass
+class Risk(Record):
+    kind: Literal["range", "underflow", "initializer", "epsilon", "decomposed-norm"]
+    severity: Literal["high", "medium", "low"]
+    node: str
+    op: str
+    tensor: str
+    detail: str
+
+
+@dataclass
+class TensorRange(Record):
+    absmax: float
+    overflow: int
+    underflow: int
+    nonfinite: int
+    elements: int
+
+
+def fp32_ranges(graph: GraphView, samples) -> dict[str, TensorRange]:
+    """FP32 |max|, values past FP16's range or below its subnormals, and non-finite counts, per float tensor."""
+    pb = probes.ProbeBuilder(FP16, Namer.for_model(graph.model))
+    tensors = graph.float_tensors()
+    for t in tensors:
+        pb.add(t, t, t)
+    nodes, inits, out = pb.finish()
+    m = derived_model(graph.model, list(graph.model.graph.node) + nodes, list(graph.model.graph.initializer) + inits,
+                      outputs=[helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], producer="precdoctor-scan")
+    sess = ort.session(m, weights_dir=graph.weights_dir)
+    total = None
+    for feed in samples:
+        total = probes.combine(total, probes.unpack(ort.run(sess, feed, [out])[out].astype(np.float64), pb.names, pb.sized, True, {}))
+    idx = probes.IDX
+    return {t: TensorRange(float(total[k, idx["ref_absmax"]]), int(total[k, idx["n_overflow"]]), int(total[k, idx["n_underflow"]]),
+                           int(total[k, idx["nonfinite_ref"]]), int(total[k, idx["n"]]))
+            for k, t in enumerate(tensors)}
+
+
+def _tensor_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[Risk]:
+    out = []
+    for t, r in ranges.items():
+        node = graph.producer[t]
+        share = lambda k: k / max(r.elements, 1)  # noqa: E731
+        if r.overflow:
+            out.append(Risk("range", "high", node.name, node.op_type, t,
+                            f"FP32 |max| {r.absmax:.4g} > FP16 max 65504 on {share(r.overflow):.2%} of elements"))
+        elif share(r.underflow) > 0.01:
+            out.append(Risk("underflow", "medium", node.name, node.op_type, t,
+                            f"{share(r.underflow):.2%} of nonzero values are below FP16's smallest subnormal (flush to 0)"))
+    return out
+
+
+def _constant_risks(graph: GraphView) -> list[Risk]:
+    out = []
+    for name in graph.float_initializers():
+        a = np.abs(graph.array(name))
+        users = ", ".join(n.name for n in graph.consumers.get(name, [])[:3])
+        if a.size and a.max() > FP16.max_finite:
+            out.append(Risk("initializer", "high", users, "", name, f"initializer |max| {a.max():.4g} is infinite in FP16"))
+        tiny = (a > 0) & (a < FP16.min_subnormal / 2)
+        if tiny.any():
+            kind, sev = ("epsilon", "high") if a.size == 1 else ("initializer", "medium")
+            out.append(Risk(kind, sev, users, "", name, f"{int(tiny.sum())} nonzero value(s) (smallest {a[tiny].min():.3g}) become 0 in FP16"))
+    for node in graph.nodes:
+        eps = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), None)
+        if eps is not None and 0 < eps < FP16.min_subnormal / 2:
+            out.append(Risk("epsilon", "high", node.name, node.op_type, "", f"epsilon {eps:g} is 0 in FP16 (fine only if the op keeps FP32 inside)"))
+        if eps is not None and 0 < eps < BF16.min_subnormal:
+            out.append(Risk("epsilon", "high", node.name, node.op_type, "", f"epsilon {eps:g} is 0 in BF16"))
+    return out
+
+
+def _norm_risks(norms: list[LayerNormPattern], ranges: dict[str, TensorRange]) -> list[Risk]:
+    out = []
+    for d in norms:
+        r = ranges.get(d.square_tensor)
+        over = bool(r and r.overflow)
+        reach = f"{r.absmax:.4g}" if r else "nan"
+        out.append(Risk("decomposed-norm", "high" if over else "low", d.square, "Pow", d.square_tensor,
+                        f"decomposed normalization ({d.mean} .. {d.variance}); (x-mean)^2 reaches {reach}"
+                        + (" > 65504: pin the square and the variance to FP32" if over else "")))
+    return out
+
+
+def find_risks(graph: GraphView, samples) -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange]]:
+    ranges = fp32_ranges(graph, samples)
+    norms = layernorm_patterns(graph)
+    risks = _tensor_risks(graph, ranges) + _constant_risks(graph) + _norm_risks(norms, ranges)
+    risks.sort(key=lambda r: SEVERITY[r.severity])
+    return risks, norms, ranges

@@ -1,0 +1,52 @@
+"""Rounding a float32 tensor to FP16/BF16 inside an ONNX graph, at any opset.
+
+A Cast to the low type and back reproduces the format exactly (overflow to
+inf, subnormals, flush to zero) while the graph stays float32, which ONNX
+Runtime then computes faithfully on CPU (FIELD.md: an FP16-typed graph on CPU
+is computed in FP32 and hides overflow). BF16 Casts need opset 13; below it,
+Veltkamp splitting rounds to bfloat16's 8 significand bits with arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from .formats import Format
+from .graph import Namer
+
+VELTKAMP_FACTOR = 65537.0  # 2**16 + 1: splits float32's 24-bit significand into a top 8-bit part
+VELTKAMP_LIMIT = 1e33  # x * 65537 would overflow float32 past this; such values are within bf16's range: passed through
+
+
+def round_nodes(src: str, dst: str, fmt: Format, opset: int, namer: Namer) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes (and constants) that set ``dst = round_to_fmt(src)``, both float32."""
+    if fmt.name == "fp16" or opset >= 13:
+        mid = namer(f"{dst}/{fmt.name}")
+        return [
+            helper.make_node("Cast", [src], [mid], to=fmt.onnx_type, name=namer(f"{dst}/to_{fmt.name}")),
+            helper.make_node("Cast", [mid], [dst], to=TensorProto.FLOAT, name=namer(f"{dst}/to_fp32")),
+        ], []
+    return _veltkamp(src, dst, opset, namer)
+
+
+def _veltkamp(src: str, dst: str, opset: int, namer: Namer) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """hi = c - (c - a) with c = a * 65537 rounds ``a`` to 8 significand bits. ``a`` is ``src`` clamped to
+    +-1e33 so that c stays finite; values past the clamp (and inf, NaN) are passed through by a 0/1 mask
+    in arithmetic, because ``Where`` does not exist before opset 9 and this path serves opsets 7-12
+    (Clip takes its bounds as attributes before opset 11; Min/Max do not broadcast before opset 8)."""
+    k, lim, nlim, one = (namer(f"{dst}/vk_{s}") for s in ("factor", "limit", "neg_limit", "one"))
+    inits = [numpy_helper.from_array(np.array(v, np.float32), name)
+             for v, name in ((VELTKAMP_FACTOR, k), (VELTKAMP_LIMIT, lim), (-VELTKAMP_LIMIT, nlim), (1.0, one))]
+    a, c, t, hi, ab, ok, okf, notf, keep, low = (namer(f"{dst}/vk_{s}") for s in
+                                                  ("a", "c", "t", "hi", "abs", "ok", "okf", "notf", "keep", "low"))
+
+    def n(op, ins, out, **kw):
+        return helper.make_node(op, ins, [out], name=namer(f"{out}/node"), **kw)
+
+    clip = (n("Clip", [src], a, min=-VELTKAMP_LIMIT, max=VELTKAMP_LIMIT) if opset < 11 else n("Clip", [src, nlim, lim], a))
+    nodes = [clip, n("Mul", [a, k], c), n("Sub", [c, a], t), n("Sub", [c, t], hi),
+             n("Abs", [src], ab), n("Less", [ab, lim], ok), n("Cast", [ok], okf, to=TensorProto.FLOAT),
+             n("Sub", [one, okf], notf), n("Mul", [hi, okf], low), n("Mul", [src, notf], keep),
+             helper.make_node("Add", [low, keep], [dst], name=namer(f"{dst}/vk_select"))]
+    return nodes, inits

@@ -1,0 +1,154 @@
+"""The run records: what each command returns, writes as JSON and the report reads back.
+
+``schema_version`` changes whenever a field changes meaning or shape; a run
+file of another version, or one with unknown or mistyped fields, is refused by
+``read_run`` with one line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .artifacts import Artifacts
+from .backends import EngineInfo
+from .comparison import Comparison
+from .errors import BadInput
+from .files import read_json
+from .graph import LayerNormPattern
+from .records import Record
+from .risks import Risk, TensorRange
+from .search import Baselines, Evaluation
+from .tasks.judge import TaskReport
+
+SCHEMA_VERSION = 2
+
+
+@dataclass
+class InputInfo(Record):
+    """Where the samples came from; verdicts on random data say so."""
+
+    samples: int
+    source: Literal["files", "arrays", "random", "task"]
+    files: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+    @property
+    def random(self) -> bool:
+        return self.source == "random"
+
+
+@dataclass
+class Flops(Record):
+    """FLOPs of the first sample: the whole model, and what the pins leave in FP32."""
+
+    total: int
+    pinned: dict[str, int]
+    pinned_total: int
+    complete: bool  # every node's FLOPs known (shape inference reached everything)
+
+
+@dataclass
+class BisectComparisons(Record):
+    naive: Comparison
+    pinned: Comparison | None = None
+    other: Comparison | None = None  # the other format's naive plan, for the report
+
+
+@dataclass(kw_only=True)
+class Run(Record):
+    """What every run record carries: the schema version, the command, the model, stage times and versions."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: str
+    model: str
+    timing: dict[str, float]
+    versions: dict[str, str]
+
+
+@dataclass(kw_only=True)
+class CompareRun(Run):
+    command: Literal["compare"] = "compare"
+    precision: str
+    pins: list[str]
+    nodes: int
+    inputs: InputInfo
+    engine: EngineInfo
+    comparison: Comparison
+
+    @property
+    def verdict(self) -> str:
+        return self.comparison.verdict
+
+
+@dataclass(kw_only=True)
+class ScanRun(Run):
+    command: Literal["scan"] = "scan"
+    nodes: int
+    tensors: int
+    inputs: InputInfo
+    risks: list[Risk]
+    decomposed_norms: list[LayerNormPattern]
+    ranges: dict[str, TensorRange]
+
+
+@dataclass(kw_only=True)
+class BisectRun(Run):
+    command: Literal["bisect"] = "bisect"
+    precision: str
+    verdict: Literal["healthy", "fixed", "unfixed"]
+    message: str
+    pins: list[str]
+    why: dict[str, str]
+    one_minimal: bool
+    evaluations: int
+    evaluations_resumed: int
+    evaluation_bound: int
+    budget: int
+    budget_exhausted: bool
+    accept: list[str]
+    accept_default: bool
+    candidates: int
+    suspects: list[str]
+    evidence: dict[str, str]
+    baselines: Baselines | None
+    task: TaskReport | None
+    nodes: int
+    node_ops: dict[str, str]
+    inputs: InputInfo
+    engine: EngineInfo
+    comparison: BisectComparisons
+    flops: Flops
+    evaluation_log: list[Evaluation]
+    artifacts: Artifacts
+
+    @property
+    def origin(self) -> str | None:
+        return self.comparison.naive.origin
+
+    @property
+    def first_divergence(self) -> str | None:
+        return self.comparison.naive.first_divergence
+
+
+@dataclass(kw_only=True)
+class WerRun(Run):
+    command: Literal["wer"] = "wer"
+    precision: str
+    pins: list[str]
+    engine: EngineInfo
+    task: TaskReport
+
+
+RUNS = {"compare": CompareRun, "scan": ScanRun, "bisect": BisectRun, "wer": WerRun}
+
+
+def read_run(path: str | Path) -> CompareRun | ScanRun | BisectRun | WerRun:
+    """A run JSON of this version, validated; anything else is one BadInput line."""
+    data = read_json(path, "run JSON")
+    if not isinstance(data, dict) or data.get("command") not in RUNS:
+        raise BadInput(f"{path} is not a precdoctor run JSON (no 'command' of {', '.join(RUNS)})")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise BadInput(f"{path} is a run JSON of schema version {data.get('schema_version')!r}; "
+                       f"this precdoctor reads version {SCHEMA_VERSION} (re-run the command)")
+    return RUNS[data["command"]].from_json(data, where=Path(path).name)

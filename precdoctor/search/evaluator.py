@@ -1,0 +1,60 @@
+"""Judging pin sets: each plan once, within a budget, journaled, with progress on the log."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable
+
+from ..acceptance import Verdict
+from .journal import Evaluation, Journal
+
+log = logging.getLogger("precdoctor")
+
+
+class BudgetExhausted(Exception):
+    """The search asked for one evaluation more than its budget allows."""
+
+
+def _g(v) -> str:
+    return "inf" if v is None or (isinstance(v, float) and math.isinf(v)) else f"{v:.4g}"
+
+
+class Evaluator:
+    """Evaluates pin sets once each (cached, then journaled), at most ``budget`` new ones."""
+
+    def __init__(self, judge: Callable[[frozenset], Verdict], journal: Journal, budget: int, verbose: bool = True):
+        self.judge, self.journal, self.budget, self.verbose = judge, journal, budget, verbose
+        self.log: list[Evaluation] = []
+        self.seen: dict[tuple[str, ...], Evaluation] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self.log)
+
+    def __call__(self, pins) -> bool:
+        return self.evaluate(pins).passed
+
+    def evaluate(self, pins) -> Evaluation:
+        key = tuple(sorted(pins))
+        if key in self.seen:
+            return self.seen[key]
+        ev = self.journal.entries.get(key)
+        if ev is None:
+            if self.count >= self.budget:
+                raise BudgetExhausted
+            t = time.perf_counter()
+            v = self.judge(frozenset(key))
+            ev = Evaluation(list(key), v.passed, v.measures, v.failed, time.perf_counter() - t)
+            self.journal.append(ev)
+        self.seen[key] = ev
+        self.log.append(ev)
+        if self.verbose:
+            m = ", ".join(f"{k}={_g(v)}" for k, v in ev.measures.items())
+            log.info(f"  evaluation {self.count}/{self.budget}: {len(key):3d} pins -> {'PASS' if ev.passed else 'fail'}"
+                     f"{' (journal)' if ev.resumed else f' ({ev.seconds:.1f}s)'}  {m}")
+        return ev
+
+    def best_passing(self) -> Evaluation | None:
+        passing = [e for e in self.seen.values() if e.passed]
+        return min(passing, key=lambda e: len(e.pins)) if passing else None

@@ -1,0 +1,69 @@
+"""The public Python API: the same pipelines as the CLI, typed records back, the same JSON on disk."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+import precdoctor
+from helpers import run_cli
+
+
+def test_compare_from_python_with_feed_dicts(fixtures):
+    fx = fixtures["ln_overflow"]
+    run = precdoctor.compare(_save(fx), inputs=[fx.sample], precision="fp16")
+    assert isinstance(run, precdoctor.CompareRun)
+    assert run.comparison.verdict == "diverges" and run.comparison.origin == "layer1.ln/Pow"
+    assert run.inputs.source == "arrays" and run.inputs.samples == 1
+    ok = precdoctor.compare(_save(fx), inputs=[fx.sample], pins=["layer1.ln/Pow", "layer1.ln/ReduceMean_1"])
+    assert ok.verdict == "ok" and ok.pins == ["layer1.ln/Pow", "layer1.ln/ReduceMean_1"]
+
+
+def _save(fx, _cache={}):
+    import tempfile
+
+    import onnx
+
+    if fx.name not in _cache:
+        d = tempfile.mkdtemp(prefix="api-")
+        onnx.save(fx.model, f"{d}/{fx.name}.onnx")
+        _cache[fx.name] = f"{d}/{fx.name}.onnx"
+    return _cache[fx.name]
+
+
+def test_bisect_from_python_logs_progress_and_returns_the_record(fixtures, tmp_path, caplog):
+    fx = fixtures["softmax_overflow"]
+    with caplog.at_level(logging.INFO, logger="precdoctor"):
+        run = precdoctor.bisect(_save(fx), tmp_path, inputs=[fx.sample], baselines=False, report=False)
+    assert run.verdict == "fixed" and set(run.pins) == set(fx.culprits["fp16"])
+    assert any("evaluation 1/" in r.getMessage() for r in caplog.records)  # progress through logging, not print
+    assert json.loads((tmp_path / "run.json").read_text()) == run.to_json()
+
+
+def test_scan_from_python_with_shapes(fixtures):
+    run = precdoctor.scan(_save(fixtures["healthy"]), input_shapes={"x": [1, 48, 32]}, seed=2)
+    assert run.inputs.source == "random" and run.inputs.seed == 2
+    assert not [r for r in run.risks if r.severity == "high"]
+
+
+def test_run_json_equals_the_json_option(planted_dir, tmp_path):
+    """OUT/run.json and --json are one record, written after the report was rendered from it."""
+    code, _, err = run_cli("bisect", planted_dir / "eps_underflow.onnx", "--inputs", planted_dir / "eps_underflow.npz",
+                           "--out", tmp_path / "out", "--json", tmp_path / "copy.json", "--quiet", "--no-baselines")
+    assert code == 0, err
+    a, b = (tmp_path / "out" / "run.json").read_bytes(), (tmp_path / "copy.json").read_bytes()
+    assert a == b and json.loads(a)["artifacts"]["report"] == "index.html"
+
+
+def test_bad_input_raises_one_line(fixtures, tmp_path):
+    with pytest.raises(precdoctor.BadInput, match="matches no node"):
+        precdoctor.compare(_save(fixtures["healthy"]), inputs=[fixtures["healthy"].sample], pins=["nope"])
+    with pytest.raises(precdoctor.BadInput, match="budget"):
+        precdoctor.bisect(_save(fixtures["healthy"]), tmp_path, inputs=[fixtures["healthy"].sample], budget=0)
+    assert not (tmp_path / "run.json").exists()  # refused before any work
+
+
+def test_random_inputs_are_recorded_as_random(fixtures):
+    run = precdoctor.compare(_save(fixtures["healthy"]), input_shapes=["x:[1,48,32]"])
+    assert run.inputs.random and run.inputs.seed == 0
+    assert np.isfinite(run.comparison.tensors[0].rel_l2)
