@@ -148,5 +148,22 @@ def check_outputs(criteria: list[Criterion], outputs: list[str]) -> None:
             raise BadInput(f"--accept {c.text()}: the model has no output {c.output!r} (outputs: {', '.join(outputs)})")
 
 
+_MEASURE_NAMES = {"finite": "non-finite values", "max-abs": "max abs error", "rel-l2": "relative L2 error",
+                  "cosine": "cosine similarity", "argmax-agreement": "argmax agreement"}
+
+
+def measure_label(text: str) -> str:
+    """What a criterion's measure counts, in words ("finite" measures non-finite values, "wer<=+0.5" the change in points)."""
+    m = _RX.match(text.strip())
+    if not m:
+        return text
+    metric = m["metric"]
+    if metric in TASK_METRICS:
+        name = f"{metric.upper()} change vs FP32 (points)" if m["plus"] else f"{metric.upper()} (%)"
+    else:
+        name = _MEASURE_NAMES.get(metric, metric)
+    return f"{m['output']}: {name}" if m["output"] else name
+
+
 def describe(criteria: list[Criterion]) -> str:
     return ", ".join(c.text() for c in criteria)

@@ -30,7 +30,6 @@ def _logging(quiet: bool) -> None:
     handler.setFormatter(_Messages())
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)
-    log.propagate = False
 
 
 def guarded(fn):

@@ -1,11 +1,12 @@
-"""Run records as the text a person reads in a terminal (the command line prints these)."""
+"""Run records as the text a person reads in a terminal: aligned tables, measures named for what they
+count, and the verdict last, in words."""
 from __future__ import annotations
 
 import math
 
 from .backends.trt_layers import PinCheck
 from .limits import TOP_TENSORS
-from .runs import BisectRun, CompareRun, ScanRun, WerRun
+from .runs import BisectRun, CompareRun, InputInfo, ScanRun, WerRun
 
 
 def g(x, spec: str = ".3g") -> str:
@@ -17,37 +18,53 @@ def g(x, spec: str = ".3g") -> str:
     return format(x, spec)
 
 
-def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
-    c = r.comparison
-    lines = [f"precdoctor compare: {r.model} in {r.precision}" + (f" with {len(r.pins)} FP32 pins" if r.pins else "")
-             + f" ({r.nodes} nodes, {len(c.tensors)} float tensors, {r.inputs.samples} sample(s), {r.engine.backend})"]
-    lines.append(f"verdict: {c.verdict.upper()}")
-    lines += [f"  {reason}" for reason in c.reasons]
-    lines.append(f"Inf/NaN origin:   {c.origin or '-'}" + (f"  (tensor {c.origin_tensor})" if c.origin_tensor else ""))
-    lines.append(f"first divergence: {c.first_divergence or '-'}")
+def table(headers: list[str], rows: list[list], right: set[int] = frozenset(), indent: str = "  ") -> list[str]:
+    """Columns aligned to their widest cell; ``right``: indexes of right-aligned (numeric) columns."""
+    cells = [[str(c) for c in r] for r in [headers] + rows]
+    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+    fmt = lambda r: indent + "  ".join(c.rjust(w) if k in right else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return [fmt(r).rstrip() for r in cells]
+
+
+def _inputs(info: InputInfo) -> str:
+    n = f"{info.samples} sample{'s' if info.samples != 1 else ''}"
+    return f"{n} of seeded random data (seed {info.seed})" if info.random else f"{n} from {info.source}"
+
+
+def _outputs(c) -> list[str]:
+    rows = []
     for name, o in c.outputs.items():
         if o.kind == "exact":
-            lines.append(f"output {name}: {o.mismatch} of {o.elements} elements differ from FP32")
+            rows.append([name, "-", "-", "-", "-", f"{o.mismatch} of {o.elements} elements differ from FP32"])
             continue
         m = o.metrics
-        lines.append(f"output {name}: rel-L2 {g(m.rel_l2)}, max-abs {g(m.max_abs)}, cosine {g(m.cosine, '.6f')}, "
-                     f"non-finite {m.nonfinite_new}, positions off {o.positions_off}/{o.positions}")
+        rows.append([name, g(m.rel_l2), g(m.max_abs), g(m.cosine, ".6f"), m.nonfinite_new, f"{o.positions_off} of {o.positions}"])
+    return table(["output", "rel. L2", "max abs", "cosine", "new Inf/NaN", "positions off"], rows, {1, 2, 3, 4, 5})
+
+
+def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
+    c = r.comparison
+    lines = [f"precdoctor compare: {r.model} in {r.precision.upper()}" + (f" with {len(r.pins)} node(s) pinned to FP32" if r.pins else "")
+             + f" ({r.nodes} nodes, {len(c.tensors)} float tensors, {_inputs(r.inputs)}, {r.engine.backend})",
+             f"Inf/NaN origin:    {c.origin or '-'}" + (f"  (tensor {c.origin_tensor})" if c.origin_tensor else ""),
+             f"first divergence:  {c.first_divergence or '-'}", "outputs (all samples):"]
+    lines += _outputs(c)
     worst = sorted(c.tensors, key=lambda t: (-(t.nonfinite_new > 0), -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:top]
     if worst:
-        lines.append(f"top {len(worst)} tensors by error:")
-        lines.append(f"  {'#':>4}  {'node':40s} {'op':18s} {'rel-L2':>9} {'SQNR dB':>8} {'non-fin':>8} {'|max| FP32':>11}")
-        for t in worst:
-            lines.append(f"  {t.index:>4}  {t.node[:40]:40s} {t.op[:18]:18s} {g(t.rel_l2):>9} {g(t.sqnr_db, '.1f'):>8} "
-                         f"{t.nonfinite_new:>8} {g(t.ref_absmax):>11}")
+        lines.append(f"largest errors ({len(worst)} of {len(c.tensors)} tensors):")
+        lines += table(["tensor #", "node", "op", "rel. L2", "SQNR dB", "new Inf/NaN", "FP32 |max|"],
+                       [[t.index, t.node, t.op, g(t.rel_l2), g(t.sqnr_db, ".1f"), t.nonfinite_new, g(t.ref_absmax)] for t in worst],
+                       {0, 3, 4, 5, 6})
+    lines.append(f"verdict: {c.verdict.upper()}" + (" - " + "; ".join(c.reasons) if c.reasons else " - every output within tolerance"))
     return "\n".join(lines)
 
 
 def scan_summary(r: ScanRun) -> str:
-    lines = [f"precdoctor scan: {r.nodes} nodes, {r.tensors} float tensors, {len(r.risks)} risk(s)"]
-    for risk in r.risks:
-        lines.append(f"  [{risk.severity:6s}] {risk.kind:15s} {(risk.node or risk.tensor)[:60]}: {risk.detail}")
-    if not r.risks:
-        lines.append("  nothing out of FP16/BF16 range on these inputs")
+    lines = [f"precdoctor scan: {r.model} ({r.nodes} nodes, {r.tensors} float tensors, {_inputs(r.inputs)})"]
+    if r.risks:
+        lines += table(["severity", "kind", "where", "what"], [[x.severity, x.kind, x.node or x.tensor, x.detail] for x in r.risks])
+    high = sum(x.severity == "high" for x in r.risks)
+    lines.append(f"{len(r.risks)} risk(s), {high} high" if r.risks else "no risk: nothing out of FP16/BF16 range on these inputs")
     return "\n".join(lines)
 
 
@@ -55,49 +72,58 @@ def _yes(x) -> str:
     return "-" if x is None else ("yes" if x else "no")
 
 
-def bisect_summary(r: BisectRun) -> str:
-    lines = [f"precdoctor bisect: {r.verdict.upper()} - {r.message}"]
-    if r.pins:
-        lines.append(f"pins ({len(r.pins)}, {r.artifacts.casts} precision boundaries):")
-        lines += [f"  {p}  [{r.node_ops.get(p, '?')}]  {r.why.get(p, '')}" for p in r.pins]
-    lines.append(f"evaluations: {r.evaluations} (bound k*ceil(log2 N)+3 = {r.evaluation_bound}, {r.candidates} candidates)"
-                 + (f", {r.evaluations_resumed} from the journal" if r.evaluations_resumed else "")
-                 + ("; 1-minimal: verified" if r.one_minimal and r.pins else ""))
+def _bisect_tables(r: BisectRun) -> list[str]:
+    lines = []
     b = r.baselines
     if b:
         lines.append("baselines (same model, inputs and acceptance):")
-        lines.append(f"  {'method':30s} {'FP32 nodes':>10} {'passes':>7} {'evaluations':>12}")
-        rows = [("range rule (AutoCast-style)", b.range_rule.pins, b.range_rule.passed, b.range_rule.evaluations),
-                ("prefix bisection (Polygraphy)", b.prefix_bisection.pins, b.prefix_bisection.passed, b.prefix_bisection.evaluations),
-                ("precdoctor", b.precdoctor.pins, b.precdoctor.passed, b.precdoctor.evaluations)]
-        lines += [f"  {name:30s} {g(pins):>10} {_yes(passed):>7} {ev:>12}" for name, pins, passed, ev in rows]
+        lines += table(["method", "nodes in FP32", "passes", "evaluations"],
+                       [["range rule (AutoCast-style)", g(b.range_rule.pins), _yes(b.range_rule.passed), b.range_rule.evaluations],
+                        ["prefix bisection (Polygraphy-style)", g(b.prefix_bisection.pins), _yes(b.prefix_bisection.passed),
+                         b.prefix_bisection.evaluations],
+                        ["precdoctor", g(b.precdoctor.pins), _yes(b.precdoctor.passed), b.precdoctor.evaluations]], {1, 3})
     if r.task and r.task.rows:
-        lines.append("task metric:")
-        lines += [f"  {row.config:12s} WER {row.wer:.4f}  CER {row.cer:.4f}" for row in r.task.rows]
-    files = r.artifacts.command_files()
-    lines.append("artifacts: " + ", ".join(list(files.values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]))
+        lines.append(f"task metric ({r.task.clips} clips):")
+        lines += table(["configuration", "WER", "CER"], [[row.config, f"{100 * row.wer:.2f} %", f"{100 * row.cer:.2f} %"]
+                                                          for row in r.task.rows], {1, 2})
+    return lines
+
+
+def bisect_summary(r: BisectRun) -> str:
+    lines = [f"precdoctor bisect: {r.model} in {r.precision.upper()} ({_inputs(r.inputs)})"]
+    if r.pins:
+        lines.append(f"pins ({len(r.pins)} node(s) in FP32, {r.artifacts.casts} Cast nodes at precision borders):")
+        lines += table(["node", "op", "why"], [[p, r.node_ops.get(p, "?"), r.why.get(p, "")] for p in r.pins])
+    lines.append(f"evaluations: {r.evaluations} (bound k*ceil(log2 N)+3 = {r.evaluation_bound} for {r.candidates} candidates)"
+                 + (f", {r.evaluations_resumed} replayed from the journal" if r.evaluations_resumed else "")
+                 + ("; 1-minimal: verified" if r.one_minimal and r.pins else ""))
+    lines += _bisect_tables(r)
+    files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
+    lines.append("artifacts: " + ", ".join(files))
     if r.artifacts.trtexec_unsupported:
         lines.append(f"  note: trtexec cannot name {len(r.artifacts.trtexec_unsupported)} pinned layer(s); see trtexec.txt")
+    lines.append(f"verdict: {r.verdict.upper()} - {r.message}")
     return "\n".join(lines)
 
 
 def wer_summary(r: WerRun) -> str:
     t = r.task
-    lines = [f"precdoctor wer: {r.model} ({t.task.get('task', '?')}, {t.clips} clips, {r.engine.backend})",
-             f"  {'config':12s} {'WER':>8} {'CER':>8} {'S':>5} {'I':>5} {'D':>5} {'words':>6} {'utts':>5} {'time s':>7}"]
-    for row in t.rows:
-        lines.append(f"  {row.config:12s} {row.wer:8.4f} {row.cer:8.4f} {row.substitutions:5d} {row.insertions:5d} "
-                     f"{row.deletions:5d} {row.words:6d} {row.utterances:5d} {row.seconds:7.1f}")
+    lines = [f"precdoctor wer: {r.model} ({t.task.get('task', '?')}, {t.clips} clips, {r.engine.backend})"]
+    lines += table(["configuration", "WER", "CER", "substitutions", "insertions", "deletions", "words", "clips", "time"],
+                   [[row.config, f"{100 * row.wer:.2f} %", f"{100 * row.cer:.2f} %", row.substitutions, row.insertions,
+                     row.deletions, row.words, row.utterances, f"{row.seconds:.1f} s"] for row in t.rows], set(range(1, 9)))
     if t.worst:
         lines.append("worst utterances (by naive WER):")
         for u in t.worst[:3]:
-            lines.append(f"  [{u.id}] WER {u.wer_naive:.2f}")
+            lines.append(f"  [{u.id}] WER {100 * u.wer_naive:.1f} %")
             lines += [f"    {k:10s} {v}" for k, v in (("reference", u.reference), ("fp32", u.fp32), *u.hypotheses.items())]
     return "\n".join(lines)
 
 
 def pin_check_summary(r: PinCheck) -> str:
-    lines = [f"honoured      {p}  ({', '.join(r.layers_of[p])})" for p in r.honoured]
-    lines += [f"NOT HONOURED  {b.pin}  runs in low-precision layer(s): {', '.join(b.layers)}" for b in r.not_honoured]
-    lines += [f"unresolved    {p}  (no engine layer names it; it may have been folded away)" for p in r.unresolved]
-    return "\n".join(lines)
+    rows = [["honoured", p, ", ".join(r.layers_of[p])] for p in r.honoured]
+    rows += [["NOT HONOURED", b.pin, "runs in low-precision layer(s): " + ", ".join(b.layers)] for b in r.not_honoured]
+    rows += [["unresolved", p, "no engine layer names it; it may have been folded away"] for p in r.unresolved]
+    verdict = "every pin honoured" if not r.not_honoured and not r.unresolved else (
+        f"{len(r.not_honoured)} pin(s) not honoured, {len(r.unresolved)} unresolved")
+    return "\n".join(table(["pin", "node", "engine layers"], rows) + [f"verdict: {verdict}"])

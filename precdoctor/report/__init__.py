@@ -2,8 +2,8 @@
 
 Everything taken from the model or the data (node, tensor and op names,
 transcripts) reaches the page through jinja2's autoescape, and through
-matplotlib's SVG writer, which escapes text, for the plots. Rendering is
-deterministic: the same run record and run folder give the same bytes.
+report/svg.py's escaping for the plots. Rendering is deterministic: the same
+run record and run folder give the same bytes.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from ..errors import require
 from ..files import write_text
 from .page import build_page
-from .plots import plots
+from .plots import figures
 
 
 def _environment():
@@ -20,17 +20,19 @@ def _environment():
     env = jinja2.Environment(loader=jinja2.PackageLoader("precdoctor.report", "templates"),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined)
-    from ..terminal import g
+    from ..acceptance import measure_label
+    from .numbers import num, pct
 
-    env.filters["g"] = g
-    env.filters["pct"] = lambda x: "-" if x is None else f"{100 * x:.3g} %"
+    env.filters["g"] = num
+    env.filters["pct"] = pct
+    env.filters["measure"] = measure_label
     return env
 
 
 def render(run, outdir: Path | None = None) -> str:
     """The HTML of a bisect, compare or wer run; command files are read from ``outdir`` (the run's folder) only."""
     page = build_page(run, outdir)
-    return _environment().get_template("report.html.j2").render(page=page, plots=plots(page))
+    return _environment().get_template("report.html.j2").render(page=page, figs=figures(page))
 
 
 def render_to(run, path: Path, outdir: Path | None = None) -> Path:

@@ -2,7 +2,8 @@
 
 The template never looks into a run record itself: a bisect, compare or wer
 run becomes a ``Page`` here, so a renamed field fails in Python, loudly, and
-the template stays about presentation.
+the template stays about presentation. Every number leaves here as text with
+its unit, and says whether it is per sample or summed over the samples.
 """
 from __future__ import annotations
 
@@ -16,9 +17,14 @@ from ..comparison import Comparison
 from ..formats import get_format
 from ..limits import REPORT_TENSORS, REPORT_TRACE
 from ..runs import BisectRun, CompareRun, WerRun
+from .numbers import count, flops, num, pct
 
-ARTIFACT_TITLES = {"trtexec": "trtexec.txt (TensorRT 8.6 - 10.x)", "polygraphy": "polygraphy.txt (TensorRT 8.6 - 10.x)",
-                   "trtexec11": "trtexec-11.txt (TensorRT 11, mixed ONNX)", "autocast": "autocast.txt (ModelOpt AutoCast)"}
+ARTIFACT_TITLES = {"trtexec": "TensorRT 8.6 - 10.x (trtexec.txt)", "polygraphy": "TensorRT 8.6 - 10.x via Polygraphy (polygraphy.txt)",
+                   "trtexec11": "TensorRT 11, the mixed ONNX (trtexec-11.txt)", "autocast": "ModelOpt AutoCast (autocast.txt)"}
+FIRST_SCREEN = ("trtexec", "trtexec11")  # the commands the fix box shows
+STAGES = {"load": "loading the model and inputs", "localize": "comparing the naive plan", "search": "searching pins",
+          "baselines": "baselines", "compare": "comparing the pinned plan", "task": "task metric", "transcribe": "transcribing",
+          "scan": "scanning", "total": "total"}
 
 
 @dataclass
@@ -26,9 +32,9 @@ class PinRow:
     node: str
     op: str
     why: str
-    elements: int
-    flops: int | None
-    flop_share: float | None
+    elements: str
+    flops: str
+    flop_share: str
 
 
 @dataclass
@@ -39,22 +45,27 @@ class Page:
     verdict: str
     sentence: str
     subtitle: str
+    samples: int = 1
     naive: Comparison | None = None
-    series: list[tuple[str, Comparison]] = field(default_factory=list)  # label, comparison: the error plot's lines
+    series: list[tuple[str, Comparison]] = field(default_factory=list)  # the error plots' lines
     marks: list[tuple[str, str]] = field(default_factory=list)  # (node, what) marked on the plots
     pins: list[PinRow] = field(default_factory=list)
-    pin_facts: dict = field(default_factory=dict)
+    cost: str = ""
+    search: str = ""
     artifacts: list[dict] = field(default_factory=list)
+    commands: list[dict] = field(default_factory=list)  # the first screen's
     mixed_onnx: str | None = None
     task: object | None = None  # TaskReport
+    task_rows: list[dict] = field(default_factory=list)
     worst: list[dict] = field(default_factory=list)
-    baselines: object | None = None
+    baselines: list[dict] = field(default_factory=list)
     offenders: list = field(default_factory=list)
     trace: list = field(default_factory=list)
     trace_more: int = 0
     facts: list[tuple[str, str]] = field(default_factory=list)
     evaluations: list = field(default_factory=list)
     versions: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _diff_html(ref: str, hyp: str) -> str:
@@ -78,20 +89,29 @@ def _worst(task) -> list[dict]:
              "cands": [(k, _diff_html(u.reference, v)) for k, v in u.hypotheses.items()]} for u in task.worst]
 
 
+def _task_rows(task) -> list[dict]:
+    fp32 = task.row("fp32")
+    rows = []
+    for r in task.rows:
+        delta = "" if fp32 is None or r.config == "fp32" else f"{100 * (r.wer - fp32.wer):+.2f} points"
+        rows.append({"config": r.config, "wer": pct(r.wer), "cer": pct(r.cer), "delta": delta, "s": r.substitutions,
+                     "i": r.insertions, "d": r.deletions, "words": r.words, "seconds": num(r.seconds, ".1f", "s")})
+    return rows
+
+
 def verdict_sentence(run, naive: Comparison | None) -> str:
     prec = run.precision.upper()
     if run.command == "wer":
-        return f"WER of {run.model} per configuration."
-    verdict = run.verdict
-    if verdict in ("healthy", "ok"):
+        return f"word error rate of {run.model} per configuration, on {run.task.clips} clips."
+    if run.verdict in ("healthy", "ok"):
         return f"{prec} is healthy on these inputs: no node needs FP32."
     parts = []
-    origin = naive.origin or naive.first_divergence if naive else None
+    origin = (naive.origin or naive.first_divergence) if naive else None
     if origin:
         t, limit = naive.of_node(origin), get_format(run.precision).max_finite
         what = f"{prec} breaks at {origin}"
         if t and t.ref_absmax > limit:
-            what += f": its FP32 output reaches {t.ref_absmax:.3g} > {limit:.6g} on {t.overflow} elements"
+            what += f": its FP32 output reaches {t.ref_absmax:.3g} > {limit:.6g} on {count(t.overflow)} elements"
         elif t and math.isfinite(t.growth):
             what += f": its error grows {t.growth:.3g}x over its inputs"
         parts.append(what)
@@ -99,11 +119,11 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
         if not o.diverges:
             continue
         if o.kind == "exact":
-            parts.append(f"{o.mismatch} of {o.elements} elements of {name} differ from FP32")
+            parts.append(f"{count(o.mismatch)} of {count(o.elements)} elements of {name} differ from FP32")
         elif o.metrics.nonfinite_new:
-            parts.append(f"{o.metrics.nonfinite_new} Inf/NaN values reach output {name}")
+            parts.append(f"{count(o.metrics.nonfinite_new)} Inf/NaN values reach output {name}")
         elif o.positions_off:
-            parts.append(f"{o.positions_off} of {o.positions} positions of {name} are silently corrupted "
+            parts.append(f"{count(o.positions_off)} of {count(o.positions)} positions of {name} are silently corrupted "
                          f"(finite but off by more than {naive.tolerance.atol:g})")
         else:
             parts.append(f"output {name} is off by {o.metrics.rel_l2:.3g} relative L2")
@@ -117,11 +137,11 @@ def _fix_sentence(run: BisectRun) -> list[str]:
         return ["no plan met the acceptance: " + run.message]
     n = len(run.pins)
     fix = f"pinning {n} node{'s' if n != 1 else ''} to FP32 restores it"
-    rows = run.task
-    if rows is not None:
-        p, naive, fp32 = rows.row(run.precision + "+pins"), rows.row(run.precision), rows.row("fp32")
+    t = run.task
+    if t is not None:
+        p, naive, fp32 = t.row(run.precision + "+pins"), t.row(run.precision), t.row("fp32")
         if p and naive and fp32:
-            fix += f" (WER {100 * p.wer:.1f} %, naive {run.precision.upper()} {100 * naive.wer:.1f} %, FP32 {100 * fp32.wer:.1f} %)"
+            fix += f" (WER {pct(p.wer)} against {pct(naive.wer)} naive {run.precision.upper()} and {pct(fp32.wer)} in FP32)"
     return [fix]
 
 
@@ -130,8 +150,25 @@ def _pin_rows(run: BisectRun) -> list[PinRow]:
     for t in run.comparison.naive.tensors:
         elems[t.node] = elems.get(t.node, 0) + t.elements
     total = run.flops.total
-    return [PinRow(p, run.node_ops.get(p, ""), run.why.get(p, ""), elems.get(p, 0), run.flops.pinned.get(p),
-                   run.flops.pinned[p] / total if p in run.flops.pinned and total else None) for p in run.pins]
+    return [PinRow(p, run.node_ops.get(p, ""), run.why.get(p, ""), count(elems.get(p, 0)), flops(run.flops.pinned.get(p)),
+                   pct(run.flops.pinned[p] / total if p in run.flops.pinned and total else None)) for p in run.pins]
+
+
+def _cost(run: BisectRun) -> str:
+    f = run.flops
+    parts = [f"{len(run.pins)} of {count(run.nodes)} nodes in FP32 ({pct(len(run.pins) / max(run.nodes, 1))})"]
+    if f.total:
+        parts.append(f"{flops(f.pinned_total)} of {flops(f.total)} ({pct(f.pinned_total / f.total)}) on the first sample")
+    if run.artifacts.casts is not None:
+        parts.append(f"{run.artifacts.casts} Cast nodes at precision borders in the mixed ONNX")
+    return "; ".join(parts)
+
+
+def _search_line(run: BisectRun) -> str:
+    line = f"found in {run.evaluations} evaluations among {count(run.candidates)} candidate nodes (bound {run.evaluation_bound})"
+    if run.evaluations_resumed:
+        line += f", {run.evaluations_resumed} replayed from the journal"
+    return line + ("; 1-minimal: dropping any single pin breaks acceptance (verified)" if run.one_minimal and run.pins else "")
 
 
 def _artifacts(run: BisectRun, outdir: Path | None) -> list[dict]:
@@ -144,52 +181,62 @@ def _artifacts(run: BisectRun, outdir: Path | None) -> list[dict]:
         path = (root / name).resolve()
         if path.parent != root or not path.is_file():
             continue  # a run file naming anything outside its folder gets nothing read
-        blocks.append({"title": ARTIFACT_TITLES[key], "file": name, "text": path.read_text(encoding="utf-8", errors="replace")})
+        text = path.read_text(encoding="utf-8", errors="replace")
+        blocks.append({"key": key, "title": ARTIFACT_TITLES[key], "file": name, "text": text,
+                       "command": "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))})
     return blocks
+
+
+def _baselines(run: BisectRun) -> list[dict]:
+    b = run.baselines
+    if b is None:
+        return []
+    yes = lambda x: "not judged (budget)" if x is None else ("yes" if x else "no")  # noqa: E731
+    pb = b.prefix_bisection
+    return [{"method": f"range rule, as ModelOpt AutoCast ({b.range_rule.rule})", "pins": count(b.range_rule.pins),
+             "passes": yes(b.range_rule.passed), "evaluations": b.range_rule.evaluations},
+            {"method": "prefix bisection, as Polygraphy debug precision (the first K nodes in FP32)",
+             "pins": "-" if pb.pins is None else count(pb.pins), "passes": yes(pb.passed), "evaluations": pb.evaluations},
+            {"method": "precdoctor", "pins": count(b.precdoctor.pins), "passes": yes(b.precdoctor.passed), "evaluations": b.precdoctor.evaluations}]
 
 
 def _offenders(c: Comparison) -> list:
     return sorted(c.tensors, key=lambda t: (t.nonfinite_new == 0, -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:REPORT_TENSORS]
 
 
-def _comparison_parts(page: Page, naive: Comparison) -> None:
-    page.naive = naive
-    page.offenders = _offenders(naive)
+def _common(run, naive: Comparison) -> Page:
+    sub = (f"{count(run.nodes)} nodes, {run.inputs.samples} input sample{'s' if run.inputs.samples != 1 else ''} ({run.inputs.source}), "
+           f"{run.engine.engine}" + (f", profile {run.engine.profile}" if run.engine.profile else ""))
+    page = Page(run.command, run.model, run.precision, run.verdict, verdict_sentence(run, naive), sub, run.inputs.samples)
+    page.naive, page.offenders = naive, _offenders(naive)
     page.trace, page.trace_more = naive.trace[:REPORT_TRACE], max(0, len(naive.trace) - REPORT_TRACE)
+    page.marks = [(n, w) for n, w in ((naive.origin, "Inf/NaN origin"), (naive.first_divergence, "first divergence")) if n]
+    page.versions, page.notes = run.versions, list(naive.notes)
+    page.facts = [("origin / first divergence", f"{naive.origin or '-'} / {naive.first_divergence or '-'}"),
+                  ("engine", f"{run.engine.backend}: {run.engine.engine}")]
+    page.facts += [(f"time, {STAGES.get(k, k)}", num(v, ".2f", "s")) for k, v in run.timing.items()]
+    return page
 
 
 def build_page(run, outdir: Path | None) -> Page:
     if isinstance(run, WerRun):
-        page = Page("wer", run.model, run.precision, "wer", verdict_sentence(run, None), f"{run.task.clips} clips, backend {run.engine.backend}")
-        page.task, page.worst = run.task, _worst(run.task)
-        page.versions = run.versions
+        page = Page("wer", run.model, run.precision, "wer", verdict_sentence(run, None), f"{run.task.clips} clips, {run.engine.engine}")
+        page.task, page.task_rows, page.worst, page.versions = run.task, _task_rows(run.task), _worst(run.task), run.versions
         return page
-    naive = run.comparison.naive if isinstance(run, BisectRun) else run.comparison
-    sub = f"{run.nodes} nodes, {run.inputs.samples} input sample(s), backend {run.engine.backend}" + (
-        f" (profile {run.engine.profile})" if run.engine.profile else "")
-    page = Page(run.command, run.model, run.precision, run.verdict, verdict_sentence(run, naive), sub)
-    _comparison_parts(page, naive)
-    page.versions = run.versions
+    naive = run.comparison if isinstance(run, CompareRun) else run.comparison.naive
+    page = _common(run, naive)
     if isinstance(run, CompareRun):
-        page.series = [(f"{run.precision}" + (" + pins" if run.pins else ""), naive)]
-        page.facts = [("origin / first divergence", f"{naive.origin or '-'} / {naive.first_divergence or '-'}"),
-                      ("backend", f"{run.engine.backend}: {run.engine.engine}")]
+        page.series = [(run.precision + (" + pins" if run.pins else ""), naive)]
         return page
     c = run.comparison
-    page.series = [(f"naive {run.precision}", c.naive)] + ([(f"{run.precision} + pins", c.pinned)] if c.pinned else []) + (
-        [(f"naive {c.other.precision}", c.other)] if c.other else [])
-    page.marks = [(n, w) for n, w in ((naive.origin, "Inf/NaN origin"), (naive.first_divergence, "first divergence")) if n]
+    page.series = [(f"naive {run.precision.upper()}", c.naive)] + ([(f"{run.precision.upper()} + pins", c.pinned)] if c.pinned else []) + (
+        [(f"naive {c.other.precision.upper()}", c.other)] if c.other else [])
     page.marks += [(p, "pin") for p in run.pins]
-    page.pins = _pin_rows(run)
-    page.pin_facts = {"casts": run.artifacts.casts, "one_minimal": run.one_minimal, "evaluations": run.evaluations,
-                      "candidates": run.candidates, "nodes": run.nodes, "flops": run.flops}
+    page.pins, page.cost, page.search = _pin_rows(run), _cost(run), _search_line(run)
     page.artifacts, page.mixed_onnx = _artifacts(run, outdir), run.artifacts.mixed_onnx
-    page.task = run.task
-    page.worst = _worst(run.task) if run.task else []
-    page.baselines = run.baselines
-    page.evaluations = run.evaluation_log
-    page.facts = [("acceptance", ", ".join(run.accept) + (" (default)" if run.accept_default else "")),
-                  ("origin / first divergence", f"{naive.origin or '-'} / {naive.first_divergence or '-'}"),
-                  ("backend", f"{run.engine.backend}: {run.engine.engine}")]
-    page.facts += [(f"time: {k}", f"{v:.2f} s") for k, v in run.timing.items()]
+    page.commands = [a for a in page.artifacts if a["key"] in FIRST_SCREEN]
+    if run.task is not None:
+        page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
+    page.baselines, page.evaluations = _baselines(run), run.evaluation_log
+    page.facts.insert(0, ("acceptance", ", ".join(run.accept) + (" (the default)" if run.accept_default else "")))
     return page

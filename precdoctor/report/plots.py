@@ -1,87 +1,75 @@
-"""The report's plots as inline SVG: per-layer error of each plan, and FP32 range against the format's limit.
-
-matplotlib writes the SVG; its random element ids are seeded (``svg.hashsalt``)
-and its metadata dropped, so the same run always gives the same bytes.
-"""
+"""The report's figures: per-layer error (overview and the failing region zoomed), FP32 range against the format."""
 from __future__ import annotations
 
-import io
 import math
-import re
 
-from ..errors import require
 from ..formats import get_format
+from .svg import Chart, Rule, Series, render
 
-COLORS = ["#d62728", "#2ca02c", "#1f77b4", "#ff7f0e"]
-MARK_COLORS = {"Inf/NaN origin": "#000000", "first divergence": "#9467bd", "pin": "#2ca02c"}
-
-
-def _safe_label(s: str, n: int = 48) -> str:
-    s = s if len(s) <= n else "…" + s[-(n - 1):]
-    return s.replace("$", r"\$")  # matplotlib would read $...$ as math
+SERIES_STYLE = [("#d62728", 2.4, ""), ("#1a7f1a", 1.4, "6 3"), ("#1f77b4", 1.0, "2 2"), ("#ff7f0e", 1.0, "")]
+MARK_COLORS = {"Inf/NaN origin": "#000000", "first divergence": "#8e44ad", "pin": "#1a7f1a"}
+X_LABEL = "float tensor, in topological order"
 
 
-def _svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    text = buf.getvalue()
-    text = text[text.index("<svg"):]
-    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)  # a date and external URLs
+def _short(s: str, n: int = 44) -> str:
+    return s if len(s) <= n else "…" + s[-(n - 1):]
 
 
-def _pyplot():
-    matplotlib = require("matplotlib", "report", "the report's plots")
-    matplotlib.use("Agg")
-    matplotlib.rcParams.update({"svg.fonttype": "none", "font.size": 9, "text.usetex": False, "svg.hashsalt": "precdoctor"})
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _finish(plt, fig, ax, ylabel: str) -> str:
-    ax.set_yscale("log")
-    ax.set_xlabel("tensor (topological order)")
-    ax.set_ylabel(ylabel)
-    ax.legend(loc="lower right", fontsize=7)
-    ax.grid(alpha=0.3)
-    svg = _svg(fig)
-    plt.close(fig)
-    return svg
+def _series(page) -> list[Series]:
+    out = []
+    errors = [[t.rel_l2 if math.isfinite(t.rel_l2) and not t.nonfinite_new else math.nan for t in comp.tensors]
+              for _, comp in page.series]
+    # exact tensors (error 0) sit on the axis floor, a little under the smallest error drawn, not at 1e-9
+    floor = min((y for ys in errors for y in ys if y > 0), default=1e-6) / 3
+    for k, ((label, comp), ys) in enumerate(zip(page.series, errors)):
+        color, width, dash = SERIES_STYLE[k % len(SERIES_STYLE)]
+        out.append(Series(label, [t.index for t in comp.tensors], [max(y, floor) if y == y else y for y in ys], color, width, dash,
+                          [t.index for t in comp.tensors if t.nonfinite_new], f"{label}: tensor holds new Inf/NaN"))
+    return out
 
 
-def error_plot(series, marks) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(11, 3.8))
-    top = 1.0
-    for k, (label, comp) in enumerate(series):
-        xs = [t.index for t in comp.tensors]
-        ys = [t.rel_l2 if math.isfinite(t.rel_l2) and not t.nonfinite_new else math.nan for t in comp.tensors]
-        top = max(top, max((y for y in ys if y == y and y > 0), default=1.0))
-        ax.plot(xs, [max(y, 1e-9) if y == y else math.nan for y in ys], lw=2.2 if k == 0 else 1, alpha=0.8,
-                color=COLORS[k % len(COLORS)], label=label, zorder=1 if k == 0 else 2)
-        bad = [t.index for t in comp.tensors if t.nonfinite_new]
-        if bad:
-            ax.scatter(bad, [top * 3] * len(bad), marker="^", s=12, color=COLORS[k % len(COLORS)], label=f"{label}: Inf/NaN")
-    index = {t.node: t.index for t in series[0][1].tensors}
-    for k, (node, what) in enumerate(marks):
-        if node in index:
-            color = MARK_COLORS.get(what, "#444444")
-            ax.axvline(index[node], color=color, ls="--", lw=0.8)
-            ax.annotate(_safe_label(f"{what}: {node}"), (index[node], top * (0.5 ** (k % 4))), fontsize=7, color=color,
-                        ha="right" if index[node] > len(index) / 2 else "left")
-    return _finish(plt, fig, ax, "relative L2 error vs FP32")
+def _rules(page) -> list[Rule]:
+    index = {t.node: t.index for t in page.naive.tensors}
+    return [Rule(f"{what}: {_short(node)}", MARK_COLORS.get(what, "#444"), x=index[node]) for node, what in page.marks if node in index]
 
 
-def range_plot(comp, precision: str) -> str:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(11, 2.8))
-    ax.plot([t.index for t in comp.tensors], [max(t.ref_absmax, 1e-12) for t in comp.tensors], lw=1, color="#1f77b4", label="FP32 |max|")
-    lim = get_format(precision).max_finite
-    ax.axhline(lim, color="#d62728", ls="--", lw=1, label=f"{precision} max {lim:.6g}")
-    return _finish(plt, fig, ax, "|max| in FP32")
+def zoom_range(page) -> tuple[float, float] | None:
+    """From a little before the first marked node to the last tensor: where the failure lives."""
+    index = {t.node: t.index for t in page.naive.tensors}
+    xs = [index[n] for n, _ in page.marks if n in index]
+    if not xs or not page.naive.tensors:
+        return None
+    last = page.naive.tensors[-1].index
+    start = min(xs)
+    margin = max(3, (last - start) // 10)
+    # worth a second chart only when the failing region is a small part of the graph
+    return (max(0, start - margin), last) if last - start + margin < 0.5 * last else None
 
 
-def plots(page) -> dict[str, str]:
+def error_figures(page) -> dict[str, str]:
     if not page.series or not page.series[0][1].tensors:
         return {}
-    return {"error": error_plot(page.series, page.marks), "range": range_plot(page.naive, page.precision)}
+    zoom = zoom_range(page)
+    series, rules = _series(page), _rules(page)
+    out = {"overview": render(Chart(series, rules, X_LABEL, "relative L2 error vs FP32", band=zoom,
+                                    title="All float tensors", width=640 if zoom else 1300))}
+    if zoom:
+        out["zoom"] = render(Chart(series, rules, X_LABEL, "relative L2 error vs FP32", x_range=zoom,
+                                   title=f"Tensors {zoom[0]:g} to {zoom[1]:g}, zoomed (shaded on the left)"))
+    return out
+
+
+def range_figure(page) -> str:
+    comp = page.naive
+    limit = get_format(page.precision).max_finite
+    s = Series("FP32 |max| of the tensor (over all samples)", [t.index for t in comp.tensors],
+               [max(t.ref_absmax, 1e-12) for t in comp.tensors], "#1f77b4", 1.2)
+    return render(Chart([s], [Rule(f"largest finite {page.precision.upper()} value ({limit:.6g})", "#d62728", y=limit)],
+                        X_LABEL, "|max| in FP32", width=1300, height=150))
+
+
+def figures(page) -> dict[str, str]:
+    out = error_figures(page)
+    if out:
+        out["range"] = range_figure(page)
+    return out

@@ -6,7 +6,7 @@ import math
 import time
 from typing import Callable
 
-from ..acceptance import Verdict
+from ..acceptance import Verdict, measure_label
 from .journal import Evaluation, Journal
 
 log = logging.getLogger("precdoctor")
@@ -50,7 +50,7 @@ class Evaluator:
         self.seen[key] = ev
         self.log.append(ev)
         if self.verbose:
-            m = ", ".join(f"{k}={_g(v)}" for k, v in ev.measures.items())
+            m = ", ".join(f"{measure_label(k)}: {_g(v)}" for k, v in ev.measures.items())
             log.info(f"  evaluation {self.count}/{self.budget}: {len(key):3d} pins -> {'PASS' if ev.passed else 'fail'}"
                      f"{' (journal)' if ev.resumed else f' ({ev.seconds:.1f}s)'}  {m}")
         return ev
