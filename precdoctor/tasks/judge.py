@@ -75,6 +75,7 @@ class TaskJudge:
     params: TaskParams
     input_name: str
     cache: dict = field(default_factory=dict)  # plan key -> Transcripts
+    store: Any = None  # cache.TranscriptStore: transcripts kept beside the journal across runs
 
     @property
     def label_free(self) -> bool:
@@ -109,15 +110,27 @@ class TaskJudge:
 
     def fp32(self) -> Transcripts:
         """FP32 transcripts, computed once (the reference session is built only then)."""
-        if "fp32" not in self.cache:
-            self.cache["fp32"] = self.transcribe(self._fp32_runner(), "fp32")
-        return self.cache["fp32"]
+        return self._cached("fp32", "fp32", self._fp32_runner)
 
     def run_plan(self, backend, plan: Plan, config: str) -> Transcripts:
-        key = plan.key()
+        return self._cached(plan.key(), config, lambda: backend.runner(self.graph, plan))
+
+    def _cached(self, key: str, config: str, runner) -> Transcripts:
         if key not in self.cache:
-            self.cache[key] = self.transcribe(backend.runner(self.graph, plan), config)
+            stored = self.store.get(key) if self.store else None
+            if stored is not None:
+                self.cache[key] = Transcripts(config, stored.hyps, stored.seconds)
+            else:
+                self.cache[key] = tr = self.transcribe(runner(), config)
+                if self.store:
+                    from .cache import CachedTranscripts
+
+                    self.store.put(CachedTranscripts(key, config, tr.hyps, tr.seconds))
         return self.cache[key]
+
+    def files(self) -> list[str]:
+        """Files the task reads besides the model (decoder, tokenizer, vocabulary), for fingerprints."""
+        return [str(f) for f in getattr(self.task, "files", lambda: [])()]
 
     def row(self, tr: Transcripts, refs: list[str]) -> WerRow:
         s = wer.score(refs, tr.hyps, self.params.numbers)

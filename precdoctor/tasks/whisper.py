@@ -35,6 +35,7 @@ class WhisperTask:
         self.suppress_begin = np.array(m.get("suppress_ids_begin", [220, self.eot]), np.int64)
         self.max_tokens = int(m.get("max_tokens", 224))
         self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
+        self._files = [str(decoder), str(tokenizer), str(meta_path)] if meta_path.is_file() else [str(decoder), str(tokenizer)]
         if test not in ("encoder", "decoder", "both"):
             raise BadInput(f"--under-test must be encoder, decoder or both, not {test!r}")
         self.test = test
@@ -55,6 +56,9 @@ class WhisperTask:
 
                 self._decoders[key] = EmulationBackend().runner(self.decoder_graph, Plan(key))
         return self._decoders[key]
+
+    def files(self) -> list[str]:
+        return list(self._files)
 
     def describe(self) -> dict:
         return {"task": self.name, "under_test": self.test, "max_tokens": self.max_tokens,
