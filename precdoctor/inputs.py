@@ -5,6 +5,9 @@ A sample is one feed dict {input name: array}. Samples may differ in shape
 """
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ import numpy as np
 from onnx import helper
 
 from .errors import BadInput
+from .files import read_json
 from .graph import GraphView
 
 Sample = dict[str, np.ndarray]
@@ -37,6 +41,12 @@ class InputSpec:
         """What can be checked without the model (before any work)."""
         if self.seed < 0:
             raise BadInput(f"--seed must be 0 or more, not {self.seed}")
+        if self.files and self.shapes:
+            raise BadInput("--input-shapes makes random data; with --inputs the shapes come from the files (give one or the other)")
+        for f in self.files:
+            p = Path(f)
+            if "\0" in str(f) or not p.is_file():
+                raise BadInput(f"inputs file not found: {f}" if not p.is_dir() else f"inputs file {f} is a folder")
         parse_shapes(self.shapes)
 
     def samples(self, graph: GraphView) -> list[Sample]:
@@ -59,30 +69,82 @@ def _input_specs(graph: GraphView) -> dict[str, tuple[np.dtype, list]]:
     return specs
 
 
-def load_npz(path: str | Path) -> Sample:
+def _npy_fits(fh, size: int, where: str) -> None:
+    """The .npy header's shape and dtype must fit in the bytes that follow it (a damaged or forged
+    header would otherwise make numpy allocate what it claims before finding the data missing)."""
+    fmt = np.lib.format
     try:
+        version = fmt.read_magic(fh)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise BadInput(f"{where} is not a readable .npy array ({_first(exc)})") from None
+    if dtype.hasobject:
+        raise BadInput(f"{where} holds Python objects (pickled data is never loaded)")
+    need, available = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize, size - fh.tell()
+    if need > available:
+        raise BadInput(f"{where} claims shape {list(shape)} of {dtype} ({need} bytes) but holds {available} bytes")
+
+
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def load_npz(path: str | Path) -> Sample:
+    path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"inputs file {path} is a folder")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as fh:
+                    _npy_fits(fh, info.file_size, f"inputs file {path}, array {info.filename[:-4]!r}")
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            sample = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise BadInput(f"inputs file not found: {path}") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise BadInput(f"inputs file {path} is not a readable .npz ({exc})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise BadInput(f"inputs file {path} is not a readable .npz ({_first(exc)})") from None
+    if not sample:
+        raise BadInput(f"inputs file {path} holds no arrays")
+    return sample
+
+
+def _decode_array(value, where: str) -> np.ndarray:
+    """One array as ``polygraphy run --save-inputs`` writes it: the bytes of np.save, base64 (or latin-1 in
+    old Polygraphy), under {"array": ..., "polygraphy_class": "ndarray"}. Decoded here, without pickle."""
+    legacy = isinstance(value, dict) and value.get("ndarray") == "polygraphy_serialized_json_type"
+    if not isinstance(value, dict) or not isinstance(value.get("array"), str) or not (
+            value.get("polygraphy_class") == "ndarray" or legacy):
+        raise BadInput(f"{where} is not an array as Polygraphy writes one ({{\"array\": ..., \"polygraphy_class\": \"ndarray\"}})")
+    text = value["array"]
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        try:
+            raw = text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise BadInput(f"{where}: the array is neither base64 nor latin-1 text") from None
+    _npy_fits(io.BytesIO(raw), len(raw), where)
+    try:
+        arr = np.load(io.BytesIO(raw), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadInput(f"{where} is not a readable array ({_first(exc)})") from None
+    if not isinstance(arr, np.ndarray):
+        raise BadInput(f"{where} is not one array")
+    return arr
 
 
 def load_polygraphy_json(path: str | Path) -> list[Sample]:
-    from polygraphy.json import load_json  # light, pure Python
-
-    try:
-        data = load_json(str(path))
-    except FileNotFoundError:
-        raise BadInput(f"inputs file not found: {path}") from None
-    except Exception as exc:
-        raise BadInput(f"inputs file {path} is not Polygraphy JSON ({exc})") from None
+    data = read_json(path, "inputs file")
     if isinstance(data, dict):
         data = [data]
-    if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
+    if not isinstance(data, list) or not data or not all(isinstance(d, dict) and d for d in data):
         raise BadInput(f"inputs file {path} must hold a list of feed dicts (polygraphy run --save-inputs)")
-    return [dict(d) for d in data]
+    return [{name: _decode_array(v, f"inputs file {path}, sample {k}, input {name!r}") for name, v in d.items()}
+            for k, d in enumerate(data)]
 
 
 def load_inputs(paths: list[str]) -> list[Sample]:
@@ -144,35 +206,82 @@ def random_inputs(graph: GraphView, shapes: dict[str, list[int]], seed: int = 0)
     return sample
 
 
+def _cast(arr: np.ndarray, dtype: np.dtype, name: str, where: str) -> np.ndarray:
+    """``arr`` as the model's dtype, refusing a cast that would change values: floats past the target's
+    range (they would become inf), integers outside its range (they would wrap)."""
+    if arr.dtype == dtype:
+        return arr
+    if arr.dtype.kind == dtype.kind == "f":
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = arr.astype(dtype)
+            lost = np.isfinite(arr) & ~np.isfinite(out)
+        if lost.any():
+            raise BadInput(f"input {name!r} in {where} holds {int(lost.sum())} {arr.dtype} value(s) past {dtype}'s range "
+                           f"(|max| {float(np.max(np.abs(arr[lost]))):.3g}); they would become infinite")
+        return out
+    if arr.dtype.kind in "iu" and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if arr.size and (int(arr.min()) < info.min or int(arr.max()) > info.max):
+            raise BadInput(f"input {name!r} in {where} holds values outside {dtype}'s range [{info.min}, {info.max}]")
+        return arr.astype(dtype)
+    raise BadInput(f"input {name!r} is {arr.dtype} in {where}; the model wants {dtype}")
+
+
+def _as_array(value, name: str, where: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"input {name!r} in {where} is not an array ({_first(exc)})") from None
+    if arr.dtype.kind not in "biuf":
+        raise BadInput(f"input {name!r} in {where} holds {arr.dtype} values; precdoctor feeds numbers and booleans")
+    return arr
+
+
+def _check_sample(graph: GraphView, specs: dict, sample, where: str) -> Sample:
+    if not isinstance(sample, dict) or not all(isinstance(k, str) for k in sample):
+        raise BadInput(f"{where} is not a feed dict of input names to arrays")
+    unknown = set(sample) - set(specs)
+    if unknown:
+        raise BadInput(f"{where} has unknown input name(s) {sorted(unknown)}; model inputs are {sorted(specs)}")
+    missing = set(specs) - set(sample)
+    if missing:
+        raise BadInput(f"{where} lacks model input(s) {sorted(missing)}")
+    fixed = {}
+    for name, value in sample.items():
+        arr = _as_array(value, name, where)
+        dtype, dims = specs[name]
+        if dims is not None and arr.ndim != len(dims):
+            raise BadInput(f"input {name!r} has rank {arr.ndim} in {where}; the model wants rank {len(dims)} {dims}")
+        if dims is not None:
+            for axis, (want, got) in enumerate(zip(dims, arr.shape)):
+                if isinstance(want, int) and want > 0 and want != got:
+                    raise BadInput(f"input {name!r} has shape {list(arr.shape)} in {where}; axis {axis} must be {want}")
+        if dtype is not None:
+            arr = _cast(arr, dtype, name, where)
+        if arr.dtype.kind == "f" and np.isnan(arr).any():
+            raise BadInput(f"input {name!r} in {where} holds {int(np.isnan(arr).sum())} NaN value(s): "
+                           "every value computed from them is NaN in FP32 too, so nothing could be judged")
+        fixed[name] = arr
+    if fixed and all(a.size == 0 for a in fixed.values()):
+        raise BadInput(f"every input of {where} is empty ({', '.join(f'{k} {list(a.shape)}' for k, a in fixed.items())}): nothing to compute")
+    return fixed
+
+
 def validate(graph: GraphView, samples: list[Sample]) -> list[Sample]:
-    """Check names, ranks, static dims and dtypes; returns the samples (float64 -> float32 where safe)."""
+    """Check names, ranks, static dims, dtypes (casting only where no value changes), NaN and empty samples."""
     if not samples:
         raise BadInput("no input samples")
     specs = _input_specs(graph)
+    return [_check_sample(graph, specs, sample, f"sample {k}" if len(samples) > 1 else "the input sample")
+            for k, sample in enumerate(samples)]
+
+
+def infinite_inputs(samples: list[Sample]) -> list[str]:
+    """Inputs holding infinities (allowed: additive masks use -inf), named for the run's warnings."""
     out = []
     for k, sample in enumerate(samples):
-        where = f"sample {k}" if len(samples) > 1 else "the input sample"
-        unknown = set(sample) - set(specs)
-        if unknown:
-            raise BadInput(f"{where} has unknown input name(s) {sorted(unknown)}; model inputs are {sorted(specs)}")
-        missing = set(specs) - set(sample)
-        if missing:
-            raise BadInput(f"{where} lacks model input(s) {sorted(missing)}")
-        fixed = {}
         for name, arr in sample.items():
-            arr = np.asarray(arr)
-            dtype, dims = specs[name]
-            if dims is not None and arr.ndim != len(dims):
-                raise BadInput(f"input {name!r} has rank {arr.ndim} in {where}; the model wants rank {len(dims)} {dims}")
-            if dims is not None:
-                for axis, (want, got) in enumerate(zip(dims, arr.shape)):
-                    if isinstance(want, int) and want > 0 and want != got:
-                        raise BadInput(f"input {name!r} has shape {list(arr.shape)} in {where}; axis {axis} must be {want}")
-            if dtype is not None and arr.dtype != dtype:
-                if arr.dtype.kind == dtype.kind == "f" or (arr.dtype.kind in "iu" and dtype.kind in "iu"):
-                    arr = arr.astype(dtype)
-                else:
-                    raise BadInput(f"input {name!r} is {arr.dtype} in {where}; the model wants {dtype}")
-            fixed[name] = arr
-        out.append(fixed)
+            n = int(np.isinf(arr).sum()) if arr.dtype.kind == "f" else 0
+            if n:
+                out.append(f"input {name!r} holds {n} infinite value(s)" + (f" in sample {k}" if len(samples) > 1 else ""))
     return out

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from .errors import BadInput
 from .files import read_json
 from .records import Record
 
-PINS_SCHEMA = 2
+PINS_SCHEMA = 3  # 3: warnings
+READABLE = (2, 3)  # version 2 is version 3 without warnings
 
 
 @dataclass
@@ -32,7 +34,20 @@ class PinsFile(Record):
     casts: int | None = None
     profile: str | None = None
     backend: str | None = None
+    warnings: list[str] = field(default_factory=list)  # what the verdict rests on (random data, Inf/NaN accepted inside...)
     schema_version: int = PINS_SCHEMA
+
+    def validate(self, where: str) -> None:
+        if self.schema_version not in READABLE:
+            raise BadInput(f"{where}: pins file of schema version {self.schema_version}; this precdoctor reads "
+                           f"{', '.join(map(str, READABLE))}")
+        for what, names in (("pins", self.pins), ("selectors", self.selectors)):
+            bad = next((n for n in names if not n), None)
+            if bad is not None:
+                raise BadInput(f"{where}.{what}: an empty name names no node")
+        for what, n in (("evaluations", self.evaluations), ("casts", self.casts)):
+            if n is not None and n < 0:
+                raise BadInput(f"{where}.{what}: expected a count, found {n}")
 
     def model_path(self, pins_file: str | Path) -> Path | None:
         """The model this plan was verified on, resolved against the pins file's folder."""

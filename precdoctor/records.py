@@ -6,6 +6,9 @@ rebuilds the dataclass and refuses, with one line naming the field, anything
 that does not fit its type hints: unknown keys, missing required keys, wrong
 types. Reading a run file back is therefore also where bad run files are
 refused, and a renamed field fails loudly instead of reading as a default.
+A record may define ``validate(where)`` for what its types allow but its
+meaning does not (negative counts, paths where a file name belongs); decoding
+calls it on every record it builds.
 
 JSON has no infinities or NaN; non-finite floats are written as the strings
 "inf", "-inf" and "nan", so a record survives a round trip exactly.
@@ -81,7 +84,10 @@ def _decode_record(cls, data: Any, where: str):
             kwargs[name] = _decode(hints[name], data[name], f"{where}.{name}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise BadInput(f"{where}: missing field {name!r}")
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(where)
+    return obj
 
 
 def _decode(tp: Any, data: Any, where: str):

@@ -18,12 +18,12 @@ FP16/BF16 (typically a fused region built in low precision; TensorRT issues
 """
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadInput
+from ..files import read_json
 from ..records import Record
 
 _LOW = ("HALF", "FP16", "BFLOAT16", "BF16")
@@ -31,14 +31,28 @@ _FOREIGN = re.compile(r"\{ForeignNode\[(?P<first>.*?)\.\.\.(?P<last>.*?)\]\}")
 
 
 def load_layer_info(path: str | Path) -> list[dict]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInput(f"cannot read TensorRT layer information {path}: {exc}") from None
+    """The layers of a TensorRT layer-information JSON, each {"Name": str, "Outputs": [{...}]}; with
+    ``--profilingVerbosity=layer_names_only`` TensorRT writes bare names, read as layers without types."""
+    data = read_json(path, "TensorRT layer information")
     layers = data.get("Layers") if isinstance(data, dict) else data
     if not isinstance(layers, list):
         raise BadInput(f"{path} is not TensorRT layer information (no 'Layers' list)")
-    return [layer if isinstance(layer, dict) else {"Name": str(layer)} for layer in layers]
+    out = []
+    for k, layer in enumerate(layers):
+        where = f"{path}: layer {k}"
+        if isinstance(layer, str):
+            layer = {"Name": layer}
+        if not isinstance(layer, dict) or not isinstance(layer.get("Name"), str):
+            raise BadInput(f"{where} is not a layer with a 'Name' string")
+        outputs = layer.get("Outputs", [])
+        if not isinstance(outputs, list) or not all(isinstance(t, dict) for t in outputs):
+            raise BadInput(f"{where} ({layer['Name'][:60]!r}): 'Outputs' is not a list of tensor objects")
+        for t in outputs:
+            for key in ("Format/Datatype", "Datatype"):
+                if key in t and not isinstance(t[key], str):
+                    raise BadInput(f"{where} ({layer['Name'][:60]!r}): an output's {key!r} is not a string")
+        out.append(layer)
+    return out
 
 
 def _strip_suffix(name: str, known: set[str]) -> str | None:
@@ -93,6 +107,7 @@ class PinCheck(Record):
     not_honoured: list[NotHonoured]
     unresolved: list[str]  # no engine layer names it (folded away, or renamed)
     layers_of: dict[str, list[str]]
+    untyped: list[str] = field(default_factory=list)  # its layers carry no output types: cannot tell
 
 
 def check_pins(layers: list[dict], pins, topo: list[str]) -> PinCheck:
@@ -101,7 +116,7 @@ def check_pins(layers: list[dict], pins, topo: list[str]) -> PinCheck:
         for node in nodes_of_layer(layer.get("Name", ""), topo):
             if node in layers_of:
                 layers_of[node].append(layer)
-    honoured, ignored, unresolved = [], [], []
+    honoured, ignored, unresolved, untyped = [], [], [], []
     for p, ls in layers_of.items():
         if not ls:
             unresolved.append(p)
@@ -109,6 +124,9 @@ def check_pins(layers: list[dict], pins, topo: list[str]) -> PinCheck:
         low = [layer["Name"] for layer in ls if any(any(k in d.upper() for k in _LOW) for d in _datatypes(layer))]
         if low:
             ignored.append(NotHonoured(p, low))
+        elif not any(_datatypes(layer) for layer in ls):
+            untyped.append(p)
         else:
             honoured.append(p)
-    return PinCheck(sorted(honoured), ignored, sorted(unresolved), {p: [layer["Name"] for layer in ls] for p, ls in layers_of.items()})
+    return PinCheck(sorted(honoured), ignored, sorted(unresolved), {p: [layer["Name"] for layer in ls] for p, ls in layers_of.items()},
+                    sorted(untyped))

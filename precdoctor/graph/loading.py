@@ -20,6 +20,8 @@ def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
         if not onnx.external_data_helper.uses_external_data(tensor):
             continue
         info = {e.key: e.value for e in tensor.external_data}
+        if not all(isinstance(v, str) for v in list(info) + list(info.values())):
+            raise BadInput(f"external data fields of tensor {tensor.name!r} are not UTF-8 text")
         location = info.get("location", "")
         if "\0" in location:
             raise BadInput(f"external data location of tensor {tensor.name!r} holds a NUL byte")
@@ -32,11 +34,37 @@ def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
         if not target.is_file():
             raise BadInput(f"external data file {location!r} of tensor {tensor.name!r} is missing")
         try:
-            need = int(info.get("offset", 0)) + int(info.get("length", 0))
+            offset, length = int(info.get("offset", 0)), int(info.get("length", 0))
         except ValueError:
             raise BadInput(f"external data of tensor {tensor.name!r} has an offset or length that is not a number") from None
-        if need > target.stat().st_size:
+        if offset < 0 or length < 0:
+            raise BadInput(f"external data of tensor {tensor.name!r} has a negative offset or length")
+        if offset + length > target.stat().st_size:
             raise BadInput(f"external data file {location!r} is shorter than tensor {tensor.name!r} needs")
+
+
+def _graph_strings(g: onnx.GraphProto):
+    for n in g.node:
+        yield n.name
+        yield n.op_type
+        yield from n.input
+        yield from n.output
+        for a in n.attribute:
+            if a.HasField("g"):
+                yield from _graph_strings(a.g)
+            for sub in a.graphs:
+                yield from _graph_strings(sub)
+    for vi in list(g.input) + list(g.output) + list(g.value_info):
+        yield vi.name
+    for t in g.initializer:
+        yield t.name
+
+
+def _check_strings(model: onnx.ModelProto, path: Path) -> None:
+    """Names that are not valid UTF-8 come back from protobuf as bytes: refuse them here, in one line."""
+    bad = next((s for s in _graph_strings(model.graph) if not isinstance(s, str)), None)
+    if bad is not None:
+        raise BadInput(f"{path} holds a name that is not UTF-8 text ({bytes(bad)[:40]!r}); ONNX names must be UTF-8")
 
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -51,6 +79,7 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first})") from None
     if not model.graph.node:
         raise BadInput(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    _check_strings(model, path)
     _check_external_data(model, path.parent)
     try:
         onnx.load_external_data_for_model(model, str(path.parent))

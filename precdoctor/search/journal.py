@@ -2,9 +2,10 @@
 
 A header line carries the run's fingerprint (code, model, samples, format,
 acceptance, engine); a journal written by a different run is set aside as
-``*.stale.jsonl``, as is one whose header cannot be read. Entry lines that
-cannot be read (a line cut short by a kill, a damaged file) are skipped: the
-evaluation is simply run again.
+``*.stale.jsonl``, as is one whose header cannot be read, and anything under
+the journal's name that is not a plain file (a folder, a FIFO, a symlink, which
+appending would write through). Entry lines that cannot be read (a line cut
+short by a kill, a damaged file) are skipped: the evaluation is simply run again.
 """
 from __future__ import annotations
 
@@ -68,29 +69,41 @@ class Journal:
         self.entries: dict[tuple[str, ...], Evaluation] = {}
         if path is None:
             return
-        if path.is_file() and not self._replay(path):
-            stale = path.with_suffix(".stale.jsonl")
-            os.replace(path, stale)
-            log.info(f"journal {path} belongs to another run; set aside as {stale.name}")
-        if not path.is_file():
+        plain = path.is_file() and not path.is_symlink()
+        if (path.exists() or path.is_symlink()) and not (plain and self._replay(path)):
+            self._set_aside(path, "is not a journal of this run")
+        if not path.exists():
             try:
-                path.write_text(json.dumps({"fingerprint": fp, "journal": "precdoctor bisect"}) + "\n")
+                with open(path, "x") as fh:
+                    fh.write(json.dumps({"fingerprint": fp, "journal": "precdoctor bisect"}) + "\n")
             except OSError as exc:
                 raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    @staticmethod
+    def _set_aside(path: Path, why: str) -> None:
+        stale = path.with_suffix(".stale.jsonl")
+        k = 1
+        while stale.exists() or stale.is_symlink():
+            stale, k = path.with_suffix(f".stale{k}.jsonl"), k + 1
+        try:
+            os.replace(path, stale)
+        except OSError as exc:
+            raise BadInput(f"cannot set aside {path} ({why}): {exc.strerror or exc}") from None
+        log.info(f"journal {path} {why}; set aside as {stale.name}")
 
     def _replay(self, path: Path) -> bool:
         """Load the entries of a journal of this run; False when it belongs to another (or is unreadable)."""
         try:
-            lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+            lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
             head = json.loads(lines[0]) if lines else {}
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):
             return False
         if not isinstance(head, dict) or head.get("fingerprint") != self.fp:
             return False
         for line in lines[1:]:
             try:
                 ev = Evaluation.from_json(json.loads(line))
-            except (json.JSONDecodeError, BadInput):
+            except (ValueError, RecursionError, BadInput):
                 continue
             ev.resumed = True
             self.entries[ev.key] = ev

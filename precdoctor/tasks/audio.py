@@ -42,26 +42,50 @@ def load_audio(path: str | Path, rate: int) -> np.ndarray:
         raise BadInput(f"cannot decode audio {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if data.shape[0] == 0:
         raise BadInput(f"audio {path} has no samples")
+    if not np.all(np.isfinite(data)):
+        raise BadInput(f"audio {path} holds non-finite samples")
     audio = data.mean(axis=1)  # downmix
     if sr != rate:
-        audio = soxr.resample(audio, sr, rate, quality="HQ").astype(np.float32)
-    if not np.all(np.isfinite(audio)):
-        raise BadInput(f"audio {path} holds non-finite samples")
+        try:
+            audio = soxr.resample(audio, sr, rate, quality="HQ").astype(np.float32)
+        except (ValueError, RuntimeError, TypeError) as exc:
+            raise BadInput(f"cannot resample audio {path} from {sr} Hz to {rate} Hz: {exc}") from None
     return audio
+
+
+def read_text(path: Path, what: str) -> str:
+    """A user's text file (manifest, transcript), UTF-8 or one BadInput line."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def _manifest_row(line: str, where: str) -> tuple[str, str | None]:
+    try:
+        row = json.loads(line)
+    except (json.JSONDecodeError, RecursionError):
+        raise BadInput(f"{where}: not a JSON line") from None
+    audio = row.get("audio_filepath") if isinstance(row, dict) else None
+    if not isinstance(audio, str) or not audio.strip() or "\0" in audio:
+        raise BadInput(f"{where}: not a manifest line with an 'audio_filepath' string")
+    text = row.get("text")
+    if text is not None and not isinstance(text, str):
+        raise BadInput(f"{where}: 'text' must be a string (the reference transcript), not {type(text).__name__}")
+    return audio, text
 
 
 def _manifest(path: Path) -> list[Clip]:
     clips = []
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    # split on newlines only: str.splitlines would also cut at U+2028 inside a JSON string
+    for k, line in enumerate(read_text(path, "manifest").split("\n"), 1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-            audio = row["audio_filepath"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise BadInput(f"{path}:{k}: not a manifest line with 'audio_filepath'") from None
+        audio, text = _manifest_row(line, f"{path}:{k}")
         p = Path(audio) if Path(audio).is_absolute() else path.parent / audio
-        clips.append(Clip(Path(audio).stem, p, row.get("text")))
+        clips.append(Clip(Path(audio).stem, p, text))
     return clips
 
 
@@ -70,12 +94,14 @@ def _folder(path: Path) -> list[Clip]:
     for p in sorted(path.iterdir()):
         if p.suffix.lower() in AUDIO_EXTS:
             txt = p.with_suffix(".txt")
-            clips.append(Clip(p.stem, p, txt.read_text(encoding="utf-8").strip() if txt.is_file() else None))
+            clips.append(Clip(p.stem, p, read_text(txt, "transcript").strip() if txt.is_file() else None))
     return clips
 
 
 def dataset(path: str | Path, limit: int | None = None, label_free: bool = False) -> list[Clip]:
     path = Path(path)
+    if "\0" in str(path):
+        raise BadInput(f"dataset path {str(path)!r} holds a NUL byte")
     if path.is_dir():
         manifest = path / "manifest.json"
         clips = _manifest(manifest) if manifest.is_file() else _folder(path)

@@ -1,12 +1,30 @@
 """CTC: raw waveform in, logits or log-probs [B, T, V] out, greedy decoding."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadInput
+from ..files import read_json
+from ..limits import MAX_VOCAB_ID
+from .audio import read_text
+
+
+def _from_table(table, path: Path) -> list[str]:
+    """vocab.json: an object of token -> distinct id (0 or more); ids left out read as empty tokens."""
+    if not isinstance(table, dict) or not table:
+        raise BadInput(f"vocabulary {path} must be a JSON object of token -> id (Hugging Face vocab.json), not "
+                       f"{'an empty one' if isinstance(table, dict) else type(table).__name__}")
+    bad = next(((t, i) for t, i in table.items() if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < MAX_VOCAB_ID), None)
+    if bad:
+        raise BadInput(f"vocabulary {path}: token {bad[0]!r} has id {bad[1]!r}; ids are whole numbers from 0 to {MAX_VOCAB_ID - 1}")
+    if len(set(table.values())) != len(table):
+        raise BadInput(f"vocabulary {path} gives two tokens the same id")
+    vocab = [""] * (max(table.values()) + 1)
+    for tok, i in table.items():
+        vocab[i] = tok
+    return vocab
 
 
 def load_vocab(path: str | Path) -> list[str]:
@@ -14,17 +32,14 @@ def load_vocab(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"vocabulary not found: {path}")
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        try:
-            table = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BadInput(f"vocabulary {path} is not JSON: {exc}") from None
-        vocab = [""] * (max(table.values()) + 1)
-        for tok, i in table.items():
-            vocab[i] = tok
-        return vocab
-    return text.splitlines()
+        return _from_table(read_json(path, "vocabulary"), path)
+    vocab = read_text(path, "vocabulary").split("\n")
+    if vocab and vocab[-1] == "":
+        vocab.pop()  # the newline ending the last line
+    if not vocab:
+        raise BadInput(f"vocabulary {path} is empty")
+    return [t.rstrip("\r") for t in vocab]
 
 
 class CtcTask:
@@ -33,6 +48,8 @@ class CtcTask:
     def __init__(self, vocab: str | Path, blank: int = 0, delimiter: str = "|", normalize: bool = True, rate: int = 16000):
         self.vocab_path = str(vocab)
         self.vocab = load_vocab(vocab)
+        if not 0 <= blank < len(self.vocab):
+            raise BadInput(f"--blank {blank} is not an id of the vocabulary (0 to {len(self.vocab) - 1})")
         self.blank, self.delimiter, self.normalize, self.rate = blank, delimiter, normalize, rate
         self.special = {t for t in self.vocab if t.startswith("<") and t.endswith(">")}
 
@@ -52,6 +69,9 @@ class CtcTask:
         logits = np.asarray(next(iter(outputs.values())))
         if logits.ndim == 3:
             logits = logits[0]
+        if logits.ndim != 2 or logits.dtype.kind != "f":
+            raise BadInput(f"the ctc task reads logits [B, T, V] or [T, V]; the model's first output is {logits.dtype} "
+                           f"{list(np.shape(next(iter(outputs.values()))))}")
         ids = np.argmax(np.nan_to_num(logits, nan=-np.inf), axis=-1)
         out, prev = [], None
         for i in ids:

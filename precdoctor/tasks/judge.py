@@ -81,9 +81,15 @@ class TaskJudge:
     def label_free(self) -> bool:
         return self.params.label_free or all(c.text is None for c in self.clips)
 
+    def feed(self, audio) -> dict:
+        """The task's model input for one clip, checked against the model as any input sample is."""
+        from ..inputs import validate
+
+        return validate(self.graph, [self.task.feeds(audio, self.input_name)])[0]
+
     def samples(self) -> list[dict]:
         """Model inputs of the first clips: what the output-level search judges plans on."""
-        return [self.task.feeds(a, self.input_name) for a in self.audio[: self.params.proxy_clips]]
+        return [self.feed(a) for a in self.audio[: self.params.proxy_clips]]
 
     def transcribe(self, runner, config: str) -> Transcripts:
         """Transcripts of every clip with ``runner`` as the model under test; tasks that can put a
@@ -93,9 +99,9 @@ class TaskJudge:
         if getattr(self.task, "test", "encoder") == "decoder":
             runner = self._fp32_runner()
         if hasattr(self.task, "decoder_for"):
-            hyps = [self.task.transcribe(runner(self.task.feeds(a, self.input_name)), precision) for a in self.audio]
+            hyps = [self.task.transcribe(runner(self.feed(a)), precision) for a in self.audio]
         else:
-            hyps = [self.task.transcribe(runner(self.task.feeds(a, self.input_name))) for a in self.audio]
+            hyps = [self.task.transcribe(runner(self.feed(a))) for a in self.audio]
         return Transcripts(config, hyps, time.perf_counter() - t)
 
     def _fp32_runner(self):
@@ -173,8 +179,8 @@ class TaskJudge:
 def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
     params.check()
     task = make_task(model_path, params)
-    clips = audio.dataset(params.data, params.limit, params.label_free)
-    loaded = audio.load_clips(clips, task.rate, params.on_bad_audio)
     if len(graph.inputs) != 1:
         raise BadInput(f"the {task.name} task expects a model with one input; this one has {graph.inputs}")
+    clips = audio.dataset(params.data, params.limit, params.label_free)
+    loaded = audio.load_clips(clips, task.rate, params.on_bad_audio)
     return TaskJudge(task, graph, [c for c, _ in loaded], [a for _, a in loaded], params, graph.inputs[0])

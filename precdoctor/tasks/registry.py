@@ -48,6 +48,10 @@ class TaskParams:
             raise BadInput("--task needs --data (a NeMo manifest or a folder of audio with .txt transcripts)")
         if self.limit is not None and self.limit < 1:
             raise BadInput(f"--limit must be 1 or more, not {self.limit}")
+        if self.blank < 0:
+            raise BadInput(f"--blank must be a token id (0 or more), not {self.blank}")
+        if self.proxy_clips < 1:
+            raise BadInput(f"proxy clips must be 1 or more, not {self.proxy_clips}")
         if self.test_part not in WHISPER_PARTS:
             raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {self.test_part!r}")
         for module in ("soundfile", "soxr", "jiwer") + (("tokenizers",) if self.name == "whisper" else ()):
@@ -68,9 +72,85 @@ def make_task(model_path: str | Path, params: TaskParams):
         if vocab is None:
             raise BadInput("ctc task needs --vocab (vocab.json or one token per line)")
         return CtcTask(vocab, params.blank, params.delimiter, params.normalize_audio)
-    mod, _, attr = params.name.partition(":")
+    return Plugin(params.name, _make(params, model_path))
+
+
+def _factory(name: str):
+    mod, _, attr = name.partition(":")
+    if not mod or not attr or not all(part.isidentifier() for part in mod.split(".") + attr.split(".")):
+        raise BadInput(f"task plug-in {name!r} must be package.module:factory")
     try:
-        factory = getattr(importlib.import_module(mod), attr)
+        obj = importlib.import_module(mod)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
-        raise BadInput(f"cannot load task plug-in {params.name!r}: {exc}") from None
-    return factory(str(model_path), params)
+        raise BadInput(f"cannot load task plug-in {name!r}: {_line(exc)}") from None
+    except Exception as exc:  # the plug-in's own module failed while being imported
+        raise BadInput(f"task plug-in {name!r}: importing {mod} raised {type(exc).__name__}: {_line(exc)}") from None
+    if not callable(obj):
+        raise BadInput(f"task plug-in {name!r} is not callable (a factory(model_path, options) is expected)")
+    return obj
+
+
+def _make(params: TaskParams, model_path):
+    factory = _factory(params.name)
+    try:
+        task = factory(str(model_path), params)
+    except BadInput:
+        raise
+    except Exception as exc:
+        raise BadInput(f"task plug-in {params.name!r}: the factory raised {type(exc).__name__}: {_line(exc)}") from None
+    missing = [m for m in ("describe", "feeds", "transcribe") if not callable(getattr(task, m, None))]
+    if missing:
+        raise BadInput(f"task plug-in {params.name!r} returned {type(task).__name__}, which lacks {', '.join(m + '()' for m in missing)}")
+    name, rate = getattr(task, "name", None), getattr(task, "rate", None)
+    if not isinstance(name, str) or not name:
+        raise BadInput(f"task plug-in {params.name!r}: its task has no 'name' string")
+    if not isinstance(rate, int) or isinstance(rate, bool) or not 1000 <= rate <= 384000:
+        raise BadInput(f"task plug-in {params.name!r}: 'rate' must be a sample rate in Hz (1000 to 384000), not {rate!r}")
+    return task
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+class Plugin:
+    """A user's task object, held to its contract: whatever its methods raise or return wrongly is the
+    plug-in's fault (one BadInput line naming it), never shown as a bug of precdoctor."""
+
+    def __init__(self, spec: str, task):
+        self.spec, self.task = spec, task
+        self.name, self.rate = task.name, task.rate
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self.task, method)(*args)
+        except BadInput:
+            raise
+        except Exception as exc:
+            raise BadInput(f"task plug-in {self.spec!r}: {method}() raised {type(exc).__name__}: {_line(exc)}") from None
+
+    def describe(self) -> dict:
+        from ..records import encode
+
+        d = self._call("describe")
+        try:
+            ok = isinstance(d, dict) and all(isinstance(k, str) for k in d) and encode(d) is not None
+        except TypeError:
+            ok = False
+        if not ok:
+            raise BadInput(f"task plug-in {self.spec!r}: describe() must return a dict of plain JSON values")
+        return d
+
+    def feeds(self, audio, input_name: str) -> dict:
+        out = self._call("feeds", audio, input_name)
+        if not isinstance(out, dict):
+            raise BadInput(f"task plug-in {self.spec!r}: feeds() must return a dict of input name -> array, not {type(out).__name__}")
+        return out
+
+    def transcribe(self, outputs: dict) -> str:
+        text = self._call("transcribe", outputs)
+        if not isinstance(text, str):
+            raise BadInput(f"task plug-in {self.spec!r}: transcribe() must return a string, not {type(text).__name__}")
+        return text

@@ -1,14 +1,43 @@
 """Whisper: log-mel in, encoder under test, greedy decoding with the English-only prompt."""
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import BadInput, require
+from ..files import read_json
 from ..graph import open_model
+from ..records import Record
 from .logmel import SAMPLE_RATE, log_mel
+
+MAX_DECODE_TOKENS = 448  # Whisper's text context: no greedy decode runs longer
+
+
+@dataclass
+class WhisperMeta(Record):
+    """whisper.json beside the decoder: the special tokens and what greedy decoding suppresses."""
+
+    model: str | None = None
+    source: str | None = None
+    sot: int = 50257
+    no_timestamps: int = 50362
+    eot: int = 50256
+    suppress_ids: list[int] = field(default_factory=list)
+    suppress_ids_begin: list[int] | None = None  # default: [220, eot]
+    max_tokens: int = 224
+
+    def validate(self, where: str) -> None:
+        ids = [self.sot, self.no_timestamps, self.eot, *self.suppress_ids, *(self.suppress_ids_begin or [])]
+        if any(i < 0 for i in ids):
+            raise BadInput(f"{where}: token ids are 0 or more")
+        if not 1 <= self.max_tokens <= MAX_DECODE_TOKENS:
+            raise BadInput(f"{where}.max_tokens: expected 1 to {MAX_DECODE_TOKENS}, found {self.max_tokens}")
+
+
+def read_meta(path: Path) -> WhisperMeta:
+    return WhisperMeta.from_json(read_json(path, "whisper metadata"), where=str(path)) if path.is_file() else WhisperMeta()
 
 
 class WhisperTask:
@@ -29,12 +58,16 @@ class WhisperTask:
             if not Path(p).is_file():
                 raise BadInput(f"whisper task: file not found: {p}")
         meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
-        m = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        self.sot, self.no_ts, self.eot = m.get("sot", 50257), m.get("no_timestamps", 50362), m.get("eot", 50256)
-        self.suppress = np.array(m.get("suppress_ids", []), np.int64)
-        self.suppress_begin = np.array(m.get("suppress_ids_begin", [220, self.eot]), np.int64)
-        self.max_tokens = int(m.get("max_tokens", 224))
-        self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
+        m = read_meta(meta_path)
+        self.sot, self.no_ts, self.eot = m.sot, m.no_timestamps, m.eot
+        self.suppress = np.array(m.suppress_ids, np.int64)
+        self.suppress_begin = np.array([220, self.eot] if m.suppress_ids_begin is None else m.suppress_ids_begin, np.int64)
+        self.max_tokens = m.max_tokens
+        try:
+            self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
+        except Exception as exc:  # the tokenizers binding raises a bare Exception for any bad file
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
         self._files = [str(decoder), str(tokenizer), str(meta_path)] if meta_path.is_file() else [str(decoder), str(tokenizer)]
         if test not in ("encoder", "decoder", "both"):
             raise BadInput(f"--under-test must be encoder, decoder or both, not {test!r}")
