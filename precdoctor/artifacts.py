@@ -1,33 +1,43 @@
 """Artifacts to ship a plan: flags for TensorRT 8.6-10, the mixed ONNX for TensorRT 11, AutoCast.
 
 Every command names files relative to the output folder it is written in, so
-each runs as pasted from that folder. Quoting follows the parsers that read them:
+each runs as pasted from that folder (bash). Quoting follows the parsers that read them:
 - trtexec (samples/common/sampleOptions.cpp) splits ``--layerPrecisions`` on
   ',' with no escape, then each item on its *last* ':' and strips single
-  quotes from the name. So a name is wrapped in '...', a name holding ',' or
-  ''' cannot be expressed at all (reported, not silently mangled), and the
-  whole flag is shell-quoted.
-- Polygraphy takes one shell word per ``name:float32`` and splits on the last
-  ':' (args_util.parse_arglist_to_dict), so any name works once shell-quoted.
-- AutoCast's ``--nodes_to_exclude`` takes regexes: anchored and escaped.
-- Names in comment lines are JSON-quoted ASCII, so no line break can end the comment.
+  quotes from the name; a name holding '*' is also a wildcard pattern. So a
+  name is wrapped in '...', and one holding ',', ''' or '*' cannot be
+  expressed exactly (reported, not silently mangled).
+- Polygraphy takes one argparse word per ``name:float32`` and splits on the last
+  ':' (args_util.parse_arglist_to_tuple_list); a word starting with '-' would be
+  read as an option, so such names cannot be expressed.
+- AutoCast's ``--nodes_to_exclude`` takes regexes (``re.match``): anchored with
+  ``^...\\Z``, escaped, and every non-printable character written as a regex escape.
+- Every word is one bash word that reads back exactly (``shell_word``); nothing a
+  model or a file holds can end a quote or a line: non-printable characters
+  (newline, CR, ESC, U+2028/2029, bidi controls) are written as escapes, names in
+  comment lines are JSON-quoted ASCII. A NUL cannot be passed in argv at all.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-import shlex
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import BadInput
 from .files import save_model, write_text
 from .graph import GraphView
+from .limits import COMMAND_FILE_MAX_BYTES
 from .mixed import check, mixed_model
 from .plan import Plan
 from .records import Record
 
 FORMATS = ("trtexec", "polygraphy", "autocast", "mixed-onnx")
+FILES = {"trtexec": ("trtexec.txt",), "polygraphy": ("polygraphy.txt",), "autocast": ("autocast.txt",),
+         "mixed-onnx": ("model.mixed.onnx", "model.mixed.onnx.data", "trtexec-11.txt")}
+_FILE_FIELDS = ("trtexec", "polygraphy", "autocast", "mixed_onnx", "trtexec11", "report")
 
 
 @dataclass
@@ -42,6 +52,14 @@ class Artifacts(Record):
     report: str | None = None
     trtexec_unsupported: list[str] = field(default_factory=list)
     casts: int | None = None
+    unexpressible: dict[str, list[str]] = field(default_factory=dict)  # format -> pins its file cannot name
+
+    def validate(self, where: str) -> None:
+        """File names only: a run file naming a path (``/etc/passwd``, ``../x``) is refused."""
+        for f in _FILE_FIELDS:
+            name = getattr(self, f)
+            if name is not None and not plain_file_name(name):
+                raise BadInput(f"{where}.{f}: {name!r} is not a file name inside the run's folder")
 
     def command_files(self) -> dict[str, str]:
         """Artifact -> file name, for the command files the report shows."""
@@ -49,87 +67,169 @@ class Artifacts(Record):
                                   ("autocast", self.autocast)) if v}
 
 
+def plain_file_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+# ---- quoting
+
 def comment_safe(name: str) -> str:
-    """A name as it may appear in a comment line: JSON-quoted ASCII (no newline, CR, NUL or Unicode line separator)."""
-    return json.dumps(name, ensure_ascii=True)
+    """A name as it may appear in a comment line: JSON-quoted ASCII (no newline, CR, NUL, DEL or Unicode separator)."""
+    return json.dumps(name, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+def shell_word(s: str) -> str:
+    """One bash word that reads back as exactly ``s`` (no NUL: argv cannot carry one).
+
+    Printable text goes in single quotes; text with any non-printable character goes in
+    ANSI-C quotes with those characters as \\xHH escapes of their UTF-8 bytes, which bash
+    decodes the same way in any locale.
+    """
+    if "\0" in s:
+        raise ValueError("a NUL byte cannot be passed as a command-line argument")
+    if s and re.fullmatch(r"[A-Za-z0-9_./=:+,@%-]+", s):
+        return s
+    if s.isprintable():
+        return "'" + s.replace("'", "'\\''") + "'"
+    out = []
+    for ch in s:
+        if ch == "\\" or ch == "'":
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode("utf-8", "surrogatepass"))
+    return "$'" + "".join(out) + "'"
+
+
+def _path_word(path: str) -> str:
+    """A relative path as a positional argument: never read as an option."""
+    return shell_word(path if not path.startswith("-") else "./" + path)
+
+
+_CANNOT = {
+    "trtexec": ((",", "','"), ("'", "a single quote"), ("*", "'*' (a wildcard to trtexec)"), ("\0", "a NUL byte")),
+    "polygraphy": (("\0", "a NUL byte"),),
+    "autocast": (("\0", "a NUL byte"),),
+}
+
+
+def unexpressible(fmt: str, name: str) -> str | None:
+    """Why ``fmt``'s command cannot name ``name`` exactly, or None."""
+    for ch, why in _CANNOT.get(fmt, ()):
+        if ch in name:
+            return why
+    if fmt == "polygraphy" and name.startswith("-"):
+        return "a leading '-' (argparse reads it as an option)"
+    return None
 
 
 def trtexec_unsupported(name: str) -> bool:
-    return "," in name or "'" in name
+    return unexpressible("trtexec", name) is not None
 
 
 def _trt_name(name: str) -> str:
     return f"'{name}'" if re.search(r"[^A-Za-z0-9_./\-]", name) or ":" in name else name
 
 
+def _split(fmt: str, pins) -> tuple[list[str], list[str]]:
+    pins = sorted(pins)
+    return [p for p in pins if unexpressible(fmt, p) is None], [p for p in pins if unexpressible(fmt, p) is not None]
+
+
+def _join(words: list[str]) -> str:
+    return " \\\n    ".join(words)
+
+
 def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None) -> tuple[str, list[str]]:
     """Returns (command, names that trtexec cannot express)."""
     fmt = plan.format
-    pins = sorted(plan.pins)
-    bad = [p for p in pins if trtexec_unsupported(p)]
-    ok = [p for p in pins if not trtexec_unsupported(p)]
-    parts = ["trtexec", f"--onnx={shlex.quote(model)}", f"--{fmt.trt_name}"]
+    ok, bad = _split("trtexec", plan.pins)
+    words = ["trtexec", shell_word(f"--onnx={model}"), f"--{fmt.trt_name}"]
     if ok:
         outs = {p: max(1, len(graph.node(p).output)) if graph else 1 for p in ok}
-        parts.append("--precisionConstraints=obey")
-        parts.append(shlex.quote("--layerPrecisions=" + ",".join(f"{_trt_name(p)}:fp32" for p in ok)))
-        parts.append(shlex.quote("--layerOutputTypes=" + ",".join(f"{_trt_name(p)}:{'+'.join(['fp32'] * outs[p])}" for p in ok)))
-    parts += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--saveEngine=model.plan"]
-    return " \\\n    ".join(parts), bad
+        words.append("--precisionConstraints=obey")
+        words.append(shell_word("--layerPrecisions=" + ",".join(f"{_trt_name(p)}:fp32" for p in ok)))
+        words.append(shell_word("--layerOutputTypes=" + ",".join(f"{_trt_name(p)}:{'+'.join(['fp32'] * outs[p])}" for p in ok)))
+    words += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--saveEngine=model.plan"]
+    return _join(words), bad
 
 
 def polygraphy_args(model: str, plan: Plan) -> str:
-    fmt = plan.format
-    parts = ["polygraphy", "run", shlex.quote(model), "--trt", "--onnxrt", f"--{fmt.name}"]
-    if plan.pins:
-        parts += ["--precision-constraints", "obey", "--layer-precisions"]
-        parts += [shlex.quote(f"{p}:float32") for p in sorted(plan.pins)]
-    return " \\\n    ".join(parts)
+    ok, _ = _split("polygraphy", plan.pins)
+    words = ["polygraphy", "run", _path_word(model), "--trt", "--onnxrt", f"--{plan.format.name}"]
+    if ok:
+        words += ["--precision-constraints", "obey", "--layer-precisions"] + [shell_word(f"{p}:float32") for p in ok]
+    return _join(words)
+
+
+def regex_literal(name: str) -> str:
+    """``re.escape`` with every non-printable character as a regex escape: the pattern is printable text."""
+    out = []
+    for ch in name:
+        if ch.isprintable():
+            out.append(re.escape(ch))
+        else:
+            cp = ord(ch)
+            out.append(f"\\x{cp:02x}" if cp < 0x100 else f"\\u{cp:04x}" if cp < 0x10000 else f"\\U{cp:08x}")
+    return "".join(out)
 
 
 def autocast_regexes(pins) -> list[str]:
-    return [f"^{re.escape(p)}$" for p in sorted(pins)]
+    # \Z, not $: '$' also matches before a trailing newline, so '^a$' would exclude a node named 'a\n' too
+    return [f"^{regex_literal(p)}\\Z" for p in sorted(pins) if unexpressible("autocast", p) is None]
 
 
 def autocast_command(model: str, plan: Plan, out: str = "model.autocast.onnx") -> str:
-    parts = ["python", "-m", "modelopt.onnx.autocast", f"--onnx_path={shlex.quote(model)}", f"--output_path={shlex.quote(out)}",
+    words = ["python", "-m", "modelopt.onnx.autocast", shell_word(f"--onnx_path={model}"), shell_word(f"--output_path={out}"),
              f"--low_precision_type={plan.precision}"]
-    if plan.pins:
-        parts.append("--nodes_to_exclude")
-        parts += [shlex.quote(r) for r in autocast_regexes(plan.pins)]
+    regexes = autocast_regexes(plan.pins)
+    if regexes:
+        words.append("--nodes_to_exclude")
+        words += [shell_word(r) for r in regexes]
     # inf thresholds: AutoCast's range rules would add FP32 islands of their own; the search already decided
-    parts += ["--data_max=inf", "--init_max=inf", "--keep_io_types"]
-    return " \\\n    ".join(parts)
+    words += ["--data_max=inf", "--init_max=inf", "--keep_io_types"]
+    return _join(words)
 
 
 def trtexec11_command(mixed: str) -> str:
-    return " \\\n    ".join(["trtexec", f"--onnx={shlex.quote(mixed)}", "--profilingVerbosity=detailed",
-                             "--exportLayerInfo=layers.json", "--saveEngine=model.plan"])
+    return _join(["trtexec", shell_word(f"--onnx={mixed}"), "--profilingVerbosity=detailed", "--exportLayerInfo=layers.json",
+                  "--saveEngine=model.plan"])
 
 
-def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS) -> Artifacts:
-    """Write the requested artifacts into outdir; the model is named relative to it."""
+def _warning(fmt: str, pins) -> str:
+    bad = [p for p in sorted(pins) if unexpressible(fmt, p)]
+    if not bad:
+        return ""
+    return (f"# WARNING: {fmt} cannot name these pinned layers exactly; use the mixed ONNX (or another tool's file):\n"
+            + "".join(f"#   {comment_safe(b)}: {unexpressible(fmt, b)}\n" for b in bad))
+
+
+# ---- writing and reading the files
+
+def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS,
+                    relative_to: Path | None = None) -> Artifacts:
+    """Write the requested artifacts into ``outdir``; the model is named relative to ``relative_to``
+    (default ``outdir``): the folder the files will finally live in, when ``outdir`` is a staging folder."""
     outdir = Path(outdir)
-    model = os.path.relpath(Path(model_path).resolve(), outdir.resolve())
+    model = os.path.relpath(Path(model_path).resolve(), Path(relative_to or outdir).resolve())
     out = Artifacts()
-    header = f"# precdoctor: {plan.precision} with {len(plan.pins)} node(s) pinned to FP32; run from this folder\n"
-    if "trtexec" in formats:
-        cmd, bad = trtexec_command(model, plan, graph)
-        note = ""
-        if bad:
-            note = ("# WARNING: trtexec cannot name these layers (',' or ''' in the name); use polygraphy.txt or the mixed ONNX:\n"
-                    + "".join(f"#   {comment_safe(b)}\n" for b in bad))
-        write_text(outdir / "trtexec.txt", header + "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n"
-                   + note + cmd + "\n")
-        out.trtexec, out.trtexec_unsupported = "trtexec.txt", bad
-    if "polygraphy" in formats:
-        write_text(outdir / "polygraphy.txt", header + "# TensorRT 8.6 - 10.x via Polygraphy (compares against ONNX Runtime)\n"
-                   + polygraphy_args(model, plan) + "\n")
-        out.polygraphy = "polygraphy.txt"
-    if "autocast" in formats:
-        write_text(outdir / "autocast.txt", header + "# ModelOpt AutoCast: the same FP32 islands as a mixed ONNX\n"
-                   + autocast_command(model, plan) + "\n")
-        out.autocast = "autocast.txt"
+    header = f"# precdoctor: {plan.precision} with {len(plan.pins)} node(s) pinned to FP32; run from this folder with bash\n"
+    commands = {
+        "trtexec": ("trtexec.txt", "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n",
+                    lambda: trtexec_command(model, plan, graph)[0]),
+        "polygraphy": ("polygraphy.txt", "# TensorRT 8.6 - 10.x via Polygraphy (compares against ONNX Runtime)\n",
+                       lambda: polygraphy_args(model, plan)),
+        "autocast": ("autocast.txt", "# ModelOpt AutoCast: the same FP32 islands as a mixed ONNX\n", lambda: autocast_command(model, plan)),
+    }
+    for fmt, (name, about, command) in commands.items():
+        if fmt in formats:
+            write_text(outdir / name, header + about + _warning(fmt, plan.pins) + command() + "\n")
+            setattr(out, fmt, name)
+            bad = [p for p in sorted(plan.pins) if unexpressible(fmt, p)]
+            if bad:
+                out.unexpressible[fmt] = bad
+    out.trtexec_unsupported = out.unexpressible.get("trtexec", []) if "trtexec" in formats else []
     if "mixed-onnx" in formats:
         mixed = mixed_model(graph, plan)
         check(mixed.model)
@@ -139,3 +239,20 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
                    + trtexec11_command("model.mixed.onnx") + "\n")
         out.mixed_onnx, out.trtexec11, out.casts = "model.mixed.onnx", "trtexec-11.txt", mixed.casts
     return out
+
+
+def read_command_file(outdir: Path, name: str) -> str | None:
+    """A command file of a run, read only when it is a regular file directly inside ``outdir``: not a
+    symlink, not a hard link to something else, not larger than a command file can be."""
+    if not plain_file_name(name):
+        return None
+    path = Path(outdir) / name
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_size > COMMAND_FILE_MAX_BYTES:
+            return None
+        return fh.read(COMMAND_FILE_MAX_BYTES).decode("utf-8", errors="replace")

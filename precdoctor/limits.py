@@ -30,6 +30,10 @@ PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans 
 RANGE_RULE_DATA_MAX = 512.0  # ModelOpt AutoCast's default --data_max
 RANGE_RULE_INIT_MAX = 65504.0  # AutoCast's default --init_max (FP16's largest finite value)
 
+# --- files
+COMMAND_FILE_MAX_BYTES = 16 << 20  # the report embeds a run's command files only up to this size (thousands of pins fit)
+MAX_VOCAB_ID = 10_000_000  # a vocabulary id past this is a damaged file, not a tokenizer (a list this long would be GBs)
+
 # --- presentation
 TOP_TENSORS = 8  # offending tensors the terminal lists
 REPORT_TENSORS = 25  # largest errors the report lists

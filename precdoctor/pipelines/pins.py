@@ -1,15 +1,18 @@
 """``precdoctor pins``: re-emit one artifact from a saved pins.json."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import FORMATS, write_artifacts
+from ..artifacts import FILES, FORMATS, write_artifacts
 from ..errors import BadInput
-from ..files import check_output_dir, ensure_dir
+from ..files import Staging, check_output_dir
 from ..graph import open_model
 from ..pinsfile import read_pins
 from ..plan import Plan, resolve_selectors
+
+log = logging.getLogger("precdoctor")
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class PinsParams:
 
 
 def run(p: PinsParams) -> list[Path]:
-    """Write the artifact; returns the files written."""
+    """Write the artifact (its files as one set: all or none); returns the files written."""
     p.check()
     saved = read_pins(p.pins_file)
     model = Path(p.model) if p.model else saved.model_path(p.pins_file)
@@ -40,7 +43,9 @@ def run(p: PinsParams) -> list[Path]:
         raise BadInput(f"{p.pins_file} pins node {missing[0]!r}, which {model} does not have")
     pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
     plan = Plan(saved.precision, frozenset(pins), saved.why)
-    outdir = ensure_dir(p.out)
-    written = write_artifacts(outdir, str(model), graph, plan, (p.format,))
-    names = [written.mixed_onnx, written.trtexec11] if p.format == "mixed-onnx" else [getattr(written, p.format)]
-    return [outdir / n for n in names if n]
+    with Staging(p.out, owned=FILES[p.format]) as stage:
+        written = write_artifacts(stage.dir, str(model), graph, plan, (p.format,), relative_to=stage.outdir)
+        paths = stage.commit()
+    for fmt, names in written.unexpressible.items():
+        log.warning(f"{fmt} cannot name {len(names)} pinned node(s) exactly (listed in the file): use the mixed ONNX")
+    return paths

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..artifacts import read_command_file
 from ..comparison import Comparison
 from ..formats import get_format
 from ..limits import REPORT_TENSORS, REPORT_TRACE
@@ -172,18 +173,16 @@ def _search_line(run: BisectRun) -> str:
 
 
 def _artifacts(run: BisectRun, outdir: Path | None) -> list[dict]:
-    """The command files of the run, read only from inside its own folder."""
+    """The command files of the run, read only from inside its own folder (artifacts.read_command_file)."""
     if outdir is None:
         return []
-    root = outdir.resolve()
     blocks = []
     for key, name in run.artifacts.command_files().items():
-        path = (root / name).resolve()
-        if path.parent != root or not path.is_file():
-            continue  # a run file naming anything outside its folder gets nothing read
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_command_file(outdir, name)
+        if text is None:
+            continue  # not a plain file inside the run's folder: nothing is read
         blocks.append({"key": key, "title": ARTIFACT_TITLES[key], "file": name, "text": text,
-                       "command": "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))})
+                       "command": "\n".join(ln for ln in text.split("\n") if ln and not ln.startswith("#"))})
     return blocks
 
 
