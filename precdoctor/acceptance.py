@@ -3,12 +3,20 @@
 Syntax (repeatable ``--accept``, all must hold on every sample)::
 
     finite                      no Inf/NaN where FP32 is finite
+    finite-inside               no new Inf/NaN in any tensor inside the graph either (see below)
     max-abs<=X  rel-l2<=X  cosine>=X  argmax-agreement>=X
     OUTPUT:max-abs<=X           only for graph output OUTPUT
     wer<=+X                     task metric (absolute WER over FP32); needs --task/--data
 
 Output criteria are cheap and judge a plan from its graph outputs; task
-criteria (registered by tasks) are expensive and confirm a plan at the end.
+criteria (registered by tasks) and ``finite-inside`` (every tensor compared)
+are expensive and confirm a plan at the end. ``finite-inside`` is part of
+every acceptance unless the user opts out (``--allow-internal-nonfinite``): a
+plan whose outputs pass while an Inf is born inside passes by luck (x/inf = 0).
+
+Where FP32 itself is non-finite, the candidate agrees by holding the same value
+(the same infinity, or NaN); anything else there is an infinite error.
+Thresholds are checked for range before any work (rel-l2<=-1 can never hold).
 """
 from __future__ import annotations
 
@@ -25,6 +33,10 @@ from .records import Record
 _RX = re.compile(r"^(?:(?P<output>.+):)?(?P<metric>[a-z0-9-]+)\s*(?:(?P<op><=|>=)\s*(?P<plus>\+)?(?P<value>[-+0-9.eE]+|inf))?$")
 _OUTPUT_METRICS = {"finite": None, "max-abs": "<=", "rel-l2": "<=", "cosine": ">=", "argmax-agreement": ">="}
 TASK_METRICS = {"wer": "<=", "cer": "<="}
+INSIDE = "finite-inside"
+_RANGES = {"max-abs": (0.0, math.inf), "rel-l2": (0.0, math.inf), "cosine": (-1.0, 1.0), "argmax-agreement": (0.0, 1.0),
+           "wer": (0.0, math.inf), "cer": (0.0, math.inf)}
+_FLOAT_ONLY = {"finite", "max-abs", "rel-l2", "cosine"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,14 @@ class Criterion:
     def is_task(self) -> bool:
         return self.metric in TASK_METRICS
 
+    @property
+    def is_inside(self) -> bool:
+        return self.metric == INSIDE
+
+    @property
+    def is_output(self) -> bool:
+        return not self.is_task and not self.is_inside
+
     def text(self) -> str:
         s = (f"{self.output}:" if self.output else "") + self.metric
         if self.op:
@@ -46,7 +66,7 @@ class Criterion:
         return s
 
     def holds(self, measured: float) -> bool:
-        if self.metric == "finite":
+        if self.metric in ("finite", INSIDE):
             return measured == 0
         if measured is None or math.isnan(measured):
             return False
@@ -60,7 +80,10 @@ def parse(specs: list[str] | tuple[str, ...]) -> list[Criterion]:
         if not m:
             raise BadInput(f"cannot parse --accept {spec!r}; examples: finite, max-abs<=1, cosine>=0.999, wer<=+0.5")
         metric, op = m["metric"], m["op"]
-        if metric in _OUTPUT_METRICS:
+        if metric == INSIDE:
+            if op or m["output"]:
+                raise BadInput(f"--accept {spec!r}: write it as {INSIDE} (it applies to every tensor of the graph)")
+        elif metric in _OUTPUT_METRICS:
             if (_OUTPUT_METRICS[metric] is None) != (op is None) or (op and op != _OUTPUT_METRICS[metric]):
                 want = metric if _OUTPUT_METRICS[metric] is None else f"{metric}{_OUTPUT_METRICS[metric]}X"
                 raise BadInput(f"--accept {spec!r}: write it as {want}")
@@ -75,6 +98,11 @@ def parse(specs: list[str] | tuple[str, ...]) -> list[Criterion]:
             value = float(m["value"]) if m["value"] else 0.0
         except ValueError:
             raise BadInput(f"--accept {spec!r}: {m['value']!r} is not a number") from None
+        lo, hi = _RANGES.get(metric, (0.0, 0.0))
+        if op and not lo <= value <= hi:
+            raise BadInput(f"--accept {spec!r}: the threshold of {metric} must lie between {lo:g} and {hi:g}")
+        if m["plus"] and metric not in TASK_METRICS:
+            raise BadInput(f"--accept {spec!r}: '+X' (over FP32) is for task metrics (wer<=+X)")
         out.append(Criterion(metric, op, value, m["output"], bool(m["plus"])))
     return out
 
@@ -87,21 +115,24 @@ def _output_measure(metric: str, ref: np.ndarray, cand: np.ndarray) -> float:
         return float(np.mean(np.asarray(ref) == np.asarray(cand))) if same else 0.0
     r = np.asarray(ref, np.float64)
     c = np.asarray(cand, np.float64)
+    if r.shape != c.shape:
+        return 0.0 if metric == "argmax-agreement" else (-math.inf if metric == "cosine" else math.inf)
     if metric == "finite":
         return float(np.sum(~np.isfinite(c) & np.isfinite(r)))
     if metric == "argmax-agreement":
         if r.ndim == 0 or r.shape[-1] < 2:
             return 1.0
-        return float(np.mean(np.argmax(r, -1) == np.argmax(np.nan_to_num(c, nan=-np.inf), -1)))
+        return float(np.mean(np.argmax(np.nan_to_num(r, nan=-np.inf), -1) == np.argmax(np.nan_to_num(c, nan=-np.inf), -1)))
     fin = np.isfinite(r)
-    if not np.all(np.isfinite(c[fin])):
+    same = (r == c) | (np.isnan(r) & np.isnan(c))  # where FP32 is non-finite, only the same value agrees
+    if not np.all(np.isfinite(c[fin])) or not np.all(same[~fin]):
         return math.inf if metric != "cosine" else -math.inf
     r, c = r[fin], c[fin]
     if metric == "max-abs":
         return float(np.max(np.abs(c - r), initial=0.0))
     if metric == "rel-l2":
-        nr = np.linalg.norm(r)
-        return float(np.linalg.norm(c - r) / nr) if nr > 0 else float(np.linalg.norm(c - r) > 0) * math.inf
+        nr, nd = np.linalg.norm(r), np.linalg.norm(c - r)
+        return float(nd / nr) if nr > 0 else (0.0 if nd == 0 else math.inf)
     if metric == "cosine":
         nr, nc = np.linalg.norm(r), np.linalg.norm(c)
         return float(np.dot(r, c) / (nr * nc)) if nr > 0 and nc > 0 else float(nr == nc)
@@ -127,7 +158,7 @@ def judge_outputs(criteria: list[Criterion], pairs: list[tuple[dict, dict]], out
     """Apply the output criteria to (reference, candidate) output dicts of every sample."""
     measures: dict[str, float] = {}
     for c in criteria:
-        if c.is_task:
+        if not c.is_output:
             continue
         # non-float outputs (ids, masks) answer only argmax-agreement: the share of equal elements
         names = [c.output] if c.output else [o for o in outputs if np.asarray(pairs[0][0][o]).dtype.kind == "f"
@@ -137,15 +168,23 @@ def judge_outputs(criteria: list[Criterion], pairs: list[tuple[dict, dict]], out
                 raise BadInput(f"--accept {c.text()}: the model has no output {o!r} (outputs: {', '.join(outputs)})")
             for ref, cand in pairs:
                 measures[c.text()] = _worse(c, measures.get(c.text()), _output_measure(c.metric, ref[o], cand[o]))
-    failed = [c.text() for c in criteria if not c.is_task and not c.holds(measures[c.text()])]
+    failed = [c.text() for c in criteria if c.is_output and c.text() in measures and not c.holds(measures[c.text()])]
     return Verdict(not failed, measures, failed)
 
 
-def check_outputs(criteria: list[Criterion], outputs: list[str]) -> None:
-    """Refuse, before any work, a criterion naming an output the model does not have."""
+def check_outputs(criteria: list[Criterion], outputs: list[str], float_outputs: list[str] | None = None) -> None:
+    """Refuse, before any work, a criterion naming an output the model does not have, a float metric
+    on an integer output, or criteria that would judge nothing at all (a model with only integer outputs)."""
+    floats = set(outputs if float_outputs is None else float_outputs)
     for c in criteria:
         if c.output and c.output not in outputs:
             raise BadInput(f"--accept {c.text()}: the model has no output {c.output!r} (outputs: {', '.join(outputs)})")
+        if c.output and c.metric in _FLOAT_ONLY and c.output not in floats:
+            raise BadInput(f"--accept {c.text()}: output {c.output!r} is not a float tensor (judge ids and masks with argmax-agreement>=X)")
+    judged = [c for c in criteria if c.is_output and (c.metric == "argmax-agreement" or (c.output in floats if c.output else floats))]
+    if criteria and not judged and any(c.is_output for c in criteria):
+        raise BadInput(f"--accept {describe(criteria)} judges no output: the model's outputs ({', '.join(outputs)}) hold no floats; "
+                       "judge them with argmax-agreement>=X (the share of equal elements)")
 
 
 _MEASURE_NAMES = {"finite": "non-finite values", "max-abs": "max abs error", "rel-l2": "relative L2 error",

@@ -1,27 +1,43 @@
 """Command line: parse options into a pipeline's parameters, call it, print its record's summary.
 
-Exit codes (errors.py): 0 ok, 1 failed verdict, 2 bad input (one line on
-stderr), 3 a bug in precdoctor (one line; the traceback with --debug), 130
-interrupted.
+The error policy lives here, in one place (``_Cli``): bad input and impossible
+requests (usage errors included) are one line on stderr and exit 2; a bug in
+precdoctor is one line and exit 3, the traceback only with --debug; Ctrl-C
+exits 130 and SIGTERM 143, after temporary weight stores and staging folders
+are removed (a bisect's journal stays, so a rerun resumes). Exit codes: 0 ok,
+1 failed verdict, 2 bad input, 3 internal error, 130/143 interrupted.
 """
 from __future__ import annotations
 
-import functools
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
+import warnings
 
 import click
 
 from . import __version__, terminal
-from .errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, BadInput
+from .errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, BadInput,
+                     Terminated)
 
 log = logging.getLogger("precdoctor")
 
 
+def printable(text: str, keep: str = "\n") -> str:
+    """Text for a terminal: characters that could move the cursor, recolour or rewrite it (ESC, CR, U+2028...,
+    from a node name or a transcript) are shown as escapes; only the line breaks of our own layout stay."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
+
+
 class _Messages(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        msg = printable(record.getMessage(), keep="")
         return msg if record.levelno < logging.WARNING else f"precdoctor: {record.levelname.lower()}: {msg}"
 
 
@@ -32,32 +48,88 @@ def _logging(quiet: bool) -> None:
     log.setLevel(logging.WARNING if quiet else logging.INFO)
 
 
-def guarded(fn):
-    """Bad input is one line and exit 2; a bug is one line and exit 3 (the traceback with --debug); Ctrl-C is 130."""
+def _one_line(text: str) -> str:
+    return printable(" ".join(str(text).split()), keep="")
 
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        debug = click.get_current_context().find_root().params.get("debug", False)
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"precdoctor: error: {_one_line(message)}", err=True)
+    sys.exit(code)
+
+
+def _stopped(how: str, code: int) -> None:
+    weights = sys.modules.get("precdoctor.graph.weights")
+    if weights is not None:
+        weights.cleanup_all()  # staging folders went on the way up (their finally blocks)
+    click.echo(f"precdoctor: {how}; temporary files removed (a bisect resumes from its journal)", err=True)
+    sys.exit(code)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """SIGTERM unwinds the stack like Ctrl-C (finally blocks run) instead of killing the process mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def say(text: str, to_stderr: bool = False) -> None:
+    """Print a summary; a reader that went away (``| head``) is not an error: the files are written already."""
+    try:
+        click.echo(printable(text), err=to_stderr)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush finds somewhere to go
+
+
+class _Cli(click.Group):
+    """See the module docstring: every way out of a command goes through ``main`` and ``invoke`` here."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            return fn(*args, **kwargs)
-        except BadInput as exc:
-            click.echo(f"precdoctor: error: {exc}", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except MemoryError:
-            click.echo("precdoctor: error: out of memory (try fewer or shorter input samples, or --memory-budget)", err=True)
-            sys.exit(EXIT_BAD_INPUT)
-        except KeyboardInterrupt:
-            click.echo("precdoctor: interrupted", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except Exception as exc:  # a bug of ours: say so in one line
-            if debug:
-                traceback.print_exc()
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
-            click.echo(f"precdoctor: internal error: {type(exc).__name__}: {first} (a bug in precdoctor; "
-                       "run again with --debug for the traceback)", err=True)
-            sys.exit(EXIT_INTERNAL)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _fail(exc.format_message() + where, EXIT_BAD_INPUT)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), EXIT_BAD_INPUT)
+        except click.Abort:
+            _stopped("interrupted", EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
 
-    return wrapper
+    def invoke(self, ctx):
+        debug = bool(ctx.params.get("debug"))
+        with _sigterm_unwinds(), warnings.catch_warnings():
+            if not debug:  # library warnings are not ours to print; what matters is checked and said in words
+                warnings.simplefilter("ignore")
+            try:
+                return super().invoke(ctx)
+            except (click.ClickException, click.exceptions.Exit, click.Abort):
+                raise
+            except BadInput as exc:
+                _fail(str(exc), EXIT_BAD_INPUT)
+            except MemoryError:
+                _fail("out of memory (try fewer or shorter input samples, or --memory-budget)", EXIT_BAD_INPUT)
+            except KeyboardInterrupt:
+                _stopped("interrupted", EXIT_INTERRUPTED)
+            except Terminated:
+                _stopped("terminated (SIGTERM)", EXIT_TERMINATED)
+            except Exception as exc:  # a bug of ours: say so in one line
+                if debug:
+                    traceback.print_exc()
+                first = (str(exc).strip().splitlines() or [""])[0][:300]
+                click.echo(f"precdoctor: internal error: {type(exc).__name__}: {_one_line(first)} (a bug in precdoctor; "
+                           "run again with --debug for the traceback)", err=True)
+                sys.exit(EXIT_INTERNAL)
 
 
 def _stack(fn, opts):
@@ -153,11 +225,19 @@ def _task(o: dict):
                       delimiter=o["delimiter"], normalize_audio=o["normalize_audio"])
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="precdoctor")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 def main(debug):
     """Find and fix reduced-precision failures of ONNX models (FP16/BF16, TensorRT)."""
+
+
+ALLOW_INTERNAL_HELP = ("Accept a plan whose outputs pass while new Inf/NaN is born inside the graph (x/inf = 0 can hide an "
+                       "overflow); by default such a plan fails, and it is flagged either way.")
+
+
+def _json_help(what: str) -> str:
+    return f"{what} ('-': stdout, the summary then goes to stderr)."
 
 
 @main.command()
@@ -167,31 +247,34 @@ def main(debug):
 @engine_options
 @click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
 @click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
-@click.option("--top", default=8, show_default=True, help="Offending tensors to list.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the full per-tensor results here.")
-@guarded
-def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, json_out, **o):
+@click.option("--top", default=8, show_default=True, type=click.IntRange(min=0), help="Offending tensors to list.")
+@click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help=_json_help("Write the full per-tensor results here"))
+def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, allow_internal_nonfinite, json_out, **o):
     """Run FP32 and reduced precision side by side and report where they part."""
     from .comparison import Tolerance
+    from .files import is_stdout
     from .pipelines.compare import CompareParams, run
 
     _logging(quiet=True)
     r = run(CompareParams(model, precision, _inputs(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), _engine(o),
-                          Tolerance(rtol, atol), json_out))
-    click.echo(terminal.compare_summary(r, top))
+                          Tolerance(rtol, atol), json_out, allow_internal_nonfinite))
+    say(terminal.compare_summary(r, top), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
 
 
 @main.command()
 @model_options
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the risks and per-tensor ranges here.")
-@guarded
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help=_json_help("Write the risks and per-tensor ranges here"))
 def scan(model, inputs, shapes, seed, json_out):
     """FP32-only risk report: ranges past FP16/BF16, vanishing epsilons, decomposed norms."""
+    from .files import is_stdout
     from .pipelines.scan import ScanParams, run
 
     _logging(quiet=True)
-    click.echo(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out))))
+    say(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out))), to_stderr=is_stdout(json_out))
 
 
 @main.command()
@@ -199,25 +282,30 @@ def scan(model, inputs, shapes, seed, json_out):
 @click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to fix.")
 @click.option("--accept", "accept", multiple=True, metavar="CRITERION",
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
-                   "[OUTPUT:]..., wer<=+X, cer<=+X or wer<=X (with --task/--data). Default: finite, rel-l2<=0.05.")
+                   "[OUTPUT:]..., wer<=+X, cer<=+X or wer<=X (with --task/--data). Default: finite, rel-l2<=0.05. "
+                   "finite-inside (no new Inf/NaN inside the graph) always applies unless --allow-internal-nonfinite.")
 @click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
 @engine_options
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Also write run.json here.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help=_json_help("Also write run.json here"))
+@click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/index.html.")
 @click.option("--quiet", is_flag=True, help="No progress on the terminal.")
 @task_options
-@guarded
-def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, no_baselines, no_report, quiet, **o):
+def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, no_baselines, no_report,
+           quiet, **o):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
+    from .files import is_stdout
     from .pipelines.bisect import BisectParams, run
 
     _logging(quiet)
     r = run(BisectParams(model, outdir, precision, _inputs(inputs, shapes, seed), tuple(accept), budget, _engine(o), _task(o),
-                         baselines=not no_baselines, report=not no_report, json_out=json_out))
-    click.echo(terminal.bisect_summary(r))
+                         baselines=not no_baselines, report=not no_report, json_out=json_out,
+                         allow_internal_nonfinite=allow_internal_nonfinite))
+    say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 
 
@@ -228,11 +316,12 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
 @pin_options
 @engine_options
 @click.option("--other/--no-other", default=False, show_default=True, help="Also the other reduced format (bf16 next to fp16).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the WER table here.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help=_json_help("Write the WER table here"))
 @task_options
-@guarded
 def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
+    from .files import is_stdout
     from .pipelines.wer import WerParams, run
 
     task = _task(o)
@@ -240,18 +329,22 @@ def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
         raise BadInput("wer needs --task (ctc, whisper or package.module:factory) and --data")
     _logging(quiet=False)
     r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, _engine(o), json_out))
-    click.echo(terminal.wer_summary(r))
+    say(terminal.wer_summary(r), to_stderr=is_stdout(json_out))
 
 
 @main.command()
 @click.argument("run_json", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), required=True, metavar="FILE", help="HTML file to write.")
-@guarded
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), required=True, metavar="FILE",
+              help="HTML file to write ('-': stdout).")
 def report(run_json, out):
     """Render a run JSON (bisect, compare or wer) as one self-contained HTML file."""
+    from .files import is_stdout
     from .pipelines.report import ReportParams, run
 
-    click.echo(f"wrote {run(ReportParams(run_json, out))}")
+    _logging(quiet=True)
+    written = run(ReportParams(run_json, out))
+    if not is_stdout(out):
+        say(f"wrote {written}")
 
 
 @main.command()
@@ -261,13 +354,13 @@ def report(run_json, out):
 @click.option("--model", type=click.Path(dir_okay=False), metavar="FILE",
               help="The FP32 model (default: the one pins.json names, relative to its folder).")
 @click.option("--out", "outdir", type=click.Path(file_okay=False), default=".", show_default=True, metavar="DIR", help="Folder to write into.")
-@guarded
 def pins(pins_file, fmt, model, outdir):
     """Re-emit an artifact from a saved pins.json."""
     from .pipelines.pins import PinsParams, run
 
+    _logging(quiet=True)
     for path in run(PinsParams(pins_file, fmt, model, outdir)):
-        click.echo(f"wrote {path}")
+        say(f"wrote {path}")
 
 
 @main.command(name="check-engine")
@@ -276,14 +369,14 @@ def pins(pins_file, fmt, model, outdir):
               help="pins.json of the plan the engine was built with.")
 @click.option("--layer-info", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="TensorRT layer information JSON (trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE).")
-@guarded
 def check_engine(model, pins_file, layer_info):
     """Check that a TensorRT engine honoured the FP32 pins (pins inside FP16 fused layers are not)."""
     from .pipelines.check_engine import CheckEngineParams, run
 
+    _logging(quiet=True)
     r = run(CheckEngineParams(model, pins_file, layer_info))
-    click.echo(terminal.pin_check_summary(r))
-    sys.exit(EXIT_FAILED if r.not_honoured or r.unresolved else EXIT_OK)
+    say(terminal.pin_check_summary(r))
+    sys.exit(EXIT_FAILED if r.not_honoured or r.unresolved or r.untyped else EXIT_OK)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ class Comparison(Record):
     tolerance: Tolerance
     notes: list[str] = field(default_factory=list)
     pairs: list = field(default_factory=list, repr=False, metadata=SKIP)  # per sample (reference, candidate) outputs
+    reference: ReferenceNonfinite | None = None  # non-finite values FP32 itself computes (reference_nonfinite)
 
     def tensor(self, name: str) -> TensorComparison | None:
         return next((t for t in self.tensors if t.tensor == name), None)
@@ -132,4 +133,53 @@ def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: f
 def compare_plan(graph: GraphView, plan, samples, backend, tol: Tolerance | None = None) -> Comparison:
     """Run the plan on ``backend`` against FP32 and analyse every float tensor."""
     m = backend.measure(graph, plan, samples)
-    return analyse(graph, m.tensors, m.stats, m.outputs, plan, tol or Tolerance(), m.notes)
+    c = analyse(graph, m.tensors, m.stats, m.outputs, plan, tol or Tolerance(), m.notes)
+    c.reference = reference_nonfinite(graph, c)
+    return c
+
+
+@dataclass
+class ReferenceNonfinite(Record):
+    """Inf/NaN that the FP32 reference itself computes: found, located, never blamed on the low precision."""
+
+    origin: str | None  # first node whose FP32 output is non-finite while its compared inputs are finite
+    origin_tensor: str | None
+    origin_op: str | None
+    elements: int  # non-finite FP32 elements of the origin's tensor
+    tensors: int  # float tensors holding non-finite FP32 values
+    outputs: dict[str, int]  # graph output -> non-finite FP32 elements (NaN and Inf)
+    nan_outputs: dict[str, int]  # graph output -> NaN FP32 elements
+
+    def sentence(self) -> str:
+        where = f"born at node {self.origin!r} ({self.origin_op}, tensor {self.origin_tensor!r}, {self.elements} element(s))" \
+            if self.origin else "already in the inputs"
+        reach = ", ".join(f"{o} ({n})" for o, n in self.outputs.items()) or "no graph output"
+        return f"the FP32 reference itself computes Inf/NaN in {self.tensors} tensor(s), {where}; reaching {reach}"
+
+
+def reference_nonfinite(graph: GraphView, c: Comparison) -> ReferenceNonfinite | None:
+    """The FP32 origin of non-finite reference values, from the per-tensor counts the probes took."""
+    per = {t.tensor: t for t in c.tensors}
+    outputs = {o: oc.nan_ref + oc.inf_ref for o, oc in c.outputs.items() if oc.nan_ref + oc.inf_ref}
+    bad = [t for t in c.tensors if t.nonfinite_ref > 0]
+    if not bad and not outputs:
+        return None
+    origin = None
+    for node in graph.nodes:
+        outs = [per[o] for o in graph.float_outputs(node) if o in per and per[o].nonfinite_ref > 0]
+        if outs and all(per[i].nonfinite_ref == 0 for i in node.input if i in per):
+            origin = outs[0]
+            break
+    return ReferenceNonfinite(origin.node if origin else None, origin.tensor if origin else None, origin.op if origin else None,
+                              origin.nonfinite_ref if origin else 0, len(bad), outputs,
+                              {o: oc.nan_ref for o, oc in c.outputs.items() if oc.nan_ref})
+
+
+def hidden_nonfinite(c: Comparison) -> str | None:
+    """New Inf/NaN born inside the graph that no graph output shows: a plan passing with them passes by luck."""
+    if c.origin is None or any(o.metrics is not None and o.metrics.nonfinite_new for o in c.outputs.values()):
+        return None
+    inside = [t for t in c.tensors if t.nonfinite_new]
+    t = c.tensor(c.origin_tensor) if c.origin_tensor else None
+    return (f"{c.precision.upper()} computes new Inf/NaN inside the graph that the outputs do not show: born at node "
+            f"{c.origin!r} ({t.op if t else '?'}, {t.nonfinite_new if t else '?'} element(s)), in {len(inside)} tensor(s)")

@@ -5,6 +5,15 @@ EXIT_FAILED = 1  # the verdict is a failure: diverges, unfixed, a pin not honour
 EXIT_BAD_INPUT = 2  # something the user gave cannot be used; one line on stderr
 EXIT_INTERNAL = 3  # a bug in precdoctor; one line, the traceback with --debug
 EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
+EXIT_TERMINATED = 143  # SIGTERM (128 + 15): a job scheduler or `kill` stopped the run
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind like Ctrl-C (temporary stores removed, the journal kept).
+
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception`` on
+    the way up mistakes it for an error of the step it interrupted.
+    """
 
 
 class BadInput(Exception):

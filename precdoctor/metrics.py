@@ -13,7 +13,11 @@ from .records import Record
 
 @dataclass
 class Metrics(Record):
-    """One tensor's error against FP32, over the elements finite in both (non-finite ones are counted apart)."""
+    """One tensor's error against FP32, over the elements finite in both (non-finite ones are counted apart).
+
+    With no element finite in both (an all-NaN FP32 reference), the error norms are NaN: undefined,
+    never "rel-L2 0, cosine 1"; ``compared`` says over how many elements the norms were taken.
+    """
 
     elements: int
     max_abs: float  # inf when the candidate has new Inf/NaN
@@ -37,9 +41,30 @@ class Metrics(Record):
         return None if self.underflow is None else self.underflow / max(self.elements, 1)
 
     @property
+    def compared(self) -> int:
+        """Elements finite in both FP32 and the candidate: what the error norms are taken over."""
+        return max(self.elements - self.nonfinite_ref - self.nonfinite_new, 0)
+
+    @property
     def error(self) -> float:
-        """One number for error growth: inf when Inf/NaN appeared, else relative L2."""
-        return math.inf if self.nonfinite_new else self.rel_l2
+        """One number for error growth: inf when Inf/NaN appeared, else relative L2 (0 when nothing was comparable)."""
+        if self.nonfinite_new:
+            return math.inf
+        return 0.0 if math.isnan(self.rel_l2) else self.rel_l2
+
+    def describe(self, cosine_spec: str = ".6f") -> str:
+        """The metrics as people read them, non-finite values first (norms of a NaN row are never shown as 0)."""
+        from .terminal import g
+
+        parts = []
+        if self.nonfinite_ref:
+            parts.append(f"FP32 itself non-finite on {self.nonfinite_ref} of {self.elements} elements")
+        if self.nonfinite_new:
+            parts.append(f"{self.nonfinite_new} new Inf/NaN")
+        if not self.compared:
+            return "; ".join(parts + ["no element finite in both to measure an error on"])
+        over = f" over the {self.compared} finite element(s)" if parts else ""
+        return "; ".join(parts + [f"rel-L2 {g(self.rel_l2)}, max-abs {g(self.max_abs)}, cosine {g(self.cosine, cosine_spec)}{over}"])
 
 
 def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
@@ -52,8 +77,12 @@ def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
     under = raw[IDX["n_underflow"]]
     with np.errstate(divide="ignore"):
         sqnr = math.inf if sse == 0 else (10 * math.log10(ssr / sse) if ssr > 0 else -math.inf)
+    max_abs = math.inf if new else float(raw[IDX["max_abs"]])
+    if raw[IDX["n"]] - raw[IDX["nonfinite_ref"]] - new <= 0:  # nothing finite in both: the norms are undefined
+        rel = cos = sqnr = math.nan
+        max_abs = math.inf if new else math.nan
     return Metrics(
-        elements=int(raw[IDX["n"]]), max_abs=math.inf if new else float(raw[IDX["max_abs"]]), rel_l2=rel, cosine=cos,
+        elements=int(raw[IDX["n"]]), max_abs=max_abs, rel_l2=rel, cosine=cos,
         sqnr_db=sqnr, nonfinite_ref=int(raw[IDX["nonfinite_ref"]]), nonfinite_cand=int(raw[IDX["nonfinite_cand"]]),
         nonfinite_new=new, ref_absmax=absmax, headroom=fmt.max_finite / absmax if absmax > 0 else math.inf,
         overflow=int(raw[IDX["n_overflow"]]), underflow=None if math.isnan(under) else int(under))

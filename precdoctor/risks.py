@@ -22,7 +22,7 @@ SEVERITY = {"high": 0, "medium": 1, "low": 2}
 
 @dataclass
 class Risk(Record):
-    kind: Literal["range", "underflow", "initializer", "epsilon", "decomposed-norm"]
+    kind: Literal["range", "underflow", "initializer", "epsilon", "decomposed-norm", "nonfinite"]
     severity: Literal["high", "medium", "low"]
     node: str
     op: str
@@ -104,9 +104,21 @@ def _norm_risks(norms: list[LayerNormPattern], ranges: dict[str, TensorRange]) -
     return out
 
 
+def _nonfinite_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[Risk]:
+    """FP32 itself computes Inf/NaN: the first node that does (its inputs finite), whatever the format."""
+    for node in graph.nodes:
+        outs = [o for o in node.output if o in ranges and ranges[o].nonfinite]
+        if outs and all(ranges[i].nonfinite == 0 for i in node.input if i in ranges):
+            bad = sum(1 for r in ranges.values() if r.nonfinite)
+            return [Risk("nonfinite", "high", node.name, node.op_type, outs[0],
+                         f"FP32 itself computes Inf/NaN here ({ranges[outs[0]].nonfinite} of {ranges[outs[0]].elements} elements; "
+                         f"{bad} tensor(s) hold them): not a precision problem; check the inputs or the model")]
+    return []
+
+
 def find_risks(graph: GraphView, samples) -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange]]:
     ranges = fp32_ranges(graph, samples)
     norms = layernorm_patterns(graph)
-    risks = _tensor_risks(graph, ranges) + _constant_risks(graph) + _norm_risks(norms, ranges)
+    risks = _nonfinite_risks(graph, ranges) + _tensor_risks(graph, ranges) + _constant_risks(graph) + _norm_risks(norms, ranges)
     risks.sort(key=lambda r: SEVERITY[r.severity])
     return risks, norms, ranges

@@ -21,7 +21,7 @@ from .risks import Risk, TensorRange
 from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict
 
 
 @dataclass
@@ -64,21 +64,21 @@ class Run(Record):
     model: str
     timing: dict[str, float]
     versions: dict[str, str]
+    warnings: list[str] = field(default_factory=list)  # what a reader of the verdict must know (random data, FP32 Inf/NaN...)
 
 
 @dataclass(kw_only=True)
 class CompareRun(Run):
     command: Literal["compare"] = "compare"
-    precision: str
+    precision: Literal["fp16", "bf16"]
     pins: list[str]
     nodes: int
     inputs: InputInfo
     engine: EngineInfo
     comparison: Comparison
-
-    @property
-    def verdict(self) -> str:
-        return self.comparison.verdict
+    verdict: Literal["ok", "diverges", "reference-nonfinite"]  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
+    reasons: list[str] = field(default_factory=list)
+    allow_internal_nonfinite: bool = False
 
 
 @dataclass(kw_only=True)
@@ -95,7 +95,7 @@ class ScanRun(Run):
 @dataclass(kw_only=True)
 class BisectRun(Run):
     command: Literal["bisect"] = "bisect"
-    precision: str
+    precision: Literal["fp16", "bf16"]
     verdict: Literal["healthy", "fixed", "unfixed"]
     message: str
     pins: list[str]
@@ -121,6 +121,8 @@ class BisectRun(Run):
     flops: Flops
     evaluation_log: list[Evaluation]
     artifacts: Artifacts
+    allow_internal_nonfinite: bool = False
+    internal_nonfinite: str | None = None  # the plan passes while new Inf/NaN is born inside (only when allowed, or unfixed)
 
     @property
     def origin(self) -> str | None:
@@ -134,7 +136,7 @@ class BisectRun(Run):
 @dataclass(kw_only=True)
 class WerRun(Run):
     command: Literal["wer"] = "wer"
-    precision: str
+    precision: Literal["fp32", "fp16", "bf16"]
     pins: list[str]
     engine: EngineInfo
     task: TaskReport
@@ -146,7 +148,7 @@ RUNS = {"compare": CompareRun, "scan": ScanRun, "bisect": BisectRun, "wer": WerR
 def read_run(path: str | Path) -> CompareRun | ScanRun | BisectRun | WerRun:
     """A run JSON of this version, validated; anything else is one BadInput line."""
     data = read_json(path, "run JSON")
-    if not isinstance(data, dict) or data.get("command") not in RUNS:
+    if not isinstance(data, dict) or not isinstance(data.get("command"), str) or data.get("command") not in RUNS:
         raise BadInput(f"{path} is not a precdoctor run JSON (no 'command' of {', '.join(RUNS)})")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise BadInput(f"{path} is a run JSON of schema version {data.get('schema_version')!r}; "

@@ -32,14 +32,25 @@ def _inputs(info: InputInfo) -> str:
 
 
 def _outputs(c) -> list[str]:
+    """One row per output; where FP32 itself holds Inf/NaN, that comes first (the norms are over the rest, or nan)."""
+    ref = any(o.metrics is not None and o.metrics.nonfinite_ref for o in c.outputs.values())
     rows = []
     for name, o in c.outputs.items():
+        first = [name] + (["-"] if ref else [])
         if o.kind == "exact":
-            rows.append([name, "-", "-", "-", "-", f"{o.mismatch} of {o.elements} elements differ from FP32"])
+            rows.append(first + ["-", "-", "-", "-", f"{o.mismatch} of {o.elements} elements differ from FP32"])
             continue
         m = o.metrics
-        rows.append([name, g(m.rel_l2), g(m.max_abs), g(m.cosine, ".6f"), m.nonfinite_new, f"{o.positions_off} of {o.positions}"])
-    return table(["output", "rel. L2", "max abs", "cosine", "new Inf/NaN", "positions off"], rows, {1, 2, 3, 4, 5})
+        first += [f"{m.nonfinite_ref} of {m.elements}"] if ref else []
+        rows.append(first[:2 if ref else 1] + [g(m.rel_l2), g(m.max_abs), g(m.cosine, ".6f"), m.nonfinite_new,
+                                                f"{o.positions_off} of {o.positions}"])
+    head = ["output"] + (["FP32 itself Inf/NaN"] if ref else []) + ["rel. L2", "max abs", "cosine", "new Inf/NaN", "positions off"]
+    return table(head, rows, set(range(1, len(head))))
+
+
+def warning_lines(r) -> list[str]:
+    """What the verdict rests on (random data, FP32's own Inf/NaN, Inf/NaN accepted inside), just before it."""
+    return [f"WARNING: {w}" for w in r.warnings]
 
 
 def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
@@ -55,7 +66,8 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
         lines += table(["tensor #", "node", "op", "rel. L2", "SQNR dB", "new Inf/NaN", "FP32 |max|"],
                        [[t.index, t.node, t.op, g(t.rel_l2), g(t.sqnr_db, ".1f"), t.nonfinite_new, g(t.ref_absmax)] for t in worst],
                        {0, 3, 4, 5, 6})
-    lines.append(f"verdict: {c.verdict.upper()}" + (" - " + "; ".join(c.reasons) if c.reasons else " - every output within tolerance"))
+    lines += warning_lines(r)
+    lines.append(f"verdict: {r.verdict.upper()}" + (" - " + "; ".join(r.reasons) if r.reasons else " - every output within tolerance"))
     return "\n".join(lines)
 
 
@@ -64,6 +76,7 @@ def scan_summary(r: ScanRun) -> str:
     if r.risks:
         lines += table(["severity", "kind", "where", "what"], [[x.severity, x.kind, x.node or x.tensor, x.detail] for x in r.risks])
     high = sum(x.severity == "high" for x in r.risks)
+    lines += warning_lines(r)
     lines.append(f"{len(r.risks)} risk(s), {high} high" if r.risks else "no risk: nothing out of FP16/BF16 range on these inputs")
     return "\n".join(lines)
 
@@ -94,14 +107,13 @@ def bisect_summary(r: BisectRun) -> str:
     if r.pins:
         lines.append(f"pins ({len(r.pins)} node(s) in FP32, {r.artifacts.casts} Cast nodes at precision borders):")
         lines += table(["node", "op", "why"], [[p, r.node_ops.get(p, "?"), r.why.get(p, "")] for p in r.pins])
-    lines.append(f"evaluations: {r.evaluations} (bound k*ceil(log2 N)+3 = {r.evaluation_bound} for {r.candidates} candidates)"
+    lines.append(f"evaluations: {r.evaluations} (bound {r.evaluation_bound}: k*ceil(log2 N)+3 per search, for {r.candidates} candidates)"
                  + (f", {r.evaluations_resumed} replayed from the journal" if r.evaluations_resumed else "")
                  + ("; 1-minimal: verified" if r.one_minimal and r.pins else ""))
     lines += _bisect_tables(r)
     files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
     lines.append("artifacts: " + ", ".join(files))
-    if r.artifacts.trtexec_unsupported:
-        lines.append(f"  note: trtexec cannot name {len(r.artifacts.trtexec_unsupported)} pinned layer(s); see trtexec.txt")
+    lines += warning_lines(r)
     lines.append(f"verdict: {r.verdict.upper()} - {r.message}")
     return "\n".join(lines)
 
@@ -117,13 +129,14 @@ def wer_summary(r: WerRun) -> str:
         for u in t.worst[:3]:
             lines.append(f"  [{u.id}] WER {100 * u.wer_naive:.1f} %")
             lines += [f"    {k:10s} {v}" for k, v in (("reference", u.reference), ("fp32", u.fp32), *u.hypotheses.items())]
-    return "\n".join(lines)
+    return "\n".join(lines + warning_lines(r))
 
 
 def pin_check_summary(r: PinCheck) -> str:
     rows = [["honoured", p, ", ".join(r.layers_of[p])] for p in r.honoured]
     rows += [["NOT HONOURED", b.pin, "runs in low-precision layer(s): " + ", ".join(b.layers)] for b in r.not_honoured]
     rows += [["unresolved", p, "no engine layer names it; it may have been folded away"] for p in r.unresolved]
-    verdict = "every pin honoured" if not r.not_honoured and not r.unresolved else (
-        f"{len(r.not_honoured)} pin(s) not honoured, {len(r.unresolved)} unresolved")
+    rows += [["unknown", p, "its engine layers carry no output types"] for p in r.untyped]
+    verdict = "every pin honoured" if not r.not_honoured and not r.unresolved and not r.untyped else (
+        f"{len(r.not_honoured)} pin(s) not honoured, {len(r.unresolved)} unresolved, {len(r.untyped)} unknown")
     return "\n".join(table(["pin", "node", "engine layers"], rows) + [f"verdict: {verdict}"])

@@ -54,9 +54,10 @@ def test_healthy_needs_no_pins(prec, planted_dir, tmp_path):
     assert code == 0 and r["verdict"] == "healthy" and r["pins"] == [] and r["evaluations"] <= 2
 
 
-def test_impossible_criterion_is_unfixed(planted_dir, tmp_path):
-    code, r, stdout = _bisect(planted_dir, tmp_path, "ln_overflow", "fp16", "--accept", "max-abs<=-1")
-    assert code == 1 and r["verdict"] == "unfixed" and "even with every candidate" in r["message"]
+def test_impossible_criterion_is_refused_before_any_work(planted_dir, tmp_path):
+    code, stdout, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                                "--out", tmp_path / "o", "--accept", "max-abs<=-1")
+    assert code == 2 and "between 0 and inf" in err and not (tmp_path / "o").exists()
 
 
 def test_budget_exhausted_reports_best_or_none(planted_dir, tmp_path):

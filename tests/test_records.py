@@ -9,6 +9,7 @@ import pytest
 from helpers import run_cli
 from precdoctor.errors import BadInput
 from precdoctor.records import Record
+from precdoctor.runs import SCHEMA_VERSION
 
 
 @dataclass
@@ -55,7 +56,7 @@ def test_report_refuses_bad_run_files(tmp_path):
     bad = tmp_path / "run.json"
     for content, needle in ((b"\xff\xfe not utf-8", "not UTF-8"), (b"[1, 2]", "not a precdoctor run JSON"),
                             (b'{"command": "bisect", "schema_version": 1}', "schema version 1"),
-                            (b'{"command": "compare", "schema_version": 2, "model": 5}', "expected a string")):
+                            (b'{"command": "compare", "schema_version": %d, "model": 5}' % SCHEMA_VERSION, "expected a string")):
         bad.write_bytes(content)
         code, out, err = run_cli("report", bad, "-o", tmp_path / "r.html")
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err

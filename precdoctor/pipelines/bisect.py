@@ -15,11 +15,11 @@ from pathlib import Path
 
 from .. import __version__
 from .. import acceptance as acc
-from ..artifacts import write_artifacts
+from ..artifacts import FILES, Artifacts, write_artifacts
 from ..backends import EngineParams
-from ..comparison import compare_plan
+from ..comparison import compare_plan, hidden_nonfinite
 from ..errors import BadInput
-from ..files import check_output_dir, check_output_file, dump_json, ensure_dir
+from ..files import Staging, check_output_dir, check_output_file, dump_json, ensure_dir
 from ..graph import concrete_shapes, node_flops
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
@@ -29,7 +29,9 @@ from ..runs import BisectComparisons, BisectRun, Flops, InputInfo
 from ..search import (Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, code_digest, fingerprint,
                       prefix_bisection, range_rule, rank, search)
 from ..tasks.registry import TaskParams
-from .common import Clock, gather, load_graph, versions
+from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
+from .common import Clock, gather, load_graph, refuse_empty_outputs, versions
+from .confirm import Check, confirm
 
 log = logging.getLogger("precdoctor")
 
@@ -48,21 +50,24 @@ class BisectParams:
     report: bool = True
     other_precision: bool = True  # also compare the other format's naive plan, for the report
     json_out: str | None = None
+    allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
 
-    def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion]]:
-        """(output criteria the search judges by, task criteria that confirm); a task criterion alone
-        searches on the default output-level proxy."""
+    def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
+        """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
+        a task criterion alone searches on the default output-level proxy."""
         criteria = acc.parse(self.accept)
-        output = [c for c in criteria if not c.is_task] or acc.parse(())
+        output = [c for c in criteria if c.is_output] or acc.parse(())
         task = [c for c in criteria if c.is_task]
         if task and self.task is None:
             raise BadInput(f"--accept {task[0].text()} needs --task and --data")
-        return output, task
+        if self.allow_internal_nonfinite and any(c.is_inside for c in criteria):
+            raise BadInput(f"--accept {acc.INSIDE} and --allow-internal-nonfinite contradict each other")
+        return output, task, not self.allow_internal_nonfinite
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise BadInput(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
-        if self.budget < 1:
+        if not isinstance(self.budget, int) or self.budget < 1:
             raise BadInput(f"--budget must be 1 or more evaluations, not {self.budget}")
         self.criteria()
         self.inputs.check()
@@ -70,7 +75,7 @@ class BisectParams:
         if self.task is not None:
             self.task.check()
         check_output_dir(self.out)
-        check_output_file(self.json_out)
+        check_output_file(self.json_out, keep=(self.model, *self.inputs.files))
 
 
 def _samples_digest(samples) -> str:
@@ -93,20 +98,30 @@ class _Job:
     backend: object
     output_criteria: list
     task_criteria: list
+    inside: bool  # finite-inside confirms the plan
     outdir: Path
     judge: object = None  # tasks.judge.TaskJudge
+    comparisons: dict = field(default_factory=dict)  # plan key -> Comparison (each plan compared tensor by tensor once)
+
+    def compare(self, plan: Plan):
+        if plan.key() not in self.comparisons:
+            self.comparisons[plan.key()] = compare_plan(self.graph, plan, self.samples, self.backend)
+        return self.comparisons[plan.key()]
+
+    def accept(self) -> list[str]:
+        return [c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
 
     @property
     def fmt(self):
         return Plan(self.p.precision).format
 
 
-def _setup(p: BisectParams) -> tuple[_Job, InputInfo]:
-    output_criteria, task_criteria = p.criteria()
+def _setup(p: BisectParams) -> tuple[_Job, InputInfo, list[str]]:
+    output_criteria, task_criteria, inside = p.criteria()
     outdir = ensure_dir(p.out)
     graph = load_graph(p.model)
-    acc.check_outputs(output_criteria, graph.outputs)
-    judge = None
+    acc.check_outputs(output_criteria, graph.outputs, [o for o in graph.outputs if graph.is_float(o)])
+    judge, warnings = None, []
     if p.task is not None:
         from ..tasks.judge import make_judge
 
@@ -115,8 +130,9 @@ def _setup(p: BisectParams) -> tuple[_Job, InputInfo]:
         samples = judge.samples()
         info = InputInfo(len(samples), "task")
     else:
-        samples, info = gather(graph, p.inputs)
-    return _Job(p, graph, samples, p.engine.make(), output_criteria, task_criteria, outdir, judge), info
+        samples, info, warnings = gather(graph, p.inputs)
+    job = _Job(p, graph, samples, p.engine.make(), output_criteria, task_criteria, inside, outdir, judge)
+    return job, info, warnings
 
 
 def _transcript_store(judge, p: BisectParams, outdir: Path):
@@ -130,13 +146,16 @@ def _transcript_store(judge, p: BisectParams, outdir: Path):
 def run(p: BisectParams) -> BisectRun:
     p.check()
     clock = Clock()
-    job, info = _setup(p)
+    job, info, warnings = _setup(p)
     log.info(f"precdoctor bisect: {p.model} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
              f"{job.backend.name}")
-    log.info(f"acceptance: {acc.describe(job.output_criteria)}" + (f"; confirmed by {acc.describe(job.task_criteria)}" if job.task_criteria else "")
-             + ("  (default)" if not p.accept else ""))
+    log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
+    for w in warnings:
+        log.warning(w)
     clock.lap("load")
-    naive = compare_plan(job.graph, Plan(job.fmt.name), job.samples, job.backend)
+    naive = job.compare(Plan(job.fmt.name))
+    refuse_nan_reference(naive)
+    refuse_empty_outputs(naive)
     loc = rank(job.graph, naive, job.fmt)
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
@@ -154,34 +173,68 @@ def run(p: BisectParams) -> BisectRun:
         task_report = task_report or job.judge.report(job.task_criteria)
         task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins)
         clock.lap("task")
-    artifacts = write_artifacts(job.outdir, p.model, job.graph, plan)
+    hidden = hidden_nonfinite(comparisons.pinned or naive)
     record = BisectRun(
         model=str(p.model), precision=job.fmt.name, verdict=result.status, message=result.message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
         evaluation_bound=evaluation_bound(len(result.pins), len(loc.order)), budget=p.budget, budget_exhausted=result.budget_exhausted,
-        accept=[c.text() for c in job.output_criteria + job.task_criteria], accept_default=not p.accept, candidates=len(loc.order),
+        accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.nodes}, inputs=info, engine=job.backend.info(), comparison=comparisons,
-        flops=_flops(job, result.pins), evaluation_log=log_, artifacts=artifacts, timing={}, versions=versions())
+        flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
+        allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
+        warnings=warnings + ([reference_note(naive)] if reference_note(naive) else []) + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else []))
     _write(job, record, plan, clock)
     return record
+
+
+def _accepted(p: BisectParams) -> str:
+    return f" (accepted: {ALLOW_INTERNAL})" if p.allow_internal_nonfinite else ""
+
+
+def _inside(job: _Job, comparison) -> acc.Verdict:
+    new = sum(t.nonfinite_new for t in comparison.tensors)
+    return acc.Verdict(new == 0, {acc.INSIDE: float(new)}, [acc.INSIDE] if new else [])
 
 
 def _judge_fn(job: _Job, naive):
     refs = [ref for ref, _ in naive.pairs]
 
     def judge(pins: frozenset) -> acc.Verdict:
-        if not pins and naive.pairs:
-            return acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
+        if not pins and naive.pairs:  # the naive plan is compared tensor by tensor already: finite-inside is free
+            v = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
+            return _merge(v, _inside(job, naive)) if job.inside else v
         runner = job.backend.runner(job.graph, Plan(job.fmt.name, pins))
         return acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
 
     return judge
 
 
+def _merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
+    return acc.Verdict(a.passed and b.passed, {**a.measures, **b.measures}, a.failed + b.failed)
+
+
 def _fingerprint(job: _Job) -> str:
     return fingerprint(__version__, code_digest(), job.p.model, _samples_digest(job.samples), job.fmt.name,
-                       acc.describe(job.output_criteria), job.backend.info().to_json())
+                       acc.describe(job.output_criteria) + (f", {acc.INSIDE}" if job.inside else ""), job.backend.info().to_json())
+
+
+def _checks(job: _Job, report) -> list[Check]:
+    """What confirms a searched plan: every tensor finite (unless allowed otherwise), then the task metric."""
+    checks = []
+    if job.inside:
+        checks.append(Check(acc.INSIDE, lambda pins: _inside(job, job.compare(Plan(job.fmt.name, pins)))))
+    if job.judge is not None:
+        from ..tasks.judge import Confirmation
+
+        def task(pins: frozenset) -> acc.Verdict:
+            v = job.judge.judge(job.backend, Plan(job.fmt.name, pins), job.task_criteria)
+            if not report.confirmations:  # the first plan the task judged, as the report shows it
+                report.confirmations.append(Confirmation(sorted(pins), v.passed, v.measures, v.failed))
+            return v
+
+        checks.append(Check(acc.describe(job.task_criteria) + f" ({len(job.judge.clips)} clips)", task))
+    return checks
 
 
 def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object]:
@@ -191,47 +244,15 @@ def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, objec
     journal = Journal(job.outdir / "journal.jsonl", fp)
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
     result = search(loc.order, loc.suspects, ev)
-    task_report, more = None, []
-    if job.judge is not None and result.status in ("fixed", "healthy"):
-        result, task_report, more = _confirm_with_task(job, result, loc, ev, fp)
-    return result, ev, list(ev.log) + more, task_report
+    report = job.judge.report(job.task_criteria) if job.judge is not None else None
+    first_pins = list(result.pins)
+    result, first = confirm(result, _checks(job, report), ev, job.outdir / "journal.confirm.jsonl", fp, loc.order, loc.suspects,
+                            job.p.budget)
+    if report is not None and first and result.pins != first_pins:
+        from ..tasks.judge import Confirmation
 
-
-def _confirm_with_task(job: _Job, result: SearchResult, loc, ev: Evaluator, fp: str):
-    """Confirm the proxy's plan with the task metric. If the task rejects it, that plan becomes a floor
-    and a second search, judged by proxy and task together (journaled apart), adds the pins still needed."""
-    judge, criteria = job.judge, job.task_criteria
-    report = judge.report(criteria)
-    verdict = judge.judge(job.backend, Plan(job.fmt.name, frozenset(result.pins)), criteria)
-    from ..tasks.judge import Confirmation
-
-    report.confirmations.append(Confirmation(result.pins, verdict.passed, verdict.measures, verdict.failed))
-    log.info(f"task check of {len(result.pins)} pin(s): {'PASS' if verdict.passed else 'fail'}  "
-             + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in verdict.measures.items()))
-    if verdict.passed:
-        return result, report, []
-
-    def both(pins: frozenset) -> acc.Verdict:
-        v = ev.judge(pins)
-        if not v.passed:
-            return v
-        t = judge.judge(job.backend, Plan(job.fmt.name, pins), criteria)
-        return acc.Verdict(t.passed, {**v.measures, **t.measures}, t.failed)
-
-    journal = Journal(job.outdir / "journal.task.jsonl", fingerprint(fp, acc.describe(criteria), len(judge.clips)))
-    ev2 = Evaluator(both, journal, max(job.p.budget - ev.count, 1))
-    floor = tuple(result.pins)
-    rest = [n for n in loc.order if n not in floor]
-    suspects = sum(1 for n in loc.order[: loc.suspects] if n not in floor)  # the localization seed still leads
-    second = search(rest, suspects, ev2, base=floor)
-    second.evaluations += result.evaluations
-    report.confirmations.append(Confirmation(second.pins, second.status == "fixed", search_evaluations=ev2.count))
-    if second.status == "fixed":
-        second.message = (f"{len(second.pins)} node(s) pinned to FP32; the output-level proxy's {len(floor)} were not enough "
-                          f"for {acc.describe(criteria)}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
-    else:
-        second.message = "no plan met " + acc.describe(criteria) + ": " + second.message
-    return second, report, list(ev2.log)
+        report.confirmations.append(Confirmation(result.pins, result.status == "fixed", search_evaluations=result.evaluations))
+    return result, ev, list(ev.log), report
 
 
 def _baselines(job: _Job, naive, ev: Evaluator, result: SearchResult) -> Baselines:
@@ -243,10 +264,10 @@ def _baselines(job: _Job, naive, ev: Evaluator, result: SearchResult) -> Baselin
 
 
 def _final_comparisons(job: _Job, naive, plan: Plan) -> BisectComparisons:
-    pinned = compare_plan(job.graph, plan, job.samples, job.backend) if plan.pins else None
+    pinned = job.compare(Plan(plan.precision, plan.pins)) if plan.pins else None
     other = None
     if job.p.other_precision:
-        other = compare_plan(job.graph, Plan("bf16" if plan.precision == "fp16" else "fp16"), job.samples, job.backend)
+        other = job.compare(Plan("bf16" if plan.precision == "fp16" else "fp16"))
     return BisectComparisons(naive, pinned, other)
 
 
@@ -264,21 +285,32 @@ def _why(pin: str, evidence: dict, result: SearchResult) -> str:
     return "; ".join(parts) or "found necessary by the search"
 
 
-def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
-    """pins.json, the report, run.json (and --json): the report is rendered from the record run.json holds."""
-    outdir = job.outdir
-    pins = PinsFile(plan.precision, sorted(plan.pins), {k: plan.why[k] for k in sorted(plan.why)},
-                    model=os.path.relpath(Path(job.p.model).resolve(), outdir.resolve()), accept=record.accept,
-                    verdict=record.verdict, one_minimal=record.one_minimal, evaluations=record.evaluations,
-                    casts=record.artifacts.casts, profile=record.engine.profile, backend=record.engine.backend)
-    dump_json(outdir / "pins.json", pins)
-    if job.p.report:
-        record.artifacts.report = "index.html"
-    record.timing = clock.timing()
-    if job.p.report:
-        from ..report import render_to
+RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files)
 
-        render_to(record, outdir / "index.html", outdir)
-    dump_json(outdir / "run.json", record)
+
+def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
+    """The artifacts, pins.json, the report and run.json, written as a set: into a staging folder, moved into
+    place together at the end (run.json last), so a failure leaves the previous set whole. The report is
+    rendered from the record run.json holds; --json gets the same record."""
+    outdir = job.outdir
+    with Staging(outdir, owned=RUN_FILES, marker="run.json") as stage:
+        record.artifacts = write_artifacts(stage.dir, job.p.model, job.graph, plan, relative_to=outdir)
+        record.warnings += [f"{fmt} cannot name {len(names)} pinned node(s) exactly; see {getattr(record.artifacts, fmt)}"
+                            for fmt, names in record.artifacts.unexpressible.items()]
+        pins = PinsFile(plan.precision, sorted(plan.pins), {k: plan.why[k] for k in sorted(plan.why)},
+                        model=os.path.relpath(Path(job.p.model).resolve(), outdir.resolve()), accept=record.accept,
+                        verdict=record.verdict, one_minimal=record.one_minimal, evaluations=record.evaluations,
+                        casts=record.artifacts.casts, profile=record.engine.profile, backend=record.engine.backend,
+                        warnings=list(record.warnings))
+        dump_json(stage.dir / "pins.json", pins)
+        if job.p.report:
+            record.artifacts.report = "index.html"
+        record.timing = clock.timing()
+        if job.p.report:
+            from ..report import render_to
+
+            render_to(record, stage.dir / "index.html", stage.dir)
+        dump_json(stage.dir / "run.json", record)
+        stage.commit()
     if job.p.json_out:
         dump_json(job.p.json_out, record)

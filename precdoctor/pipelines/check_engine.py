@@ -7,6 +7,7 @@ from ..backends.trt_layers import PinCheck, check_pins, load_layer_info
 from ..errors import BadInput
 from ..graph import open_model
 from ..pinsfile import read_pins
+from ..plan import resolve_selectors
 
 
 @dataclass(frozen=True)
@@ -17,11 +18,18 @@ class CheckEngineParams:
 
 
 def run(p: CheckEngineParams) -> PinCheck:
-    graph = open_model(p.model)
     saved = read_pins(p.pins_file)
-    if not saved.pins:
-        raise BadInput(f"{p.pins_file} pins no node: nothing to check")
+    layers = load_layer_info(p.layer_info)
+    if not layers:
+        raise BadInput(f"{p.layer_info} lists no layers: nothing to check")
+    if not any(layer.get("Outputs") for layer in layers):
+        raise BadInput(f"{p.layer_info} carries no output types (exported with --profilingVerbosity=layer_names_only?); "
+                       "export it with trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE")
+    graph = open_model(p.model)
     missing = [n for n in saved.pins if not graph.has_node(n)]
     if missing:
         raise BadInput(f"{p.pins_file} pins node {missing[0]!r}, which {p.model} does not have")
-    return check_pins(load_layer_info(p.layer_info), saved.pins, [n.name for n in graph.nodes])
+    pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
+    if not pins:
+        raise BadInput(f"{p.pins_file} pins no node: nothing to check")
+    return check_pins(layers, sorted(pins), [n.name for n in graph.nodes])

@@ -8,8 +8,10 @@ from importlib.metadata import PackageNotFoundError, version
 from .. import __version__
 from ..errors import BadInput
 from ..graph import GraphView, open_model
-from ..inputs import InputSpec, Sample
+from ..comparison import Comparison
+from ..inputs import InputSpec, Sample, infinite_inputs
 from ..runs import InputInfo
+from ..verdicts import input_warnings
 
 VERSIONED = ("onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
 
@@ -42,22 +44,32 @@ class Clock:
 
 
 def load_graph(model: str) -> GraphView:
-    """The model, loaded once per command; one with no float tensor has nothing to run in reduced precision."""
+    """The model, loaded once per command; one with no output or no float tensor has nothing to compare."""
     graph = open_model(model)
+    if not graph.outputs:
+        raise BadInput(f"{model} has no graph outputs: nothing to compare")
     if not graph.float_tensors():
         raise BadInput(f"{model} has no float32 tensors: nothing to run in reduced precision")
     return graph
 
 
-def gather(graph: GraphView, spec: InputSpec) -> tuple[list[Sample], InputInfo]:
+def gather(graph: GraphView, spec: InputSpec) -> tuple[list[Sample], InputInfo, list[str]]:
+    """The samples, where they came from, and the warnings they call for (random data, infinite values)."""
     samples = spec.samples(graph)
     source = "files" if spec.files else ("arrays" if spec.arrays else "random")
-    return samples, InputInfo(len(samples), source, list(spec.files), spec.seed if source == "random" else None)
+    info = InputInfo(len(samples), source, list(spec.files), spec.seed if source == "random" else None)
+    return samples, info, input_warnings(source, info.seed, infinite_inputs(samples))
 
 
-def begin(model: str, spec: InputSpec) -> tuple[Clock, GraphView, list[Sample], InputInfo]:
+def begin(model: str, spec: InputSpec) -> tuple[Clock, GraphView, list[Sample], InputInfo, list[str]]:
     """The start of a command on input samples: clock started, model loaded once, samples gathered."""
     clock = Clock()
     graph = load_graph(model)
-    samples, info = gather(graph, spec)
-    return clock, graph, samples, info
+    samples, info, warnings = gather(graph, spec)
+    return clock, graph, samples, info, warnings
+
+
+def refuse_empty_outputs(c: Comparison) -> None:
+    """A comparison over outputs that hold no element at all judged nothing: that is not a verdict."""
+    if c.outputs and all(o.elements == 0 for o in c.outputs.values()):
+        raise BadInput("every output of the model is empty on these inputs (0 elements): nothing to compare")

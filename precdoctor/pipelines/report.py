@@ -18,7 +18,7 @@ class ReportParams:
 def run(p: ReportParams) -> Path:
     from ..report import render_to
 
-    check_output_file(p.out)
+    check_output_file(p.out, keep=(p.run_json,))
     record = read_run(p.run_json)
     if isinstance(record, ScanRun):
         raise BadInput(f"{p.run_json} is a scan result; the report renders bisect, compare and wer runs")

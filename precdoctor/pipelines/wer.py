@@ -28,7 +28,7 @@ class WerParams:
             raise BadInput(f"unknown precision {self.precision!r}; expected fp32, {', '.join(PRECISIONS)}")
         self.task.check()
         self.engine.check()
-        check_output_file(self.json_out)
+        check_output_file(self.json_out, keep=(self.model, *self.pin_files))
 
 
 def run(p: WerParams) -> WerRun:

@@ -1,0 +1,71 @@
+"""Confirming a searched plan with the checks too expensive to run on every evaluation.
+
+The search judges plans by their graph outputs on a few samples (cheap). A plan it
+finds is then confirmed by every check that applies: ``finite-inside`` (every tensor
+of the graph compared: no new Inf/NaN born inside that the outputs hide) and the task
+metric on the whole dataset. If any rejects the plan, that plan becomes a floor and a
+second search, judged by the outputs and every check together (journaled apart),
+adds the pins still needed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import acceptance as acc
+from ..search import Evaluator, Journal, SearchResult, fingerprint, search
+
+log = logging.getLogger("precdoctor")
+
+
+@dataclass
+class Check:
+    name: str  # what it checks, for the log and the journal's fingerprint
+    judge: Callable[[frozenset], acc.Verdict]
+
+
+def _merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
+    return acc.Verdict(a.passed and b.passed, {**a.measures, **b.measures}, a.failed + b.failed)
+
+
+def _judged(checks: list[Check], pins: frozenset) -> tuple[acc.Verdict, dict[str, acc.Verdict]]:
+    per = {c.name: c.judge(pins) for c in checks}
+    verdict = acc.Verdict(True)
+    for v in per.values():
+        verdict = _merge(verdict, v)
+    return verdict, per
+
+
+def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_path, fp: str, order: list[str],
+            suspects: int, budget: int) -> tuple[SearchResult, dict[str, acc.Verdict]]:
+    """The plan, confirmed or repaired; and each check's verdict on the first plan (for the record)."""
+    if not checks or result.status == "unfixed":
+        return result, {}
+    verdict, first = _judged(checks, frozenset(result.pins))
+    log.info(f"confirming {len(result.pins)} pin(s) with {', '.join(c.name for c in checks)}: "
+             + ("PASS" if verdict.passed else "fail ") + ", ".join(f"{k}={v:.4g}" for k, v in verdict.measures.items()))
+    if verdict.passed:
+        return result, first
+
+    def together(pins: frozenset) -> acc.Verdict:
+        v = ev.judge(pins)
+        for c in checks:
+            if not v.passed:
+                break
+            v = _merge(v, c.judge(pins))
+        return v
+
+    journal = Journal(journal_path, fingerprint(fp, [c.name for c in checks]))
+    ev2 = Evaluator(together, journal, max(budget - ev.count, 1))
+    floor = tuple(result.pins)
+    rest = [n for n in order if n not in floor]
+    second = search(rest, sum(1 for n in order[:suspects] if n not in floor), ev2, base=floor)  # the seed still leads
+    second.evaluations += result.evaluations
+    names = ", ".join(c.name for c in checks)
+    if second.status == "fixed":
+        second.message = (f"{len(second.pins)} node(s) pinned to FP32; the output-level proxy's {len(floor)} were not enough "
+                          f"for {names}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
+    else:
+        second.message = f"no plan met {names}: " + second.message
+    return second, first
