@@ -4,7 +4,7 @@ The same pipelines as the command line, for notebooks and CI scripts::
 
     import precdoctor
     run = precdoctor.compare("model.onnx", inputs=["sample.npz"], precision="fp16")
-    print(run.comparison.verdict, run.comparison.origin)
+    print(run.verdict, run.comparison.origin)
     fix = precdoctor.bisect("model.onnx", out="fix", inputs=[{"x": x}], accept=["max-abs<=1"])
     print(fix.verdict, fix.pins)
 
@@ -39,12 +39,12 @@ def _inputs(inputs, input_shapes, seed):
 
 
 def compare(model, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, pins=(), pin_files=(),
-            engine=None, tolerance=None, json_out=None):
+            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False):
     """FP32 and the plan side by side, every float tensor compared. ``inputs``: .npz/Polygraphy JSON paths or feed dicts."""
     from .pipelines.compare import CompareParams, run
 
     return run(CompareParams(str(model), precision, _inputs(inputs, input_shapes, seed), tuple(pins), tuple(pin_files),
-                             engine or EngineParams(), tolerance or Tolerance(), json_out))
+                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite))
 
 
 def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None):
@@ -55,12 +55,14 @@ def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None):
 
 
 def bisect(model, out, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, accept=(), budget: int = 64,
-           engine=None, task=None, baselines: bool = True, report: bool = True, json_out=None):
+           engine=None, task=None, baselines: bool = True, report: bool = True, json_out=None,
+           allow_internal_nonfinite: bool = False):
     """The fewest FP32 pins, verified, with artifacts written to ``out``. ``task``: a ``TaskParams``."""
     from .pipelines.bisect import BisectParams, run
 
     return run(BisectParams(str(model), str(out), precision, _inputs(inputs, input_shapes, seed), tuple(accept), budget,
-                            engine or EngineParams(), task, baselines, report, json_out=json_out))
+                            engine or EngineParams(), task, baselines, report, json_out=json_out,
+                            allow_internal_nonfinite=allow_internal_nonfinite))
 
 
 def wer(model, task, *, precision: str = "fp16", pins=(), pin_files=(), other: bool = False, engine=None, json_out=None):

@@ -1,135 +1,19 @@
 """Command line: parse options into a pipeline's parameters, call it, print its record's summary.
 
-The error policy lives here, in one place (``_Cli``): bad input and impossible
-requests (usage errors included) are one line on stderr and exit 2; a bug in
-precdoctor is one line and exit 3, the traceback only with --debug; Ctrl-C
-exits 130 and SIGTERM 143, after temporary weight stores and staging folders
-are removed (a bisect's journal stays, so a rerun resumes). Exit codes: 0 ok,
-1 failed verdict, 2 bad input, 3 internal error, 130/143 interrupted.
+Exit codes (errors.py, the policy in exits.py): 0 ok, 1 failed verdict, 2 bad
+input (one line on stderr), 3 a bug in precdoctor (one line; the traceback with
+--debug), 130 Ctrl-C, 143 SIGTERM.
 """
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import signal
 import sys
-import threading
-import traceback
-import warnings
 
 import click
 
 from . import __version__, terminal
-from .errors import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, BadInput,
-                     Terminated)
-
-log = logging.getLogger("precdoctor")
-
-
-def printable(text: str, keep: str = "\n") -> str:
-    """Text for a terminal: characters that could move the cursor, recolour or rewrite it (ESC, CR, U+2028...,
-    from a node name or a transcript) are shown as escapes; only the line breaks of our own layout stay."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
-
-
-class _Messages(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        msg = printable(record.getMessage(), keep="")
-        return msg if record.levelno < logging.WARNING else f"precdoctor: {record.levelname.lower()}: {msg}"
-
-
-def _logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Messages())
-    log.handlers[:] = [handler]
-    log.setLevel(logging.WARNING if quiet else logging.INFO)
-
-
-def _one_line(text: str) -> str:
-    return printable(" ".join(str(text).split()), keep="")
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"precdoctor: error: {_one_line(message)}", err=True)
-    sys.exit(code)
-
-
-def _stopped(how: str, code: int) -> None:
-    weights = sys.modules.get("precdoctor.graph.weights")
-    if weights is not None:
-        weights.cleanup_all()  # staging folders went on the way up (their finally blocks)
-    click.echo(f"precdoctor: {how}; temporary files removed (a bisect resumes from its journal)", err=True)
-    sys.exit(code)
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """SIGTERM unwinds the stack like Ctrl-C (finally blocks run) instead of killing the process mid-write."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def say(text: str, to_stderr: bool = False) -> None:
-    """Print a summary; a reader that went away (``| head``) is not an error: the files are written already."""
-    try:
-        click.echo(printable(text), err=to_stderr)
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's last flush finds somewhere to go
-
-
-class _Cli(click.Group):
-    """See the module docstring: every way out of a command goes through ``main`` and ``invoke`` here."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            _fail(exc.format_message() + where, EXIT_BAD_INPUT)
-        except click.ClickException as exc:
-            _fail(exc.format_message(), EXIT_BAD_INPUT)
-        except click.Abort:
-            _stopped("interrupted", EXIT_INTERRUPTED)
-        sys.exit(code if isinstance(code, int) else EXIT_OK)
-
-    def invoke(self, ctx):
-        debug = bool(ctx.params.get("debug"))
-        with _sigterm_unwinds(), warnings.catch_warnings():
-            if not debug:  # library warnings are not ours to print; what matters is checked and said in words
-                warnings.simplefilter("ignore")
-            try:
-                return super().invoke(ctx)
-            except (click.ClickException, click.exceptions.Exit, click.Abort):
-                raise
-            except BadInput as exc:
-                _fail(str(exc), EXIT_BAD_INPUT)
-            except MemoryError:
-                _fail("out of memory (try fewer or shorter input samples, or --memory-budget)", EXIT_BAD_INPUT)
-            except KeyboardInterrupt:
-                _stopped("interrupted", EXIT_INTERRUPTED)
-            except Terminated:
-                _stopped("terminated (SIGTERM)", EXIT_TERMINATED)
-            except Exception as exc:  # a bug of ours: say so in one line
-                if debug:
-                    traceback.print_exc()
-                first = (str(exc).strip().splitlines() or [""])[0][:300]
-                click.echo(f"precdoctor: internal error: {type(exc).__name__}: {_one_line(first)} (a bug in precdoctor; "
-                           "run again with --debug for the traceback)", err=True)
-                sys.exit(EXIT_INTERNAL)
+from .errors import EXIT_FAILED, EXIT_OK, BadInput
+from .exits import Cli, say
+from .exits import setup_logging as _logging
 
 
 def _stack(fn, opts):
@@ -225,7 +109,7 @@ def _task(o: dict):
                       delimiter=o["delimiter"], normalize_audio=o["normalize_audio"])
 
 
-@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="precdoctor")
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 def main(debug):

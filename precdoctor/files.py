@@ -234,6 +234,24 @@ def save_model(model, path: str | Path) -> Path:
     return path
 
 
+def set_aside(path: Path, why: str) -> Path:
+    """Move whatever stands at ``path`` (a damaged journal, a folder, a FIFO, a symlink) to a free
+    ``NAME.staleK.SUFFIX`` beside it, so a fresh file can take the name; returns where it went."""
+    stale, k = path.with_suffix(".stale" + path.suffix), 1
+    while stale.exists() or stale.is_symlink():
+        stale, k = path.with_suffix(f".stale{k}{path.suffix}"), k + 1
+    try:
+        os.replace(path, stale)
+    except OSError as exc:
+        raise BadInput(f"cannot set aside {path} ({why}): {exc.strerror or exc}") from None
+    return stale
+
+
+def plain_file(path: Path) -> bool:
+    """A regular file, not a symlink: what precdoctor may read back and append to in its own folders."""
+    return path.is_file() and not path.is_symlink()
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

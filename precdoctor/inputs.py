@@ -77,7 +77,7 @@ def _npy_fits(fh, size: int, where: str) -> None:
         version = fmt.read_magic(fh)
         read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
         shape, _, dtype = read(fh)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except Exception as exc:  # numpy parses the header with tokenize and literal_eval: any of their errors
         raise BadInput(f"{where} is not a readable .npy array ({_first(exc)})") from None
     if dtype.hasobject:
         raise BadInput(f"{where} holds Python objects (pickled data is never loaded)")
@@ -267,12 +267,13 @@ def _check_sample(graph: GraphView, specs: dict, sample, where: str) -> Sample:
     return fixed
 
 
-def validate(graph: GraphView, samples: list[Sample]) -> list[Sample]:
-    """Check names, ranks, static dims, dtypes (casting only where no value changes), NaN and empty samples."""
+def validate(graph: GraphView, samples: list[Sample], where: str | None = None) -> list[Sample]:
+    """Check names, ranks, static dims, dtypes (casting only where no value changes), NaN and empty samples.
+    ``where`` names a single sample in messages (a task's input for one clip)."""
     if not samples:
         raise BadInput("no input samples")
     specs = _input_specs(graph)
-    return [_check_sample(graph, specs, sample, f"sample {k}" if len(samples) > 1 else "the input sample")
+    return [_check_sample(graph, specs, sample, where or (f"sample {k}" if len(samples) > 1 else "the input sample"))
             for k, sample in enumerate(samples)]
 
 

@@ -6,6 +6,7 @@ rebuilds the dataclass and refuses, with one line naming the field, anything
 that does not fit its type hints: unknown keys, missing required keys, wrong
 types. Reading a run file back is therefore also where bad run files are
 refused, and a renamed field fails loudly instead of reading as a default.
+Integers are counts, sizes, indices or ids, so negative ones are refused too.
 A record may define ``validate(where)`` for what its types allow but its
 meaning does not (negative counts, paths where a file name belongs); decoding
 calls it on every record it builds.
@@ -137,10 +138,10 @@ def _scalar(tp: Any, data: Any, where: str):
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return float(data)
         raise _fail(where, "a number", data)
-    if tp is int:
-        if isinstance(data, int) and not isinstance(data, bool):
+    if tp is int:  # every integer a record holds is a count, a size, an index or an id: never negative
+        if isinstance(data, int) and not isinstance(data, bool) and data >= 0:
             return data
-        raise _fail(where, "an integer", data)
+        raise _fail(where, "an integer (0 or more)", data)
     if tp is bool:
         if isinstance(data, bool):
             return data

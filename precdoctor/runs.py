@@ -80,6 +80,10 @@ class CompareRun(Run):
     reasons: list[str] = field(default_factory=list)
     allow_internal_nonfinite: bool = False
 
+    def validate(self, where: str) -> None:
+        if self.nodes < 1:
+            raise BadInput(f"{where}.nodes: a model has at least one node")
+
 
 @dataclass(kw_only=True)
 class ScanRun(Run):
@@ -123,6 +127,13 @@ class BisectRun(Run):
     artifacts: Artifacts
     allow_internal_nonfinite: bool = False
     internal_nonfinite: str | None = None  # the plan passes while new Inf/NaN is born inside (only when allowed, or unfixed)
+
+    def validate(self, where: str) -> None:
+        if self.nodes < 1 or self.budget < 1:
+            raise BadInput(f"{where}: a bisect run of {self.nodes} node(s) and a budget of {self.budget} is not one precdoctor wrote")
+        unknown = next((p for p in self.pins if p not in self.node_ops), None)
+        if unknown is not None:
+            raise BadInput(f"{where}.pins: {unknown!r} is not a node of the run (node_ops)")
 
     @property
     def origin(self) -> str | None:

@@ -31,7 +31,7 @@ from ..search import (Baselines, Evaluator, Journal, OurResult, SearchResult, ca
 from ..tasks.registry import TaskParams
 from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
 from .common import Clock, gather, load_graph, refuse_empty_outputs, versions
-from .confirm import Check, confirm
+from .confirm import Check, confirm, finite_inside, merge
 
 log = logging.getLogger("precdoctor")
 
@@ -118,7 +118,6 @@ class _Job:
 
 def _setup(p: BisectParams) -> tuple[_Job, InputInfo, list[str]]:
     output_criteria, task_criteria, inside = p.criteria()
-    outdir = ensure_dir(p.out)
     graph = load_graph(p.model)
     acc.check_outputs(output_criteria, graph.outputs, [o for o in graph.outputs if graph.is_float(o)])
     judge, warnings = None, []
@@ -126,12 +125,15 @@ def _setup(p: BisectParams) -> tuple[_Job, InputInfo, list[str]]:
         from ..tasks.judge import make_judge
 
         judge = make_judge(graph, p.model, p.task)
-        judge.store = _transcript_store(judge, p, outdir)
         samples = judge.samples()
         info = InputInfo(len(samples), "task")
     else:
         samples, info, warnings = gather(graph, p.inputs)
-    job = _Job(p, graph, samples, p.engine.make(), output_criteria, task_criteria, inside, outdir, judge)
+    backend = p.engine.make()
+    outdir = ensure_dir(p.out)  # only now: a run refused for its input leaves no folder behind
+    if judge is not None:
+        judge.store = _transcript_store(judge, p, outdir)
+    job = _Job(p, graph, samples, backend, output_criteria, task_criteria, inside, outdir, judge)
     return job, info, warnings
 
 
@@ -150,8 +152,6 @@ def run(p: BisectParams) -> BisectRun:
     log.info(f"precdoctor bisect: {p.model} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
              f"{job.backend.name}")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
-    for w in warnings:
-        log.warning(w)
     clock.lap("load")
     naive = job.compare(Plan(job.fmt.name))
     refuse_nan_reference(naive)
@@ -160,7 +160,7 @@ def run(p: BisectParams) -> BisectRun:
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
-    result, ev, log_, task_report = _search(job, naive, loc)
+    result, ev, log_, task_report, bound = _search(job, naive, loc)
     clock.lap("search")
     log.info(f"search: {result.status}, {len(result.pins)} pin(s), {result.evaluations} evaluation(s); {result.message}")
     baselines = _baselines(job, naive, ev, result) if p.baselines else None
@@ -177,7 +177,7 @@ def run(p: BisectParams) -> BisectRun:
     record = BisectRun(
         model=str(p.model), precision=job.fmt.name, verdict=result.status, message=result.message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
-        evaluation_bound=evaluation_bound(len(result.pins), len(loc.order)), budget=p.budget, budget_exhausted=result.budget_exhausted,
+        evaluation_bound=bound, budget=p.budget, budget_exhausted=result.budget_exhausted,
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.nodes}, inputs=info, engine=job.backend.info(), comparison=comparisons,
@@ -192,26 +192,17 @@ def _accepted(p: BisectParams) -> str:
     return f" (accepted: {ALLOW_INTERNAL})" if p.allow_internal_nonfinite else ""
 
 
-def _inside(job: _Job, comparison) -> acc.Verdict:
-    new = sum(t.nonfinite_new for t in comparison.tensors)
-    return acc.Verdict(new == 0, {acc.INSIDE: float(new)}, [acc.INSIDE] if new else [])
-
-
 def _judge_fn(job: _Job, naive):
     refs = [ref for ref, _ in naive.pairs]
 
     def judge(pins: frozenset) -> acc.Verdict:
         if not pins and naive.pairs:  # the naive plan is compared tensor by tensor already: finite-inside is free
             v = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
-            return _merge(v, _inside(job, naive)) if job.inside else v
+            return merge(v, finite_inside(naive)) if job.inside else v
         runner = job.backend.runner(job.graph, Plan(job.fmt.name, pins))
         return acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
 
     return judge
-
-
-def _merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
-    return acc.Verdict(a.passed and b.passed, {**a.measures, **b.measures}, a.failed + b.failed)
 
 
 def _fingerprint(job: _Job) -> str:
@@ -223,7 +214,7 @@ def _checks(job: _Job, report) -> list[Check]:
     """What confirms a searched plan: every tensor finite (unless allowed otherwise), then the task metric."""
     checks = []
     if job.inside:
-        checks.append(Check(acc.INSIDE, lambda pins: _inside(job, job.compare(Plan(job.fmt.name, pins)))))
+        checks.append(Check(acc.INSIDE, lambda pins: finite_inside(job.compare(Plan(job.fmt.name, pins)))))
     if job.judge is not None:
         from ..tasks.judge import Confirmation
 
@@ -237,22 +228,23 @@ def _checks(job: _Job, report) -> list[Check]:
     return checks
 
 
-def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object]:
-    """The search, confirmed by the task when there is one; returns the result, the proxy's evaluator,
-    every evaluation made (proxy and task-confirmed searches) and the task report."""
+def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object, int]:
+    """The search, confirmed by every check that applies (confirm.py); returns the result, the proxy's evaluator,
+    every evaluation made (the proxy's and a repair search's), the task report and the evaluation bound."""
     fp = _fingerprint(job)
     journal = Journal(job.outdir / "journal.jsonl", fp)
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
     result = search(loc.order, loc.suspects, ev)
     report = job.judge.report(job.task_criteria) if job.judge is not None else None
     first_pins = list(result.pins)
-    result, first = confirm(result, _checks(job, report), ev, job.outdir / "journal.confirm.jsonl", fp, loc.order, loc.suspects,
-                            job.p.budget)
-    if report is not None and first and result.pins != first_pins:
+    c = confirm(result, _checks(job, report), ev, job.outdir / "journal.confirm.jsonl", fp, loc.order, loc.suspects, job.p.budget)
+    if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 
-        report.confirmations.append(Confirmation(result.pins, result.status == "fixed", search_evaluations=result.evaluations))
-    return result, ev, list(ev.log), report
+        report.confirmations.append(Confirmation(c.result.pins, c.result.status == "fixed", search_evaluations=c.result.evaluations))
+    searched = first_pins if c.bound else c.result.pins  # a repair search adds its own bound to the first one's
+    bound = evaluation_bound(len(searched), len(loc.order)) + c.bound
+    return c.result, ev, list(ev.log) + c.log, report, bound
 
 
 def _baselines(job: _Job, naive, ev: Evaluator, result: SearchResult) -> Baselines:
@@ -291,7 +283,7 @@ RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES
 def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
     """The artifacts, pins.json, the report and run.json, written as a set: into a staging folder, moved into
     place together at the end (run.json last), so a failure leaves the previous set whole. The report is
-    rendered from the record run.json holds; --json gets the same record."""
+    rendered from the record run.json holds; --json gets the same record, written just before the move."""
     outdir = job.outdir
     with Staging(outdir, owned=RUN_FILES, marker="run.json") as stage:
         record.artifacts = write_artifacts(stage.dir, job.p.model, job.graph, plan, relative_to=outdir)
@@ -311,6 +303,6 @@ def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
 
             render_to(record, stage.dir / "index.html", stage.dir)
         dump_json(stage.dir / "run.json", record)
+        if job.p.json_out:  # before the set moves in: a --json that cannot be written leaves the previous set whole
+            dump_json(job.p.json_out, record)
         stage.commit()
-    if job.p.json_out:
-        dump_json(job.p.json_out, record)

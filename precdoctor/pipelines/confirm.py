@@ -10,10 +10,11 @@ adds the pins still needed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import acceptance as acc
+from ..limits import evaluation_bound
 from ..search import Evaluator, Journal, SearchResult, fingerprint, search
 
 log = logging.getLogger("precdoctor")
@@ -25,35 +26,49 @@ class Check:
     judge: Callable[[frozenset], acc.Verdict]
 
 
-def _merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
+def merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
     return acc.Verdict(a.passed and b.passed, {**a.measures, **b.measures}, a.failed + b.failed)
+
+
+def finite_inside(comparison) -> acc.Verdict:
+    """``finite-inside`` on a plan compared tensor by tensor: no new Inf/NaN anywhere in the graph."""
+    new = sum(t.nonfinite_new for t in comparison.tensors)
+    return acc.Verdict(new == 0, {acc.INSIDE: float(new)}, [acc.INSIDE] if new else [])
 
 
 def _judged(checks: list[Check], pins: frozenset) -> tuple[acc.Verdict, dict[str, acc.Verdict]]:
     per = {c.name: c.judge(pins) for c in checks}
     verdict = acc.Verdict(True)
     for v in per.values():
-        verdict = _merge(verdict, v)
+        verdict = merge(verdict, v)
     return verdict, per
 
 
+@dataclass
+class Confirmed:
+    result: SearchResult
+    first: dict[str, acc.Verdict]  # each check's verdict on the searched plan
+    bound: int  # evaluations the second search promises to stay within (0: none ran); the floor's re-check included
+    log: list = field(default_factory=list)  # the second search's evaluations
+
+
 def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_path, fp: str, order: list[str],
-            suspects: int, budget: int) -> tuple[SearchResult, dict[str, acc.Verdict]]:
-    """The plan, confirmed or repaired; and each check's verdict on the first plan (for the record)."""
+            suspects: int, budget: int) -> Confirmed:
+    """The plan, confirmed or repaired."""
     if not checks or result.status == "unfixed":
-        return result, {}
+        return Confirmed(result, {}, 0)
     verdict, first = _judged(checks, frozenset(result.pins))
     log.info(f"confirming {len(result.pins)} pin(s) with {', '.join(c.name for c in checks)}: "
-             + ("PASS" if verdict.passed else "fail ") + ", ".join(f"{k}={v:.4g}" for k, v in verdict.measures.items()))
+             + ("PASS  " if verdict.passed else "fail  ") + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in verdict.measures.items()))
     if verdict.passed:
-        return result, first
+        return Confirmed(result, first, 0)
 
     def together(pins: frozenset) -> acc.Verdict:
         v = ev.judge(pins)
         for c in checks:
             if not v.passed:
                 break
-            v = _merge(v, c.judge(pins))
+            v = merge(v, c.judge(pins))
         return v
 
     journal = Journal(journal_path, fingerprint(fp, [c.name for c in checks]))
@@ -68,4 +83,4 @@ def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_pa
                           f"for {names}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
     else:
         second.message = f"no plan met {names}: " + second.message
-    return second, first
+    return Confirmed(second, first, evaluation_bound(len(second.pins) - len(floor), len(rest)) + 1, list(ev2.log))

@@ -67,6 +67,7 @@ class Page:
     evaluations: list = field(default_factory=list)
     versions: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the run's: random data, FP32's own Inf/NaN, Inf/NaN accepted inside
 
 
 def _diff_html(ref: str, hyp: str) -> str:
@@ -104,6 +105,8 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
     prec = run.precision.upper()
     if run.command == "wer":
         return f"word error rate of {run.model} per configuration, on {run.task.clips} clips."
+    if run.verdict == "reference-nonfinite":  # the FP32 reference itself is NaN: nothing is blamed on the format
+        return "; ".join(run.reasons) + "."
     if run.verdict in ("healthy", "ok"):
         return f"{prec} is healthy on these inputs: no node needs FP32."
     parts = []
@@ -210,7 +213,7 @@ def _common(run, naive: Comparison) -> Page:
     page.naive, page.offenders = naive, _offenders(naive)
     page.trace, page.trace_more = naive.trace[:REPORT_TRACE], max(0, len(naive.trace) - REPORT_TRACE)
     page.marks = [(n, w) for n, w in ((naive.origin, "Inf/NaN origin"), (naive.first_divergence, "first divergence")) if n]
-    page.versions, page.notes = run.versions, list(naive.notes)
+    page.versions, page.notes, page.warnings = {"precdoctor": "?", **run.versions}, list(naive.notes), run.warnings
     page.facts = [("origin / first divergence", f"{naive.origin or '-'} / {naive.first_divergence or '-'}"),
                   ("engine", f"{run.engine.backend}: {run.engine.engine}")]
     page.facts += [(f"time, {STAGES.get(k, k)}", num(v, ".2f", "s")) for k, v in run.timing.items()]
@@ -220,7 +223,8 @@ def _common(run, naive: Comparison) -> Page:
 def build_page(run, outdir: Path | None) -> Page:
     if isinstance(run, WerRun):
         page = Page("wer", run.model, run.precision, "wer", verdict_sentence(run, None), f"{run.task.clips} clips, {run.engine.engine}")
-        page.task, page.task_rows, page.worst, page.versions = run.task, _task_rows(run.task), _worst(run.task), run.versions
+        page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
+        page.versions, page.warnings = {"precdoctor": "?", **run.versions}, run.warnings
         return page
     naive = run.comparison if isinstance(run, CompareRun) else run.comparison.naive
     page = _common(run, naive)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from ..files import plain_file, set_aside
 from ..records import Record
 
 log = logging.getLogger("precdoctor")
@@ -69,27 +70,15 @@ class Journal:
         self.entries: dict[tuple[str, ...], Evaluation] = {}
         if path is None:
             return
-        plain = path.is_file() and not path.is_symlink()
-        if (path.exists() or path.is_symlink()) and not (plain and self._replay(path)):
-            self._set_aside(path, "is not a journal of this run")
+        if (path.exists() or path.is_symlink()) and not (plain_file(path) and self._replay(path)):
+            stale = set_aside(path, "is not a journal of this run")
+            log.info(f"journal {path} is not a journal of this run; set aside as {stale.name}")
         if not path.exists():
             try:
                 with open(path, "x") as fh:
                     fh.write(json.dumps({"fingerprint": fp, "journal": "precdoctor bisect"}) + "\n")
             except OSError as exc:
                 raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
-
-    @staticmethod
-    def _set_aside(path: Path, why: str) -> None:
-        stale = path.with_suffix(".stale.jsonl")
-        k = 1
-        while stale.exists() or stale.is_symlink():
-            stale, k = path.with_suffix(f".stale{k}.jsonl"), k + 1
-        try:
-            os.replace(path, stale)
-        except OSError as exc:
-            raise BadInput(f"cannot set aside {path} ({why}): {exc.strerror or exc}") from None
-        log.info(f"journal {path} {why}; set aside as {stale.name}")
 
     def _replay(self, path: Path) -> bool:
         """Load the entries of a journal of this run; False when it belongs to another (or is unreadable)."""

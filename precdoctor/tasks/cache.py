@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BadInput
+from ..files import plain_file, set_aside
 from ..records import Record
 
 
@@ -40,16 +41,19 @@ class TranscriptStore:
     def __init__(self, path: Path, fp: str):
         self.path, self.fp = path, fp
         self.entries: dict[str, CachedTranscripts] = {}
-        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines() if path.is_file() else []
+        lines = path.read_bytes().decode("utf-8", errors="replace").split("\n") if plain_file(path) else []
         if lines and _header(lines[0]) == fp:
             for line in lines[1:]:
                 try:
                     e = CachedTranscripts.from_json(json.loads(line))
-                except (json.JSONDecodeError, BadInput):  # a damaged line: that plan is transcribed again
+                except (ValueError, RecursionError, BadInput):  # a damaged line: that plan is transcribed again
                     continue
                 self.entries[e.plan] = e
-        else:
-            path.write_text(json.dumps({"fingerprint": fp, "transcripts": "precdoctor"}) + "\n")
+            return
+        if (path.exists() or path.is_symlink()) and not plain_file(path):  # never written through, never blocked on
+            set_aside(path, "is not a plain file")
+        with open(path, "w") as fh:  # another run's file is replaced
+            fh.write(json.dumps({"fingerprint": fp, "transcripts": "precdoctor"}) + "\n")
 
     def get(self, plan_key: str) -> CachedTranscripts | None:
         return self.entries.get(plan_key)
@@ -65,6 +69,6 @@ class TranscriptStore:
 def _header(line: str) -> str | None:
     try:
         head = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
     return head.get("fingerprint") if isinstance(head, dict) else None

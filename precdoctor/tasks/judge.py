@@ -81,15 +81,16 @@ class TaskJudge:
     def label_free(self) -> bool:
         return self.params.label_free or all(c.text is None for c in self.clips)
 
-    def feed(self, audio) -> dict:
-        """The task's model input for one clip, checked against the model as any input sample is."""
+    def feed(self, k: int) -> dict:
+        """The task's model input for clip k, checked against the model as any input sample is."""
         from ..inputs import validate
 
-        return validate(self.graph, [self.task.feeds(audio, self.input_name)])[0]
+        where = f"the {self.task.name} task's input for clip {self.clips[k].id!r}"
+        return validate(self.graph, [self.task.feeds(self.audio[k], self.input_name)], where)[0]
 
     def samples(self) -> list[dict]:
         """Model inputs of the first clips: what the output-level search judges plans on."""
-        return [self.feed(a) for a in self.audio[: self.params.proxy_clips]]
+        return [self.feed(k) for k in range(min(self.params.proxy_clips, len(self.audio)))]
 
     def transcribe(self, runner, config: str) -> Transcripts:
         """Transcripts of every clip with ``runner`` as the model under test; tasks that can put a
@@ -99,9 +100,9 @@ class TaskJudge:
         if getattr(self.task, "test", "encoder") == "decoder":
             runner = self._fp32_runner()
         if hasattr(self.task, "decoder_for"):
-            hyps = [self.task.transcribe(runner(self.feed(a)), precision) for a in self.audio]
+            hyps = [self.task.transcribe(runner(self.feed(k)), precision) for k in range(len(self.audio))]
         else:
-            hyps = [self.task.transcribe(runner(self.feed(a))) for a in self.audio]
+            hyps = [self.task.transcribe(runner(self.feed(k))) for k in range(len(self.audio))]
         return Transcripts(config, hyps, time.perf_counter() - t)
 
     def _fp32_runner(self):
@@ -124,7 +125,7 @@ class TaskJudge:
     def _cached(self, key: str, config: str, runner) -> Transcripts:
         if key not in self.cache:
             stored = self.store.get(key) if self.store else None
-            if stored is not None:
+            if stored is not None and len(stored.hyps) == len(self.audio):  # a damaged entry is transcribed again
                 self.cache[key] = Transcripts(config, stored.hyps, stored.seconds)
             else:
                 self.cache[key] = tr = self.transcribe(runner(), config)

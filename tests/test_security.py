@@ -1,0 +1,268 @@
+"""Security: no name can leave its quoting in a command file, the report reads nothing outside its run
+folder, and output paths that are not plain files are never replaced.
+
+The command files are *executed* under bash, with stand-in trtexec, polygraphy and python that record
+their argv (NUL-separated, so exactly), on a model whose node names hold every hostile character.
+"""
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, run_cli
+
+sys.path.insert(0, str(ROOT / "fixtures"))
+import oddinputs  # noqa: E402
+
+STUB = """#!/bin/bash
+{ printf '%s\\0' "$(basename "$0")" "$@"; printf '\\n--end--\\n'; } >> "$ARGV_LOG"
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    """A bisect of the hostile model: every one of its nodes is a necessary pin, so every name is emitted."""
+    d = tmp_path_factory.mktemp("hostile")
+    m, sample = oddinputs.hostile_model()
+    import onnx
+
+    onnx.save(m, d / "hostile model.onnx")  # a space in the model's own path too
+    np.savez(d / "hostile.npz", **sample)
+    out = d / "out"
+    code, stdout, err = run_cli("bisect", d / "hostile model.onnx", "--inputs", d / "hostile.npz", "--out", out, "--quiet",
+                                "--no-baselines", "--budget", "1000")
+    assert code == 0, err
+    run = json.loads((out / "run.json").read_text())
+    assert sorted(run["pins"]) == sorted(oddinputs.HOSTILE_NAMES)
+    return out, d / "hostile model.onnx"
+
+
+def _run_file(path, cwd, tmp_path):
+    """``bash FILE`` with stand-ins first on PATH; returns the recorded invocations (program, argv...)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for prog in ("trtexec", "polygraphy", "python"):
+        (stubs / prog).write_text(STUB)
+        (stubs / prog).chmod(0o755)
+    log = tmp_path / "argv.log"
+    log.write_bytes(b"")
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "ARGV_LOG": str(log), "HOME": str(tmp_path)}
+    before = set(os.listdir(cwd))
+    r = subprocess.run(["bash", str(path)], cwd=cwd, env=env, capture_output=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    assert set(os.listdir(cwd)) == before, "running the command file created files"
+    calls = [c for c in log.read_bytes().split(b"\n--end--\n") if c]
+    return [[a.decode("utf-8") for a in c.split(b"\0")[:-1]] for c in calls]
+
+
+def _trtexec_pairs(value: str) -> list[tuple[str, str]]:
+    """trtexec's own reading of a --layerPrecisions value (sampleOptions.cpp, see field-research.md 1.3)."""
+    def split_vec(s, sep):
+        out, start, n = [], 0, len(s)
+        while start < n:
+            idx = s.find(sep, start)
+            idx = n if idx == -1 else idx
+            out.append(s[start:idx])
+            if idx == n - 1:
+                out.append("")
+            start = idx + 1
+        return out
+
+    def name_value(s):
+        q = split_vec(s, "'")
+        if len(q) != 1:
+            assert len(q) == 3, s
+            return q[0] + q[1], q[2][1:]
+        p = split_vec(s, ":")
+        return (":".join(p[:-1]) if len(p) > 1 else p[0]), p[-1]
+
+    return [name_value(e) for e in split_vec(value, ",")]
+
+
+@pytest.mark.parametrize("artifact", ["trtexec.txt", "polygraphy.txt", "autocast.txt", "trtexec-11.txt"])
+def test_every_command_file_runs_exactly_its_command(artifact, hostile_run, tmp_path):
+    from precdoctor.artifacts import unexpressible
+
+    out, model = hostile_run
+    calls = _run_file(out / artifact, out, tmp_path)
+    assert len(calls) == 1, calls  # one command, and nothing else ran (no PWNED_* either: see the cwd check)
+    prog, *argv = calls[0]
+    rel = os.path.relpath(model, out)
+    pins = sorted(oddinputs.HOSTILE_NAMES)
+    if artifact == "trtexec.txt":
+        ok = [p for p in pins if unexpressible("trtexec", p) is None]
+        assert prog == "trtexec" and argv[:3] == [f"--onnx={rel}", "--fp16", "--precisionConstraints=obey"]
+        flags = [a.split("=", 1)[0] for a in argv]
+        assert len(flags) == len(set(flags)), "a flag given twice makes trtexec fail"
+        lp = next(a.split("=", 1)[1] for a in argv if a.startswith("--layerPrecisions="))
+        assert _trtexec_pairs(lp) == [(p, "fp32") for p in ok]
+        lo = next(a.split("=", 1)[1] for a in argv if a.startswith("--layerOutputTypes="))
+        assert _trtexec_pairs(lo) == [(p, "fp32") for p in ok]
+        assert not any("*" in p for p, _ in _trtexec_pairs(lp)), "'*' is a wildcard to trtexec"
+    elif artifact == "polygraphy.txt":
+        ok = [p for p in pins if unexpressible("polygraphy", p) is None]
+        assert prog == "polygraphy"
+        assert argv == ["run", rel, "--trt", "--onnxrt", "--fp16", "--precision-constraints", "obey", "--layer-precisions",
+                        *[f"{p}:float32" for p in ok]]
+        from polygraphy.tools.args import util as args_util
+
+        assert args_util.parse_arglist_to_dict(argv[8:]) == {p: "float32" for p in ok}
+        assert not any(a.startswith("-") for a in argv[8:])  # argparse would read such a word as an option
+    elif artifact == "autocast.txt":
+        assert prog == "python" and argv[:5] == ["-m", "modelopt.onnx.autocast", f"--onnx_path={rel}",
+                                                 "--output_path=model.autocast.onnx", "--low_precision_type=fp16"]
+        regexes = argv[argv.index("--nodes_to_exclude") + 1: argv.index("--data_max=inf")]
+        # AutoCast applies re.match(regex, node.name): each regex picks exactly its own node among all names
+        for rx, name in zip(regexes, pins):
+            assert [n for n in oddinputs.HOSTILE_NAMES if re.match(rx, n)] == [name], (rx, name)
+        assert len(regexes) == len(pins)
+    else:
+        assert prog == "trtexec" and argv == ["--onnx=model.mixed.onnx", "--profilingVerbosity=detailed",
+                                              "--exportLayerInfo=layers.json", "--saveEngine=model.plan"]
+
+
+def test_command_files_hold_no_control_character(hostile_run):
+    out, _ = hostile_run
+    for name in ("trtexec.txt", "polygraphy.txt", "autocast.txt", "trtexec-11.txt"):
+        text = (out / name).read_text(encoding="utf-8")
+        for line in text.split("\n"):
+            assert line.isprintable(), (name, line)
+        comments = [ln for ln in text.split("\n") if ln.startswith("#")]
+        assert all(ln.isascii() for ln in comments)
+
+
+def test_names_no_tool_can_express_are_reported_not_emitted(tmp_path):
+    from precdoctor.artifacts import autocast_command, polygraphy_args, shell_word, trtexec_command, unexpressible
+    from precdoctor.plan import Plan
+
+    plan = Plan("fp16", frozenset({"nul\0byte", "plain"}))
+    for fmt in ("trtexec", "polygraphy", "autocast"):
+        assert unexpressible(fmt, "nul\0byte") and unexpressible(fmt, "plain") is None
+    cmd, bad = trtexec_command("m.onnx", plan)
+    assert bad == ["nul\0byte"] and "\0" not in cmd
+    assert "\0" not in polygraphy_args("m.onnx", plan) and "\0" not in autocast_command("m.onnx", plan)
+    with pytest.raises(ValueError):
+        shell_word("a\0b")
+
+
+def test_pins_command_reemits_the_same_files(hostile_run, tmp_path):
+    out, _ = hostile_run
+    re_dir = out / "re"  # one folder down: the same command but for the model's relative path
+    for fmt, name in (("trtexec", "trtexec.txt"), ("polygraphy", "polygraphy.txt"), ("autocast", "autocast.txt")):
+        code, stdout, err = run_cli("pins", out / "pins.json", "--format", fmt, "--out", re_dir)
+        assert code == 0, err
+        assert (re_dir / name).read_text().replace("../", "", 1) == (out / name).read_text()
+        calls = _run_file(re_dir / name, re_dir, tmp_path)
+        assert len(calls) == 1
+
+
+# ---- the report reads nothing outside its run folder
+
+def _compare_run(tmp_path):
+    m, sample = oddinputs.masked_model()
+    import onnx
+
+    onnx.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "m.npz", **sample)
+    code, _, err = run_cli("bisect", tmp_path / "m.onnx", "--inputs", tmp_path / "m.npz", "--out", tmp_path / "run", "--quiet",
+                           "--no-baselines", "--no-report")
+    assert code == 0, err
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent", "symlink", "hardlink", "fifo", "nul"])
+def test_report_reads_nothing_outside_its_run_folder(where, tmp_path):
+    run = _compare_run(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n")
+    data = json.loads((run / "run.json").read_text())
+    name = {"absolute": str(secret), "parent": "../secret.txt", "nul": "trtexec.txt\0../secret.txt"}.get(where, "trtexec.txt")
+    if where == "symlink":
+        (run / "trtexec.txt").unlink()
+        (run / "trtexec.txt").symlink_to(secret)
+    elif where == "hardlink":
+        (run / "trtexec.txt").unlink()
+        os.link(secret, run / "trtexec.txt")
+    elif where == "fifo":
+        (run / "trtexec.txt").unlink()
+        os.mkfifo(run / "trtexec.txt")
+    data["artifacts"]["trtexec"] = name
+    (run / "run.json").write_text(json.dumps(data))
+    code, stdout, err = run_cli("report", run / "run.json", "-o", tmp_path / "r.html")
+    assert code in (0, 2) and "Traceback" not in err
+    if code == 2:
+        assert len(err.strip().splitlines()) == 1 and "not a file name inside the run's folder" in err
+        assert not (tmp_path / "r.html").exists()
+    else:
+        assert "TOP-SECRET" not in (tmp_path / "r.html").read_text()
+        assert where in ("symlink", "hardlink", "fifo")
+
+
+# ---- output paths
+
+def test_json_to_a_fifo_is_written_into_it_not_replaced(planted_dir, tmp_path):
+    import threading
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    got = {}
+
+    def reader():
+        with open(fifo, "rb") as fh:
+            got["data"] = fh.read()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    code, _, err = run_cli("compare", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--json", fifo)
+    t.join(30)
+    assert code == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and json.loads(got["data"])["command"] == "compare"
+
+
+def test_json_to_a_device_keeps_the_device(planted_dir, tmp_path):
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a /dev/null of our own: the real one is never at risk
+    except (PermissionError, OSError):
+        pytest.skip("cannot create a device node here")
+    code, _, err = run_cli("compare", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--json", dev)
+    assert code == 0, err
+    assert stat.S_ISCHR(os.lstat(dev).st_mode)
+
+
+def test_json_through_a_symlink_writes_its_target(planted_dir, tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    code, _, err = run_cli("compare", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--json", link)
+    assert code == 0, err
+    assert link.is_symlink() and json.loads(target.read_text())["command"] == "compare"
+
+
+def test_json_to_stdout_prints_the_json_and_the_summary_to_stderr(planted_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for dest in ("-", "/dev/stdout"):
+        r = subprocess.run([sys.executable, "-m", "precdoctor.cli", "compare", str(planted_dir / "healthy.onnx"), "--inputs",
+                            str(planted_dir / "healthy.npz"), "--json", dest], capture_output=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["command"] == "compare" and b"verdict: OK" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "precdoctor.cli", "bisect", str(planted_dir / "healthy.onnx"), "--inputs",
+                        str(planted_dir / "healthy.npz"), "--out", str(tmp_path / "o"), "--quiet", "--json", "-"],
+                       capture_output=True, env=env, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout) == json.loads((tmp_path / "o" / "run.json").read_text())
+    assert os.path.islink("/dev/stdout")  # still the link it was, never replaced by a file
+
+
+def test_output_that_would_overwrite_an_input_is_refused(planted_dir, tmp_path):
+    model = tmp_path / "m.onnx"
+    shutil.copy(planted_dir / "healthy.onnx", model)
+    code, _, err = run_cli("compare", model, "--inputs", planted_dir / "healthy.npz", "--json", model)
+    assert code == 2 and "which this command reads" in err
+    assert model.read_bytes() == (planted_dir / "healthy.onnx").read_bytes()
