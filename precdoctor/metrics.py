@@ -52,20 +52,6 @@ class Metrics(Record):
             return math.inf
         return 0.0 if math.isnan(self.rel_l2) else self.rel_l2
 
-    def describe(self, cosine_spec: str = ".6f") -> str:
-        """The metrics as people read them, non-finite values first (norms of a NaN row are never shown as 0)."""
-        from .terminal import g
-
-        parts = []
-        if self.nonfinite_ref:
-            parts.append(f"FP32 itself non-finite on {self.nonfinite_ref} of {self.elements} elements")
-        if self.nonfinite_new:
-            parts.append(f"{self.nonfinite_new} new Inf/NaN")
-        if not self.compared:
-            return "; ".join(parts + ["no element finite in both to measure an error on"])
-        over = f" over the {self.compared} finite element(s)" if parts else ""
-        return "; ".join(parts + [f"rel-L2 {g(self.rel_l2)}, max-abs {g(self.max_abs)}, cosine {g(self.cosine, cosine_spec)}{over}"])
-
 
 def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
     n = max(raw[IDX["n"]], 1.0)

@@ -36,14 +36,12 @@ def _outputs(c) -> list[str]:
     ref = any(o.metrics is not None and o.metrics.nonfinite_ref for o in c.outputs.values())
     rows = []
     for name, o in c.outputs.items():
-        first = [name] + (["-"] if ref else [])
+        m = o.metrics
+        first = [name] + ([f"{m.nonfinite_ref} of {m.elements}" if m else "-"] if ref else [])
         if o.kind == "exact":
             rows.append(first + ["-", "-", "-", "-", f"{o.mismatch} of {o.elements} elements differ from FP32"])
             continue
-        m = o.metrics
-        first += [f"{m.nonfinite_ref} of {m.elements}"] if ref else []
-        rows.append(first[:2 if ref else 1] + [g(m.rel_l2), g(m.max_abs), g(m.cosine, ".6f"), m.nonfinite_new,
-                                                f"{o.positions_off} of {o.positions}"])
+        rows.append(first + [g(m.rel_l2), g(m.max_abs), g(m.cosine, ".6f"), m.nonfinite_new, f"{o.positions_off} of {o.positions}"])
     head = ["output"] + (["FP32 itself Inf/NaN"] if ref else []) + ["rel. L2", "max abs", "cosine", "new Inf/NaN", "positions off"]
     return table(head, rows, set(range(1, len(head))))
 

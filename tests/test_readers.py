@@ -87,7 +87,7 @@ def test_integer_inputs_that_would_wrap_are_refused(tmp_path):
     ({"pins": ["a"], "model": 3}, "expected a string"),
     ({"pins": ["a"], "surprise": True}, "unknown field"),
     ({"pins": [""]}, "empty name"),
-    ({"pins": ["a"], "evaluations": -3}, "expected a count"),
+    ({"pins": ["a"], "evaluations": -3}, "0 or more"),
     ("just a string", "expected an object"),
 ], ids=["ints", "why-string", "precision", "model-int", "unknown", "empty-name", "negative", "string"])
 def test_pins_files_are_validated_field_by_field(content, needle, planted_dir, tmp_path):

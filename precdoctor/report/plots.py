@@ -20,7 +20,7 @@ def _series(page) -> list[Series]:
     errors = [[t.rel_l2 if math.isfinite(t.rel_l2) and not t.nonfinite_new else math.nan for t in comp.tensors]
               for _, comp in page.series]
     # exact tensors (error 0) sit on the axis floor, a little under the smallest error drawn, not at 1e-9
-    floor = min((y for ys in errors for y in ys if y > 0), default=1e-6) / 3
+    floor = max(min((y for ys in errors for y in ys if y > 0), default=1e-6) / 3, 1e-300)  # never 0: a log axis
     for k, ((label, comp), ys) in enumerate(zip(page.series, errors)):
         color, width, dash = SERIES_STYLE[k % len(SERIES_STYLE)]
         out.append(Series(label, [t.index for t in comp.tensors], [max(y, floor) if y == y else y for y in ys], color, width, dash,

@@ -65,6 +65,7 @@ class Chart:
 def _y_bounds(chart: Chart, x0: float, x1: float) -> tuple[float, float]:
     vals = [y for s in chart.series for x, y in zip(s.xs, s.ys) if x0 <= x <= x1 and y > 0 and math.isfinite(y)]
     vals += [r.y for r in chart.rules if r.y is not None and r.y > 0]
+    vals = [min(max(v, 1e-300), 1e300) for v in vals]  # a run file may hold any float: decades stay representable
     if not vals:
         return 1e-6, 1.0
     lo, hi = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))

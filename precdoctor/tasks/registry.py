@@ -8,6 +8,7 @@ A plug-in factory is called as ``factory(model_path, params)`` with the
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -130,6 +131,15 @@ class Plugin:
             raise
         except Exception as exc:
             raise BadInput(f"task plug-in {self.spec!r}: {method}() raised {type(exc).__name__}: {_line(exc)}") from None
+
+    def files(self) -> list[str]:
+        """Files the plug-in reads besides the model (its optional ``files()``), for fingerprints."""
+        if not callable(getattr(self.task, "files", None)):
+            return []
+        out = self._call("files")
+        if not isinstance(out, (list, tuple)) or not all(isinstance(f, (str, os.PathLike)) for f in out):
+            raise BadInput(f"task plug-in {self.spec!r}: files() must return a list of paths")
+        return [str(f) for f in out]
 
     def describe(self) -> dict:
         from ..records import encode
