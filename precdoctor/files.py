@@ -113,13 +113,36 @@ def check_output_file(path: str | Path | None, keep: tuple = ()) -> None:
     check_output_dir(target.parent)
 
 
+def regular_file(path: str | Path, what: str) -> Path:
+    """``path`` as a file to read, or one BadInput line: missing, a folder, or not a regular file (a FIFO with
+    no writer would block the run forever, a device never ends)."""
+    p = Path(path)
+    if "\0" in str(p):
+        raise BadInput(f"{what} path {str(p)!r} holds a NUL byte")
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise BadInput(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise BadInput(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise BadInput(f"{what} {p} is a folder")
+    if not stat.S_ISREG(mode):
+        raise BadInput(f"{what} {p} is not a regular file (a FIFO, device or socket); give a file")
+    return p
+
+
+def check_set(outdir: str | Path, names, keep: tuple = ()) -> None:
+    """Refuse, before any work, a folder where writing the set ``names`` would replace a file the command reads."""
+    for name in names:
+        for k in keep:
+            if k is not None and same_file(Path(outdir) / name, k):
+                raise BadInput(f"refusing to write into {outdir}: its {name} would replace {k}, which this command reads")
+
+
 def read_json(path: str | Path, what: str):
     """The JSON value in a user's file; a missing, unreadable, non-UTF-8 or non-JSON file is one BadInput line."""
-    path = Path(path)
-    if "\0" in str(path):
-        raise BadInput(f"{what} path {str(path)!r} holds a NUL byte")
-    if path.is_dir():
-        raise BadInput(f"{what} {path} is a folder")
+    path = regular_file(path, what)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:

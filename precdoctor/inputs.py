@@ -17,7 +17,7 @@ import numpy as np
 from onnx import helper
 
 from .errors import BadInput
-from .files import read_json
+from .files import read_json, regular_file
 from .graph import GraphView
 
 Sample = dict[str, np.ndarray]
@@ -44,9 +44,7 @@ class InputSpec:
         if self.files and self.shapes:
             raise BadInput("--input-shapes makes random data; with --inputs the shapes come from the files (give one or the other)")
         for f in self.files:
-            p = Path(f)
-            if "\0" in str(f) or not p.is_file():
-                raise BadInput(f"inputs file not found: {f}" if not p.is_dir() else f"inputs file {f} is a folder")
+            regular_file(f, "inputs file")
         parse_shapes(self.shapes)
 
     def samples(self, graph: GraphView) -> list[Sample]:

@@ -85,3 +85,13 @@ def test_a_journal_that_is_not_a_plain_file_is_set_aside(planted_dir, tmp_path):
     assert code == 0, err
     assert victim.read_text() == "not to be appended to\n"
     assert (out / "journal.stale.jsonl").is_symlink() and (out / "journal.jsonl").is_file()
+
+
+def test_a_set_that_would_replace_the_model_is_refused(planted_dir, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    model = out / "model.mixed.onnx"  # the input model has the name of an artifact of the set
+    model.write_bytes((planted_dir / "ln_overflow.onnx").read_bytes())
+    code, _, err = run_cli("bisect", model, "--inputs", planted_dir / "ln_overflow.npz", "--out", out)
+    assert code == 2 and "would replace" in err and len(err.strip().splitlines()) == 1
+    assert model.read_bytes() == (planted_dir / "ln_overflow.onnx").read_bytes()

@@ -287,3 +287,23 @@ def test_a_damaged_journal_is_set_aside_and_the_run_continues(planted_dir, tmp_p
     (out / "journal.jsonl").write_bytes(b"\xff\xfe not a header\n")
     code, _, err = run_cli(*args)
     assert code == 0 and (out / "journal.stale.jsonl").read_bytes().startswith(b"\xff\xfe"), err
+
+
+# ---- files that are not files
+
+
+@pytest.mark.parametrize("which", ["model", "inputs", "pins", "layer-info", "run-json", "vocab"])
+def test_a_fifo_given_as_a_file_is_refused_not_waited_on(which, planted_dir, tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: reading it would block the run forever
+    (tmp_path / "pins.json").write_text(json.dumps({"pins": ["head/MatMul"]}))
+    healthy = [planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz"]
+    args = {"model": ["compare", fifo, "--input-shapes", "x:[1]"],
+            "inputs": ["compare", planted_dir / "healthy.onnx", "--inputs", fifo],
+            "pins": ["compare", *healthy, "--pins", fifo],
+            "layer-info": ["check-engine", planted_dir / "healthy.onnx", "--pins", tmp_path / "pins.json", "--layer-info", fifo],
+            "run-json": ["report", fifo, "-o", tmp_path / "r.html"],
+            "vocab": ["wer", planted_dir / "healthy.onnx", "--task", "ctc", "--vocab", fifo, "--data", tmp_path]}[which]
+    bad(args, "not a regular file")

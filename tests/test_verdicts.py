@@ -136,6 +136,9 @@ def test_verdicts_on_random_data_say_so_everywhere(cmd, planted_dir, tmp_path):
     if cmd == "bisect":
         assert any("random data" in w for w in json.loads((tmp_path / "o" / "pins.json").read_text())["warnings"])
         assert "seeded random data" in (tmp_path / "o" / "index.html").read_text()
+    if cmd == "compare":
+        assert run_cli("report", tmp_path / "r.json", "-o", tmp_path / "r.html")[0] == 0
+        assert "seeded random data" in (tmp_path / "r.html").read_text()
 
 
 def test_inputs_that_would_lie(planted_dir, tmp_path):

@@ -8,6 +8,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from ..errors import BadInput
+from ..files import regular_file
 from ..limits import INLINE_LIMIT
 from .naming import name_nodes
 from .weights import inline_bytes
@@ -69,9 +70,7 @@ def _check_strings(model: onnx.ModelProto, path: Path) -> None:
 
 def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Load, validate and name a model; every failure is a one-line BadInput."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"model file not found: {path}")
+    path = regular_file(path, "model file")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:

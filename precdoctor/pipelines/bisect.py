@@ -19,7 +19,7 @@ from ..artifacts import FILES, Artifacts, write_artifacts
 from ..backends import EngineParams
 from ..comparison import compare_plan, hidden_nonfinite
 from ..errors import BadInput
-from ..files import Staging, check_output_dir, check_output_file, dump_json, ensure_dir
+from ..files import Staging, check_output_dir, check_output_file, check_set, dump_json, ensure_dir
 from ..graph import concrete_shapes, node_flops
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
@@ -75,6 +75,7 @@ class BisectParams:
         if self.task is not None:
             self.task.check()
         check_output_dir(self.out)
+        check_set(self.out, RUN_FILES, keep=(self.model, *self.inputs.files))
         check_output_file(self.json_out, keep=(self.model, *self.inputs.files))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..artifacts import FILES, FORMATS, write_artifacts
 from ..errors import BadInput
-from ..files import Staging, check_output_dir
+from ..files import Staging, check_output_dir, check_set
 from ..graph import open_model
 from ..pinsfile import read_pins
 from ..plan import Plan, resolve_selectors
@@ -35,8 +35,9 @@ def run(p: PinsParams) -> list[Path]:
     model = Path(p.model) if p.model else saved.model_path(p.pins_file)
     if model is None:
         raise BadInput(f"{p.pins_file} names no model; pass --model")
-    if not model.is_file():
+    if not model.exists():
         raise BadInput(f"model file not found: {model} (named by {p.pins_file}); pass --model to point elsewhere")
+    check_set(p.out, FILES[p.format], keep=(p.pins_file, model))
     graph = open_model(model)
     missing = [n for n in saved.pins if not graph.has_node(n)]
     if missing:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, require
+from ..files import regular_file
 
 log = logging.getLogger("precdoctor")
 
@@ -33,9 +34,7 @@ def load_audio(path: str | Path, rate: int) -> np.ndarray:
     sf = require("soundfile", "asr", "reading audio")
     soxr = require("soxr", "asr", "resampling audio")
 
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"audio file not found: {path}")
+    path = regular_file(path, "audio file")
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError, RuntimeError, TypeError...

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
-from ..files import read_json
+from ..files import read_json, regular_file
 from ..limits import MAX_VOCAB_ID
 from .audio import read_text
 
@@ -29,9 +29,7 @@ def _from_table(table, path: Path) -> list[str]:
 
 def load_vocab(path: str | Path) -> list[str]:
     """Hugging Face vocab.json (token -> id) or one token per line (line number = id)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(f"vocabulary not found: {path}")
+    path = regular_file(path, "vocabulary")
     if path.suffix == ".json":
         return _from_table(read_json(path, "vocabulary"), path)
     vocab = read_text(path, "vocabulary").split("\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, require
-from ..files import read_json
+from ..files import read_json, regular_file
 from ..graph import open_model
 from ..records import Record
 from .logmel import SAMPLE_RATE, log_mel
@@ -54,9 +54,8 @@ class WhisperTask:
     def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder"):
         tokenizers = require("tokenizers", "asr", "the whisper task")
 
-        for p in (decoder, tokenizer):
-            if not Path(p).is_file():
-                raise BadInput(f"whisper task: file not found: {p}")
+        for p, what in ((decoder, "whisper task: decoder"), (tokenizer, "whisper task: tokenizer")):
+            regular_file(p, what)
         meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
         m = read_meta(meta_path)
         self.sot, self.no_ts, self.eot = m.sot, m.no_timestamps, m.eot
