@@ -14,6 +14,24 @@ For the Whisper tiny.en encoder and every planted fixture, in FP16 and BF16:
 
 ``--cpu-stand-in`` runs the same plumbing with the emulation in place of the
 GPU (a dry run of the script, not a measurement).
+
+On the lent GPU machine (device tool: no network there, at most 64 MiB carried
+per call, a warm machine keeps /tmp between calls), onnxruntime-gpu travels in
+parts. Here, once (``.gpu/`` is git-ignored)::
+
+    pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 -d .gpu onnxruntime-gpu==1.31.1
+    (cd .gpu && unzip -q onnxruntime_gpu-*.whl -d whl && tar -C whl -cf - . | xz -6 -T2 > ort.tar.xz \
+        && split -b 52M -d ort.tar.xz ort-gpu.part && rm -r whl ort.tar.xz && sha256sum ort-gpu.part* > SHA256SUMS)
+
+then one call per part, back to back so the machine stays warm, each carrying
+one part (``carry: [".gpu/ort-gpu.part00"]`` ...) and appending it:
+``mkdir -p /tmp/ort && cp .gpu/ort-gpu.part0* /tmp/ort/``; and in the call
+that runs, first: ``(cd /tmp/ort && cat ort-gpu.part* | xz -d | tar -x -C /tmp/site)
+&& export PYTHONPATH=/tmp/site:$PWD`` (the image's own onnxruntime is a CPU
+build; /tmp/site shadows it) and ``python3 -c "import onnxruntime as o;
+o.preload_dlls(); print(o.get_available_providers())"`` (CUDA and cuDNN come
+from the image's PyTorch wheels, which preload_dlls finds).
 """
 from __future__ import annotations
 
