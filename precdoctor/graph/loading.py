@@ -10,6 +10,7 @@ from google.protobuf.message import DecodeError
 from ..errors import BadInput
 from ..files import regular_file
 from ..limits import INLINE_LIMIT
+from .containers import normalize
 from .naming import name_nodes
 from .weights import inline_bytes
 
@@ -91,5 +92,6 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
             onnx.checker.check_model(str(path))
     except Exception as exc:  # ValidationError, or errors of the custom-domain kind
         raise BadInput(f"{path} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
+    normalize(model, str(path))
     name_nodes(model)
     return model

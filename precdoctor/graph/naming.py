@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import onnx
 
+from .bodies import body_graphs, walk_nodes
+
 MARK = "@pd"  # appended to generated names, so they read as precdoctor's in a graph dump
 
 
 def name_nodes(model: onnx.ModelProto) -> None:
-    """Give every top-level node a unique, deterministic name (TensorRT's convention for unnamed ones)."""
+    """Give every node a unique, deterministic name (TensorRT's convention for unnamed ones): the
+    top-level nodes first, then the nodes of If/Loop/Scan bodies, unique across the whole model so
+    that a pin names one node wherever it lives."""
     seen: dict[str, int] = {}
-    for node in model.graph.node:
+    top = list(model.graph.node)
+    inner = [n for node in top for _, g in body_graphs(node) for n in walk_nodes(g)]
+    for node in top + inner:
         base = node.name or f"node_of_{node.output[0] if node.output else node.op_type}"
         name = base
         while name in seen:

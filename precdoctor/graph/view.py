@@ -16,24 +16,10 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..errors import BadInput
-from ..ops import subgraphs
+from .bodies import Bodies, index_bodies, subgraph_inputs, walk_graphs
 from .weights import WeightStore, inline_bytes
 
 FLOAT = TensorProto.FLOAT
-
-
-def subgraph_inputs(node: onnx.NodeProto) -> set[str]:
-    """Outer-scope names a control-flow node's subgraphs read (implicit inputs)."""
-    names: set[str] = set()
-    for g in subgraphs(node):
-        defined = {i.name for i in g.input} | {i.name for i in g.initializer}
-        for n in g.node:
-            defined.update(n.output)
-        for n in g.node:
-            names.update(i for i in n.input if i and i not in defined)
-            names.update(subgraph_inputs(n) - defined)
-        names.update(o.name for o in g.output if o.name not in defined)
-    return names
 
 
 @dataclass
@@ -50,6 +36,8 @@ class GraphView:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     store: WeightStore | None = field(default=None, repr=False)
+    bodies: Bodies = field(default_factory=Bodies, repr=False)  # nodes inside If/Loop/Scan bodies
+    decisions: list[str] = field(default_factory=list)  # flat analysis graphs: tensors that decided a branch or trip count
     derived: dict = field(default_factory=dict, repr=False)  # facts computed once per view
     _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
 
@@ -65,10 +53,28 @@ class GraphView:
         return 1
 
     def has_node(self, name: str) -> bool:
-        return name in self._by_name
+        """A node of the graph or of a control-flow body (names are unique across both)."""
+        return name in self._by_name or name in self.bodies.nodes
 
     def node(self, name: str) -> onnx.NodeProto:
-        return self._by_name[name]
+        return self._by_name[name] if name in self._by_name else self.bodies.nodes[name]
+
+    def producer_of(self, tensor: str) -> onnx.NodeProto | None:
+        """The node making ``tensor``, in the graph or in a body."""
+        return self.producer.get(tensor) or self.bodies.producer.get(tensor)
+
+    def readers(self, tensor: str) -> list[onnx.NodeProto]:
+        """Nodes reading ``tensor``, in the graph (control-flow nodes whose bodies read it included) or in a body."""
+        return list(self.consumers.get(tensor, [])) + list(self.bodies.consumers.get(tensor, []))
+
+    def all_nodes(self) -> list[onnx.NodeProto]:
+        """Top-level nodes in topological order, each control-flow node followed by its body nodes."""
+        out = []
+        for n in self.nodes:
+            out.append(n)
+            if n.name in self.bodies.parent.values():
+                out.extend(self.bodies.nodes[b] for b in self.bodies.inside(n.name))
+        return out
 
     def is_float(self, tensor: str) -> bool:
         return self.elem_type.get(tensor) == FLOAT
@@ -104,7 +110,7 @@ class GraphView:
         return m
 
 
-def _toposort(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+def toposort(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
     pending = list(graph.node)
     ordered: list[onnx.NodeProto] = []
@@ -134,30 +140,34 @@ def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
     except Exception:  # large or exotic models: fall back to what the file declares
         inferred = model
-    g = inferred.graph
-    for vi in list(g.input) + list(g.value_info) + list(g.output):
-        tt = vi.type.tensor_type
-        if vi.type.HasField("tensor_type") and tt.elem_type:
-            types[vi.name] = tt.elem_type
-            if tt.HasField("shape"):
-                ranks[vi.name] = len(tt.shape.dim)
+    for g in walk_graphs(inferred.graph):  # body tensors too: names are unique across the model
+        for init in g.initializer:
+            types.setdefault(init.name, init.data_type)
+            ranks.setdefault(init.name, len(init.dims))
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            tt = vi.type.tensor_type
+            if vi.type.HasField("tensor_type") and tt.elem_type:
+                types[vi.name] = tt.elem_type
+                if tt.HasField("shape"):
+                    ranks[vi.name] = len(tt.shape.dim)
     return types, ranks
 
 
-def view(model: onnx.ModelProto, copy: bool = True) -> GraphView:
-    """The view of a loaded model. Large initializers move to a WeightStore; ``copy=False`` lets
-    that change the model given (for a model nobody else holds, as ``open_model`` does)."""
+def view(model: onnx.ModelProto, copy: bool = True, store: WeightStore | None = None) -> GraphView:
+    """The view of a loaded model. Large initializers move to a WeightStore (``store``, when a model derived
+    from another view shares its weights); ``copy=False`` lets that change the model given (for a model
+    nobody else holds, as ``open_model`` does)."""
     if copy:
         m = onnx.ModelProto()
         m.CopyFrom(model)
         model = m
-    store = None
-    if any(inline_bytes(i) >= WeightStore.MIN_BYTES for i in model.graph.initializer):
+    if store is None and any(inline_bytes(i) >= WeightStore.MIN_BYTES for i in model.graph.initializer):
         store = WeightStore()
+    if store is not None:
         store.externalize(model)
     g = model.graph
     v = GraphView(model=model, store=store)
-    v.nodes = _toposort(g)
+    v.nodes = toposort(g)
     v.initializers = {i.name: i for i in g.initializer}
     v.inputs = [i.name for i in g.input if i.name not in v.initializers]
     v.outputs = [o.name for o in g.output]
@@ -172,6 +182,7 @@ def view(model: onnx.ModelProto, copy: bool = True) -> GraphView:
         for i in subgraph_inputs(node):
             v.consumers[i].append(node)
     v._by_name = {n.name: n for n in v.nodes}
+    v.bodies = index_bodies(v.nodes)
     return v
 
 
