@@ -46,12 +46,16 @@ def engine_options(fn):
     from .backends import BACKENDS, GRAPH_OPT_LEVELS, TRT_TYPING
     from .emulation import PROFILES
     from .limits import MEMORY_BUDGET_GB
+    from .recurrent import MODES
 
     return _stack(fn, [
         click.option("--profile", type=click.Choice(PROFILES), default="fused", show_default=True,
                      help="Fused-op numerics: fused = LayerNormalization/InstanceNormalization FP32 inside (TensorRT, ORT CUDA); "
                           "strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm chains fused "
                           "as ONNX Runtime's graph optimizations do."),
+        click.option("--recurrent", type=click.Choice(MODES), default="steps", show_default=True,
+                     help="LSTM/GRU/RNN numerics: steps = every op of each step rounded, state included (TensorRT's unrolled "
+                          "loop); cudnn = GEMM outputs and state rounded per step, gate math FP32; op = outputs rounded only."),
         click.option("--backend", type=click.Choice(BACKENDS), default="emulate", show_default=True,
                      help="emulate: CPU emulation; ort-cuda: onnxruntime-gpu kernels; trt: TensorRT via Polygraphy."),
         click.option("--graph-opt", type=click.Choice(GRAPH_OPT_LEVELS), default="none", show_default=True,
@@ -94,7 +98,7 @@ def _inputs(inputs, shapes, seed):
 def _engine(o: dict):
     from .backends import EngineParams
 
-    return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"])
+    return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"], o["recurrent"])
 
 
 def _task(o: dict):

@@ -7,143 +7,194 @@ rounded to the format, and every FP32 value a low-precision node reads (graph
 input, initializer, output of a pinned node) is rounded at that border, as the
 Casts of a strongly typed mixed graph would. Pinned nodes are left alone.
 
-Fused ops whose internal precision belongs to the target engine follow a
-profile: ``fused`` (default) computes them in FP32 and rounds their output,
-as TensorRT's INormalizationLayer and ONNX Runtime CUDA's LayerNorm do;
-``strict`` decomposes them into primitive ops, each rounded, as TensorRT does
-with an opset < 17 LayerNorm; ``ort-fused`` is ``fused`` plus what ONNX
-Runtime's graph optimizations do to a *decomposed* LayerNorm: fuse the chain
-into one op that computes in FP32 (only its output is rounded).
+Control flow: the bodies of If, Loop and Scan are rewritten the same way,
+recursively, each body a scope of its own: a low body node rounds what it
+reads from the outer scope, the body's formal inputs (loop state, scan slices)
+and what it produces, so Loop/Scan state carried in low precision is rounded
+at every iteration, as an engine running the body in FP16 rounds it. The
+control-flow node's own outputs are its bodies' values (rounded where a low
+node made them); readers outside round them again at their border, which is
+exact for values already in the format. Pinning a control-flow node pins
+every node of its bodies.
+
+``EmulationOptions`` says how the engine computes what the graph leaves to it:
+fused normalizations by ``profile`` (``fused`` computes them in FP32 and rounds
+the output, as TensorRT's INormalizationLayer and ONNX Runtime CUDA's
+LayerNorm do; ``strict`` decomposes them into primitive ops, each rounded, as
+TensorRT does with an opset < 17 LayerNorm; ``ort-fused`` is ``fused`` plus
+ONNX Runtime's fusion of a *decomposed* LayerNorm into one FP32 op), and
+LSTM/GRU/RNN by ``recurrent`` (recurrent.py: step by step by default).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import numpy_helper
 
+from .errors import BadInput
 from .graph import FLOAT, GraphView, Namer, derived_model, layernorm_patterns
-from .ops import FUSED_NORMS, VALUE_PRESERVING
+from .graph.bodies import body_graphs
+from .norms import decompose
+from .ops import FUSED_NORMS, VALUE_PRESERVING, is_control_flow
 from .plan import Plan
+from .recurrent import MODES as RECURRENT_MODES
+from .recurrent import RECURRENT, NotExpanded, expand
 from .rounding import round_nodes
-from .schema import limits
+from .schema import fp32_nodes, limits
 
 PROFILES = ("fused", "strict", "ort-fused")
 
 
+@dataclass(frozen=True)
+class EmulationOptions:
+    """How the emulated engine computes what the ONNX graph leaves to it (targets set these)."""
+
+    profile: str = "fused"  # fused normalizations: see the module docstring
+    recurrent: str = "steps"  # LSTM/GRU/RNN: recurrent.MODES
+
+    def check(self) -> None:
+        for value, allowed, what in ((self.profile, PROFILES, "profile"), (self.recurrent, RECURRENT_MODES, "recurrent mode")):
+            if value not in allowed:
+                raise BadInput(f"unknown emulation {what} {value!r}; expected one of {', '.join(allowed)}")
+
+
 @dataclass
 class Emulation:
-    """The rounded model, and for each emitted node the topological index of the original node it
-    stands for (the paired probe graph interleaves by it)."""
+    """The rounded model, for each emitted top-level node the topological index of the original node it
+    stands for (the paired probe graph interleaves by it), and what was emulated less faithfully."""
 
     model: onnx.ModelProto
     order: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
-def _reduce_mean(x: str, out: str, axes: list[int], opset: int, name: str, inits: list, namer: Namer) -> onnx.NodeProto:
-    if opset >= 18:
-        ax = namer(f"{name}/axes")
-        inits.append(numpy_helper.from_array(np.array(axes, np.int64), ax))
-        return helper.make_node("ReduceMean", [x, ax], [out], keepdims=1, name=name)
-    return helper.make_node("ReduceMean", [x], [out], axes=axes, keepdims=1, name=name)
+class _Scope:
+    """Rounding state of one graph scope (the model's graph or a body): names resolve outward."""
 
+    def __init__(self, parent: "_Scope | None" = None):
+        self.parent = parent
+        self.nodes: list[onnx.NodeProto] = []
+        self.borders: dict[str, str] = {}  # FP32 value -> its rounded copy, made in this scope
+        self.low: set[str] = set()  # values made in this scope that hold low-precision numbers
 
-def _norm_axes(node: onnx.NodeProto, rank: int) -> list[int] | None:
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    if node.op_type == "LayerNormalization":
-        if len(node.output) > 1 and any(node.output[1:]):
-            return None  # Mean / InvStdDev outputs are consumed: keep the fused op
-        return list(range(int(attrs.get("axis", -1)) % rank, rank))
-    return list(range(2, rank))  # InstanceNormalization
-
-
-def decompose(node: onnx.NodeProto, ranks: dict[str, int], opset: int, namer: Namer):
-    """Primitive-op form of a normalization node (names under the node's), or None when it cannot be."""
-    rank = ranks.get(node.input[0])
-    axes = _norm_axes(node, rank) if node.op_type in FUSED_NORMS and rank is not None else None
-    if axes is None:
+    def border_of(self, t: str) -> str | None:
+        s = self
+        while s is not None:
+            if t in s.borders:
+                return s.borders[t]
+            s = s.parent
         return None
-    eps = float(next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), 1e-5))
-    x, p = node.input[0], node.name + "/"
-    t = {k: namer(p + k) for k in ("epsilon", "mean", "centered", "squared", "variance", "var_eps", "std", "normalized", "scaled")}
-    inits: list[onnx.TensorProto] = [numpy_helper.from_array(np.array(eps, np.float32), t["epsilon"])]
-    scale, bias = node.input[1], node.input[2] if len(node.input) > 2 else ""
-    nodes = []
-    if node.op_type == "InstanceNormalization":  # per-channel [C] -> [C, 1, ...] for broadcasting
-        shape, sb, bb = namer(p + "chan_shape"), namer(p + "scale_b"), namer(p + "bias_b")
-        inits.append(numpy_helper.from_array(np.array([-1] + [1] * (rank - 2), np.int64), shape))
-        nodes += [helper.make_node("Reshape", [scale, shape], [sb], name=namer(p + "ReshapeScale")),
-                  helper.make_node("Reshape", [bias, shape], [bb], name=namer(p + "ReshapeBias"))]
-        scale, bias = sb, bb
-    mk = lambda op, ins, out, tag: helper.make_node(op, ins, [out], name=namer(p + tag))  # noqa: E731
-    nodes += [
-        _reduce_mean(x, t["mean"], axes, opset, namer(p + "ReduceMean"), inits, namer),
-        mk("Sub", [x, t["mean"]], t["centered"], "Sub"),
-        mk("Mul", [t["centered"], t["centered"]], t["squared"], "Pow"),
-        _reduce_mean(t["squared"], t["variance"], axes, opset, namer(p + "ReduceMeanVar"), inits, namer),
-        mk("Add", [t["variance"], t["epsilon"]], t["var_eps"], "AddEps"),
-        mk("Sqrt", [t["var_eps"]], t["std"], "Sqrt"),
-        mk("Div", [t["centered"], t["std"]], t["normalized"], "Div"),
-        mk("Mul", [t["normalized"], scale], t["scaled"] if bias else node.output[0], "MulScale"),
-    ]
-    if bias:
-        nodes.append(mk("Add", [t["scaled"], bias], node.output[0], "AddBias"))
-    return nodes, inits
+
+    def is_low(self, t: str) -> bool:
+        s = self
+        while s is not None:
+            if t in s.low:
+                return True
+            s = s.parent
+        return False
 
 
 class _Rewriter:
     """State of one emulation rewrite (see emulation_model)."""
 
-    def __init__(self, graph: GraphView, plan: Plan, pins: set[str], namer: Namer, types: dict[str, int]):
-        self.graph, self.fmt, self.pins, self.namer, self.types = graph, plan.format, pins, namer, types
-        self.nodes: list[onnx.NodeProto] = []
+    def __init__(self, graph: GraphView, plan: Plan, pins: set[str], options: EmulationOptions, types: dict[str, int]):
+        self.graph, self.fmt, self.pins, self.options, self.types = graph, plan.format, pins, options, types
+        self.namer = Namer.for_model(graph.model)
+        self.lim = limits(graph, plan.format)
         self.inits: list[onnx.TensorProto] = []
-        self.order: dict[str, int] = {}
-        self.borders: dict[str, str] = {}
-        self.low_outputs: set[str] = set()  # tensors already holding low-precision values
-        self.at = 0  # topological index of the original node being rewritten
+        self.init_borders: dict[str, str] = {}  # rounded initializers live at the top: visible in every body
+        self.notes: list[str] = []
+        self.inside: set[str] = set()  # ort-fused: tensors internal to a fused chain, never rounded
 
-    def emit(self, *nodes: onnx.NodeProto) -> None:
-        self.nodes.extend(nodes)
-        for nd in nodes:
-            self.order[nd.name] = self.at
-
-    def border(self, t: str) -> str:
-        """The low-precision version of FP32 value ``t`` a low node reads (rounded once, shared)."""
-        if t in self.low_outputs:
+    def border(self, t: str, scope: _Scope) -> str:
+        """The low-precision version of FP32 value ``t`` a low node of ``scope`` reads (rounded once per scope chain)."""
+        if scope.is_low(t):
             return t
-        if t not in self.borders:
-            g, dst = self.graph, self.namer(f"{t}/{self.fmt.name}")
-            if t in g.initializers:
+        g = self.graph
+        if t in g.initializers:
+            if t not in self.init_borders:
+                dst = self.namer(f"{t}/{self.fmt.name}")
                 ref = g.store.rounded(t, self.fmt, dst) if g.store else None
                 self.inits.append(ref if ref is not None else numpy_helper.from_array(self.fmt.round(g.array(t)), dst))
-            else:
-                nodes, inits = round_nodes(t, dst, self.fmt, g.opset, self.namer)
-                self.emit(*nodes)
-                self.inits.extend(inits)
-            self.borders[t] = dst
-        return self.borders[t]
+                self.init_borders[t] = dst
+            return self.init_borders[t]
+        known = scope.border_of(t)
+        if known is None:
+            known = self.namer(f"{t}/{self.fmt.name}")
+            self._round(t, known, scope)
+            scope.borders[t] = known
+        return known
 
-    def low_node(self, node: onnx.NodeProto, inside: set[str], keep_fp32: set[int]) -> None:
+    def _round(self, src: str, dst: str, scope: _Scope) -> None:
+        nodes, inits = round_nodes(src, dst, self.fmt, self.graph.opset, self.namer)
+        scope.nodes.extend(nodes)
+        self.inits.extend(inits)
+
+    def rewrite(self, nodes, scope: _Scope) -> None:
+        for node in nodes:
+            if node.name in self.pins:
+                scope.nodes.append(node)
+            elif is_control_flow(node):
+                scope.nodes.append(self.control_flow(node, scope))
+            else:
+                self.low_node(node, scope)
+
+    def control_flow(self, node: onnx.NodeProto, scope: _Scope) -> onnx.NodeProto:
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        for (_, body), (_, out) in zip(body_graphs(node), body_graphs(new)):
+            inner = _Scope(scope)
+            self.rewrite(body.node, inner)
+            del out.node[:]
+            out.node.extend(inner.nodes)
+        return new
+
+    def low_node(self, node: onnx.NodeProto, scope: _Scope) -> None:
+        parts = decompose(node, self.graph.ranks, self.graph.opset, self.namer) \
+            if self.options.profile == "strict" and node.op_type in FUSED_NORMS else None
+        if parts is not None:
+            sub_nodes, sub_inits = parts
+            self.inits.extend(sub_inits)
+            self.types.update({o: FLOAT for sn in sub_nodes for o in sn.output})
+            self.types.update({i.name: i.data_type for i in sub_inits})
+            for sn in sub_nodes:
+                self.primitive(sn, scope, set())
+            return
+        self.primitive(node, scope, self.lim.fp32_inputs.get(node.name, set()))
+
+    def primitive(self, node: onnx.NodeProto, scope: _Scope, keep_fp32: set[int]) -> None:
         new = onnx.NodeProto()
         new.CopyFrom(node)
         for k, i in enumerate(node.input):
-            if i and self.types.get(i) == FLOAT and i not in inside and k not in keep_fp32:
-                new.input[k] = self.border(i)
-        tail: list[onnx.NodeProto] = []
+            if i and self.types.get(i) == FLOAT and i not in self.inside and k not in keep_fp32:
+                new.input[k] = self.border(i, scope)
+        if node.op_type in RECURRENT and self.options.recurrent != "op" and self._expanded(new, scope):
+            return
+        tail = _Scope(scope)
         for k, o in enumerate(node.output):
-            if not o or self.types.get(o) != FLOAT or o in inside:
+            if not o or self.types.get(o) != FLOAT or o in self.inside:
                 continue
-            self.low_outputs.add(o)
+            scope.low.add(o)
             if node.op_type in VALUE_PRESERVING:
                 continue
             raw = self.namer(f"{o}/raw")
             new.output[k] = raw
-            nodes, inits = round_nodes(raw, o, self.fmt, self.graph.opset, self.namer)
-            tail.extend(nodes)
-            self.inits.extend(inits)
-        self.emit(new, *tail)
+            self._round(raw, o, tail)
+        scope.nodes.append(new)
+        scope.nodes.extend(tail.nodes)
+
+    def _expanded(self, node: onnx.NodeProto, scope: _Scope) -> bool:
+        """Emit an RNN node step by step (its inputs already at the border); False where it is not expanded."""
+        try:
+            nodes, inits = expand(node, self.fmt, self.options.recurrent, self.graph.opset, self.namer)
+        except NotExpanded as why:
+            self.notes.append(f"{node.op_type} {node.name}: {why}; emulated at its outputs only (the op in FP32)")
+            return False
+        scope.nodes.extend(nodes)
+        self.inits.extend(inits)
+        scope.low.update(o for o in node.output if o)
+        return True
 
 
 def _fused_chains(graph: GraphView, pins: set[str]) -> set[str]:
@@ -155,30 +206,21 @@ def _fused_chains(graph: GraphView, pins: set[str]) -> set[str]:
     return inside
 
 
-def emulation_model(graph: GraphView, plan: Plan, profile: str = "fused") -> Emulation:
+def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions | str = EmulationOptions()) -> Emulation:
     """A float32 model whose tensors (same names as the original) carry the plan's rounding."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown emulation profile {profile!r}; expected one of {PROFILES}")
-    lim = limits(graph, plan.format)
-    pins = set(plan.pins) | lim.fp32_nodes  # ops the format cannot express stay FP32, as in the mixed ONNX
-    namer = Namer.for_model(graph.model)
-    types = dict(graph.elem_type)
-    rw = _Rewriter(graph, plan, pins, namer, types)
-    inside = _fused_chains(graph, pins) if profile == "ort-fused" else set()
+    if isinstance(options, str):
+        options = EmulationOptions(profile=options)
+    if options.profile not in PROFILES:
+        raise ValueError(f"unknown emulation profile {options.profile!r}; expected one of {PROFILES}")
+    pins = fp32_nodes(graph, plan)
+    rw = _Rewriter(graph, plan, pins, options, dict(graph.elem_type))
+    if options.profile == "ort-fused":
+        rw.inside = _fused_chains(graph, pins)
+    top = _Scope()
+    order: dict[str, int] = {}
     for index, node in enumerate(graph.nodes):
-        rw.at = index
-        if node.name in pins:
-            rw.emit(node)
-            continue
-        parts = decompose(node, graph.ranks, graph.opset, namer) if profile == "strict" and node.op_type in FUSED_NORMS else None
-        if parts is None:
-            rw.low_node(node, inside, lim.fp32_inputs.get(node.name, set()))
-            continue
-        sub_nodes, sub_inits = parts
-        rw.inits.extend(sub_inits)
-        types.update({o: FLOAT for sn in sub_nodes for o in sn.output})
-        types.update({i.name: i.data_type for i in sub_inits})
-        for sn in sub_nodes:
-            rw.low_node(sn, inside, set())
-    model = derived_model(graph.model, rw.nodes, list(graph.model.graph.initializer) + rw.inits, producer="precdoctor-emulation")
-    return Emulation(model, rw.order)
+        first = len(top.nodes)
+        rw.rewrite([node], top)
+        order.update({n.name: index for n in top.nodes[first:]})
+    model = derived_model(graph.model, top.nodes, list(graph.model.graph.initializer) + rw.inits, producer="precdoctor-emulation")
+    return Emulation(model, order, rw.notes)

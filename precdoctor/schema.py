@@ -15,6 +15,7 @@ from onnx import defs
 
 from .formats import Format
 from .graph import GraphView
+from .ops import is_control_flow
 
 _TYPE = {onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.BFLOAT16: "tensor(bfloat16)"}
 
@@ -50,7 +51,9 @@ def _limits(graph: GraphView, fmt: Format) -> Limits:
     low = _TYPE[fmt.onnx_type]
     opset = target_opset(graph, fmt)
     out = Limits()
-    for node in graph.nodes:
+    for node in graph.all_nodes():
+        if is_control_flow(node):  # computes nothing itself: its bodies' nodes are judged one by one
+            continue
         try:
             schema = defs.get_schema(node.op_type, opset, node.domain or "")
         except Exception:  # custom domains: nothing to go by, assume the engine copes
@@ -63,4 +66,13 @@ def _limits(graph: GraphView, fmt: Format) -> Limits:
                 if i and graph.is_float(i) and (a := _allowed(schema, k, False)) is not None and low not in a}
         if keep:
             out.fp32_inputs[node.name] = keep
+    return out
+
+
+def fp32_nodes(graph: GraphView, plan) -> set[str]:
+    """Every node a plan computes in FP32: its pins, the nodes the schema keeps FP32 (``limits``),
+    and every node inside a pinned control-flow node's bodies."""
+    out = set(plan.pins) | limits(graph, plan.format).fp32_nodes
+    for cf in [p for p in out if p in graph.bodies.parent.values()]:
+        out.update(graph.bodies.inside(cf))
     return out

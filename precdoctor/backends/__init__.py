@@ -32,6 +32,7 @@ class Measurement:
     stats: np.ndarray  # [len(tensors), probes.K]
     outputs: list[tuple[dict, dict]] = field(default_factory=list)  # per sample: (reference, candidate) graph outputs
     notes: list[str] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # per sample: control-flow deciding tensor -> (reference, candidate)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class EngineInfo(Record):
     backend: str
     engine: str
     profile: str | None = None
+    recurrent: str | None = None  # how LSTM/GRU/RNN were emulated (emulation.EmulationOptions)
     graph_opt: str | None = None
     tensorrt: str | None = None
     typing: str | None = None
@@ -69,9 +71,12 @@ class EngineParams:
     graph_opt: str = "none"
     trt_typing: str = "strong"
     memory_budget_gb: float = MEMORY_BUDGET_GB
+    recurrent: str = "steps"  # emulation of LSTM/GRU/RNN (recurrent.MODES)
 
     def check(self) -> None:
-        from ..emulation import PROFILES
+        from ..emulation import PROFILES, EmulationOptions
+
+        EmulationOptions(self.profile, self.recurrent).check()
 
         for value, allowed, what in ((self.backend, BACKENDS, "backend"), (self.profile, PROFILES, "profile"),
                                      (self.graph_opt, GRAPH_OPT_LEVELS, "graph optimization level"), (self.trt_typing, TRT_TYPING, "TensorRT typing")):
@@ -83,9 +88,10 @@ class EngineParams:
     def make(self) -> Backend:
         self.check()
         if self.backend == "emulate":
+            from ..emulation import EmulationOptions
             from .emulation import EmulationBackend
 
-            return EmulationBackend(self.profile, self.memory_budget_gb)
+            return EmulationBackend(EmulationOptions(self.profile, self.recurrent), self.memory_budget_gb)
         if self.backend == "ort-cuda":
             from .ort_cuda import OrtCudaBackend
 

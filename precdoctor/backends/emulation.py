@@ -1,7 +1,7 @@
 """CPU emulation of FP16/BF16: the rounded FP32 graph of emulation.py on ONNX Runtime CPU."""
 from __future__ import annotations
 
-from ..emulation import emulation_model
+from ..emulation import EmulationOptions, emulation_model
 from ..limits import MEMORY_BUDGET_GB
 from . import Backend, EngineInfo, Measurement, ort
 from .paired import Candidate, measure_paired
@@ -10,20 +10,27 @@ from .paired import Candidate, measure_paired
 class EmulationBackend(Backend):
     name = "emulate"
 
-    def __init__(self, profile: str = "fused", memory_budget_gb: float = MEMORY_BUDGET_GB):
-        self.profile = profile
+    def __init__(self, options: EmulationOptions | str = EmulationOptions(), memory_budget_gb: float = MEMORY_BUDGET_GB):
+        self.options = EmulationOptions(profile=options) if isinstance(options, str) else options
         self.memory_budget_gb = memory_budget_gb
 
+    @property
+    def profile(self) -> str:
+        return self.options.profile
+
     def info(self) -> EngineInfo:
-        return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=self.profile)
+        return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=self.options.profile,
+                          recurrent=self.options.recurrent)
 
     def runner(self, graph, plan):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
-        emu = emulation_model(graph, plan, self.profile)
+        emu = emulation_model(graph, plan, self.options)
         sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights_dir=graph.weights_dir)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 
     def measure(self, graph, plan, samples) -> Measurement:
-        emu = emulation_model(graph, plan, self.profile)
-        return measure_paired(graph, plan.format, samples, Candidate(emu.model, emu.order), memory_budget_gb=self.memory_budget_gb)
+        emu = emulation_model(graph, plan, self.options)
+        m = measure_paired(graph, plan.format, samples, Candidate(emu.model, emu.order), memory_budget_gb=self.memory_budget_gb)
+        m.notes = emu.notes + m.notes
+        return m
