@@ -15,6 +15,7 @@ class Format:
     np_type: type
     max_finite: float
     min_subnormal: float
+    min_normal: float  # below it values keep fewer significant bits (subnormal)
     unit_roundoff: float  # 2**-(mantissa bits + 1): relative error of one rounding
     trt_name: str  # trtexec spelling
     polygraphy_name: str
@@ -25,13 +26,14 @@ class Format:
             return np.asarray(x, dtype=np.float32).astype(self.np_type).astype(np.float32)
 
 
-FP16 = Format("fp16", TensorProto.FLOAT16, np.float16, 65504.0, 2.0**-24, 2.0**-11, "fp16", "float16")
+FP16 = Format("fp16", TensorProto.FLOAT16, np.float16, 65504.0, 2.0**-24, 2.0**-14, 2.0**-11, "fp16", "float16")
 BF16 = Format(
     "bf16",
     TensorProto.BFLOAT16,
     ml_dtypes.bfloat16,
     float(ml_dtypes.finfo(ml_dtypes.bfloat16).max),
     float(ml_dtypes.finfo(ml_dtypes.bfloat16).smallest_subnormal),
+    float(ml_dtypes.finfo(ml_dtypes.bfloat16).smallest_normal),
     2.0**-8,
     "bf16",
     "bfloat16",

@@ -11,7 +11,15 @@ WEIGHT_STORE_ALIGN = 4096  # page-aligned offsets let ONNX Runtime map the weigh
 
 # --- ONNX Runtime sessions
 MAX_SHAPE_SESSIONS = 3  # concrete-shape sessions per model before one symbolic-shape session serves the rest
+PROBE_GROUP = 64  # probe vectors per graph output: one output for all of them makes session start-up quadratic
+FETCH_ELEMENTS = 65_536  # tensors up to this size are fetched and measured in numpy: cheaper than in-graph probes,
+#                          whose nodes cost ONNX Runtime start-up time each (a 900-node CRNN: 35,000 probe nodes)
+FETCH_BUDGET_BYTES = 256 * 2**20  # fetched values one pass may hold
 MEMORY_BUDGET_GB = 8.0  # activations (reference + candidate) one probe pass may compute
+
+# --- control flow
+FLAT_NODE_LIMIT = 20_000  # nodes of a flat analysis graph (If inlined, Loop/Scan unrolled); ONNX Runtime's session start-up
+#                           grows with node count, and a body unrolled past this is analysed at its boundary only
 
 # --- comparison
 DEFAULT_REL_L2 = 0.05  # an output diverges past this relative L2 error (compare's verdict)
@@ -20,6 +28,7 @@ GROWTH = 8.0  # a node diverges when its error grows this much over its inputs .
 FLOOR_ULPS = 16  # ... and exceeds this many unit roundoffs of the format ...
 MIN_DIVERGENCE = 0.05  # ... and this relative error (below it, rounding noise of near-zero tensors)
 UNDERFLOW_SHARE = 0.01  # share of a tensor's nonzero values flushing to 0 that makes it a suspect
+SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal range (few significant bits) worth a finding
 
 # --- acceptance and search
 DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 
 from .. import probes
 from ..graph import GraphView, Namer, aliases, concrete_sizes, derived_model
-from ..limits import MEMORY_BUDGET_GB
+from ..limits import FETCH_BUDGET_BYTES, FETCH_ELEMENTS, MEMORY_BUDGET_GB
 from . import Measurement, ort
 
 
@@ -67,16 +67,28 @@ def _reference_copy(graph: GraphView, namer: Namer) -> tuple[list[tuple[tuple, o
     return keyed, mapping
 
 
+@dataclass
+class Paired:
+    """A paired model and how to read it: the probe builder (``probes.unpack`` its group outputs), the
+    fetched tensors as (candidate, reference) output names, the reference's names for the graph outputs
+    and for the decision tensors."""
+
+    model: onnx.ModelProto
+    pb: probes.ProbeBuilder
+    fetched: dict[str, tuple[str, str]]
+    ref_outputs: list[str]
+    decisions: list[tuple[str, str]]  # (candidate, reference) names of the tensors deciding control flow
+
+
 def paired_model(graph: GraphView, cand: Candidate, tensors: list[str], fmt, full: bool = True,
-                 sized: set[str] = frozenset()) -> tuple[onnx.ModelProto, probes.ProbeBuilder, str, list[str]]:
-    """One model computing the FP32 reference, the candidate and a probe per tensor.
+                 sized: set[str] = frozenset(), fetch: set[str] = frozenset()) -> Paired:
+    """One model computing the FP32 reference, the candidate and a probe per tensor of ``tensors``
+    (those in ``fetch`` are outputs instead, measured in numpy).
 
     Nodes are emitted interleaved (reference node k, the candidate nodes derived
     from node k, then the probes of its outputs) so that ONNX Runtime, which
     follows node order among ready nodes, frees each activation soon after its
-    probe instead of holding both models' activations to the end. Returns the
-    model, its probe builder (read its output with ``probes.unpack``), the
-    probe output and the reference's names for the graph outputs. ``sized``:
+    probe instead of holding both models' activations to the end. ``sized``:
     tensors whose element count is known already (fast probes then do not
     count them in the graph).
     """
@@ -87,30 +99,45 @@ def paired_model(graph: GraphView, cand: Candidate, tensors: list[str], fmt, ful
     last = len(graph.nodes)
     keyed += [((cand.order.get(node.name, last), 1, j), node) for j, node in enumerate(cand.model.graph.node)]
     pb = probes.ProbeBuilder(fmt, namer, full=full)
+    low = cand.types or {}
+    extra: list[onnx.ValueInfoProto] = []
+    fetched: dict[str, tuple[str, str]] = {}
     for t in tensors:
+        if t in fetch:
+            fetched[t] = (t, mapping.get(t, t))
+            extra += [helper.make_tensor_value_info(t, low.get(t, TensorProto.FLOAT), None),
+                      helper.make_tensor_value_info(mapping.get(t, t), TensorProto.FLOAT, None)]
+            continue
         at = position.get(graph.producer[t].name, last) if t in graph.producer else last
         start = len(pb.nodes)
         c = t
-        if cand.types and cand.types.get(t, TensorProto.FLOAT) != TensorProto.FLOAT:
+        if low.get(t, TensorProto.FLOAT) != TensorProto.FLOAT:
             c = namer(f"{t}/as_fp32")
             pb.nodes.append(helper.make_node("Cast", [t], [c], to=TensorProto.FLOAT, name=c))
         pb.add(t, mapping.get(t, t), c, graph.ranks.get(t), size_in_graph=t not in sized)
         keyed.extend(((at, 2, start + j), nd) for j, nd in enumerate(pb.nodes[start:]))
-    probe_nodes, probe_inits, stats_out = pb.finish()
-    keyed.append(((last + 1, 3), probe_nodes[-1]))
+    start = len(pb.nodes)
+    probe_nodes, probe_inits, stats_outs = pb.finish()
+    keyed.extend(((last + 1, 3, j), nd) for j, nd in enumerate(probe_nodes[start:]))
     keyed.sort(key=lambda kv: kv[0])
     ref_names = [mapping.get(o, o) for o in graph.outputs]
     ref_outputs = [helper.make_tensor_value_info(r, o.type.tensor_type.elem_type, None)
                    for r, o in zip(ref_names, graph.model.graph.output)]
+    decisions = [d for d in graph.decisions if d in mapping]
+    extra += [helper.make_tensor_value_info(n, TensorProto.BOOL, None) for d in decisions for n in (d, mapping[d])]
     inits, seen = [], set()
     for init in list(cand.model.graph.initializer) + list(graph.model.graph.initializer) + probe_inits:
         if init.name not in seen:  # the reference reads the FP32 originals
             seen.add(init.name)
             inits.append(init)
-    outputs = list(cand.model.graph.output) + ref_outputs + [helper.make_tensor_value_info(stats_out, TensorProto.FLOAT, None)]
+    outputs, names = [], set()
+    for vi in list(cand.model.graph.output) + ref_outputs + extra + [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in stats_outs]:
+        if vi.name not in names:
+            names.add(vi.name)
+            outputs.append(vi)
     m = derived_model(cand.model, [nd for _, nd in keyed], inits, outputs=outputs, producer="precdoctor-probes",
                       name="precdoctor-paired")
-    return m, pb, stats_out, ref_names
+    return Paired(m, pb, fetched, ref_names, [(d, mapping[d]) for d in decisions])
 
 
 def _chunks(tensors: list[str], sizes: list[dict], budget_gb: float) -> list[list[str]]:
@@ -128,6 +155,17 @@ def _chunks(tensors: list[str], sizes: list[dict], budget_gb: float) -> list[lis
     return out + [cur] if cur else out
 
 
+def fetchable(tensors: list[str], sizes: list[dict]) -> set[str]:
+    """Tensors small enough to fetch and measure in numpy (see limits.FETCH_ELEMENTS), within the fetch budget."""
+    out, used = set(), 0
+    for t in tensors:
+        n = max((s.get(t, -1) if t in s else -1 for s in sizes), default=-1)
+        if 0 <= n <= FETCH_ELEMENTS and used + 8 * n <= FETCH_BUDGET_BYTES:
+            out.add(t)
+            used += 8 * n
+    return out
+
+
 def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=None, graph_opt="none",
                    memory_budget_gb: float = MEMORY_BUDGET_GB) -> Measurement:
     """Statistics of every float tensor of ``cand`` against FP32 (see the module docstring)."""
@@ -136,37 +174,40 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
     probed = [t for t in tensors if t not in alias]
     sizes = [concrete_sizes(graph, feed) for feed in samples]
     known = set.intersection(*(set(s) for s in sizes)) if sizes else set()
+    fetch = fetchable(probed, sizes)
+    acc: dict[str, np.ndarray] = {}
+    m = Measurement(tensors, np.zeros((0, probes.K)), decisions=[{} for _ in samples])
 
-    def run(subset, full, want_outputs):
-        model, pb, stats_name, ref_names = paired_model(graph, cand, subset, fmt, full, known)
-        sessions = ort.ShapedSessions(model, providers=providers, graph_opt=graph_opt, lean=True, weights_dir=graph.weights_dir)
-        names = (graph.outputs + ref_names if want_outputs else []) + [stats_name]
-        per_sample, outs = [], []
-        for feed, size in zip(samples, sizes):
-            res = ort.run(sessions(feed), feed, names)
-            per_sample.append(probes.unpack(res[stats_name].astype(np.float64), pb.names, pb.sized, full, size))
-            if want_outputs:
-                outs.append(({o: res[r] for o, r in zip(graph.outputs, ref_names)}, {o: res[o] for o in graph.outputs}))
-        return per_sample, outs
+    def run(subset, full, last):
+        """One pass; returns the tensors whose fast probe asks for a full one."""
+        pm = paired_model(graph, cand, subset, fmt, full, known, set() if full else fetch)
+        sessions = ort.ShapedSessions(pm.model, providers=providers, graph_opt=graph_opt, lean=True, weights_dir=graph.weights_dir)
+        wanted = [n for pair in pm.fetched.values() for n in pair] + pm.pb.outputs
+        if last:
+            wanted = graph.outputs + pm.ref_outputs + [n for pair in pm.decisions for n in pair] + wanted
+        redo = set()
+        for k, (feed, size) in enumerate(zip(samples, sizes)):
+            res = ort.run(sessions(feed), feed, list(dict.fromkeys(wanted)))
+            rows = probes.unpack([res[o] for o in pm.pb.outputs], pm.pb.names, pm.pb.sized, full, size)
+            for t, row in zip(pm.pb.names, rows):
+                if not full and probes.needs_full(row, fmt):
+                    redo.add(t)
+                acc[t] = probes.combine(acc.get(t) if k else None, row if full else probes.complete_fast(row))
+            for t, (c, r) in pm.fetched.items():
+                acc[t] = probes.combine(acc.get(t) if k else None, probes.numpy_stats(res[r], res[c], fmt))
+            if last:
+                m.outputs.append(({o: res[r] for o, r in zip(graph.outputs, pm.ref_outputs)}, {o: res[o] for o in graph.outputs}))
+                m.decisions[k] = {c: (res[r], res[c]) for c, r in pm.decisions}
+        return redo
 
     passes = _chunks(probed, sizes, memory_budget_gb)
-    fast, outs = None, []
+    redo = set()
     for k, chunk in enumerate(passes):
-        part, o = run(chunk, False, k == len(passes) - 1)
-        fast = part if fast is None else [np.concatenate([a, b]) for a, b in zip(fast, part)]
-        outs = o or outs
-    redo = sorted({i for raw in fast for i in range(len(probed)) if probes.needs_full(raw[i], fmt)})
-    total = None
-    for raw in fast:
-        total = probes.combine(total, np.stack([probes.complete_fast(r) for r in raw]))
-    notes = [f"probes ran in {len(passes)} passes to stay within {memory_budget_gb} GB of activations"] if len(passes) > 1 else []
+        redo |= run(chunk, False, k == len(passes) - 1)
+    if len(passes) > 1:
+        m.notes.append(f"probes ran in {len(passes)} passes to stay within {memory_budget_gb} GB of activations")
     if redo:
-        full, _ = run([probed[i] for i in redo], True, False)
-        acc = None
-        for raw in full:
-            acc = probes.combine(acc, raw)
-        total[redo] = acc
-        notes.append(f"{len(redo)} tensor(s) re-probed in full (non-finite or out of range)")
-    row = {t: i for i, t in enumerate(probed)}
-    stats = np.stack([total[row[alias.get(t, t)]] for t in tensors])
-    return Measurement(tensors, stats, outs, notes)
+        run([t for t in probed if t in redo], True, False)
+        m.notes.append(f"{len(redo)} tensor(s) re-probed in full (FP32 reference not finite or out of range)")
+    m.stats = np.stack([acc[alias.get(t, t)] for t in tensors]) if tensors else np.zeros((0, probes.K))
+    return m
