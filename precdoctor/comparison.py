@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .flatten import Coverage
 from .graph import GraphView
 from .limits import DEFAULT_ATOL, DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE
 from .metrics import Metrics, metrics
@@ -63,6 +64,7 @@ class Comparison(Record):
     notes: list[str] = field(default_factory=list)
     pairs: list = field(default_factory=list, repr=False, metadata=SKIP)  # per sample (reference, candidate) outputs
     reference: ReferenceNonfinite | None = None  # non-finite values FP32 itself computes (reference_nonfinite)
+    control_flow: list[Coverage] = field(default_factory=list)  # how each If/Loop/Scan was analysed
 
     def tensor(self, name: str) -> TensorComparison | None:
         return next((t for t in self.tensors if t.tensor == name), None)
@@ -131,7 +133,12 @@ def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: f
 
 
 def compare_plan(graph: GraphView, plan, samples, backend, tol: Tolerance | None = None) -> Comparison:
-    """Run the plan on ``backend`` against FP32 and analyse every float tensor."""
+    """Run the plan on ``backend`` against FP32 and analyse every float tensor (body tensors of
+    If/Loop/Scan included: controlflow.py)."""
+    if graph.bodies:
+        from .controlflow import compare
+
+        return compare(graph, plan, samples, backend, tol or Tolerance())
     m = backend.measure(graph, plan, samples)
     c = analyse(graph, m.tensors, m.stats, m.outputs, plan, tol or Tolerance(), m.notes)
     c.reference = reference_nonfinite(graph, c)

@@ -11,10 +11,11 @@ from typing import Literal
 import numpy as np
 from onnx import TensorProto, helper
 
-from . import probes
-from .backends import ort
 from .formats import BF16, FP16
-from .graph import GraphView, LayerNormPattern, Namer, derived_model, layernorm_patterns
+from .graph import GraphView, LayerNormPattern, layernorm_patterns
+from .limits import SUBNORMAL_SHARE, UNDERFLOW_SHARE
+from .ops import is_control_flow
+from .ranges import TensorRange
 from .records import Record
 
 SEVERITY = {"high": 0, "medium": 1, "low": 2}
@@ -22,7 +23,7 @@ SEVERITY = {"high": 0, "medium": 1, "low": 2}
 
 @dataclass
 class Risk(Record):
-    kind: Literal["range", "underflow", "initializer", "epsilon", "decomposed-norm", "nonfinite"]
+    kind: Literal["range", "underflow", "subnormal", "initializer", "epsilon", "decomposed-norm", "nonfinite"]
     severity: Literal["high", "medium", "low"]
     node: str
     op: str
@@ -30,45 +31,22 @@ class Risk(Record):
     detail: str
 
 
-@dataclass
-class TensorRange(Record):
-    absmax: float
-    overflow: int
-    underflow: int
-    nonfinite: int
-    elements: int
-
-
-def fp32_ranges(graph: GraphView, samples) -> dict[str, TensorRange]:
-    """FP32 |max|, values past FP16's range or below its subnormals, and non-finite counts, per float tensor."""
-    pb = probes.ProbeBuilder(FP16, Namer.for_model(graph.model))
-    tensors = graph.float_tensors()
-    for t in tensors:
-        pb.add(t, t, t)
-    nodes, inits, out = pb.finish()
-    m = derived_model(graph.model, list(graph.model.graph.node) + nodes, list(graph.model.graph.initializer) + inits,
-                      outputs=[helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], producer="precdoctor-scan")
-    sess = ort.session(m, weights_dir=graph.weights_dir)
-    total = None
-    for feed in samples:
-        total = probes.combine(total, probes.unpack(ort.run(sess, feed, [out])[out].astype(np.float64), pb.names, pb.sized, True, {}))
-    idx = probes.IDX
-    return {t: TensorRange(float(total[k, idx["ref_absmax"]]), int(total[k, idx["n_overflow"]]), int(total[k, idx["n_underflow"]]),
-                           int(total[k, idx["nonfinite_ref"]]), int(total[k, idx["n"]]))
-            for k, t in enumerate(tensors)}
-
-
 def _tensor_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[Risk]:
     out = []
     for t, r in ranges.items():
-        node = graph.producer[t]
+        node = graph.producer_of(t)
+        if node is None:
+            continue
         share = lambda k: k / max(r.elements, 1)  # noqa: E731
         if r.overflow:
             out.append(Risk("range", "high", node.name, node.op_type, t,
                             f"FP32 |max| {r.absmax:.4g} > FP16 max 65504 on {share(r.overflow):.2%} of elements"))
-        elif share(r.underflow) > 0.01:
+        elif share(r.underflow) > UNDERFLOW_SHARE:
             out.append(Risk("underflow", "medium", node.name, node.op_type, t,
                             f"{share(r.underflow):.2%} of nonzero values are below FP16's smallest subnormal (flush to 0)"))
+        elif share(r.subnormal) > SUBNORMAL_SHARE:
+            out.append(Risk("subnormal", "low", node.name, node.op_type, t,
+                            f"{share(r.subnormal):.2%} of values are in FP16's subnormal range (< 6.1e-5: fewer significant bits)"))
     return out
 
 
@@ -76,7 +54,7 @@ def _constant_risks(graph: GraphView) -> list[Risk]:
     out = []
     for name in graph.float_initializers():
         a = np.abs(graph.array(name))
-        users = ", ".join(n.name for n in graph.consumers.get(name, [])[:3])
+        users = ", ".join(n.name for n in graph.readers(name)[:3])
         if a.size and a.max() > FP16.max_finite:
             out.append(Risk("initializer", "high", users, "", name, f"initializer |max| {a.max():.4g} is infinite in FP16"))
         tiny = (a > 0) & (a < FP16.min_subnormal / 2)
@@ -106,7 +84,9 @@ def _norm_risks(norms: list[LayerNormPattern], ranges: dict[str, TensorRange]) -
 
 def _nonfinite_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[Risk]:
     """FP32 itself computes Inf/NaN: the first node that does (its inputs finite), whatever the format."""
-    for node in graph.nodes:
+    for node in graph.all_nodes():  # body nodes too, right after their control-flow node (which itself computes nothing)
+        if is_control_flow(node):
+            continue
         outs = [o for o in node.output if o in ranges and ranges[o].nonfinite]
         if outs and all(ranges[i].nonfinite == 0 for i in node.input if i in ranges):
             bad = sum(1 for r in ranges.values() if r.nonfinite)
@@ -116,9 +96,13 @@ def _nonfinite_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[R
     return []
 
 
-def find_risks(graph: GraphView, samples) -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange]]:
-    ranges = fp32_ranges(graph, samples)
+def find_risks(graph: GraphView, samples) -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange], list]:
+    """Risks, decomposed norms, FP32 ranges of every float tensor (body tensors included), and how each
+    If/Loop/Scan was covered (controlflow.coverage)."""
+    from .controlflow import scan_ranges
+
+    ranges, coverage = scan_ranges(graph, samples, FP16)
     norms = layernorm_patterns(graph)
     risks = _nonfinite_risks(graph, ranges) + _tensor_risks(graph, ranges) + _constant_risks(graph) + _norm_risks(norms, ranges)
     risks.sort(key=lambda r: SEVERITY[r.severity])
-    return risks, norms, ranges
+    return risks, norms, ranges, coverage

@@ -17,11 +17,14 @@ from .errors import BadInput
 from .files import read_json
 from .graph import LayerNormPattern
 from .records import Record
-from .risks import Risk, TensorRange
+from .flatten import Coverage
+from .ranges import TensorRange
+from .risks import Risk
 from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
 
-SCHEMA_VERSION = 3  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict
+SCHEMA_VERSION = 4  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
+#                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges
 
 
 @dataclass
@@ -94,6 +97,7 @@ class ScanRun(Run):
     risks: list[Risk]
     decomposed_norms: list[LayerNormPattern]
     ranges: dict[str, TensorRange]
+    control_flow: list[Coverage] = field(default_factory=list)  # how each If/Loop/Scan was scanned
 
 
 @dataclass(kw_only=True)

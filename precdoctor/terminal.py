@@ -56,7 +56,9 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
     lines = [f"precdoctor compare: {r.model} in {r.precision.upper()}" + (f" with {len(r.pins)} node(s) pinned to FP32" if r.pins else "")
              + f" ({r.nodes} nodes, {len(c.tensors)} float tensors, {_inputs(r.inputs)}, {r.engine.backend})",
              f"Inf/NaN origin:    {c.origin or '-'}" + (f"  (tensor {c.origin_tensor})" if c.origin_tensor else ""),
-             f"first divergence:  {c.first_divergence or '-'}", "outputs (all samples):"]
+             f"first divergence:  {c.first_divergence or '-'}"]
+    lines += coverage_lines(c.control_flow) + [f"note: {n}" for n in c.notes]
+    lines.append("outputs (all samples):")
     lines += _outputs(c)
     worst = sorted(c.tensors, key=lambda t: (-(t.nonfinite_new > 0), -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:top]
     if worst:
@@ -69,11 +71,17 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
     return "\n".join(lines)
 
 
+def coverage_lines(coverage) -> list[str]:
+    """How each If/Loop/Scan was analysed; what was not, said plainly."""
+    return [f"{'control flow' if c.analysed else 'NOT ANALYSED'}: {c.op} {c.node}: {c.detail}" for c in coverage]
+
+
 def scan_summary(r: ScanRun) -> str:
     lines = [f"precdoctor scan: {r.model} ({r.nodes} nodes, {r.tensors} float tensors, {_inputs(r.inputs)})"]
     if r.risks:
         lines += table(["severity", "kind", "where", "what"], [[x.severity, x.kind, x.node or x.tensor, x.detail] for x in r.risks])
     high = sum(x.severity == "high" for x in r.risks)
+    lines += coverage_lines(r.control_flow)
     lines += warning_lines(r)
     lines.append(f"{len(r.risks)} risk(s), {high} high" if r.risks else "no risk: nothing out of FP16/BF16 range on these inputs")
     return "\n".join(lines)

@@ -25,10 +25,10 @@ def run(p: ScanParams) -> ScanRun:
     p.check()
     clock, graph, samples, info, warnings = begin(p.model, p.inputs)
     clock.lap("load")
-    risks, norms, ranges = find_risks(graph, samples)
+    risks, norms, ranges, coverage = find_risks(graph, samples)
     clock.lap("scan")
     result = ScanRun(model=str(p.model), nodes=len(graph.nodes), tensors=len(ranges), inputs=info, risks=risks,
-                     decomposed_norms=norms, ranges=ranges, warnings=warnings, timing=clock.timing(), versions=versions())
+                     decomposed_norms=norms, ranges=ranges, warnings=warnings, control_flow=coverage, timing=clock.timing(), versions=versions())
     if p.json_out:
         dump_json(p.json_out, result)
     return result
