@@ -6,6 +6,13 @@ It must compute what the emulation of the same plan computes: low nodes read
 low-precision inputs (initializers converted per consumer, FP32 sources cast
 at the border) and produce low-precision outputs; pinned nodes read and write
 FP32. Graph inputs and outputs stay FP32 (``--keep_io_types``).
+
+If/Loop/Scan bodies are converted the same way, recursively; the boundary of a
+control-flow node (its inputs and outputs, a body's formal inputs and outputs)
+stays FP32, as in the emulation, so Loop/Scan state keeps one type from
+iteration to iteration and both If branches agree on their output types.
+A body node reading an outer-scope value gets it in its own precision through
+a Cast placed inside the body.
 """
 from __future__ import annotations
 
@@ -17,10 +24,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .errors import BadInput
 from .graph import FLOAT, GraphView, Namer, derived_model, inline_bytes, subgraph_inputs
+from .graph.bodies import body_graphs
 from .limits import INLINE_LIMIT
 from .ops import DTYPE_ATTRS, is_control_flow
 from .plan import Plan
-from .schema import limits
+from .schema import fp32_nodes, limits
 
 
 @dataclass
@@ -53,30 +61,40 @@ def convert(arr: np.ndarray, low: int, name: str) -> onnx.TensorProto:
     return helper.make_tensor(name, TensorProto.BFLOAT16, arr.shape, bits.tobytes(), raw=True)
 
 
+@dataclass
+class _Scope:
+    """The nodes of one graph or body being written, and the Casts made in it (visible to bodies written later)."""
+
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    casts: dict[tuple[str, int], str] = field(default_factory=dict)
+
+
 class _Builder:
     """State of one materialization (see mixed_model)."""
 
     def __init__(self, graph: GraphView, plan: Plan, pins: set[str]):
         self.graph, self.fmt, self.low_t = graph, plan.format, plan.format.onnx_type
         self.namer = Namer.for_model(graph.model, mark="")
-        self.is_low = {n.name: n.name not in pins for n in graph.nodes}
-        self.low_tensors = {o for n in graph.nodes if self.is_low[n.name] for o in n.output if o and graph.is_float(o)}
+        self.pins = pins
+        self.low_tensors = {o for n in graph.all_nodes() if n.name not in pins and not is_control_flow(n)
+                            for o in n.output if o and graph.is_float(o)}
         # a graph output made by a low node is renamed inside and cast back to FP32 at the end
         self.internal = {o: self.namer(f"{o}/{self.fmt.name}") for o in self.low_tensors & set(graph.outputs)}
-        self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
-        self.casts: dict[tuple[str, int], str] = {}
+        self.casts = 0
         self.low_inits: dict[str, str] = {}
 
     def ren(self, t: str) -> str:
         return self.internal.get(t, t)
 
-    def cast(self, t: str, to: int) -> str:
-        if (t, to) not in self.casts:
+    def cast(self, t: str, to: int, scope: "_Scope") -> str:
+        """``t`` cast to ``to`` in this scope (one Cast per tensor, type and scope)."""
+        if (t, to) not in scope.casts:
             out = self.namer(f"precdoctor/{t}/to_{self.fmt.name if to == self.low_t else 'fp32'}")
-            self.nodes.append(helper.make_node("Cast", [self.ren(t)], [out], to=to, name=out))
-            self.casts[(t, to)] = out
-        return self.casts[(t, to)]
+            scope.nodes.append(helper.make_node("Cast", [self.ren(t)], [out], to=to, name=out))
+            scope.casts[(t, to)] = out
+            self.casts += 1
+        return scope.casts[(t, to)]
 
     def low_init(self, name: str) -> str:
         if name not in self.low_inits:
@@ -85,47 +103,62 @@ class _Builder:
             self.low_inits[name] = new
         return self.low_inits[name]
 
-    def node(self, node: onnx.NodeProto, fp32_inputs: set[int]) -> None:
-        g, low = self.graph, self.is_low[node.name]
+    def node(self, node: onnx.NodeProto, scope: "_Scope") -> None:
+        g = self.graph
+        low = node.name not in self.pins and not is_control_flow(node)
+        keep = limits(g, self.fmt).fp32_inputs.get(node.name, set())
         new = onnx.NodeProto()
         new.CopyFrom(node)
         for k, i in enumerate(node.input):
             if not i or not g.is_float(i):
                 continue
-            want_low = low and k not in fp32_inputs
+            want_low = low and k not in keep
             if i in g.initializers:
                 new.input[k] = self.low_init(i) if want_low else i
             elif i in self.low_tensors:
-                new.input[k] = self.ren(i) if want_low else self.cast(i, FLOAT)
-            else:  # graph input or output of a pinned node: FP32
-                new.input[k] = self.cast(i, self.low_t) if want_low else i
+                new.input[k] = self.ren(i) if want_low else self.cast(i, FLOAT, scope)
+            else:  # graph input, body input, output of a pinned or control-flow node: FP32
+                new.input[k] = self.cast(i, self.low_t, scope) if want_low else i
         for k, o in enumerate(node.output):
             new.output[k] = self.ren(o)
         if low:
             _retype_node(new, self.low_t)
-        elif subgraph_inputs(node) & self.low_tensors:
-            raise BadInput(f"cannot materialize: control-flow node {node.name!r} reads low-precision tensors from its outer scope")
-        self.nodes.append(new)
+        for (_, body), (_, out) in zip(body_graphs(node), body_graphs(new)):
+            self.body(body, out, scope)
+        scope.nodes.append(new)
+
+    def body(self, body: onnx.GraphProto, out: onnx.GraphProto, outer: "_Scope") -> None:
+        """A body converted like the graph: its boundary (formal inputs and outputs) stays FP32."""
+        inner = _Scope(casts=dict(outer.casts))
+        for node in body.node:
+            self.node(node, inner)
+        for k, o in enumerate(body.output):
+            if o.name in self.low_tensors:
+                out.output[k].name = self.cast(o.name, FLOAT, inner)
+        del out.node[:]
+        out.node.extend(inner.nodes)
+        del out.value_info[:]  # intermediate types changed; shape inference recomputes them
 
 
 def mixed_model(graph: GraphView, plan: Plan) -> MixedModel:
-    lim = limits(graph, plan.format)
-    pins = set(plan.pins) | lim.fp32_nodes | {n.name for n in graph.nodes if is_control_flow(n)}
+    pins = fp32_nodes(graph, plan)
     b = _Builder(graph, plan, pins)
+    top = _Scope()
     order: dict[str, int] = {}
     for index, node in enumerate(graph.nodes):
-        first = len(b.nodes)
-        b.node(node, lim.fp32_inputs.get(node.name, set()))
-        order.update({n.name: index for n in b.nodes[first:]})
+        first = len(top.nodes)
+        b.node(node, top)
+        order.update({n.name: index for n in top.nodes[first:]})
     for o, inner in b.internal.items():
-        b.nodes.append(helper.make_node("Cast", [inner], [o], to=FLOAT, name=b.namer(f"precdoctor/{o}/to_fp32")))
-    used = {i for n in b.nodes for i in n.input} | {i for n in b.nodes for i in subgraph_inputs(n)}
+        top.nodes.append(helper.make_node("Cast", [inner], [o], to=FLOAT, name=b.namer(f"precdoctor/{o}/to_fp32")))
+    used = {i for n in top.nodes for i in n.input} | {i for n in top.nodes for i in subgraph_inputs(n)}
     kept = [graph.initializer_with_data(i.name) for i in graph.model.graph.initializer if i.name in used] + b.inits
-    m = derived_model(graph.model, b.nodes, kept, producer="precdoctor-mixed")
+    m = derived_model(graph.model, top.nodes, kept, producer="precdoctor-mixed")
     m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.plan", value=f"{plan.precision}; fp32 pins: {len(plan.pins)}"))
     if plan.precision == "bf16" and graph.opset < 13:
         m = _raise_opset(m, 13)
-    return MixedModel(m, len(b.casts) + len(b.internal), b.low_tensors - set(b.internal), order)
+    low_top = {o for n in graph.nodes for o in n.output if o in b.low_tensors}
+    return MixedModel(m, b.casts + len(b.internal), low_top - set(b.internal), order)
 
 
 def _raise_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:

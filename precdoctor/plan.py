@@ -39,11 +39,12 @@ def resolve_selectors(graph: GraphView, selectors) -> dict[str, str]:
     A selector that matches nothing is an error: a silently empty pin is the
     bug this tool exists to catch.
     """
-    names = [n.name for n in graph.nodes]
+    nodes = graph.all_nodes()  # If/Loop/Scan body nodes too
+    names = [n.name for n in nodes]
     picked: dict[str, str] = {}
     for sel in selectors:
         if sel.startswith("op:"):
-            hit = [n.name for n in graph.nodes if n.op_type == sel[3:]]
+            hit = [n.name for n in nodes if n.op_type == sel[3:]]
         elif sel.startswith("glob:"):
             hit = fnmatch.filter(names, sel[5:])
         elif sel.startswith("re:"):

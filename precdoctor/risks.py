@@ -54,7 +54,8 @@ def _constant_risks(graph: GraphView) -> list[Risk]:
     out = []
     for name in graph.float_initializers():
         a = np.abs(graph.array(name))
-        users = ", ".join(n.name for n in graph.readers(name)[:3])
+        readers = [n for n in graph.readers(name) if not is_control_flow(n)] or graph.readers(name)  # the body node, not its If
+        users = ", ".join(n.name for n in readers[:3])
         if a.size and a.max() > FP16.max_finite:
             out.append(Risk("initializer", "high", users, "", name, f"initializer |max| {a.max():.4g} is infinite in FP16"))
         tiny = (a > 0) & (a < FP16.min_subnormal / 2)

@@ -8,6 +8,7 @@ patterns) are cached in ``derived``.
 """
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from .bodies import Bodies, index_bodies, subgraph_inputs, walk_graphs
 from .weights import WeightStore, inline_bytes
 
 FLOAT = TensorProto.FLOAT
+log = logging.getLogger("precdoctor")
 
 
 @dataclass
@@ -136,10 +138,15 @@ def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]
     for init in model.graph.initializer:
         types[init.name] = init.data_type
         ranks[init.name] = len(init.dims)
+    declared = [onnx.TypeProto() for _ in model.graph.output]
+    for d, o in zip(declared, model.graph.output):  # infer the outputs' shapes instead of trusting them
+        d.CopyFrom(o.type)
+        o.type.tensor_type.ClearField("shape")
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
     except Exception:  # large or exotic models: fall back to what the file declares
         inferred = model
+    _fit_output_shapes(model, declared, inferred)
     for g in walk_graphs(inferred.graph):  # body tensors too: names are unique across the model
         for init in g.initializer:
             types.setdefault(init.name, init.data_type)
@@ -151,6 +158,25 @@ def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]
                 if tt.HasField("shape"):
                     ranks[vi.name] = len(tt.shape.dim)
     return types, ranks
+
+
+def _fit_output_shapes(model: onnx.ModelProto, declared: list[onnx.TypeProto], inferred: onnx.ModelProto) -> None:
+    """Restore the declared output types, except dimensions the graph provably computes otherwise (a
+    wrong declaration makes every derived graph fail strict shape checks): those take the inferred value."""
+    found = {o.name: o.type.tensor_type.shape for o in inferred.graph.output if o.type.tensor_type.HasField("shape")}
+    for o, d in zip(model.graph.output, declared):
+        o.type.CopyFrom(d)
+        got = found.get(o.name)
+        dims = o.type.tensor_type.shape.dim
+        if got is None or not o.type.tensor_type.HasField("shape") or len(got.dim) != len(dims):
+            continue
+        wrong = [(k, a.dim_value, b.dim_value) for k, (a, b) in enumerate(zip(dims, got.dim))
+                 if a.HasField("dim_value") and b.HasField("dim_value") and a.dim_value != b.dim_value]
+        for k, _, value in wrong:
+            dims[k].dim_value = value
+        if wrong:
+            log.warning(f"output {o.name} is declared with dimension(s) " + ", ".join(f"{k}={a}" for k, a, _ in wrong)
+                        + " but the graph computes " + ", ".join(f"{k}={b}" for k, _, b in wrong) + ": corrected in memory")
 
 
 def view(model: onnx.ModelProto, copy: bool = True, store: WeightStore | None = None) -> GraphView:

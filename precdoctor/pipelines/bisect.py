@@ -181,7 +181,7 @@ def run(p: BisectParams) -> BisectRun:
         evaluation_bound=bound, budget=p.budget, budget_exhausted=result.budget_exhausted,
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
-        node_ops={n.name: n.op_type for n in job.graph.nodes}, inputs=info, engine=job.backend.info(), comparison=comparisons,
+        node_ops={n.name: n.op_type for n in job.graph.all_nodes()}, inputs=info, engine=job.backend.info(), comparison=comparisons,
         flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
         allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
         warnings=warnings + ([reference_note(naive)] if reference_note(naive) else []) + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else []))

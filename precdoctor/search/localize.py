@@ -16,7 +16,7 @@ from ..comparison import Comparison
 from ..formats import Format
 from ..graph import GraphView
 from ..limits import UNDERFLOW_SHARE
-from ..ops import SHAPE_ONLY
+from ..ops import SHAPE_ONLY, is_control_flow
 from ..records import Record
 
 
@@ -28,8 +28,9 @@ class Localization(Record):
 
 
 def candidates(graph: GraphView) -> list[str]:
-    """Nodes that compute on floats: the ones a plan can pin."""
-    return [n.name for n in graph.nodes if n.op_type not in SHAPE_ONLY
+    """Nodes that compute on floats, If/Loop/Scan body nodes included (each right after its control-flow
+    node, which itself computes nothing): the ones a plan can pin."""
+    return [n.name for n in graph.all_nodes() if n.op_type not in SHAPE_ONLY and not is_control_flow(n)
             and (graph.float_outputs(n) or any(graph.is_float(i) for i in n.input if i))]
 
 
@@ -43,7 +44,7 @@ def flushed_constants(graph: GraphView, fmt: Format) -> dict[str, str]:
         inf = int((~(abs(r) < math.inf) & (abs(a) < math.inf)).sum())
         if lost or inf:
             what = f"constant {name} " + (f"has {lost} value(s) that become 0" if lost else f"has {inf} value(s) that become inf") + f" in {fmt.name}"
-            for c in graph.consumers.get(name, []):
+            for c in graph.readers(name):
                 hits.setdefault(c.name, what)
     return hits
 
@@ -53,12 +54,12 @@ def _range_evidence(graph: GraphView, comp: Comparison, fmt: Format, flag) -> No
         if t.overflow:
             flag(t.node, f"FP32 output |max| {t.ref_absmax:.4g} exceeds {fmt.name} max {fmt.max_finite:.6g} "
                          f"on {t.overflow} of {t.elements} elements")
-            for c in graph.consumers.get(t.tensor, []):
+            for c in graph.readers(t.tensor):
                 flag(c.name, f"reads {t.tensor}, whose FP32 values exceed the {fmt.name} range")
         uf = t.underflow_frac
         if uf is not None and uf > UNDERFLOW_SHARE:
             flag(t.node, f"{uf:.1%} of its nonzero FP32 output values flush to 0 in {fmt.name}")
-            for c in graph.consumers.get(t.tensor, []):
+            for c in graph.readers(t.tensor):
                 flag(c.name, f"reads {t.tensor}, whose small values flush to 0 in {fmt.name}")
 
 
@@ -82,7 +83,7 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format) -> Localization:
             flag(node, label + (f" (error grows {t.growth:.3g}x over its inputs)" if t and math.isfinite(t.growth)
                                 else " (error jumps over its inputs)"))
             for i in graph.node(node).input:
-                p = graph.producer.get(i)
+                p = graph.producer_of(i)
                 if p is not None and i in compared:
                     flag(p.name, f"feeds the {label} {node}")
     growth_of: dict[str, float] = {}
