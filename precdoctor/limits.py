@@ -28,6 +28,7 @@ GROWTH = 8.0  # a node diverges when its error grows this much over its inputs .
 FLOOR_ULPS = 16  # ... and exceeds this many unit roundoffs of the format ...
 MIN_DIVERGENCE = 0.05  # ... and this relative error (below it, rounding noise of near-zero tensors)
 UNDERFLOW_SHARE = 0.01  # share of a tensor's nonzero values flushing to 0 that makes it a suspect
+SENSITIVE_HOPS = 4  # ops a flushed value may pass (sums, clamps, reshapes) on its way to a Log/Div/Sqrt and still be a suspect
 SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal range (few significant bits) worth a finding
 
 # --- acceptance and search

@@ -25,8 +25,13 @@ FUSED_NORMS = frozenset({"LayerNormalization", "InstanceNormalization"})
 DTYPE_ATTRS = {"Cast": "to", "RandomNormal": "dtype", "RandomUniform": "dtype", "EyeLike": "dtype",
                "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}
 
-# Ops that read a small positive constant to keep the next op finite (a floor or epsilon).
+# Ops that read a small positive constant to keep the next op finite (a floor or epsilon); they amplify small values.
 EPSILON_CONSUMERS = frozenset({"Sqrt", "Log", "Div", "Reciprocal", "Pow"})
+
+# Ops whose output stays as small as their inputs (elementwise sums and products, clamps, data movement):
+# a flushed small value travels through them to whatever reads it next.
+KEEPS_SMALL = frozenset({"Add", "Sub", "Mul", "Clip", "Max", "Min", "Relu", "Abs", "Neg", "Identity", "Reshape", "Flatten",
+                         "Squeeze", "Unsqueeze", "Transpose", "Slice", "Gather", "Concat", "Split", "Expand", "Cast"})
 
 
 def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:

@@ -112,6 +112,7 @@ class BisectRun(Run):
     evaluations: int
     evaluations_resumed: int
     evaluation_bound: int
+    bound_note: str | None = None  # why the evaluations exceeded the bound (None: within it)
     budget: int
     budget_exhausted: bool
     accept: list[str]

@@ -116,6 +116,8 @@ def bisect_summary(r: BisectRun) -> str:
     lines.append(f"evaluations: {r.evaluations} (bound {r.evaluation_bound}: k*ceil(log2 N)+3 per search, for {r.candidates} candidates)"
                  + (f", {r.evaluations_resumed} replayed from the journal" if r.evaluations_resumed else "")
                  + ("; 1-minimal: verified" if r.one_minimal and r.pins else ""))
+    if r.bound_note:
+        lines.append(f"  BOUND EXCEEDED: {r.bound_note}")
     lines += _bisect_tables(r)
     files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
     lines.append("artifacts: " + ", ".join(files))

@@ -18,6 +18,7 @@ from .. import acceptance as acc
 from ..artifacts import FILES, Artifacts, write_artifacts
 from ..backends import EngineParams
 from ..comparison import compare_plan, hidden_nonfinite
+from ..controlflow import scan_ranges
 from ..errors import BadInput
 from ..files import Staging, check_output_dir, check_output_file, check_set, dump_json, ensure_dir
 from ..graph import concrete_shapes, node_flops
@@ -157,7 +158,8 @@ def run(p: BisectParams) -> BisectRun:
     naive = job.compare(Plan(job.fmt.name))
     refuse_nan_reference(naive)
     refuse_empty_outputs(naive)
-    loc = rank(job.graph, naive, job.fmt)
+    ranges, _ = scan_ranges(job.graph, job.samples, job.fmt)  # FP32 range findings: evidence where no node jumps
+    loc = rank(job.graph, naive, job.fmt, ranges)
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
@@ -178,7 +180,7 @@ def run(p: BisectParams) -> BisectRun:
     record = BisectRun(
         model=str(p.model), precision=job.fmt.name, verdict=result.status, message=result.message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
-        evaluation_bound=bound, budget=p.budget, budget_exhausted=result.budget_exhausted,
+        evaluation_bound=bound, bound_note=_bound_note(result, bound, len(loc.order)), budget=p.budget, budget_exhausted=result.budget_exhausted,
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.all_nodes()}, inputs=info, engine=job.backend.info(), comparison=comparisons,
@@ -235,7 +237,7 @@ def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, objec
     fp = _fingerprint(job)
     journal = Journal(job.outdir / "journal.jsonl", fp)
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
-    result = search(loc.order, loc.suspects, ev)
+    result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
     report = job.judge.report(job.task_criteria) if job.judge is not None else None
     first_pins = list(result.pins)
     c = confirm(result, _checks(job, report), ev, job.outdir / "journal.confirm.jsonl", fp, loc.order, loc.suspects, job.p.budget)
@@ -268,6 +270,20 @@ def _flops(job: _Job, pins) -> Flops:
     per = node_flops(job.graph, concrete_shapes(job.graph, job.samples[0]))
     known = [p for p in pins if p in per]
     return Flops(sum(per.values()), {p: per[p] for p in known}, sum(per[p] for p in known), len(per) == len(job.graph.nodes))
+
+
+def _bound_note(result: SearchResult, bound: int, candidates: int) -> str | None:
+    """Why the search took more evaluations than the printed bound, or None when it honoured it."""
+    if result.evaluations <= bound:
+        return None
+    if result.budget_exhausted:
+        why = "the budget ran out before the search could finish"
+    elif result.prefix is None:
+        why = "the search did not finish in the bound's terms (task confirmation or no passing plan)"
+    else:
+        why = (f"the first passing plan needed the first {result.prefix} of {candidates} ranked candidates (the evidence named "
+               f"{result.seed}); {result.strategy} within them and the 1-minimality check took the rest")
+    return f"{result.evaluations} evaluations exceed the bound {bound}: {why}"
 
 
 def _why(pin: str, evidence: dict, result: SearchResult) -> str:

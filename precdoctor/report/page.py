@@ -170,6 +170,8 @@ def _cost(run: BisectRun) -> str:
 
 def _search_line(run: BisectRun) -> str:
     line = f"found in {run.evaluations} evaluations among {count(run.candidates)} candidate nodes (bound {run.evaluation_bound})"
+    if run.bound_note:
+        line += f"; bound exceeded: {run.bound_note}"
     if run.evaluations_resumed:
         line += f", {run.evaluations_resumed} replayed from the journal"
     return line + ("; 1-minimal: dropping any single pin breaks acceptance (verified)" if run.one_minimal and run.pins else "")

@@ -2,10 +2,13 @@
 
 Suspects (the *seed*), each with its evidence: nodes whose FP32 output leaves
 the format's range and the nodes reading such tensors (their input is rounded
-to inf at the border), nodes whose small values flush to zero, nodes reading
-constants the format turns to 0 or inf, the Inf/NaN origin and the first
-divergence with the producers of their inputs. The other candidates follow,
-by error growth.
+to inf at the border), nodes whose small values flush to zero (both read off
+scan's FP32 ranges), nodes reading constants the format turns to 0 or inf, the
+Inf/NaN origin and the first divergence with the producers of their inputs.
+Then weak evidence: values that flush to zero but only feed sums (softmax
+probabilities before a MatMul), values in the format's subnormal range (a
+drift with no single jump). The other candidates follow, most
+error added first.
 """
 from __future__ import annotations
 
@@ -15,16 +18,17 @@ from dataclasses import dataclass
 from ..comparison import Comparison
 from ..formats import Format
 from ..graph import GraphView
-from ..limits import UNDERFLOW_SHARE
-from ..ops import SHAPE_ONLY, is_control_flow
+from ..limits import SENSITIVE_HOPS, SUBNORMAL_SHARE, UNDERFLOW_SHARE
+from ..ops import EPSILON_CONSUMERS, KEEPS_SMALL, SHAPE_ONLY, is_control_flow
 from ..records import Record
 
 
 @dataclass
 class Localization(Record):
     order: list[str]  # every candidate node, most suspicious first
-    suspects: int  # how many of ``order`` the evidence names (the seed)
+    suspects: int  # how many of ``order`` the strong evidence names (the seed)
     evidence: dict[str, str]  # suspect -> why
+    weak: int = 0  # candidates after the seed with weak evidence (subnormal values), tried next
 
 
 def candidates(graph: GraphView) -> list[str]:
@@ -63,18 +67,80 @@ def _range_evidence(graph: GraphView, comp: Comparison, fmt: Format, flag) -> No
                 flag(c.name, f"reads {t.tensor}, whose small values flush to 0 in {fmt.name}")
 
 
-def rank(graph: GraphView, comp: Comparison, fmt: Format) -> Localization:
+def _ranges_evidence(graph: GraphView, ranges: dict, fmt: Format, flag, weak) -> None:
+    """FP32 range findings (scan's): values past the format's range or flushing to zero are strong evidence
+    for the node making them and the nodes reading them; values in the subnormal range (fewer significant
+    bits: a drift with no jump) are weak evidence, tried right after the strong."""
+    for t, r in ranges.items():
+        node = graph.producer_of(t)
+        if node is None:
+            continue
+        share = lambda k: k / max(r.elements, 1)  # noqa: E731
+        if r.overflow:
+            flag(node.name, f"FP32 output |max| {r.absmax:.4g} exceeds {fmt.name} max {fmt.max_finite:.6g} on {r.overflow} of {r.elements} elements")
+            for c in graph.readers(t):
+                flag(c.name, f"reads {t}, whose FP32 values exceed the {fmt.name} range")
+        elif share(r.underflow) > UNDERFLOW_SHARE:
+            mark = flag if _reaches_sensitive(graph, t) else weak
+            mark(node.name, f"{share(r.underflow):.1%} of its nonzero FP32 output values flush to 0 in {fmt.name}")
+            for c in graph.readers(t):
+                mark(c.name, f"reads {t}, whose small values flush to 0 in {fmt.name}")
+        elif share(r.subnormal) > SUBNORMAL_SHARE:
+            weak(node.name, f"{share(r.subnormal):.1%} of its FP32 output values are subnormal in {fmt.name} (fewer significant bits)")
+            for c in graph.readers(t):
+                weak(c.name, f"reads {t}, {share(r.subnormal):.1%} of whose values are subnormal in {fmt.name}")
+
+
+def _reaches_sensitive(graph: GraphView, tensor: str, hops: int = SENSITIVE_HOPS) -> bool:
+    """Whether small values of ``tensor`` reach an op that amplifies them (Log, Div, Sqrt, ...) through ops that
+    keep them small (sums, clamps, reshapes): a probability flushed to 0 before a MatMul is noise; a power
+    flushed to 0 before a Log is the failure."""
+    frontier = {tensor}
+    for _ in range(hops):
+        nxt = set()
+        for t in frontier:
+            for c in graph.readers(t):
+                if c.op_type in EPSILON_CONSUMERS:
+                    return True
+                if c.op_type in KEEPS_SMALL:
+                    nxt.update(o for o in c.output if o)
+        frontier = nxt
+    return False
+
+
+def contribution(graph: GraphView, comp: Comparison) -> dict[str, float]:
+    """Error each node adds: its output's relative L2 error over the largest of its inputs' (inf where Inf/NaN
+    is born). Where no node jumps, the nodes adding most of the drift come first."""
+    err = {t.tensor: (math.inf if t.nonfinite_new else (t.rel_l2 if math.isfinite(t.rel_l2) else 0.0)) for t in comp.tensors}
+    out: dict[str, float] = {}
+    for t in comp.tensors:
+        node = graph.node(t.node) if graph.has_node(t.node) else None
+        base = max((err.get(i, 0.0) for i in node.input), default=0.0) if node is not None else 0.0
+        added = err[t.tensor] - base if math.isfinite(err[t.tensor]) else (0.0 if math.isinf(base) else math.inf)
+        out[t.node] = max(out.get(t.node, 0.0), added)
+    return out
+
+
+def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict | None = None) -> Localization:
     """Order candidates most suspicious first (see the module docstring)."""
     cands = candidates(graph)
     pos = {n: k for k, n in enumerate(cands)}
     compared = {t.tensor for t in comp.tensors}
     evidence: dict[str, str] = {}
+    weak_evidence: dict[str, str] = {}
 
     def flag(node: str, why: str):
         if node in pos:
             evidence.setdefault(node, why)
 
-    _range_evidence(graph, comp, fmt, flag)
+    def weak(node: str, why: str):
+        if node in pos:
+            weak_evidence.setdefault(node, why)
+
+    if ranges is not None:
+        _ranges_evidence(graph, ranges, fmt, flag, weak)
+    else:
+        _range_evidence(graph, comp, fmt, flag)
     for node, why in flushed_constants(graph, fmt).items():
         flag(node, "reads " + why)
     for label, node in (("Inf/NaN origin", comp.origin), ("first divergence", comp.first_divergence)):
@@ -86,10 +152,9 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format) -> Localization:
                 p = graph.producer_of(i)
                 if p is not None and i in compared:
                     flag(p.name, f"feeds the {label} {node}")
-    growth_of: dict[str, float] = {}
-    for t in comp.tensors:
-        g = t.growth if t.rel_l2 > fmt.unit_roundoff else 0.0
-        growth_of[t.node] = max(growth_of.get(t.node, 0.0), g)
+    added = contribution(graph, comp)
     seed = sorted(evidence, key=pos.get)
-    rest = sorted((n for n in cands if n not in evidence), key=lambda n: (-growth_of.get(n, 0.0), pos[n]))
-    return Localization(seed + rest, len(seed), evidence)
+    hint = sorted((n for n in weak_evidence if n not in evidence), key=lambda n: (-added.get(n, 0.0), pos[n]))
+    rest = sorted((n for n in cands if n not in evidence and n not in weak_evidence), key=lambda n: (-added.get(n, 0.0), pos[n]))
+    evidence.update({n: weak_evidence[n] for n in hint})
+    return Localization(seed + hint + rest, len(seed), evidence, len(hint))
