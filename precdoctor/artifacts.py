@@ -33,6 +33,8 @@ from .limits import COMMAND_FILE_MAX_BYTES
 from .mixed import check, mixed_model
 from .plan import Plan
 from .records import Record
+from .recurrent import RECURRENT
+from .schema import forced_fp32
 
 FORMATS = ("trtexec", "polygraphy", "autocast", "mixed-onnx")
 FILES = {"trtexec": ("trtexec.txt",), "polygraphy": ("polygraphy.txt",), "autocast": ("autocast.txt",),
@@ -52,6 +54,7 @@ class Artifacts(Record):
     report: str | None = None
     trtexec_unsupported: list[str] = field(default_factory=list)
     casts: int | None = None
+    forced: dict[str, str] = field(default_factory=dict)  # pinned in every artifact besides the plan's pins: node -> why
     unexpressible: dict[str, list[str]] = field(default_factory=dict)  # format -> pins its file cannot name
 
     def validate(self, where: str) -> None:
@@ -205,6 +208,23 @@ def _warning(fmt: str, pins) -> str:
             + "".join(f"#   {comment_safe(b)}: {unexpressible(fmt, b)}\n" for b in bad))
 
 
+def _forced_note(precision: str, forced: dict[str, str]) -> str:
+    if not forced:
+        return ""
+    return (f"# and {len(forced)} node(s) the verified plan computes in FP32 because the ONNX schema has no {precision} form;\n"
+            "# pinned here too, so that a weakly typed build computes what was verified:\n"
+            + "".join(f"#   {comment_safe(n)}: {why}\n" for n, why in forced.items()))
+
+
+def _rnn_note(graph: GraphView, plan: Plan) -> str:
+    rnn = [p for p in sorted(plan.pins) if graph.node(p).op_type in RECURRENT]
+    if not rnn:
+        return ""
+    return ("# NOTE: TensorRT's ONNX parser unrolls LSTM/GRU/RNN into a loop of layers, only one of them named after\n"
+            "# the node: layer precisions cannot keep the whole recurrence FP32. Prefer the mixed ONNX (trtexec-11.txt) for:\n"
+            + "".join(f"#   {comment_safe(r)}\n" for r in rnn))
+
+
 # ---- writing and reading the files
 
 def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS,
@@ -213,8 +233,12 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
     (default ``outdir``): the folder the files will finally live in, when ``outdir`` is a staging folder."""
     outdir = Path(outdir)
     model = os.path.relpath(Path(model_path).resolve(), Path(relative_to or outdir).resolve())
-    out = Artifacts()
-    header = f"# precdoctor: {plan.precision} with {len(plan.pins)} node(s) pinned to FP32; run from this folder with bash\n"
+    forced = forced_fp32(graph, plan)
+    out = Artifacts(forced=forced)
+    verified = plan
+    plan = Plan(plan.precision, frozenset(plan.pins) | frozenset(forced), plan.why)  # every FP32 node of the verified plan
+    header = (f"# precdoctor: {plan.precision} with {len(verified.pins)} node(s) pinned to FP32; run from this folder with bash\n"
+              + _forced_note(plan.precision, forced))
     commands = {
         "trtexec": ("trtexec.txt", "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n",
                     lambda: trtexec_command(model, plan, graph)[0]),
@@ -224,14 +248,15 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
     }
     for fmt, (name, about, command) in commands.items():
         if fmt in formats:
-            write_text(outdir / name, header + about + _warning(fmt, plan.pins) + command() + "\n")
+            note = _warning(fmt, plan.pins) + (_rnn_note(graph, plan) if fmt != "autocast" else "")
+            write_text(outdir / name, header + about + note + command() + "\n")
             setattr(out, fmt, name)
             bad = [p for p in sorted(plan.pins) if unexpressible(fmt, p)]
             if bad:
                 out.unexpressible[fmt] = bad
     out.trtexec_unsupported = out.unexpressible.get("trtexec", []) if "trtexec" in formats else []
     if "mixed-onnx" in formats:
-        mixed = mixed_model(graph, plan)
+        mixed = mixed_model(graph, verified)
         check(mixed.model)
         save_model(mixed.model, outdir / "model.mixed.onnx")
         write_text(outdir / "trtexec-11.txt", header + "# TensorRT 11 is always strongly typed: the precision lives in the ONNX graph,\n"

@@ -16,8 +16,8 @@ from .errors import BadInput
 from .files import read_json
 from .records import Record
 
-PINS_SCHEMA = 3  # 3: warnings
-READABLE = (2, 3)  # version 2 is version 3 without warnings
+PINS_SCHEMA = 4  # 3: warnings; 4: forced (the nodes the schema keeps FP32, pinned in every artifact)
+READABLE = (2, 3, 4)  # each version is the next without its new field
 
 
 @dataclass
@@ -25,6 +25,7 @@ class PinsFile(Record):
     precision: Literal["fp16", "bf16"] = "fp16"
     pins: list[str] = field(default_factory=list)
     why: dict[str, str] = field(default_factory=dict)
+    forced: dict[str, str] = field(default_factory=dict)  # FP32 by the ONNX schema, not by the search: node -> why
     selectors: list[str] = field(default_factory=list)
     model: str | None = None  # relative to the pins file's folder when written by bisect
     accept: list[str] = field(default_factory=list)

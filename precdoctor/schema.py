@@ -24,6 +24,7 @@ _TYPE = {onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.BFLOAT16:
 class Limits:
     fp32_nodes: set[str] = field(default_factory=set)  # cannot produce the low type: run in FP32
     fp32_inputs: dict[str, set[int]] = field(default_factory=dict)  # input positions that stay FP32
+    why: dict[str, str] = field(default_factory=dict)  # fp32 node -> the schema fact that keeps it FP32
 
 
 def _allowed(schema, index: int, outputs: bool) -> set[str] | None:
@@ -61,12 +62,19 @@ def _limits(graph: GraphView, fmt: Format) -> Limits:
         floats_out = [k for k, o in enumerate(node.output) if o and graph.is_float(o)]
         if any((a := _allowed(schema, k, True)) is not None and low not in a for k in floats_out):
             out.fp32_nodes.add(node.name)
+            out.why[node.name] = f"the ONNX schema of {node.op_type} at opset {opset} has no {low[7:-1]} output"
             continue
         keep = {k for k, i in enumerate(node.input)
                 if i and graph.is_float(i) and (a := _allowed(schema, k, False)) is not None and low not in a}
         if keep:
             out.fp32_inputs[node.name] = keep
     return out
+
+
+def forced_fp32(graph: GraphView, plan) -> dict[str, str]:
+    """Nodes the plan computes in FP32 without pinning them (the schema keeps them FP32), and why."""
+    lim = limits(graph, plan.format)
+    return {n: lim.why[n] for n in sorted(lim.fp32_nodes - set(plan.pins))}
 
 
 def fp32_nodes(graph: GraphView, plan) -> set[str]:

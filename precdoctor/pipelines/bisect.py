@@ -306,7 +306,7 @@ def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
         record.artifacts = write_artifacts(stage.dir, job.p.model, job.graph, plan, relative_to=outdir)
         record.warnings += [f"{fmt} cannot name {len(names)} pinned node(s) exactly; see {getattr(record.artifacts, fmt)}"
                             for fmt, names in record.artifacts.unexpressible.items()]
-        pins = PinsFile(plan.precision, sorted(plan.pins), {k: plan.why[k] for k in sorted(plan.why)},
+        pins = PinsFile(plan.precision, sorted(plan.pins), {k: plan.why[k] for k in sorted(plan.why)}, dict(record.artifacts.forced),
                         model=os.path.relpath(Path(job.p.model).resolve(), outdir.resolve()), accept=record.accept,
                         verdict=record.verdict, one_minimal=record.one_minimal, evaluations=record.evaluations,
                         casts=record.artifacts.casts, profile=record.engine.profile, backend=record.engine.backend,

@@ -51,6 +51,7 @@ class Page:
     series: list[tuple[str, Comparison]] = field(default_factory=list)  # the error plots' lines
     marks: list[tuple[str, str]] = field(default_factory=list)  # (node, what) marked on the plots
     pins: list[PinRow] = field(default_factory=list)
+    forced: dict[str, str] = field(default_factory=dict)  # FP32 by the schema, pinned in every artifact: node -> why
     cost: str = ""
     search: str = ""
     artifacts: list[dict] = field(default_factory=list)
@@ -238,6 +239,7 @@ def build_page(run, outdir: Path | None) -> Page:
         [(f"naive {c.other.precision.upper()}", c.other)] if c.other else [])
     page.marks += [(p, "pin") for p in run.pins]
     page.pins, page.cost, page.search = _pin_rows(run), _cost(run), _search_line(run)
+    page.forced = run.artifacts.forced
     page.artifacts, page.mixed_onnx = _artifacts(run, outdir), run.artifacts.mixed_onnx
     page.commands = [a for a in page.artifacts if a["key"] in FIRST_SCREEN]
     if run.task is not None:
