@@ -57,12 +57,15 @@ def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
     n = max(raw[IDX["n"]], 1.0)
     sse, ssr, ssc, dot = (float(raw[IDX[k]]) for k in ("sse", "ssr", "ssc", "dot"))
     new = int(raw[IDX["nonfinite_new"]])
-    rel = math.sqrt(sse / ssr) if ssr > 0 else (0.0 if sse == 0 else math.inf)
-    cos = dot / math.sqrt(ssr * ssc) if ssr > 0 and ssc > 0 else (1.0 if ssr == ssc == 0 else 0.0)
+    if any(math.isnan(v) for v in (sse, ssr, ssc)):  # not measured (a fast probe of a candidate with Inf/NaN)
+        rel = cos = sqnr = math.nan
+    else:
+        rel = math.sqrt(sse / ssr) if ssr > 0 else (0.0 if sse == 0 else math.inf)
+        cos = dot / math.sqrt(ssr * ssc) if ssr > 0 and ssc > 0 else (1.0 if ssr == ssc == 0 else 0.0)
+        with np.errstate(divide="ignore"):
+            sqnr = math.inf if sse == 0 else (10 * math.log10(ssr / sse) if ssr > 0 else -math.inf)
     absmax = float(raw[IDX["ref_absmax"]])
     under = raw[IDX["n_underflow"]]
-    with np.errstate(divide="ignore"):
-        sqnr = math.inf if sse == 0 else (10 * math.log10(ssr / sse) if ssr > 0 else -math.inf)
     max_abs = math.inf if new else float(raw[IDX["max_abs"]])
     if raw[IDX["n"]] - raw[IDX["nonfinite_ref"]] - new <= 0:  # nothing finite in both: the norms are undefined
         rel = cos = sqnr = math.nan

@@ -218,8 +218,8 @@ def complete_fast(raw: np.ndarray) -> np.ndarray:
     out[IDX["n_overflow"]] = 0.0
     with np.errstate(invalid="ignore"):
         out[IDX["dot"]] = (raw[IDX["ssr"]] + raw[IDX["ssc"]] - raw[IDX["sse"]]) / 2
-    if bad:
-        for f in ("sse", "ssc", "dot", "max_abs"):
+    if bad:  # the sums ran over every position; the error is defined over those finite in both
+        for f in ("sse", "ssr", "ssc", "dot", "max_abs"):
             out[IDX[f]] = np.nan
     out[IDX["n_underflow"]] = np.nan  # not measured on the fast path
     return out

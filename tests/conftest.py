@@ -8,6 +8,7 @@ from helpers import ROOT, shared
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 
+import families  # noqa: E402
 import planted  # noqa: E402
 
 
@@ -21,6 +22,21 @@ def planted_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fixtures():
     return planted.build_all()
+
+
+@pytest.fixture(scope="session")
+def family_dir(tmp_path_factory):
+    """The model-family fixtures (fixtures/families.py): NAME.onnx, NAME.npz, expected.json."""
+    out = tmp_path_factory.mktemp("families")
+    families.write(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def family_expected(family_dir):
+    import json
+
+    return json.loads((family_dir / "expected.json").read_text())
 
 
 @pytest.fixture(scope="session")

@@ -78,3 +78,25 @@ def test_fast_probe_completion_on_finite_data():
     want = probes.numpy_stats(ref, cand, BF16)
     keep = [i for i, f in enumerate(probes.FIELDS) if f != "n_underflow"]
     np.testing.assert_allclose(got[keep], want[keep], rtol=1e-3)
+
+
+def test_probe_groups_and_non_finite_candidates_in_the_fast_pass():
+    """Probes come out in groups (one Concat of all keeps them alive to the end: start-up grows quadratically),
+    and a candidate full of NaN/inf is counted by the fast probe itself: no second, full pass."""
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(100).astype(np.float32)
+    cand = ref.copy()
+    cand[:30] = np.nan
+    cand[30:35] = np.inf
+    pb = probes.ProbeBuilder(FP16, Namer({"r", "c"}), full=False, group=2)
+    for k in range(5):
+        pb.add(f"t{k}", "r", "c", rank=1, size_in_graph=False)
+    groups = _run_probes(pb, ref, cand)
+    assert len(groups) == 3
+    rows = probes.unpack(groups, pb.names, pb.sized, False, {f"t{k}": ref.size for k in range(5)})
+    assert not any(probes.needs_full(r, FP16) for r in rows)
+    got = probes.complete_fast(rows[4])
+    want = probes.numpy_stats(ref, cand, FP16)
+    for f in ("n", "nonfinite_ref", "nonfinite_cand", "nonfinite_new", "ref_absmax"):
+        assert got[probes.IDX[f]] == pytest.approx(want[probes.IDX[f]], rel=1e-5), f
+    assert np.isnan(got[probes.IDX["sse"]])  # the error over positions finite in both is not measured here
