@@ -29,23 +29,34 @@ IDX = {f: i for i, f in enumerate(FIELDS)}
 
 
 def numpy_stats(ref: np.ndarray, cand: np.ndarray, fmt: Format) -> np.ndarray:
-    r = np.asarray(ref, np.float32).ravel()
-    c = np.asarray(cand, np.float32).ravel()
+    """The raw statistics of one (reference, candidate) pair, as the full in-graph probe computes them."""
+    return numpy_stats_many([ref], [cand], fmt)[0]
+
+
+def numpy_stats_many(refs: list, cands: list, fmt: Format) -> np.ndarray:
+    """``numpy_stats`` of many (reference, candidate) pairs at once, [len(refs), K]: one pass over their
+    concatenation and per-segment reductions (thousands of small tensors cost one numpy call each otherwise)."""
+    sizes = np.array([np.size(r) for r in refs], np.int64)
+    out = np.zeros((len(refs), K))
+    full = sizes > 0
+    if not full.any():
+        return out
+    r = np.concatenate([np.asarray(x, np.float32).ravel() for x in refs])
+    c = np.concatenate([np.asarray(x, np.float32).ravel() for x in cands])
     nr, nc = ~np.isfinite(r), ~np.isfinite(c)
     bad = nr | nc
     with np.errstate(invalid="ignore", over="ignore"):
-        d = np.where(bad, 0, c - r)
-        rm, cm = np.where(bad, 0, r), np.where(bad, 0, c)
+        d = np.where(bad, 0, c - r).astype(np.float64)
+        rm, cm = np.where(bad, 0, r).astype(np.float64), np.where(bad, 0, c).astype(np.float64)
         absr = np.abs(np.where(nr, 0, r))
-    return np.array(
-        [
-            r.size, nr.sum(), nc.sum(), (nc & ~nr).sum(),
-            np.abs(d).max(initial=0), np.dot(d, d), np.dot(rm, rm), np.dot(cm, cm), np.dot(rm, cm),
-            absr.max(initial=0), (absr > fmt.max_finite).sum(),
-            ((absr > 0) & (absr < fmt.min_subnormal / 2)).sum(),
-        ],
-        np.float64,
-    )
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[full]
+    add = lambda x: np.add.reduceat(x, starts)  # noqa: E731
+    top = lambda x: np.maximum.reduceat(x, starts)  # noqa: E731
+    cols = [sizes[full], add(nr.astype(np.int64)), add(nc.astype(np.int64)), add((nc & ~nr).astype(np.int64)), top(np.abs(d)),
+            add(d * d), add(rm * rm), add(cm * cm), add(rm * cm), top(absr), add((absr > fmt.max_finite).astype(np.int64)),
+            add(((absr > 0) & (absr < fmt.min_subnormal / 2)).astype(np.int64))]
+    out[full] = np.stack(cols, axis=1)
+    return out
 
 
 def combine(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:

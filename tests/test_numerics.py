@@ -100,3 +100,16 @@ def test_probe_groups_and_non_finite_candidates_in_the_fast_pass():
     for f in ("n", "nonfinite_ref", "nonfinite_cand", "nonfinite_new", "ref_absmax"):
         assert got[probes.IDX[f]] == pytest.approx(want[probes.IDX[f]], rel=1e-5), f
     assert np.isnan(got[probes.IDX["sse"]])  # the error over positions finite in both is not measured here
+
+
+def test_numpy_stats_of_many_tensors_at_once_match_one_by_one():
+    rng = np.random.default_rng(4)
+    refs = [rng.standard_normal(s).astype(np.float32) * 1e3 for s in ((3, 4), (0,), (7,), (1,), (2, 5, 3))]
+    refs[2][1] = 1e-9
+    refs[4][0, 0, 0] = 7e4
+    cands = [FP16.round(r) for r in refs]
+    cands[0][1, 2] = np.nan
+    refs[3][0] = np.inf
+    got = probes.numpy_stats_many(refs, cands, FP16)
+    for g, r, c in zip(got, refs, cands):
+        np.testing.assert_allclose(g, probes.numpy_stats(r, c, FP16), rtol=1e-6)

@@ -193,8 +193,10 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
                 if not full and probes.needs_full(row, fmt):
                     redo.add(t)
                 acc[t] = probes.combine(acc.get(t) if k else None, row if full else probes.complete_fast(row))
-            for t, (c, r) in pm.fetched.items():
-                acc[t] = probes.combine(acc.get(t) if k else None, probes.numpy_stats(res[r], res[c], fmt))
+            names = list(pm.fetched)
+            rows = probes.numpy_stats_many([res[pm.fetched[t][1]] for t in names], [res[pm.fetched[t][0]] for t in names], fmt)
+            for t, row in zip(names, rows):
+                acc[t] = probes.combine(acc.get(t) if k else None, row)
             if last:
                 m.outputs.append(({o: res[r] for o, r in zip(graph.outputs, pm.ref_outputs)}, {o: res[o] for o in graph.outputs}))
                 m.decisions[k] = {c: (res[r], res[c]) for c, r in pm.decisions}
