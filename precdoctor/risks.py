@@ -1,7 +1,8 @@
 """FP32-only risk analysis: what will break in FP16/BF16, read off one FP32 run and the graph.
 
-No low-precision run: ranges come from probes that compare each tensor with
-itself (so only the FP32 statistics are meaningful).
+No low-precision run: the FP32 ranges of every float tensor (ranges.py; the
+tensors of If/Loop/Scan bodies through controlflow.py's flat graphs) against
+FP16: values past its range, flushing to zero, or in its subnormal range.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from onnx import TensorProto, helper
+from onnx import helper
 
 from .formats import BF16, FP16
 from .graph import GraphView, LayerNormPattern, layernorm_patterns

@@ -153,3 +153,26 @@ def test_artifacts_pin_what_the_schema_keeps_fp32(family_dir, tmp_path):
     types = {vi.name: vi.type.tensor_type.elem_type for vi in onnx.shape_inference.infer_shapes(mixed).graph.value_info}
     conv_outputs = [n.output[0] for n in mixed.graph.node if n.name in convs]
     assert conv_outputs and all(types[o] == onnx.TensorProto.FLOAT for o in conv_outputs)
+
+
+def test_nan_heavy_candidate_needs_no_second_pass(family_dir, monkeypatch):
+    """Probed in the graph (nothing fetched), a candidate full of NaN is measured by the fast pass itself,
+    with the same non-finite counts as numpy finds; only the one tensor whose FP32 reference leaves the
+    FP16 range is probed again (for its overflow count)."""
+    fetched = _compare(family_dir, "crnn_bilstm_input_overflow", "fp16")
+    monkeypatch.setattr("precdoctor.backends.paired.FETCH_ELEMENTS", -1)
+    probed = _compare(family_dir, "crnn_bilstm_input_overflow", "fp16")
+    assert [n for n in probed.notes if "re-probed" in n] == ["1 tensor(s) re-probed in full (FP32 reference not finite or out of range)"]
+    assert probed.tensor("/rnn/reverse/input_proj/Mul").overflow == fetched.tensor("/rnn/reverse/input_proj/Mul").overflow == 263
+    assert probed.origin == fetched.origin == "/rnn/reverse/input_proj/Mul"
+    assert [t.nonfinite_new for t in probed.tensors] == [t.nonfinite_new for t in fetched.tensors]
+    assert sum(t.nonfinite_new > 0 for t in probed.tensors) > 400
+
+
+def test_multi_output_nodes_get_unique_generated_names(family_dir):
+    from precdoctor.emulation import EmulationOptions, emulation_model
+
+    graph = open_model(family_dir / "lstm_single.onnx")  # Y, Y_h, Y_c: three Cast pairs on one node
+    emu = emulation_model(graph, Plan("fp16"), EmulationOptions(recurrent="op")).model
+    names = [n.name for n in emu.graph.node]
+    assert len(names) == len(set(names)) and sum(n.op_type == "Cast" for n in emu.graph.node) == 2 * (1 + 3)  # x in, 3 out
