@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from .backends import ort
 from .formats import Format
 from .graph import GraphView, Namer, concrete_sizes, derived_model
-from .limits import PROBE_GROUP
+from .limits import PROBE_GROUP, SUBNORMAL_SHARE, UNDERFLOW_SHARE
 from .records import Record
 
 FIELDS = ("elements", "nonfinite", "absmax", "overflow", "underflow", "subnormal")
@@ -36,6 +36,28 @@ class TensorRange(Record):
     nonfinite: int
     elements: int
     subnormal: int = 0  # nonzero values below the smallest normal number (fewer significant bits), underflow included
+
+    def share(self, count: int) -> float:
+        return count / max(self.elements, 1)
+
+    def finding(self) -> str | None:
+        """What the format does to these values, the worst first: ``overflow`` (any), ``underflow`` (a share
+        flushing to zero), ``subnormal`` (a share keeping fewer significant bits), or None."""
+        if self.overflow:
+            return "overflow"
+        if self.share(self.underflow) > UNDERFLOW_SHARE:
+            return "underflow"
+        if self.share(self.subnormal) > SUBNORMAL_SHARE:
+            return "subnormal"
+        return None
+
+
+def findings(graph: GraphView, ranges: dict[str, TensorRange]):
+    """(tensor, the node making it, its range, its finding) for every tensor with a finding, in order."""
+    for t, r in ranges.items():
+        node, kind = graph.producer_of(t), r.finding()
+        if node is not None and kind is not None:
+            yield t, node, r, kind
 
 
 def numpy_range(x: np.ndarray, fmt: Format) -> np.ndarray:

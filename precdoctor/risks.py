@@ -14,9 +14,8 @@ from onnx import helper
 
 from .formats import BF16, FP16
 from .graph import GraphView, LayerNormPattern, layernorm_patterns
-from .limits import SUBNORMAL_SHARE, UNDERFLOW_SHARE
 from .ops import is_control_flow
-from .ranges import TensorRange
+from .ranges import TensorRange, findings
 from .records import Record
 
 SEVERITY = {"high": 0, "medium": 1, "low": 2}
@@ -34,20 +33,16 @@ class Risk(Record):
 
 def _tensor_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[Risk]:
     out = []
-    for t, r in ranges.items():
-        node = graph.producer_of(t)
-        if node is None:
-            continue
-        share = lambda k: k / max(r.elements, 1)  # noqa: E731
-        if r.overflow:
+    for t, node, r, kind in findings(graph, ranges):
+        if kind == "overflow":
             out.append(Risk("range", "high", node.name, node.op_type, t,
-                            f"FP32 |max| {r.absmax:.4g} > FP16 max 65504 on {share(r.overflow):.2%} of elements"))
-        elif share(r.underflow) > UNDERFLOW_SHARE:
+                            f"FP32 |max| {r.absmax:.4g} > FP16 max 65504 on {r.share(r.overflow):.2%} of elements"))
+        elif kind == "underflow":
             out.append(Risk("underflow", "medium", node.name, node.op_type, t,
-                            f"{share(r.underflow):.2%} of nonzero values are below FP16's smallest subnormal (flush to 0)"))
-        elif share(r.subnormal) > SUBNORMAL_SHARE:
+                            f"{r.share(r.underflow):.2%} of nonzero values are below FP16's smallest subnormal (flush to 0)"))
+        else:
             out.append(Risk("subnormal", "low", node.name, node.op_type, t,
-                            f"{share(r.subnormal):.2%} of values are in FP16's subnormal range (< 6.1e-5: fewer significant bits)"))
+                            f"{r.share(r.subnormal):.2%} of values are in FP16's subnormal range (< 6.1e-5: fewer significant bits)"))
     return out
 
 

@@ -12,11 +12,15 @@ import families  # noqa: E402
 import planted  # noqa: E402
 
 
+def _written(tmp_path_factory, module, name):
+    out = tmp_path_factory.mktemp(name)
+    module.write(out)
+    return out
+
+
 @pytest.fixture(scope="session")
 def planted_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("planted")
-    planted.write(out)
-    return out
+    return _written(tmp_path_factory, planted, "planted")
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +31,7 @@ def fixtures():
 @pytest.fixture(scope="session")
 def family_dir(tmp_path_factory):
     """The model-family fixtures (fixtures/families.py): NAME.onnx, NAME.npz, expected.json."""
-    out = tmp_path_factory.mktemp("families")
-    families.write(out)
-    return out
+    return _written(tmp_path_factory, families, "families")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ..comparison import Comparison
 from ..formats import Format
 from ..graph import GraphView
-from ..limits import SENSITIVE_HOPS, SUBNORMAL_SHARE, UNDERFLOW_SHARE
+from ..limits import SENSITIVE_HOPS, UNDERFLOW_SHARE
+from ..ranges import findings
 from ..ops import EPSILON_CONSUMERS, KEEPS_SMALL, SHAPE_ONLY, is_control_flow
 from ..records import Record
 
@@ -71,24 +72,20 @@ def _ranges_evidence(graph: GraphView, ranges: dict, fmt: Format, flag, weak) ->
     """FP32 range findings (scan's): values past the format's range or flushing to zero are strong evidence
     for the node making them and the nodes reading them; values in the subnormal range (fewer significant
     bits: a drift with no jump) are weak evidence, tried right after the strong."""
-    for t, r in ranges.items():
-        node = graph.producer_of(t)
-        if node is None:
-            continue
-        share = lambda k: k / max(r.elements, 1)  # noqa: E731
-        if r.overflow:
+    for t, node, r, kind in findings(graph, ranges):
+        if kind == "overflow":
             flag(node.name, f"FP32 output |max| {r.absmax:.4g} exceeds {fmt.name} max {fmt.max_finite:.6g} on {r.overflow} of {r.elements} elements")
             for c in graph.readers(t):
                 flag(c.name, f"reads {t}, whose FP32 values exceed the {fmt.name} range")
-        elif share(r.underflow) > UNDERFLOW_SHARE:
+        elif kind == "underflow":
             mark = flag if _reaches_sensitive(graph, t) else weak
-            mark(node.name, f"{share(r.underflow):.1%} of its nonzero FP32 output values flush to 0 in {fmt.name}")
+            mark(node.name, f"{r.share(r.underflow):.1%} of its nonzero FP32 output values flush to 0 in {fmt.name}")
             for c in graph.readers(t):
                 mark(c.name, f"reads {t}, whose small values flush to 0 in {fmt.name}")
-        elif share(r.subnormal) > SUBNORMAL_SHARE:
-            weak(node.name, f"{share(r.subnormal):.1%} of its FP32 output values are subnormal in {fmt.name} (fewer significant bits)")
+        else:
+            weak(node.name, f"{r.share(r.subnormal):.1%} of its FP32 output values are subnormal in {fmt.name} (fewer significant bits)")
             for c in graph.readers(t):
-                weak(c.name, f"reads {t}, {share(r.subnormal):.1%} of whose values are subnormal in {fmt.name}")
+                weak(c.name, f"reads {t}, {r.share(r.subnormal):.1%} of whose values are subnormal in {fmt.name}")
 
 
 def _reaches_sensitive(graph: GraphView, tensor: str, hops: int = SENSITIVE_HOPS) -> bool:
