@@ -72,10 +72,11 @@ def combine(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
 class ProbeBuilder:
     """Appends probe nodes comparing pairs of float32 tensors; outputs one vector per group of probes.
 
-    ``fast`` probes cost one Sub, a few reductions (which ONNX Runtime runs
-    multithreaded) and a count of the positions where either side is not
-    finite, so a candidate full of Inf/NaN is measured in the same pass as a
-    healthy one. A reference that is not finite or leaves the format's range
+    ``fast`` probes cost one Sub and a few reductions (which ONNX Runtime runs
+    multithreaded); where the sums show Inf/NaN, an If counts the positions
+    where either side is not finite, so a candidate full of Inf/NaN is
+    measured in the same pass as a healthy one, and a healthy one pays
+    nothing for it. A reference that is not finite or leaves the format's range
     tells the caller which tensors need a ``full`` probe: masks, counts of
     non-finite, overflowing and underflowing elements.
 
@@ -152,12 +153,26 @@ class ProbeBuilder:
             n("ReduceSumSquare", [r], p + "ssr", keepdims=1),
             n("ReduceSumSquare", [c], p + "ssc", keepdims=1),
             self._absmax(r, p + "r"),
-            self._count(n("IsNaN", [n("Sub", [d, d], p + "dd")], p + "bad"), p + "n_bad"),  # inf - inf and NaN - NaN are NaN
         ]
+        parts.append(self._bad_positions(p, d, parts[1]))
         if size_in_graph:  # shape inference could not size it: count in the graph, shaped like the parts
             size = n("Cast", [n("Size", [r], p + "size_i")], p + "size_f", to=TensorProto.FLOAT)
             parts.append(n("Expand", [size, n("Shape", [parts[0]], p + "shape1")], p + "size"))
         return parts
+
+    def _bad_positions(self, p, d, sse):
+        """Positions where the reference or the candidate is not finite (d - d is NaN there), counted only when
+        the sum of squares says there are some: an If, so a healthy tensor costs no full-size temporaries."""
+        zero = self._n("Sub", [sse, sse], p + "sse0")  # 0 when every position is finite, NaN otherwise
+        flag = self._n("IsNaN", [zero], p + "any_bad")
+        dd, bad, badf, count, none = (self.namer(p + k) for k in ("dd", "bad", "badf", "n_bad", "no_bad"))
+        counting = [helper.make_node("Sub", [d, d], [dd], name=dd), helper.make_node("IsNaN", [dd], [bad], name=bad),
+                    helper.make_node("Cast", [bad], [badf], name=badf, to=TensorProto.FLOAT),
+                    helper.make_node("ReduceSum", [badf], [count], name=count, keepdims=1)]
+        branch = lambda nodes, res: helper.make_graph(nodes, self.namer(p + "branch"), [],  # noqa: E731
+                                                      [helper.make_tensor_value_info(res, TensorProto.FLOAT, None)])
+        return self._n("If", [flag], p + "bad_count", then_branch=branch(counting, count),
+                       else_branch=branch([helper.make_node("Identity", [zero], [none], name=none)], none))
 
     def _full(self, p, rf, cf):
         n, k = self._n, self.const
