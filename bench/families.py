@@ -32,7 +32,7 @@ from compare_vs_polygraphy import child_rss  # noqa: E402
 FIXTURES = ["lstm_single", "lstm_scaled_input", "gru_bidi2", "gru_inter_scale", "crnn_bilstm", "crnn_bilstm_input_overflow",
             "streaming_gru", "streaming_softmax_overflow", "scan_integrator", "scan_accumulator_overflow", "stft_logpower",
             "stft_floor_vanishes", "stft_power_drift", "stft_offset_bf16", "if_resample", "if_resample_branch_overflow",
-            "if_nested_branch_overflow", "odd_ir3_init_inputs", "odd_opset8", "crnn_synthetic_5k"]
+            "if_nested_branch_overflow", "odd_ir3_init_inputs", "odd_opset8", "crnn_synthetic_5k", "crnn_synthetic_5k_overflow"]
 SYNTHETIC_FRAMES = 150  # unrolled BiLSTM steps of the synthetic CRNN: 2 x 16 nodes a step, about 4,800 nodes
 
 PLAIN = r"""
@@ -56,13 +56,14 @@ def build(out: Path) -> dict:
     expected = json.loads((out / "expected.json").read_text())
     frames = recurrent.FRAMES
     recurrent.FRAMES = SYNTHETIC_FRAMES
-    try:
-        fx = recurrent.crnn_bilstm()
+    try:  # healthy, and with the CRNN's planted overflow: NaN from there on (a NaN-heavy candidate)
+        made = {"crnn_synthetic_5k": recurrent.crnn_bilstm(), "crnn_synthetic_5k_overflow": recurrent.crnn_bilstm_input_overflow()}
     finally:
         recurrent.FRAMES = frames
-    onnx.save(fx.model, out / "crnn_synthetic_5k.onnx")
-    np.savez(out / "crnn_synthetic_5k.npz", **fx.sample)
-    expected["crnn_synthetic_5k"] = {"culprits": {}, "nodes": len(fx.model.graph.node), "healthy": ["fp16", "bf16"]}
+    for name, fx in made.items():
+        onnx.save(fx.model, out / f"{name}.onnx")
+        np.savez(out / f"{name}.npz", **fx.sample)
+        expected[name] = {"culprits": fx.culprits, "nodes": len(fx.model.graph.node), "healthy": list(fx.healthy)}
     return expected
 
 

@@ -155,6 +155,15 @@ def _chunks(tensors: list[str], sizes: list[dict], budget_gb: float) -> list[lis
     return out + [cur] if cur else out
 
 
+def _with_outputs(model: onnx.ModelProto, tensors: list[str], graph: GraphView, types: dict[str, int]) -> onnx.ModelProto:
+    """``model`` outputting its graph outputs, ``tensors`` and the control-flow decisions."""
+    outs = list(model.graph.output)
+    have = {o.name for o in outs}
+    extra = [(t, types.get(t, TensorProto.FLOAT)) for t in tensors] + [(d, TensorProto.BOOL) for d in graph.decisions]
+    outs += [helper.make_tensor_value_info(t, ty, None) for t, ty in dict(extra).items() if t not in have]
+    return derived_model(model, list(model.graph.node), list(model.graph.initializer), outputs=outs, producer="precdoctor-probes")
+
+
 def fetchable(tensors: list[str], sizes: list[dict]) -> set[str]:
     """Tensors small enough to fetch and measure in numpy (see limits.FETCH_ELEMENTS), within the fetch budget."""
     out, used = set(), 0
@@ -180,6 +189,8 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
 
     def run(subset, full, last):
         """One pass; returns the tensors whose fast probe asks for a full one."""
+        if not full and set(subset) <= fetch:
+            return split(subset, last)
         pm = paired_model(graph, cand, subset, fmt, full, known, set() if full else fetch)
         sessions = ort.ShapedSessions(pm.model, providers=providers, graph_opt=graph_opt, lean=True, weights_dir=graph.weights_dir)
         wanted = [n for pair in pm.fetched.values() for n in pair] + pm.pb.outputs
@@ -201,6 +212,21 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
                 m.outputs.append(({o: res[r] for o, r in zip(graph.outputs, pm.ref_outputs)}, {o: res[o] for o in graph.outputs}))
                 m.decisions[k] = {c: (res[r], res[c]) for c, r in pm.decisions}
         return redo
+
+    def split(subset, last):
+        """Every tensor small enough to fetch: reference and candidate in two sessions of their own, each
+        far smaller than one paired graph (ONNX Runtime's start-up grows faster than the node count)."""
+        ref_s, cand_s = (ort.ShapedSessions(_with_outputs(mm, subset, graph, types), providers=providers, graph_opt=graph_opt, lean=True,
+                                            weights_dir=graph.weights_dir) for mm, types in ((graph.model, {}), (cand.model, cand.types or {})))
+        names = list(dict.fromkeys(subset + (graph.outputs + graph.decisions if last else [])))
+        for k, feed in enumerate(samples):
+            r, c = ort.run(ref_s(feed), feed, names), ort.run(cand_s(feed), feed, names)
+            for t, row in zip(subset, probes.numpy_stats_many([r[t] for t in subset], [c[t] for t in subset], fmt)):
+                acc[t] = probes.combine(acc.get(t) if k else None, row)
+            if last:
+                m.outputs.append(({o: r[o] for o in graph.outputs}, {o: c[o] for o in graph.outputs}))
+                m.decisions[k] = {d: (r[d], c[d]) for d in graph.decisions}
+        return set()
 
     passes = _chunks(probed, sizes, memory_budget_gb)
     redo = set()

@@ -211,7 +211,8 @@ def _offenders(c: Comparison) -> list:
 
 def _common(run, naive: Comparison) -> Page:
     sub = (f"{count(run.nodes)} nodes, {run.inputs.samples} input sample{'s' if run.inputs.samples != 1 else ''} ({run.inputs.source}), "
-           f"{run.engine.engine}" + (f", profile {run.engine.profile}" if run.engine.profile else ""))
+           f"{run.engine.engine}" + (f", profile {run.engine.profile}" if run.engine.profile else "")
+           + (f", recurrent ops {run.engine.recurrent}" if run.engine.recurrent else ""))
     page = Page(run.command, run.model, run.precision, run.verdict, verdict_sentence(run, naive), sub, run.inputs.samples)
     page.naive, page.offenders = naive, _offenders(naive)
     page.trace, page.trace_more = naive.trace[:REPORT_TRACE], max(0, len(naive.trace) - REPORT_TRACE)
@@ -219,6 +220,7 @@ def _common(run, naive: Comparison) -> Page:
     page.versions, page.notes, page.warnings = {"precdoctor": "?", **run.versions}, list(naive.notes), run.warnings
     page.facts = [("origin / first divergence", f"{naive.origin or '-'} / {naive.first_divergence or '-'}"),
                   ("engine", f"{run.engine.backend}: {run.engine.engine}")]
+    page.facts += [(f"{c.op} {c.node}", ("" if c.analysed else "NOT ANALYSED: ") + c.detail) for c in naive.control_flow]
     page.facts += [(f"time, {STAGES.get(k, k)}", num(v, ".2f", "s")) for k, v in run.timing.items()]
     return page
 
