@@ -31,6 +31,7 @@ import onnx
 from onnx import helper
 
 from .backends import ort
+from .errors import BadInput
 from .graph import GraphView, view
 from .graph.bodies import body_graphs
 from .graph.emit import Emitter
@@ -165,8 +166,14 @@ def flatten(graph: GraphView, feeds: list[dict]) -> list[Flat]:
         if not pending:
             finished.append((fl, members))
             continue
+        try:
+            decided = _decisions(fl, pending, [feeds[i] for i in members])
+        except BadInput as exc:  # the instrumented FP32 run failed: these nodes stay whole, and say why
+            fl.kept.update({fl.base_node(n.name): f"the FP32 run that tells its branch or trip count failed ({exc})" for n in pending})
+            groups.append((fl, members))
+            continue
         by: dict[tuple, list[int]] = defaultdict(list)
-        for i, d in zip(members, _decisions(fl, pending, [feeds[i] for i in members])):
+        for i, d in zip(members, decided):
             by[d].append(i)
         groups += [(_level(fl, pending, d), idx) for d, idx in by.items()]
     return [_finish(graph, fl, members) for fl, members in sorted(finished, key=lambda f: f[1][0])]

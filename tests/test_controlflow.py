@@ -135,3 +135,18 @@ def test_mixed_onnx_converts_bodies(pins, tmp_path):
     got = _run(m, LOOP_FEED)
     ref = _run(graph.model, LOOP_FEED)
     assert np.allclose(got["y"], ref["y"], atol=1e-2)
+
+
+def test_a_failing_decision_run_leaves_the_body_whole_and_says_so(tmp_path, monkeypatch):
+    from precdoctor.errors import BadInput
+
+    graph = open_model(_save(loop_model(), tmp_path))
+
+    def refuse(*_):
+        raise BadInput("ONNX Runtime cannot run this model: no kernel")
+
+    monkeypatch.setattr("precdoctor.flatten._decisions", refuse)
+    c = compare_plan(graph, Plan("fp16"), [LOOP_FEED], EmulationBackend())
+    cov = {x.node: x for x in c.control_flow}
+    assert not cov["/loop/Loop"].analysed and "tells its branch or trip count failed" in cov["/loop/Loop"].detail
+    assert c.tensor("h_last") is not None and c.tensor("pre") is None  # the boundary is still compared

@@ -30,6 +30,7 @@ from .. import probes
 from ..errors import BadInput
 from ..files import save_model
 from ..mixed import mixed_model
+from ..schema import fp32_nodes
 from . import Backend, EngineInfo, Measurement, ort
 from .trt_layers import check_pins, nodes_of_layer
 
@@ -117,8 +118,8 @@ class TrtBackend(Backend):
             network = ModifyNetworkOutputs(network, outputs=graph.float_tensors())
             self.notes.append("TensorRT < 10: every tensor is marked as an output, which breaks fusions and can change the numbers")
         if s.layer_precisions:
-            topo = [n.name for n in graph.nodes]
-            pins = set(plan.pins)
+            topo = [n.name for n in graph.all_nodes()]  # If/Loop body nodes are layers too
+            pins = fp32_nodes(graph, plan)  # the schema-forced nodes too, as every artifact pins them
 
             def pin_layers(net):
                 # every layer built from a pinned node (suffixes, fused names) gets FP32 compute and outputs
@@ -143,7 +144,7 @@ class TrtBackend(Backend):
 
         info = json.loads(engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON))
         layers = [x if isinstance(x, dict) else {"Name": str(x)} for x in info.get("Layers", [])]
-        self.pin_report = check_pins(layers, plan.pins, [n.name for n in graph.nodes])
+        self.pin_report = check_pins(layers, plan.pins, [n.name for n in graph.all_nodes()])
         for bad in self.pin_report.not_honoured:
             msg = f"pin {bad.pin} not honoured: it runs inside low-precision layer(s) {', '.join(bad.layers)}"
             self.notes.append(msg)

@@ -32,4 +32,4 @@ def run(p: CheckEngineParams) -> PinCheck:
     pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
     if not pins:
         raise BadInput(f"{p.pins_file} pins no node: nothing to check")
-    return check_pins(layers, sorted(pins), [n.name for n in graph.nodes])
+    return check_pins(layers, sorted(pins), [n.name for n in graph.all_nodes()])
