@@ -146,9 +146,9 @@ def test_artifacts_pin_what_the_schema_keeps_fp32(family_dir, tmp_path):
     convs = {"/frontend/stft/Conv", "/frontend/stft/Conv_1", "/encoder/conv0/Conv", "/encoder/conv1/Conv"}
     pins = json.loads((tmp_path / "pins.json").read_text())
     assert set(pins["forced"]) == convs and not convs & set(pins["pins"]) and set(r.artifacts.forced) == convs
-    for f, spelled in (("trtexec.txt", "{}:fp32"), ("polygraphy.txt", "{}:float32"), ("autocast.txt", "^{}$")):
+    for f, spelled in (("trtexec.txt", "{}:fp32"), ("polygraphy.txt", "{}:float32"), ("autocast.txt", "'^{}")):
         text = (tmp_path / f).read_text()
-        assert all(spelled.format(n) in text.replace("\\", "") for n in convs | set(r.pins)), f
+        assert all(spelled.format(n) in text for n in convs | set(r.pins)), f
     mixed = onnx.load(str(tmp_path / "model.mixed.onnx"))
     types = {vi.name: vi.type.tensor_type.elem_type for vi in onnx.shape_inference.infer_shapes(mixed).graph.value_info}
     conv_outputs = [n.output[0] for n in mixed.graph.node if n.name in convs]

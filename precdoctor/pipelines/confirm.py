@@ -83,4 +83,5 @@ def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_pa
                           f"for {names}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
     else:
         second.message = f"no plan met {names}: " + second.message
-    return Confirmed(second, first, evaluation_bound(len(second.pins) - len(floor), len(rest)) + 1, list(ev2.log))
+    added = len(set(second.pins) - set(floor))  # the 1-minimality check may drop a floor pin: count what was added
+    return Confirmed(second, first, evaluation_bound(added, len(rest)) + 1, list(ev2.log))
