@@ -89,6 +89,27 @@ def task_options(fn):
     ])
 
 
+def _examples(*lines: str) -> str:
+    """An epilog click prints as written (\b stops it rewrapping)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+EXAMPLES = {
+    "compare": _examples("precdoctor compare model.onnx --inputs sample.npz --precision fp16",
+                         "precdoctor compare model.onnx --input-shapes 'x:[1,16000]' --pin op:LayerNormalization --json r.json"),
+    "scan": _examples("precdoctor scan model.onnx --inputs sample.npz --json risks.json"),
+    "bisect": _examples("precdoctor bisect model.onnx --inputs a.npz --inputs b.npz --accept 'max-abs<=1' --out fix",
+                        "precdoctor bisect encoder.onnx --task whisper --data clips/ --accept 'wer<=+0.5' --out fix"),
+    "wer": _examples("precdoctor wer encoder.onnx --task whisper --data clips/ --precision fp16 --other",
+                     "precdoctor wer model.onnx --task ctc --vocab vocab.json --data manifest.json --pins fix/pins.json"),
+    "report": _examples("precdoctor report fix/run.json -o postmortem.html"),
+    "pins": _examples("precdoctor pins fix/pins.json --format trtexec --out ship",
+                      "precdoctor pins fix/pins.json --format mixed-onnx --model other/model.onnx --out ship"),
+    "check-engine": _examples("trtexec --onnx=model.onnx --fp16 ... --profilingVerbosity=detailed --exportLayerInfo=layers.json",
+                              "precdoctor check-engine model.onnx --pins fix/pins.json --layer-info layers.json"),
+}
+
+
 def _inputs(inputs, shapes, seed):
     from .inputs import InputSpec
 
@@ -128,7 +149,7 @@ def _json_help(what: str) -> str:
     return f"{what} ('-': stdout, the summary then goes to stderr)."
 
 
-@main.command()
+@main.command(short_help='FP32 and FP16/BF16 side by side, tensor by tensor.', epilog=EXAMPLES['compare'])
 @model_options
 @click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to compare.")
 @pin_options
@@ -152,7 +173,7 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
     sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
 
 
-@main.command()
+@main.command(short_help='FP32-only risk report (ranges, epsilons, norms).', epilog=EXAMPLES['scan'])
 @model_options
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the risks and per-tensor ranges here"))
@@ -165,7 +186,7 @@ def scan(model, inputs, shapes, seed, json_out):
     say(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out))), to_stderr=is_stdout(json_out))
 
 
-@main.command()
+@main.command(short_help='Fewest FP32 pins, proven, with artifacts and report.', epilog=EXAMPLES['bisect'])
 @model_options
 @click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to fix.")
 @click.option("--accept", "accept", multiple=True, metavar="CRITERION",
@@ -197,7 +218,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
     sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 
 
-@main.command(name="wer")
+@main.command(name="wer", short_help='WER/CER per configuration on a dataset.', epilog=EXAMPLES['wer'])
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16", show_default=True,
               help="Reduced precision to compare with FP32 (fp32: the reference row only).")
@@ -220,7 +241,7 @@ def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     say(terminal.wer_summary(r), to_stderr=is_stdout(json_out))
 
 
-@main.command()
+@main.command(short_help='Render a run JSON as one HTML file.', epilog=EXAMPLES['report'])
 @click.argument("run_json", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, allow_dash=True), required=True, metavar="FILE",
               help="HTML file to write ('-': stdout).")
@@ -235,7 +256,7 @@ def report(run_json, out):
         say(f"wrote {written}")
 
 
-@main.command()
+@main.command(short_help='Re-emit an artifact from a saved pins.json.', epilog=EXAMPLES['pins'])
 @click.argument("pins_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["trtexec", "polygraphy", "autocast", "mixed-onnx"]), required=True,
               help="Artifact to write.")
@@ -251,7 +272,7 @@ def pins(pins_file, fmt, model, outdir):
         say(f"wrote {path}")
 
 
-@main.command(name="check-engine")
+@main.command(name="check-engine", short_help='Did a TensorRT engine honour the pins?', epilog=EXAMPLES['check-engine'])
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--pins", "pins_file", required=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="pins.json of the plan the engine was built with.")
