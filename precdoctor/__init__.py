@@ -9,7 +9,7 @@ The same pipelines as the command line, for notebooks and CI scripts::
     print(fix.verdict, fix.pins)
 
 Each returns a typed run record (``CompareRun``, ``ScanRun``, ``BisectRun``,
-``WerRun``) with ``to_json()``; progress goes to the ``precdoctor`` logger.
+``WerRun``, ``VerifyRun``) with ``to_json()``; progress goes to the ``precdoctor`` logger.
 Bad input raises ``BadInput`` with a one-line message.
 """
 from __future__ import annotations
@@ -19,12 +19,12 @@ __version__ = "0.2.0"
 from .backends import EngineParams  # noqa: E402  (after __version__, which the pipelines read)
 from .comparison import Tolerance  # noqa: E402
 from .errors import BadInput  # noqa: E402
-from .runs import BisectRun, CompareRun, ScanRun, WerRun, read_run  # noqa: E402
+from .runs import BisectRun, CompareRun, ScanRun, VerifyRun, WerRun, read_run  # noqa: E402
 from .tasks.registry import TaskParams  # noqa: E402
 
 __all__ = [
-    "BadInput", "BisectRun", "CompareRun", "EngineParams", "ScanRun", "TaskParams", "Tolerance", "WerRun",
-    "bisect", "compare", "read_run", "scan", "wer",
+    "BadInput", "BisectRun", "CompareRun", "EngineParams", "ScanRun", "TaskParams", "Tolerance", "VerifyRun", "WerRun",
+    "bisect", "compare", "read_run", "scan", "verify", "wer",
 ]
 
 
@@ -47,11 +47,12 @@ def compare(model, *, precision: str = "fp16", inputs=(), input_shapes=None, see
                              engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite))
 
 
-def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None):
-    """FP32-only risk report."""
+def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, target: str | None = None):
+    """FP32-only risk report; ``target`` (targets.py) decides how constants are judged."""
     from .pipelines.scan import ScanParams, run
+    from .targets import DEFAULT_TARGET
 
-    return run(ScanParams(str(model), _inputs(inputs, input_shapes, seed), json_out))
+    return run(ScanParams(str(model), _inputs(inputs, input_shapes, seed), json_out, target or DEFAULT_TARGET))
 
 
 def bisect(model, out, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, accept=(), budget: int = 64,
@@ -63,6 +64,13 @@ def bisect(model, out, *, precision: str = "fp16", inputs=(), input_shapes=None,
     return run(BisectParams(str(model), str(out), precision, _inputs(inputs, input_shapes, seed), tuple(accept), budget,
                             engine or EngineParams(), task, baselines, report, json_out=json_out,
                             allow_internal_nonfinite=allow_internal_nonfinite))
+
+
+def verify(folder, *, backend: str = "ort-cuda", graph_opt: str = "all", json_out=None):
+    """A bisect's shipped plan (its --out folder) against the FP32 references it saved; ``.passed``."""
+    from .pipelines.verify import VerifyParams, run
+
+    return run(VerifyParams(str(folder), backend, graph_opt, json_out))
 
 
 def wer(model, task, *, precision: str = "fp16", pins=(), pin_files=(), other: bool = False, engine=None, json_out=None):

@@ -30,7 +30,7 @@ from .errors import BadInput
 from .files import save_model, write_text
 from .graph import GraphView
 from .limits import COMMAND_FILE_MAX_BYTES
-from .mixed import check, mixed_model
+from .mixed import check, constants_note, mixed_model
 from .plan import Plan
 from .records import Record
 from .recurrent import RECURRENT
@@ -39,7 +39,7 @@ from .schema import forced_fp32
 FORMATS = ("trtexec", "polygraphy", "autocast", "mixed-onnx")
 FILES = {"trtexec": ("trtexec.txt",), "polygraphy": ("polygraphy.txt",), "autocast": ("autocast.txt",),
          "mixed-onnx": ("model.mixed.onnx", "model.mixed.onnx.data", "trtexec-11.txt")}
-_FILE_FIELDS = ("trtexec", "polygraphy", "autocast", "mixed_onnx", "trtexec11", "report")
+_FILE_FIELDS = ("trtexec", "polygraphy", "autocast", "mixed_onnx", "trtexec11", "report", "verify_trt11", "verify_trt10")
 
 
 @dataclass
@@ -52,6 +52,8 @@ class Artifacts(Record):
     mixed_onnx: str | None = None
     trtexec11: str | None = None
     report: str | None = None
+    verify_trt11: str | None = None  # verification on the user's engine (verification/): TensorRT 11.1+
+    verify_trt10: str | None = None  # and TensorRT 8.6-10.x with Polygraphy
     trtexec_unsupported: list[str] = field(default_factory=list)
     casts: int | None = None
     forced: dict[str, str] = field(default_factory=dict)  # pinned in every artifact besides the plan's pins: node -> why
@@ -67,7 +69,8 @@ class Artifacts(Record):
     def command_files(self) -> dict[str, str]:
         """Artifact -> file name, for the command files the report shows."""
         return {k: v for k, v in (("trtexec", self.trtexec), ("polygraphy", self.polygraphy), ("trtexec11", self.trtexec11),
-                                  ("autocast", self.autocast)) if v}
+                                  ("autocast", self.autocast), ("verify_trt11", self.verify_trt11),
+                                  ("verify_trt10", self.verify_trt10)) if v}
 
 
 def plain_file_name(name: str) -> bool:
@@ -131,7 +134,8 @@ def trtexec_unsupported(name: str) -> bool:
     return unexpressible("trtexec", name) is not None
 
 
-def _trt_name(name: str) -> str:
+def trtexec_name(name: str) -> str:
+    """A layer or tensor name in a trtexec list (``name:value``): quoted where trtexec's parser needs it."""
     return f"'{name}'" if re.search(r"[^A-Za-z0-9_./\-]", name) or ":" in name else name
 
 
@@ -144,23 +148,34 @@ def _join(words: list[str]) -> str:
     return " \\\n    ".join(words)
 
 
-def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None) -> tuple[str, list[str]]:
-    """Returns (command, names that trtexec cannot express)."""
-    fmt = plan.format
-    ok, bad = _split("trtexec", plan.pins)
-    words = ["trtexec", shell_word(f"--onnx={model}"), f"--{fmt.trt_name}"]
+def trtexec_build_words(model: str, plan: Plan, outputs_of: dict[str, int], tf32: bool | None) -> list[str]:
+    """trtexec's words that build ``plan`` weakly typed (8.6-10.x); names it cannot express are left out."""
+    ok, _ = _split("trtexec", plan.pins)
+    words = ["trtexec", shell_word(f"--onnx={model}"), f"--{plan.format.trt_name}"]
     if ok:
-        outs = {p: max(1, len(graph.node(p).output)) if graph else 1 for p in ok}
         words.append("--precisionConstraints=obey")
-        words.append(shell_word("--layerPrecisions=" + ",".join(f"{_trt_name(p)}:fp32" for p in ok)))
-        words.append(shell_word("--layerOutputTypes=" + ",".join(f"{_trt_name(p)}:{'+'.join(['fp32'] * outs[p])}" for p in ok)))
+        words.append(shell_word("--layerPrecisions=" + ",".join(f"{trtexec_name(p)}:fp32" for p in ok)))
+        words.append(shell_word("--layerOutputTypes=" + ",".join(
+            f"{trtexec_name(p)}:{'+'.join(['fp32'] * outputs_of.get(p, 1))}" for p in ok)))
+    return words + ([] if tf32 is not False else ["--noTF32"])
+
+
+def outputs_of(graph: GraphView | None, pins) -> dict[str, int]:
+    return {p: max(1, len(graph.node(p).output)) if graph else 1 for p in pins}
+
+
+def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None, tf32: bool | None = None) -> tuple[str, list[str]]:
+    """Returns (command, names that trtexec cannot express)."""
+    words = trtexec_build_words(model, plan, outputs_of(graph, plan.pins), tf32)
     words += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--saveEngine=model.plan"]
-    return _join(words), bad
+    return _join(words), _split("trtexec", plan.pins)[1]
 
 
-def polygraphy_args(model: str, plan: Plan) -> str:
+def polygraphy_args(model: str, plan: Plan, tf32: bool | None = None) -> str:
     ok, _ = _split("polygraphy", plan.pins)
     words = ["polygraphy", "run", _path_word(model), "--trt", "--onnxrt", f"--{plan.format.name}"]
+    if tf32:  # Polygraphy builds with TF32 off unless asked; trtexec and TensorRT's API with it on
+        words.append("--tf32")
     if ok:
         words += ["--precision-constraints", "obey", "--layer-precisions"] + [shell_word(f"{p}:float32") for p in ok]
     return _join(words)
@@ -195,9 +210,9 @@ def autocast_command(model: str, plan: Plan, out: str = "model.autocast.onnx") -
     return _join(words)
 
 
-def trtexec11_command(mixed: str) -> str:
-    return _join(["trtexec", shell_word(f"--onnx={mixed}"), "--profilingVerbosity=detailed", "--exportLayerInfo=layers.json",
-                  "--saveEngine=model.plan"])
+def trtexec11_command(mixed: str, tf32: bool | None = None) -> str:
+    return _join(["trtexec", shell_word(f"--onnx={mixed}")] + ([] if tf32 is not False else ["--noTF32"])
+                 + ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--saveEngine=model.plan"])
 
 
 def _warning(fmt: str, pins) -> str:
@@ -206,6 +221,15 @@ def _warning(fmt: str, pins) -> str:
         return ""
     return (f"# WARNING: {fmt} cannot name these pinned layers exactly; use the mixed ONNX (or another tool's file):\n"
             + "".join(f"#   {comment_safe(b)}: {unexpressible(fmt, b)}\n" for b in bad))
+
+
+def tf32_note(tf32: bool | None) -> str:
+    """The TF32 choice of the commands, stated: TensorRT and trtexec compute FP32 inner products in TF32 unless told."""
+    if tf32 is None:
+        return "# TF32: not verified for this plan (trtexec's default is on; add --noTF32 for true FP32)\n"
+    if tf32:
+        return "# TF32: on (trtexec's default; Polygraphy needs --tf32): the plan holds with TF32 in its FP32 islands\n"
+    return "# TF32: off (--noTF32; Polygraphy's default): the plan needs true FP32 in its FP32 islands\n"
 
 
 def _forced_note(precision: str, forced: dict[str, str]) -> str:
@@ -228,9 +252,10 @@ def _rnn_note(graph: GraphView, plan: Plan) -> str:
 # ---- writing and reading the files
 
 def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS,
-                    relative_to: Path | None = None) -> Artifacts:
+                    relative_to: Path | None = None, tf32: bool | None = None) -> Artifacts:
     """Write the requested artifacts into ``outdir``; the model is named relative to ``relative_to``
-    (default ``outdir``): the folder the files will finally live in, when ``outdir`` is a staging folder."""
+    (default ``outdir``): the folder the files will finally live in, when ``outdir`` is a staging folder.
+    ``tf32``: whether the plan holds with TF32 in its FP32 islands (None: not verified); the commands say so."""
     outdir = Path(outdir)
     model = os.path.relpath(Path(model_path).resolve(), Path(relative_to or outdir).resolve())
     forced = forced_fp32(graph, plan)
@@ -238,12 +263,12 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
     verified = plan
     plan = Plan(plan.precision, frozenset(plan.pins) | frozenset(forced), plan.why)  # every FP32 node of the verified plan
     header = (f"# precdoctor: {plan.precision} with {len(verified.pins)} node(s) pinned to FP32; run from this folder with bash\n"
-              + _forced_note(plan.precision, forced))
+              + _forced_note(plan.precision, forced) + tf32_note(tf32))
     commands = {
         "trtexec": ("trtexec.txt", "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n",
-                    lambda: trtexec_command(model, plan, graph)[0]),
+                    lambda: trtexec_command(model, plan, graph, tf32)[0]),
         "polygraphy": ("polygraphy.txt", "# TensorRT 8.6 - 10.x via Polygraphy (compares against ONNX Runtime)\n",
-                       lambda: polygraphy_args(model, plan)),
+                       lambda: polygraphy_args(model, plan, tf32)),
         "autocast": ("autocast.txt", "# ModelOpt AutoCast: the same FP32 islands as a mixed ONNX\n", lambda: autocast_command(model, plan)),
     }
     for fmt, (name, about, command) in commands.items():
@@ -261,7 +286,7 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
         save_model(mixed.model, outdir / "model.mixed.onnx")
         write_text(outdir / "trtexec-11.txt", header + "# TensorRT 11 is always strongly typed: the precision lives in the ONNX graph,\n"
                    "# so there are no precision flags (--fp16 and --layerPrecisions were removed).\n"
-                   + trtexec11_command("model.mixed.onnx") + "\n")
+                   + "# Constants: " + constants_note(plan.format) + "\n" + trtexec11_command("model.mixed.onnx", tf32) + "\n")
         out.mixed_onnx, out.trtexec11, out.casts = "model.mixed.onnx", "trtexec-11.txt", mixed.casts
     return out
 

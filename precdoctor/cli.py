@@ -44,18 +44,9 @@ def pin_options(fn):
 def engine_options(fn):
     """Which engine computes the reduced precision, and how (compare, bisect, wer)."""
     from .backends import BACKENDS, GRAPH_OPT_LEVELS, TRT_TYPING
-    from .emulation import PROFILES
     from .limits import MEMORY_BUDGET_GB
-    from .recurrent import MODES
 
-    return _stack(fn, [
-        click.option("--profile", type=click.Choice(PROFILES), default="fused", show_default=True,
-                     help="Fused-op numerics: fused = LayerNormalization/InstanceNormalization FP32 inside (TensorRT, ORT CUDA); "
-                          "strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm chains fused "
-                          "as ONNX Runtime's graph optimizations do."),
-        click.option("--recurrent", type=click.Choice(MODES), default="steps", show_default=True,
-                     help="LSTM/GRU/RNN numerics: steps = every op of each step rounded, state included (TensorRT's unrolled "
-                          "loop); cudnn = GEMM outputs and state rounded per step, gate math FP32; op = outputs rounded only."),
+    return _stack(fn, [target_option] + assumption_options() + [
         click.option("--backend", type=click.Choice(BACKENDS), default="emulate", show_default=True,
                      help="emulate: CPU emulation; ort-cuda: onnxruntime-gpu kernels; trt: TensorRT via Polygraphy."),
         click.option("--graph-opt", type=click.Choice(GRAPH_OPT_LEVELS), default="none", show_default=True,
@@ -65,6 +56,39 @@ def engine_options(fn):
         click.option("--memory-budget", default=MEMORY_BUDGET_GB, show_default=True, type=float, metavar="GB",
                      help="GB of activations (reference + candidate) one probe pass may compute; beyond it, several passes."),
     ])
+
+
+def target_option(fn):
+    from .targets import DEFAULT_TARGET, TARGET_NAMES
+
+    return click.option("--target", type=click.Choice(TARGET_NAMES), default=DEFAULT_TARGET, show_default=True,
+                        help="The engine the plan is for; it sets how constants are converted, fused LayerNorm, recurrent ops "
+                             "and TF32 (README: Targets): trt-weak = TensorRT 8.6-10 --fp16 (constants clamped); trt-strong = "
+                             "TensorRT 11 / strongly typed (constants cast); ort-cuda = ONNX Runtime CUDA.")(fn)
+
+
+def assumption_options() -> list:
+    """The target's assumptions, one override each (default: the target's)."""
+    from .constants import CONVERSIONS
+    from .emulation import PROFILES
+    from .recurrent import MODES
+
+    return [
+        click.option("--profile", type=click.Choice(PROFILES), default=None,
+                     help="Fused-op numerics (default: the target's): fused = LayerNormalization/InstanceNormalization FP32 "
+                          "inside; strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm "
+                          "chains fused as ONNX Runtime's graph optimizations do."),
+        click.option("--recurrent", type=click.Choice(MODES), default=None,
+                     help="LSTM/GRU/RNN numerics (default: the target's): steps = every op of each step rounded, state included "
+                          "(TensorRT's unrolled loop); cudnn = GEMM outputs and state rounded per step, gate math FP32; op = "
+                          "outputs rounded only."),
+        click.option("--constants", type=click.Choice(CONVERSIONS), default=None,
+                     help="How FP32 constants become FP16/BF16 (default: the target's): clamp into the format's range "
+                          "(TensorRT's weakly typed builder) or cast (IEEE rounding: 1e-10 -> 0, 7e4 -> inf)."),
+        click.option("--tf32/--no-tf32", default=None,
+                     help="Whether MatMul/Gemm/Conv kept in FP32 compute in TF32 (default: the target's, on; --no-tf32 "
+                          "as trtexec --noTF32)."),
+    ]
 
 
 def task_options(fn):
@@ -103,6 +127,7 @@ EXAMPLES = {
     "wer": _examples("precdoctor wer encoder.onnx --task whisper --data clips/ --precision fp16 --other",
                      "precdoctor wer model.onnx --task ctc --vocab vocab.json --data manifest.json --pins fix/pins.json"),
     "report": _examples("precdoctor report fix/run.json -o postmortem.html"),
+    "verify": _examples("precdoctor verify fix --backend ort-cuda", "precdoctor verify fix --backend emulate --json verify.json"),
     "pins": _examples("precdoctor pins fix/pins.json --format trtexec --out ship",
                       "precdoctor pins fix/pins.json --format mixed-onnx --model other/model.onnx --out ship"),
     "check-engine": _examples("trtexec --onnx=model.onnx --fp16 ... --profilingVerbosity=detailed --exportLayerInfo=layers.json",
@@ -119,7 +144,8 @@ def _inputs(inputs, shapes, seed):
 def _engine(o: dict):
     from .backends import EngineParams
 
-    return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"], o["recurrent"])
+    return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"], o["recurrent"],
+                        target=o["target"], constants=o["constants"], tf32=o["tf32"])
 
 
 def _task(o: dict):
@@ -175,15 +201,16 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
 
 @main.command(short_help='FP32-only risk report (ranges, epsilons, norms).', epilog=EXAMPLES['scan'])
 @model_options
+@target_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the risks and per-tensor ranges here"))
-def scan(model, inputs, shapes, seed, json_out):
+def scan(model, inputs, shapes, seed, target, json_out):
     """FP32-only risk report: ranges past FP16/BF16, vanishing epsilons, decomposed norms."""
     from .files import is_stdout
     from .pipelines.scan import ScanParams, run
 
     _logging(quiet=True)
-    say(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out))), to_stderr=is_stdout(json_out))
+    say(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out, target))), to_stderr=is_stdout(json_out))
 
 
 @main.command(short_help='Fewest FP32 pins, proven, with artifacts and report.', epilog=EXAMPLES['bisect'])
@@ -239,6 +266,25 @@ def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     _logging(quiet=False)
     r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, _engine(o), json_out))
     say(terminal.wer_summary(r), to_stderr=is_stdout(json_out))
+
+
+@main.command(short_help="Check a bisect's shipped plan against its FP32 outputs.", epilog=EXAMPLES['verify'])
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--backend", type=click.Choice(["ort-cuda", "emulate"]), default="ort-cuda", show_default=True,
+              help="ort-cuda: model.mixed.onnx on onnxruntime-gpu; emulate: its CPU stand-in (the plan's emulation).")
+@click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="all", show_default=True,
+              help="ONNX Runtime graph optimizations for ort-cuda (all: a default session's).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help=_json_help("Write the verdict per sample here"))
+def verify(folder, backend, graph_opt, json_out):
+    """Run a bisect's shipped plan (FOLDER: its --out) against the FP32 outputs it saved; exit 0 pass, 1 fail."""
+    from .files import is_stdout
+    from .pipelines.verify import VerifyParams, run
+
+    _logging(quiet=True)
+    r = run(VerifyParams(folder, backend, graph_opt, json_out))
+    say(terminal.verify_summary(r), to_stderr=is_stdout(json_out))
+    sys.exit(EXIT_OK if r.passed else EXIT_FAILED)
 
 
 @main.command(short_help='Render a run JSON as one HTML file.', epilog=EXAMPLES['report'])

@@ -22,8 +22,13 @@ fused normalizations by ``profile`` (``fused`` computes them in FP32 and rounds
 the output, as TensorRT's INormalizationLayer and ONNX Runtime CUDA's
 LayerNorm do; ``strict`` decomposes them into primitive ops, each rounded, as
 TensorRT does with an opset < 17 LayerNorm; ``ort-fused`` is ``fused`` plus
-ONNX Runtime's fusion of a *decomposed* LayerNorm into one FP32 op), and
-LSTM/GRU/RNN by ``recurrent`` (recurrent.py: step by step by default).
+ONNX Runtime's fusion of a *decomposed* LayerNorm into one FP32 op),
+LSTM/GRU/RNN by ``recurrent`` (recurrent.py: step by step by default), the
+model's FP32 constants by ``constants`` (constants.py: clamp or cast; initializers
+and Constant nodes read by low nodes), and the FP32 islands' inner products by
+``tf32``: the float inputs of a MatMul/Gemm/Conv computed in FP32 are rounded to
+TF32, as TensorRT and ONNX Runtime CUDA compute them unless told otherwise
+(a low-precision input is exact in TF32 already). targets.py sets all four.
 """
 from __future__ import annotations
 
@@ -32,15 +37,17 @@ from dataclasses import dataclass, field
 import onnx
 from onnx import numpy_helper
 
+from .constants import CONVERSIONS, convert
 from .errors import BadInput
+from .formats import round_tf32
 from .graph import FLOAT, GraphView, Namer, derived_model, layernorm_patterns
 from .graph.bodies import body_graphs
 from .norms import decompose
-from .ops import FUSED_NORMS, VALUE_PRESERVING, is_control_flow
+from .ops import FUSED_NORMS, TF32_INPUTS, VALUE_PRESERVING, is_control_flow
 from .plan import Plan
 from .recurrent import MODES as RECURRENT_MODES
 from .recurrent import RECURRENT, NotExpanded, expand
-from .rounding import round_nodes
+from .rounding import round_nodes, tf32_nodes
 from .schema import fp32_nodes, limits
 
 PROFILES = ("fused", "strict", "ort-fused")
@@ -52,9 +59,12 @@ class EmulationOptions:
 
     profile: str = "fused"  # fused normalizations: see the module docstring
     recurrent: str = "steps"  # LSTM/GRU/RNN: recurrent.MODES
+    constants: str = "cast"  # FP32 constants read by low nodes: constants.CONVERSIONS
+    tf32: bool = False  # MatMul/Gemm/Conv computed in FP32 round their float inputs to TF32
 
     def check(self) -> None:
-        for value, allowed, what in ((self.profile, PROFILES, "profile"), (self.recurrent, RECURRENT_MODES, "recurrent mode")):
+        for value, allowed, what in ((self.profile, PROFILES, "profile"), (self.recurrent, RECURRENT_MODES, "recurrent mode"),
+                                     (self.constants, CONVERSIONS, "constant conversion")):
             if value not in allowed:
                 raise BadInput(f"unknown emulation {what} {value!r}; expected one of {', '.join(allowed)}")
 
@@ -75,10 +85,10 @@ class _Scope:
     def __init__(self, parent: "_Scope | None" = None):
         self.parent = parent
         self.nodes: list[onnx.NodeProto] = []
-        self.borders: dict[str, str] = {}  # FP32 value -> its rounded copy, made in this scope
+        self.borders: dict = {}  # FP32 value (or ("tf32", value)) -> its rounded copy, made in this scope
         self.low: set[str] = set()  # values made in this scope that hold low-precision numbers
 
-    def border_of(self, t: str) -> str | None:
+    def border_of(self, t) -> str | None:
         s = self
         while s is not None:
             if t in s.borders:
@@ -103,7 +113,7 @@ class _Rewriter:
         self.namer = Namer.for_model(graph.model)
         self.lim = limits(graph, plan.format)
         self.inits: list[onnx.TensorProto] = []
-        self.init_borders: dict[str, str] = {}  # rounded initializers live at the top: visible in every body
+        self.init_borders: dict[tuple[str, str], str] = {}  # (initializer, conversion) -> its converted copy, at the top
         self.notes: list[str] = []
         self.inside: set[str] = set()  # ort-fused: tensors internal to a fused chain, never rounded
 
@@ -113,18 +123,50 @@ class _Rewriter:
             return t
         g = self.graph
         if t in g.initializers:
-            if t not in self.init_borders:
-                dst = self.namer(f"{t}/{self.fmt.name}")
-                ref = g.store.rounded(t, self.fmt, dst) if g.store else None
-                self.inits.append(ref if ref is not None else numpy_helper.from_array(self.fmt.round(g.array(t)), dst))
-                self.init_borders[t] = dst
-            return self.init_borders[t]
+            return self._init_copy(t, f"{self.fmt.name}.{self.options.constants}",
+                                   lambda a: convert(a, self.fmt, self.options.constants))
         known = scope.border_of(t)
         if known is None:
             known = self.namer(f"{t}/{self.fmt.name}")
             self._round(t, known, scope)
             scope.borders[t] = known
         return known
+
+    def _init_copy(self, t: str, key: str, fn) -> str:
+        """A converted copy of initializer ``t`` (once per conversion ``key``), at the top: visible in every body."""
+        if (t, key) not in self.init_borders:
+            g = self.graph
+            dst = self.namer(f"{t}/{key.split('.')[0]}")
+            ref = g.store.rounded(t, key, fn, dst) if g.store else None
+            self.inits.append(ref if ref is not None else numpy_helper.from_array(fn(g.array(t)), dst))
+            self.init_borders[(t, key)] = dst
+        return self.init_borders[(t, key)]
+
+    def tf32_border(self, t: str, scope: _Scope) -> str:
+        """``t`` as a TF32 inner product reads it: low values are exact in TF32 already; FP32 ones are rounded."""
+        if scope.is_low(t):
+            return t
+        if t in self.graph.initializers:
+            return self._init_copy(t, "tf32", round_tf32)
+        known = scope.border_of(("tf32", t))
+        if known is None:
+            known = self.namer(f"{t}/tf32")
+            nodes, inits = tf32_nodes(t, known, self.graph.opset, self.namer)
+            scope.nodes.extend(nodes)
+            self.inits.extend(inits)
+            scope.borders[("tf32", t)] = known
+        return known
+
+    def pinned(self, node: onnx.NodeProto, scope: _Scope) -> onnx.NodeProto:
+        """A node the plan computes in FP32: as it is, or with TF32 inputs to its inner product."""
+        if not self.options.tf32 or node.op_type not in TF32_INPUTS:
+            return node
+        new = onnx.NodeProto()
+        new.CopyFrom(node)
+        for k in TF32_INPUTS[node.op_type]:
+            if k < len(node.input) and node.input[k] and self.types.get(node.input[k]) == FLOAT:
+                new.input[k] = self.tf32_border(node.input[k], scope)
+        return new
 
     def _round(self, src: str, dst: str, scope: _Scope) -> None:
         nodes, inits = round_nodes(src, dst, self.fmt, self.graph.opset, self.namer)
@@ -134,7 +176,7 @@ class _Rewriter:
     def rewrite(self, nodes, scope: _Scope) -> None:
         for node in nodes:
             if node.name in self.pins:
-                scope.nodes.append(node)
+                scope.nodes.append(self.pinned(node, scope))
             elif is_control_flow(node):
                 scope.nodes.append(self.control_flow(node, scope))
             else:
@@ -166,6 +208,8 @@ class _Rewriter:
     def primitive(self, node: onnx.NodeProto, scope: _Scope, keep_fp32: set[int]) -> None:
         new = onnx.NodeProto()
         new.CopyFrom(node)
+        if node.op_type in ("Constant", "ConstantOfShape"):
+            self._convert_constant(new)
         for k, i in enumerate(node.input):
             if i and self.types.get(i) == FLOAT and i not in self.inside and k not in keep_fp32:
                 new.input[k] = self.border(i, scope)
@@ -183,6 +227,13 @@ class _Rewriter:
             self._round(raw, o, tail)
         scope.nodes.append(new)
         scope.nodes.extend(tail.nodes)
+
+    def _convert_constant(self, node: onnx.NodeProto) -> None:
+        """A low Constant holds its value converted as the target converts constants (its output Casts are then exact)."""
+        for a in node.attribute:
+            if a.name == "value" and a.t.data_type == FLOAT:
+                arr = convert(numpy_helper.to_array(a.t), self.fmt, self.options.constants)
+                a.t.CopyFrom(numpy_helper.from_array(arr, a.t.name))
 
     def _expanded(self, node: onnx.NodeProto, scope: _Scope) -> bool:
         """Emit an RNN node step by step (its inputs already at the border); False where it is not expanded."""
@@ -210,8 +261,8 @@ def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions | st
     """A float32 model whose tensors (same names as the original) carry the plan's rounding."""
     if isinstance(options, str):
         options = EmulationOptions(profile=options)
-    if options.profile not in PROFILES:
-        raise ValueError(f"unknown emulation profile {options.profile!r}; expected one of {PROFILES}")
+    if options.profile not in PROFILES or options.constants not in CONVERSIONS:
+        raise ValueError(f"unknown emulation options {options}")
     pins = fp32_nodes(graph, plan)
     rw = _Rewriter(graph, plan, pins, options, dict(graph.elem_type))
     if options.profile == "ort-fused":

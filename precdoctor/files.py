@@ -295,9 +295,10 @@ class Staging:
     by a killed process is removed by the next run in the same folder.
     """
 
-    def __init__(self, outdir: str | Path, owned=(), marker: str | None = None):
+    def __init__(self, outdir: str | Path, owned=(), marker: str | None = None, owned_dirs: dict[str, str] | None = None):
         self.outdir = ensure_dir(outdir)
         self.owned, self.marker = set(owned), marker
+        self.owned_dirs = dict(owned_dirs or {})  # folder name -> the file inside that makes it one of ours (replaced whole)
         self._sweep()
         try:
             self.dir = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.outdir))
@@ -322,19 +323,38 @@ class Staging:
         new = sorted(p.name for p in self.dir.iterdir())
         try:
             if self.marker:
-                _remove(self.outdir / self.marker)
+                self._remove(self.outdir / self.marker)
             for name in sorted(self.owned - set(new)):
-                _remove(self.outdir / name)
+                self._remove(self.outdir / name)
             for name in [n for n in new if n != self.marker] + [n for n in new if n == self.marker]:
                 target = self.outdir / name
                 if target.is_dir() and not target.is_symlink():
-                    raise BadInput(f"cannot write {target}: a folder of that name is in the way")
+                    if not owned_folder(target, self.owned_dirs):
+                        raise BadInput(f"cannot write {target}: a folder of that name is in the way")
+                    shutil.rmtree(target)
                 os.replace(self.dir / name, target)
         except OSError as exc:
             raise BadInput(f"cannot move the results into {self.outdir}: {exc.strerror or exc}") from None
         return [self.outdir / n for n in new]
 
+    def _remove(self, path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            if owned_folder(path, self.owned_dirs):
+                shutil.rmtree(path)
+        elif path.is_symlink() or path.is_file():
+            path.unlink()
 
-def _remove(path: Path) -> None:
-    if path.is_symlink() or path.is_file():
-        path.unlink()
+
+def owned_folder(path: Path, owned_dirs: dict[str, str]) -> bool:
+    """A folder precdoctor wrote under one of its names (it holds the marker file): replaced whole, never merged."""
+    marker = owned_dirs.get(path.name)
+    return marker is not None and not path.is_symlink() and (path / marker).is_file() and not (path / marker).is_symlink()
+
+
+def check_owned_dirs(outdir: str | Path, owned_dirs: dict[str, str]) -> None:
+    """Refuse, before any work, a folder of one of precdoctor's names that precdoctor did not write."""
+    for name in owned_dirs:
+        p = Path(outdir) / name
+        if p.is_dir() and not p.is_symlink() and not owned_folder(p, owned_dirs):
+            raise BadInput(f"refusing to write into {outdir}: its folder {name} is not one precdoctor wrote "
+                           f"(no {owned_dirs[name]} inside); move it away")

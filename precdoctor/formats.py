@@ -41,6 +41,22 @@ BF16 = Format(
 FORMATS = {"fp16": FP16, "bf16": BF16}
 
 
+TF32_DROPPED_BITS = 13  # float32's 23 explicit mantissa bits less TF32's 10
+
+
+def round_tf32(x: np.ndarray) -> np.ndarray:
+    """Round float32 values to TF32 (10 explicit mantissa bits, float32's exponent range), round to nearest even;
+    inf and NaN unchanged. What TensorRT and cuBLAS do to the inputs of an FP32 inner product with TF32 on
+    (TensorRT's BuilderFlag::kTF32: "rounding the inputs to 10-bit mantissas", the sum kept in FP32)."""
+    a = np.ascontiguousarray(x, dtype=np.float32)
+    bits = a.view(np.uint32).astype(np.uint64)
+    half = np.uint64(1 << (TF32_DROPPED_BITS - 1))
+    odd = (bits >> np.uint64(TF32_DROPPED_BITS)) & np.uint64(1)
+    rounded = ((bits + half - np.uint64(1) + odd) >> np.uint64(TF32_DROPPED_BITS)) << np.uint64(TF32_DROPPED_BITS)
+    out = rounded.astype(np.uint32).view(np.float32)
+    return np.where(np.isfinite(a), out, a)
+
+
 def get_format(name: str) -> Format:
     try:
         return FORMATS[name.lower()]

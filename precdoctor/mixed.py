@@ -5,7 +5,10 @@ lives in the graph) and what ONNX Runtime CUDA runs with real FP16 kernels.
 It must compute what the emulation of the same plan computes: low nodes read
 low-precision inputs (initializers converted per consumer, FP32 sources cast
 at the border) and produce low-precision outputs; pinned nodes read and write
-FP32. Graph inputs and outputs stay FP32 (``--keep_io_types``).
+FP32. Graph inputs and outputs stay FP32 (``--keep_io_types``). Constants are
+clamped into the format's range before rounding (constants.py, ``SHIPPED``): a
+strongly typed engine takes the graph's values as they are, and a floor of 1e-10
+that a Cast would turn into 0 stays a floor; the model's metadata says so.
 
 If/Loop/Scan bodies are converted the same way, recursively; the boundary of a
 control-flow node (its inputs and outputs, a body's formal inputs and outputs)
@@ -22,7 +25,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .constants import SHIPPED, clamp
 from .errors import BadInput
+from .formats import FORMATS
 from .graph import FLOAT, GraphView, Namer, derived_model, inline_bytes, subgraph_inputs
 from .graph.bodies import body_graphs
 from .limits import INLINE_LIMIT
@@ -50,7 +55,8 @@ def _retype_node(node: onnx.NodeProto, low: int) -> None:
 
 
 def convert(arr: np.ndarray, low: int, name: str) -> onnx.TensorProto:
-    """An FP32 array as an FP16/BF16 initializer, rounded as a Cast rounds."""
+    """An FP32 array as an FP16/BF16 initializer: clamped into the format's range, then rounded as a Cast rounds."""
+    arr = clamp(arr, next(f for f in FORMATS.values() if f.onnx_type == low))
     if low == TensorProto.FLOAT16:
         with np.errstate(over="ignore"):
             return numpy_helper.from_array(arr.astype(np.float16), name)
@@ -155,10 +161,19 @@ def mixed_model(graph: GraphView, plan: Plan) -> MixedModel:
     kept = [graph.initializer_with_data(i.name) for i in graph.model.graph.initializer if i.name in used] + b.inits
     m = derived_model(graph.model, top.nodes, kept, producer="precdoctor-mixed")
     m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.plan", value=f"{plan.precision}; fp32 pins: {len(plan.pins)}"))
+    m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.constants", value=constants_note(plan.format)))
     if plan.precision == "bf16" and graph.opset < 13:
         m = _raise_opset(m, 13)
     low_top = {o for n in graph.nodes for o in n.output if o in b.low_tensors}
     return MixedModel(m, b.casts + len(b.internal), low_top - set(b.internal), order)
+
+
+def constants_note(fmt) -> str:
+    """How this file's constants were converted, in words (the model's metadata and pins.json carry it)."""
+    return (f"{SHIPPED}: FP32 constants of the {fmt.name} parts were clamped into {fmt.name}'s range before rounding: "
+            f"nonzero magnitudes below {fmt.min_subnormal:.3g} became {fmt.min_subnormal:.3g}, finite ones past "
+            f"{fmt.max_finite:.6g} became {fmt.max_finite:.6g} (sign kept), as TensorRT's weakly typed builder converts "
+            "weights; a Cast would have rounded them to 0 and inf")
 
 
 def _raise_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:

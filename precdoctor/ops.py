@@ -21,6 +21,11 @@ SHAPE_ONLY = frozenset({"Shape", "Size", "ConstantOfShape", "NonZero", "Range"})
 # Normalizations whose internal precision belongs to the engine (emulation profiles decide).
 FUSED_NORMS = frozenset({"LayerNormalization", "InstanceNormalization"})
 
+# Inner products and the inputs they multiply: an engine with TF32 on rounds these to TF32 when the op computes in
+# FP32 (TensorRT's kTF32: "inner products"; ONNX Runtime CUDA's use_tf32: "float GEMM/MatMul or cuDNN convolution").
+# A bias (Gemm's C, Conv's B) is added in FP32. Other ops that may use tensor cores (Einsum, LSTM) are not modelled.
+TF32_INPUTS = {"MatMul": (0, 1), "Gemm": (0, 1), "Conv": (0, 1), "ConvTranspose": (0, 1)}
+
 # Attributes that name an output element type, per op.
 DTYPE_ATTRS = {"Cast": "to", "RandomNormal": "dtype", "RandomUniform": "dtype", "EyeLike": "dtype",
                "RandomNormalLike": "dtype", "RandomUniformLike": "dtype"}

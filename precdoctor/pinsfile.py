@@ -16,8 +16,8 @@ from .errors import BadInput
 from .files import read_json
 from .records import Record
 
-PINS_SCHEMA = 4  # 3: warnings; 4: forced (the nodes the schema keeps FP32, pinned in every artifact)
-READABLE = (2, 3, 4)  # each version is the next without its new field
+PINS_SCHEMA = 5  # 3: warnings; 4: forced (the nodes the schema keeps FP32, pinned in every artifact); 5: target, constants, tf32
+READABLE = (2, 3, 4, 5)  # each version is the next without its new fields
 
 
 @dataclass
@@ -36,6 +36,11 @@ class PinsFile(Record):
     profile: str | None = None
     backend: str | None = None
     warnings: list[str] = field(default_factory=list)  # what the verdict rests on (random data, Inf/NaN accepted inside...)
+    target: str | None = None  # the engine the plan was verified for (targets.py)
+    assumptions: str | None = None  # that target's assumptions as the search used them
+    constants: str | None = None  # how the mixed ONNX written with it converts constants (clamp), in words
+    tf32: bool | None = None  # the plan holds with TF32 in its FP32 islands (False: build with --noTF32; None: not verified)
+    targets: dict[str, str] = field(default_factory=dict)  # target -> "passes" / "fails: ..." for this plan
     schema_version: int = PINS_SCHEMA
 
     def validate(self, where: str) -> None:

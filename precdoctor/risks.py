@@ -46,18 +46,24 @@ def _tensor_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[Risk
     return out
 
 
-def _constant_risks(graph: GraphView) -> list[Risk]:
+def _constant_risks(graph: GraphView, how: str = "cast") -> list[Risk]:
+    """Initializers FP16 cannot hold: under ``cast`` they become 0 or inf; under ``clamp`` (constants.py) they are
+    held at FP16's bounds, which keeps them finite and nonzero but changes their value."""
     out = []
+    clamp = how == "clamp"
     for name in graph.float_initializers():
         a = np.abs(graph.array(name))
         readers = [n for n in graph.readers(name) if not is_control_flow(n)] or graph.readers(name)  # the body node, not its If
         users = ", ".join(n.name for n in readers[:3])
         if a.size and a.max() > FP16.max_finite:
-            out.append(Risk("initializer", "high", users, "", name, f"initializer |max| {a.max():.4g} is infinite in FP16"))
+            out.append(Risk("initializer", "medium" if clamp else "high", users, "", name, f"initializer |max| {a.max():.4g} "
+                            + (f"is clamped to {FP16.max_finite:g} in FP16" if clamp else "is infinite in FP16")))
         tiny = (a > 0) & (a < FP16.min_subnormal / 2)
         if tiny.any():
             kind, sev = ("epsilon", "high") if a.size == 1 else ("initializer", "medium")
-            out.append(Risk(kind, sev, users, "", name, f"{int(tiny.sum())} nonzero value(s) (smallest {a[tiny].min():.3g}) become 0 in FP16"))
+            what = f"are clamped to {FP16.min_subnormal:.3g} in FP16" if clamp else "become 0 in FP16"
+            out.append(Risk(kind, "low" if clamp else sev, users, "", name,
+                            f"{int(tiny.sum())} nonzero value(s) (smallest {a[tiny].min():.3g}) {what}"))
     for node in graph.nodes:
         eps = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), None)
         if eps is not None and 0 < eps < FP16.min_subnormal / 2:
@@ -93,13 +99,13 @@ def _nonfinite_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[R
     return []
 
 
-def find_risks(graph: GraphView, samples) -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange], list]:
+def find_risks(graph: GraphView, samples, how: str = "cast") -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange], list]:
     """Risks, decomposed norms, FP32 ranges of every float tensor (body tensors included), and how each
-    If/Loop/Scan was covered (controlflow.coverage)."""
+    If/Loop/Scan was covered (controlflow.coverage); constants judged as the target converts them (``how``)."""
     from .controlflow import scan_ranges
 
     ranges, coverage = scan_ranges(graph, samples, FP16)
     norms = layernorm_patterns(graph)
-    risks = _nonfinite_risks(graph, ranges) + _tensor_risks(graph, ranges) + _constant_risks(graph) + _norm_risks(norms, ranges)
+    risks = _nonfinite_risks(graph, ranges) + _tensor_risks(graph, ranges) + _constant_risks(graph, how) + _norm_risks(norms, ranges)
     risks.sort(key=lambda r: SEVERITY[r.severity])
     return risks, norms, ranges, coverage

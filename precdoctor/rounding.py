@@ -4,7 +4,9 @@ A Cast to the low type and back reproduces the format exactly (overflow to
 inf, subnormals, flush to zero) while the graph stays float32, which ONNX
 Runtime then computes faithfully on CPU (FIELD.md: an FP16-typed graph on CPU
 is computed in FP32 and hides overflow). BF16 Casts need opset 13; below it,
-Veltkamp splitting rounds to bfloat16's 8 significand bits with arithmetic.
+Veltkamp splitting rounds to bfloat16's 8 significand bits with arithmetic. TF32
+(the inputs of an FP32 inner product on an engine with TF32 on) has no ONNX type
+at all: Veltkamp splitting rounds to its 11 significand bits.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 from .formats import Format
 from .graph import Namer
 
-VELTKAMP_FACTOR = 65537.0  # 2**16 + 1: splits float32's 24-bit significand into a top 8-bit part
-VELTKAMP_LIMIT = 1e33  # x * 65537 would overflow float32 past this; such values are within bf16's range: passed through
+VELTKAMP_FACTOR = 65537.0  # 2**16 + 1: splits float32's 24-bit significand into a top 8-bit part (bfloat16)
+TF32_FACTOR = 8193.0  # 2**13 + 1: the top 11-bit part (TF32: 10 explicit mantissa bits)
+VELTKAMP_LIMIT = 1e33  # x * factor would overflow float32 past this; such values are passed through unrounded
 
 
 def round_nodes(src: str, dst: str, fmt: Format, opset: int, namer: Namer) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
@@ -27,17 +30,22 @@ def round_nodes(src: str, dst: str, fmt: Format, opset: int, namer: Namer) -> tu
             helper.make_node("Cast", [src], [mid], to=fmt.onnx_type, name=namer(f"{dst}/to_{fmt.name}")),
             helper.make_node("Cast", [mid], [dst], to=TensorProto.FLOAT, name=namer(f"{dst}/to_fp32")),
         ], []
-    return _veltkamp(src, dst, opset, namer)
+    return _veltkamp(src, dst, opset, namer, VELTKAMP_FACTOR)
 
 
-def _veltkamp(src: str, dst: str, opset: int, namer: Namer) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-    """hi = c - (c - a) with c = a * 65537 rounds ``a`` to 8 significand bits. ``a`` is ``src`` clamped to
+def tf32_nodes(src: str, dst: str, opset: int, namer: Namer) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """Nodes (and constants) that set ``dst = round_to_tf32(src)``, both float32 (formats.round_tf32 in numpy)."""
+    return _veltkamp(src, dst, opset, namer, TF32_FACTOR)
+
+
+def _veltkamp(src: str, dst: str, opset: int, namer: Namer, factor: float) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """hi = c - (c - a) with c = a * (2**s + 1) rounds ``a`` to 24 - s significand bits. ``a`` is ``src`` clamped to
     +-1e33 so that c stays finite; values past the clamp (and inf, NaN) are passed through by a 0/1 mask
     in arithmetic, because ``Where`` does not exist before opset 9 and this path serves opsets 7-12
     (Clip takes its bounds as attributes before opset 11; Min/Max do not broadcast before opset 8)."""
     k, lim, nlim, one = (namer(f"{dst}/vk_{s}") for s in ("factor", "limit", "neg_limit", "one"))
     inits = [numpy_helper.from_array(np.array(v, np.float32), name)
-             for v, name in ((VELTKAMP_FACTOR, k), (VELTKAMP_LIMIT, lim), (-VELTKAMP_LIMIT, nlim), (1.0, one))]
+             for v, name in ((factor, k), (VELTKAMP_LIMIT, lim), (-VELTKAMP_LIMIT, nlim), (1.0, one))]
     a, c, t, hi, ab, ok, okf, notf, keep, low = (namer(f"{dst}/vk_{s}") for s in
                                                   ("a", "c", "t", "hi", "abs", "ok", "okf", "notf", "keep", "low"))
 

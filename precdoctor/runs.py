@@ -13,6 +13,7 @@ from typing import Literal
 from .artifacts import Artifacts
 from .backends import EngineInfo
 from .comparison import Comparison
+from .crosscheck import TargetVerdict, Tf32Check
 from .errors import BadInput
 from .files import read_json
 from .graph import LayerNormPattern
@@ -22,9 +23,11 @@ from .ranges import TensorRange
 from .risks import Risk
 from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
+from .verification import Verification
 
-SCHEMA_VERSION = 4  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
-#                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges
+SCHEMA_VERSION = 5  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
+#                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges;
+#                     5: targets (engine assumptions, TF32 check, verdicts per target), verification files, verify runs
 
 
 @dataclass
@@ -98,6 +101,7 @@ class ScanRun(Run):
     decomposed_norms: list[LayerNormPattern]
     ranges: dict[str, TensorRange]
     control_flow: list[Coverage] = field(default_factory=list)  # how each If/Loop/Scan was scanned
+    target: str | None = None  # its constant conversion decides the constant risks (targets.py)
 
 
 @dataclass(kw_only=True)
@@ -132,6 +136,10 @@ class BisectRun(Run):
     artifacts: Artifacts
     allow_internal_nonfinite: bool = False
     internal_nonfinite: str | None = None  # the plan passes while new Inf/NaN is born inside (only when allowed, or unfixed)
+    target: str | None = None  # the target engine the plan is for (targets.py); engine.* holds its assumptions
+    tf32: Tf32Check | None = None  # whether the commands leave TF32 on
+    targets: list[TargetVerdict] = field(default_factory=list)  # the naive and the searched plan under every target
+    verification: Verification | None = None  # reference/, verify-trt11.sh, verify-trt10.sh
 
     def validate(self, where: str) -> None:
         if self.nodes < 1 or self.budget < 1:
@@ -158,10 +166,34 @@ class WerRun(Run):
     task: TaskReport
 
 
-RUNS = {"compare": CompareRun, "scan": ScanRun, "bisect": BisectRun, "wer": WerRun}
+@dataclass
+class SampleVerdict(Record):
+    sample: int
+    passed: bool
+    measures: dict[str, float] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
 
 
-def read_run(path: str | Path) -> CompareRun | ScanRun | BisectRun | WerRun:
+@dataclass(kw_only=True)
+class VerifyRun(Run):
+    """A shipped plan run on an engine against the FP32 references its bisect saved."""
+
+    command: Literal["verify"] = "verify"
+    folder: str
+    precision: Literal["fp16", "bf16"]
+    pins: list[str]
+    target: str | None
+    engine: EngineInfo
+    accept: list[str]
+    samples: list[SampleVerdict]
+    passed: bool
+    not_checked: list[str] = field(default_factory=list)  # criteria of the bisect that outputs alone cannot check
+
+
+RUNS = {"compare": CompareRun, "scan": ScanRun, "bisect": BisectRun, "wer": WerRun, "verify": VerifyRun}
+
+
+def read_run(path: str | Path) -> CompareRun | ScanRun | BisectRun | WerRun | VerifyRun:
     """A run JSON of this version, validated; anything else is one BadInput line."""
     data = read_json(path, "run JSON")
     if not isinstance(data, dict) or not isinstance(data.get("command"), str) or data.get("command") not in RUNS:

@@ -6,7 +6,8 @@ import math
 
 from .backends.trt_layers import PinCheck
 from .limits import TOP_TENSORS
-from .runs import BisectRun, CompareRun, InputInfo, ScanRun, WerRun
+from .targets import TARGETS
+from .runs import BisectRun, CompareRun, InputInfo, ScanRun, VerifyRun, WerRun
 
 
 def g(x, spec: str = ".3g") -> str:
@@ -54,7 +55,9 @@ def warning_lines(r) -> list[str]:
 def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
     c = r.comparison
     lines = [f"precdoctor compare: {r.model} in {r.precision.upper()}" + (f" with {len(r.pins)} node(s) pinned to FP32" if r.pins else "")
-             + f" ({r.nodes} nodes, {len(c.tensors)} float tensors, {_inputs(r.inputs)}, {r.engine.backend})",
+             + f" ({r.nodes} nodes, {len(c.tensors)} float tensors, {_inputs(r.inputs)}, {r.engine.backend}"
+             + (f", target {r.engine.target}: constants {r.engine.constants}, TF32 {'on' if r.engine.tf32 else 'off'}"
+                if r.engine.target else "") + ")",
              f"Inf/NaN origin:    {c.origin or '-'}" + (f"  (tensor {c.origin_tensor})" if c.origin_tensor else ""),
              f"first divergence:  {c.first_divergence or '-'}"]
     lines += coverage_lines(c.control_flow) + [f"note: {n}" for n in c.notes]
@@ -121,9 +124,24 @@ def bisect_summary(r: BisectRun) -> str:
     lines += _bisect_tables(r)
     files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
     lines.append("artifacts: " + ", ".join(files))
+    lines += _target_lines(r)
     lines += warning_lines(r)
     lines.append(f"verdict: {r.verdict.upper()} - {r.message}")
     return "\n".join(lines)
+
+
+def _target_lines(r: BisectRun) -> list[str]:
+    """The target the plan is for, the TF32 choice of the commands, and the verdicts under the other targets."""
+    lines = [f"target: {r.target} - {TARGETS[r.target].engine}" + (
+        f"; constants {r.engine.constants}, profile {r.engine.profile}, recurrent ops {r.engine.recurrent}" if r.engine.constants else "")
+    ] if r.target in TARGETS else []
+    if r.tf32 is not None:
+        lines.append(f"TF32: {r.tf32.note}")
+    word = lambda v: "-" if v is None else ("passes" if v else "FAILS")  # noqa: E731
+    others = [f"{t.target}: naive {word(t.naive)}, this plan {word(t.plan)}" for t in r.targets if not t.own]
+    if others:
+        lines.append("other targets (output criteria): " + "; ".join(others))
+    return lines
 
 
 def wer_summary(r: WerRun) -> str:
@@ -138,6 +156,17 @@ def wer_summary(r: WerRun) -> str:
             lines.append(f"  [{u.id}] WER {100 * u.wer_naive:.1f} %")
             lines += [f"    {k:10s} {v}" for k, v in (("reference", u.reference), ("fp32", u.fp32), *u.hypotheses.items())]
     return "\n".join(lines + warning_lines(r))
+
+
+def verify_summary(r: VerifyRun) -> str:
+    lines = [f"precdoctor verify: {r.folder} ({r.precision.upper()}, {len(r.pins)} pin(s), target {r.target or '-'}) on "
+             f"{r.engine.backend}: {r.engine.engine}"]
+    lines += table(["sample", "verdict", "measures"], [[v.sample, "pass" if v.passed else "FAIL: " + ", ".join(v.failed),
+                                                       ", ".join(f"{k} {g(m)}" for k, m in v.measures.items())] for v in r.samples])
+    if r.not_checked:
+        lines.append("not checked here (outputs cannot show them; the bisect confirmed them): " + ", ".join(r.not_checked))
+    lines.append(f"verdict: {'PASS' if r.passed else 'FAIL'} - " + ", ".join(r.accept) + f" on {len(r.samples)} sample(s)")
+    return "\n".join(lines)
 
 
 def pin_check_summary(r: PinCheck) -> str:

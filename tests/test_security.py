@@ -108,12 +108,13 @@ def test_every_command_file_runs_exactly_its_command(artifact, hostile_run, tmp_
     elif artifact == "polygraphy.txt":
         ok = [p for p in pins if unexpressible("polygraphy", p) is None]
         assert prog == "polygraphy"
-        assert argv == ["run", rel, "--trt", "--onnxrt", "--fp16", "--precision-constraints", "obey", "--layer-precisions",
+        # no inner product among the pins: the plan holds with TF32, which Polygraphy turns on only when asked
+        assert argv == ["run", rel, "--trt", "--onnxrt", "--fp16", "--tf32", "--precision-constraints", "obey", "--layer-precisions",
                         *[f"{p}:float32" for p in ok]]
         from polygraphy.tools.args import util as args_util
 
-        assert args_util.parse_arglist_to_dict(argv[8:]) == {p: "float32" for p in ok}
-        assert not any(a.startswith("-") for a in argv[8:])  # argparse would read such a word as an option
+        assert args_util.parse_arglist_to_dict(argv[9:]) == {p: "float32" for p in ok}
+        assert not any(a.startswith("-") for a in argv[9:])  # argparse would read such a word as an option
     elif artifact == "autocast.txt":
         assert prog == "python" and argv[:5] == ["-m", "modelopt.onnx.autocast", f"--onnx_path={rel}",
                                                  "--output_path=model.autocast.onnx", "--low_precision_type=fp16"]
@@ -266,3 +267,108 @@ def test_output_that_would_overwrite_an_input_is_refused(planted_dir, tmp_path):
     code, _, err = run_cli("compare", model, "--inputs", planted_dir / "healthy.npz", "--json", model)
     assert code == 2 and "which this command reads" in err
     assert model.read_bytes() == (planted_dir / "healthy.onnx").read_bytes()
+
+
+# ---- the verify scripts (verification/scripts.py): executed, every trtexec and Polygraphy argument read back
+
+RECORDING_STUB = STUB + """for a in "$@"; do case "$a" in --exportOutput=*) printf '[]\\n' > "${a#--exportOutput=}";; esac; done
+"""
+
+
+def _run_script(path, tmp_path):
+    """``bash SCRIPT`` with recording stand-ins; (status, calls, stdout, stderr, files the script created)."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for prog in ("trtexec", "polygraphy", "python"):
+        (stubs / prog).write_text(RECORDING_STUB)
+        (stubs / prog).chmod(0o755)
+    log = tmp_path / "argv.log"
+    log.write_bytes(b"")
+    folder = path.parent
+    before = {p for p in folder.rglob("*")}
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "ARGV_LOG": str(log), "HOME": str(tmp_path)}
+    r = subprocess.run(["bash", str(path)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
+    created = sorted(str(p.relative_to(folder)) for p in set(folder.rglob("*")) - before)
+    calls = [[a.decode("utf-8") for a in c.split(b"\0")[:-1]] for c in log.read_bytes().split(b"\n--end--\n") if c]
+    return r.returncode, calls, r.stdout.decode(), r.stderr.decode(), created
+
+
+def _trtexec_args(argv):
+    """trtexec's argsToArgumentsMap: each word split at its first '='; a key given twice would be left unconsumed."""
+    keys = [a.split("=", 1)[0] for a in argv]
+    assert len(keys) == len(set(keys)), "a flag given twice makes trtexec fail"
+    return {a.split("=", 1)[0]: a.split("=", 1)[1] if "=" in a else "" for a in argv}
+
+
+@pytest.fixture(scope="module")
+def hostile_io_run(tmp_path_factory):
+    """A bisect of a model whose input and outputs carry the hostile names trtexec can write (no ',' or "'")
+    and Polygraphy can (no leading '-')."""
+    import onnx
+
+    from precdoctor.artifacts import unexpressible
+
+    names = tuple(n for n in oddinputs.HOSTILE_NAMES if not unexpressible("trtexec", n) and not unexpressible("polygraphy", n))
+    d = tmp_path_factory.mktemp("hostile_io")
+    m, sample = oddinputs.hostile_io_model(names)
+    onnx.save(m, d / "io.onnx")
+    np.savez(d / "io.npz", **sample)
+    code, _, err = run_cli("bisect", d / "io.onnx", "--inputs", d / "io.npz", "--out", d / "out", "--quiet", "--no-baselines")
+    assert code == 0, err
+    return d / "out", names
+
+
+def test_verify_trt11_names_every_input_and_output_exactly(hostile_io_run, tmp_path):
+    out, names = hostile_io_run
+    manifest = json.loads((out / "reference" / "manifest.json").read_text())
+    files = {t["name"]: f"reference/{t['file']}" for t in manifest["samples"][0]["inputs"] + manifest["samples"][0]["outputs"]}
+    code, calls, stdout, stderr, created = _run_script(out / "verify-trt11.sh", tmp_path)
+    assert code == 0 and stderr == "" and "PASSED" in stdout, (stdout, stderr)
+    assert all(c.startswith("verify-trt11") for c in created) and not [c for c in created if "PWNED" in c]
+    build, *checks = calls
+    assert build == ["trtexec", "--onnx=model.mixed.onnx", "--saveEngine=verify-trt11/model.plan", "--skipInference"]
+    checked = set()
+    for prog, *argv in checks:
+        args = _trtexec_args(argv)
+        assert prog == "trtexec" and args["--loadEngine"] == "verify-trt11/model.plan"
+        assert dict(_trtexec_pairs(args["--loadInputs"])) == {names[0]: files[names[0]]}
+        refs = dict(_trtexec_pairs(args["--loadRefOutputs"]))
+        assert refs and all(files[n] == f for n, f in refs.items())
+        checked |= {(n, args["--accuracyAlgorithm"]) for n in refs}
+        assert float(np.float32(args["--accuracyThreshold"])) > 0
+    # default acceptance finite, rel-l2<=0.05: every output checked by l0 and by l2
+    assert checked == {(n, a) for n in names[1:] for a in ("l0", "l2")}
+
+
+def test_verify_trt10_names_every_output_exactly(hostile_io_run, tmp_path):
+    from polygraphy.tools.args import util as args_util
+
+    out, names = hostile_io_run
+    code, calls, stdout, stderr, created = _run_script(out / "verify-trt10.sh", tmp_path)
+    assert code == 0 and stderr == "", (stdout, stderr)
+    (trt, *build), (poly, *argv) = calls
+    assert trt == "trtexec" and build[:2] == ["--onnx=../io.onnx", "--fp16"] and "--saveEngine=verify-trt10/model.plan" in build
+    assert poly == "polygraphy" and argv[:4] == ["run", "verify-trt10/model.plan", "--model-type", "engine"]
+    l2 = argv[argv.index("--l2-threshold") + 1:]
+    thresholds = args_util.parse_arglist_to_dict(l2)  # Polygraphy's own reading: the default under "", the rest by name
+    assert set(thresholds) == {""} | set(names[1:]) and all(float(v) > 0 for v in thresholds.values())
+
+
+def test_verify_scripts_refuse_names_their_tool_cannot_write(hostile_run, tmp_path):
+    """The hostile pins hold ',' and "'": trtexec's --layerPrecisions cannot name them, so verify-trt10.sh (which
+    builds with those flags) refuses to run instead of checking another plan; the mixed ONNX route still runs."""
+    out, _ = hostile_run
+    code, calls, stdout, stderr, created = _run_script(out / "verify-trt10.sh", tmp_path)
+    assert code == 2 and calls == [] and created == [] and "cannot be checked" in stderr
+    text = (out / "verify-trt10.sh").read_text()
+    assert "# CANNOT RUN:" in text and all(line.isprintable() and line.isascii() for line in text.split("\n") if line.startswith("#"))
+    code, calls, stdout, stderr, _ = _run_script(out / "verify-trt11.sh", tmp_path)
+    assert code == 0 and len(calls) >= 2, (stdout, stderr)
+
+
+def test_verify_scripts_hold_no_control_character(hostile_run, hostile_io_run):
+    for out in (hostile_run[0], hostile_io_run[0]):
+        for name in ("verify-trt11.sh", "verify-trt10.sh"):
+            text = (out / name).read_text(encoding="utf-8")
+            assert all(line.isprintable() for line in text.split("\n")), name
+            assert all(ln.isascii() for ln in text.split("\n") if ln.startswith("#"))

@@ -9,7 +9,7 @@ the report use). The FP32 reference itself is ``reference.ReferenceRunner``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -43,6 +43,9 @@ class EngineInfo(Record):
     engine: str
     profile: str | None = None
     recurrent: str | None = None  # how LSTM/GRU/RNN were emulated (emulation.EmulationOptions)
+    target: str | None = None  # the target engine the emulation stands for (targets.py)
+    constants: str | None = None  # how the emulation converted FP32 constants (clamp, cast)
+    tf32: bool | None = None  # whether the emulation computed the FP32 islands' inner products in TF32
     graph_opt: str | None = None
     tensorrt: str | None = None
     typing: str | None = None
@@ -64,22 +67,36 @@ class Backend(ABC):
 
 @dataclass(frozen=True)
 class EngineParams:
-    """The engine options a command takes (``--backend``, ``--profile``, ...)."""
+    """The engine options a command takes (``--target``, ``--backend``, ...). ``profile``, ``recurrent``,
+    ``constants`` and ``tf32`` left None take the target's (targets.py)."""
 
     backend: str = "emulate"
-    profile: str = "fused"
+    profile: str | None = None
     graph_opt: str = "none"
     trt_typing: str = "strong"
     memory_budget_gb: float = MEMORY_BUDGET_GB
-    recurrent: str = "steps"  # emulation of LSTM/GRU/RNN (recurrent.MODES)
+    recurrent: str | None = None  # emulation of LSTM/GRU/RNN (recurrent.MODES)
+    target: str | None = None  # None: targets.DEFAULT_TARGET
+    constants: str | None = None  # constant conversion (constants.CONVERSIONS)
+    tf32: bool | None = None
+
+    @property
+    def target_name(self) -> str:
+        from ..targets import DEFAULT_TARGET
+
+        return self.target or DEFAULT_TARGET
+
+    def options(self):
+        """The emulation options: the target's, with the overrides given."""
+        from ..targets import get_target
+
+        given = {k: getattr(self, k) for k in ("profile", "recurrent", "constants", "tf32") if getattr(self, k) is not None}
+        return replace(get_target(self.target_name).options(), **given)
 
     def check(self) -> None:
-        from ..emulation import PROFILES, EmulationOptions
-
-        EmulationOptions(self.profile, self.recurrent).check()
-
-        for value, allowed, what in ((self.backend, BACKENDS, "backend"), (self.profile, PROFILES, "profile"),
-                                     (self.graph_opt, GRAPH_OPT_LEVELS, "graph optimization level"), (self.trt_typing, TRT_TYPING, "TensorRT typing")):
+        self.options().check()
+        for value, allowed, what in ((self.backend, BACKENDS, "backend"), (self.graph_opt, GRAPH_OPT_LEVELS, "graph optimization level"),
+                                     (self.trt_typing, TRT_TYPING, "TensorRT typing")):
             if value not in allowed:
                 raise BadInput(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
         if not self.memory_budget_gb > 0:
@@ -88,10 +105,9 @@ class EngineParams:
     def make(self) -> Backend:
         self.check()
         if self.backend == "emulate":
-            from ..emulation import EmulationOptions
             from .emulation import EmulationBackend
 
-            return EmulationBackend(EmulationOptions(self.profile, self.recurrent), self.memory_budget_gb)
+            return EmulationBackend(self.options(), self.memory_budget_gb, self.target_name)
         if self.backend == "ort-cuda":
             from .ort_cuda import OrtCudaBackend
 

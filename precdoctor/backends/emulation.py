@@ -10,17 +10,19 @@ from .paired import Candidate, measure_paired
 class EmulationBackend(Backend):
     name = "emulate"
 
-    def __init__(self, options: EmulationOptions | str = EmulationOptions(), memory_budget_gb: float = MEMORY_BUDGET_GB):
+    def __init__(self, options: EmulationOptions | str = EmulationOptions(), memory_budget_gb: float = MEMORY_BUDGET_GB,
+                 target: str | None = None):
         self.options = EmulationOptions(profile=options) if isinstance(options, str) else options
-        self.memory_budget_gb = memory_budget_gb
+        self.memory_budget_gb, self.target = memory_budget_gb, target
 
     @property
     def profile(self) -> str:
         return self.options.profile
 
     def info(self) -> EngineInfo:
-        return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=self.options.profile,
-                          recurrent=self.options.recurrent)
+        o = self.options
+        return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=o.profile, recurrent=o.recurrent,
+                          target=self.target, constants=o.constants, tf32=o.tf32)
 
     def runner(self, graph, plan):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers

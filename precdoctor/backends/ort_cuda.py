@@ -17,7 +17,8 @@ from .paired import Candidate, measure_paired
 CUDA = "CUDAExecutionProvider"
 
 
-def cuda_providers() -> list:
+def cuda_providers(tf32: bool = False) -> list:
+    """ONNX Runtime's CUDA provider first; ``tf32``: its use_tf32 option (ORT's own default is on)."""
     try:
         import onnxruntime
     except ImportError:
@@ -25,8 +26,8 @@ def cuda_providers() -> list:
     if CUDA not in onnxruntime.get_available_providers():
         raise BadInput("--backend ort-cuda needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
                        f"available providers: {', '.join(onnxruntime.get_available_providers())}")
-    # TF32 would make the FP32 reference itself reduced-precision
-    return [(CUDA, {"use_tf32": "0"}), "CPUExecutionProvider"]
+    # TF32 would make the FP32 reference itself reduced-precision: off unless asked (precdoctor verify, a plan that allows it)
+    return [(CUDA, {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]
 
 
 class OrtCudaBackend(Backend):

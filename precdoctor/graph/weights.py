@@ -3,8 +3,8 @@
 Every model precdoctor derives from a graph (emulation, paired probes, plans
 on the GPU) carries references into this store instead of copying hundreds
 of MB through protobuf on each build and serialization, and ONNX Runtime
-reads the weights from these files. Rounded copies for a low-precision
-format are written on first use, once per tensor and format. The folder is
+reads the weights from these files. Rounded copies (a low-precision
+format under a constant conversion, TF32) are written on first use, once per tensor and rounding. The folder is
 removed when the store is collected, at exit, or on SIGTERM (see cli).
 """
 from __future__ import annotations
@@ -73,14 +73,14 @@ class WeightStore:
             self.arrays[init.name] = arr
             model.graph.initializer[k].CopyFrom(self._append("weights.bin", init.name, arr, init.data_type))
 
-    def rounded(self, name: str, fmt, new_name: str) -> onnx.TensorProto | None:
-        """An external reference to ``fmt.round(name)`` (float32), or None if ``name`` is not stored here."""
+    def rounded(self, name: str, key: str, fn, new_name: str) -> onnx.TensorProto | None:
+        """An external reference to ``fn(values of name)`` (float32; ``key`` names ``fn``: "fp16.cast", "tf32"...),
+        or None if ``name`` is not stored here."""
         if name not in self.arrays:
             return None
-        key = (name, fmt.name)
-        if key not in self._refs:
-            self._refs[key] = self._append(f"weights.{fmt.name}.bin", new_name, fmt.round(self.arrays[name]), onnx.TensorProto.FLOAT)
+        if (name, key) not in self._refs:
+            self._refs[(name, key)] = self._append(f"weights.{key}.bin", new_name, fn(self.arrays[name]), onnx.TensorProto.FLOAT)
         ref = onnx.TensorProto()
-        ref.CopyFrom(self._refs[key])
+        ref.CopyFrom(self._refs[(name, key)])
         ref.name = new_name
         return ref

@@ -2,25 +2,29 @@
 
 load -> compare the naive plan (localize) -> rank candidates -> search pins
 (cached, journaled, budgeted) -> verify 1-minimal -> confirm the task metric
--> baselines -> compare the pinned plan -> write pins.json, flags, mixed ONNX,
-the report and run.json (the same record ``--json`` gets and the API returns).
+-> baselines -> compare the pinned plan -> TF32 and the other targets
+(crosscheck.py) -> write pins.json, flags, mixed ONNX, the references and
+verify scripts, the report and run.json (the same record ``--json`` gets and
+the API returns).
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .. import __version__
 from .. import acceptance as acc
 from ..artifacts import FILES, Artifacts, write_artifacts
+from ..mixed import constants_note
 from ..backends import EngineParams
 from ..comparison import compare_plan, hidden_nonfinite
+from ..crosscheck import check_tf32, other_targets
 from ..controlflow import scan_ranges
 from ..errors import BadInput
-from ..files import Staging, check_output_dir, check_output_file, check_set, dump_json, ensure_dir
+from ..files import Staging, check_output_dir, check_output_file, check_owned_dirs, check_set, dump_json, ensure_dir
 from ..graph import concrete_shapes, node_flops
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
@@ -29,7 +33,10 @@ from ..plan import PRECISIONS, Plan
 from ..runs import BisectComparisons, BisectRun, Flops, InputInfo
 from ..search import (Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, code_digest, fingerprint,
                       prefix_bisection, range_rule, rank, search)
+from ..targets import describe
 from ..tasks.registry import TaskParams
+from ..verification import FILES as VERIFY_FILES
+from ..verification import OWNED_DIRS, write_verification
 from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
 from .common import Clock, gather, load_graph, refuse_empty_outputs, versions
 from .confirm import Check, confirm, finite_inside, merge
@@ -77,6 +84,7 @@ class BisectParams:
             self.task.check()
         check_output_dir(self.out)
         check_set(self.out, RUN_FILES, keep=(self.model, *self.inputs.files))
+        check_owned_dirs(self.out, OWNED_DIRS)
         check_output_file(self.json_out, keep=(self.model, *self.inputs.files))
 
 
@@ -131,7 +139,8 @@ def _setup(p: BisectParams) -> tuple[_Job, InputInfo, list[str]]:
         info = InputInfo(len(samples), "task")
     else:
         samples, info, warnings = gather(graph, p.inputs)
-    backend = p.engine.make()
+    # the search computes FP32 islands in true FP32; crosscheck.check_tf32 then decides what the commands say about TF32
+    backend = (replace(p.engine, tf32=False) if p.engine.backend == "emulate" else p.engine).make()
     outdir = ensure_dir(p.out)  # only now: a run refused for its input leaves no folder behind
     if judge is not None:
         judge.store = _transcript_store(judge, p, outdir)
@@ -152,14 +161,14 @@ def run(p: BisectParams) -> BisectRun:
     clock = Clock()
     job, info, warnings = _setup(p)
     log.info(f"precdoctor bisect: {p.model} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
-             f"{job.backend.name}")
+             f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
     clock.lap("load")
     naive = job.compare(Plan(job.fmt.name))
     refuse_nan_reference(naive)
     refuse_empty_outputs(naive)
     ranges, _ = scan_ranges(job.graph, job.samples, job.fmt)  # FP32 range findings: evidence where no node jumps
-    loc = rank(job.graph, naive, job.fmt, ranges)
+    loc = rank(job.graph, naive, job.fmt, ranges, p.engine.options().constants)
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
@@ -172,6 +181,10 @@ def run(p: BisectParams) -> BisectRun:
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
     comparisons = _final_comparisons(job, naive, plan)
     clock.lap("compare")
+    tf32 = check_tf32(job, plan, result.status != "unfixed")
+    naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
+    targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok)
+    clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
         task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins)
@@ -186,6 +199,7 @@ def run(p: BisectParams) -> BisectRun:
         node_ops={n.name: n.op_type for n in job.graph.all_nodes()}, inputs=info, engine=job.backend.info(), comparison=comparisons,
         flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
         allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
+        target=p.engine.target_name, tf32=tf32, targets=targets,
         warnings=warnings + ([reference_note(naive)] if reference_note(naive) else []) + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else []))
     _write(job, record, plan, clock)
     return record
@@ -294,7 +308,20 @@ def _why(pin: str, evidence: dict, result: SearchResult) -> str:
     return "; ".join(parts) or "found necessary by the search"
 
 
-RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files)
+RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files) + VERIFY_FILES
+
+
+def _target_word(t) -> str:
+    return "not judged" if t.plan is None else ("passes" if t.plan else "fails" + (f": {', '.join(t.failed)}" if t.failed else ""))
+
+
+def _write_verification(job: _Job, record: BisectRun, plan: Plan, stage: Path) -> None:
+    """reference/ and the verify scripts, for the plan the run found (the naive one when none passed)."""
+    refs = [ref for ref, _ in job.compare(Plan(job.fmt.name)).pairs]
+    beyond = [c.text() for c in job.task_criteria] + ([acc.INSIDE] if job.inside else [])
+    record.verification = write_verification(stage, job.p.model, job.graph, plan, job.samples, refs, job.output_criteria, beyond,
+                                             record.target, job.p.engine.options(), record.tf32.allowed, relative_to=job.outdir)
+    record.artifacts.verify_trt11, record.artifacts.verify_trt10 = record.verification.scripts
 
 
 def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
@@ -302,15 +329,18 @@ def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
     place together at the end (run.json last), so a failure leaves the previous set whole. The report is
     rendered from the record run.json holds; --json gets the same record, written just before the move."""
     outdir = job.outdir
-    with Staging(outdir, owned=RUN_FILES, marker="run.json") as stage:
-        record.artifacts = write_artifacts(stage.dir, job.p.model, job.graph, plan, relative_to=outdir)
+    with Staging(outdir, owned=RUN_FILES, marker="run.json", owned_dirs=OWNED_DIRS) as stage:
+        record.artifacts = write_artifacts(stage.dir, job.p.model, job.graph, plan, relative_to=outdir, tf32=record.tf32.allowed)
+        _write_verification(job, record, plan, stage.dir)
         record.warnings += [f"{fmt} cannot name {len(names)} pinned node(s) exactly; see {getattr(record.artifacts, fmt)}"
                             for fmt, names in record.artifacts.unexpressible.items()]
         pins = PinsFile(plan.precision, sorted(plan.pins), {k: plan.why[k] for k in sorted(plan.why)}, dict(record.artifacts.forced),
                         model=os.path.relpath(Path(job.p.model).resolve(), outdir.resolve()), accept=record.accept,
                         verdict=record.verdict, one_minimal=record.one_minimal, evaluations=record.evaluations,
                         casts=record.artifacts.casts, profile=record.engine.profile, backend=record.engine.backend,
-                        warnings=list(record.warnings))
+                        warnings=list(record.warnings), target=record.target, assumptions=describe(job.p.engine.options()),
+                        constants=constants_note(plan.format), tf32=record.tf32.allowed,
+                        targets={t.target: _target_word(t) for t in record.targets})
         dump_json(stage.dir / "pins.json", pins)
         if job.p.report:
             record.artifacts.report = "index.html"

@@ -45,7 +45,7 @@ def run(p: PinsParams) -> list[Path]:
     pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
     plan = Plan(saved.precision, frozenset(pins), saved.why)
     with Staging(p.out, owned=FILES[p.format]) as stage:
-        written = write_artifacts(stage.dir, str(model), graph, plan, (p.format,), relative_to=stage.outdir)
+        written = write_artifacts(stage.dir, str(model), graph, plan, (p.format,), relative_to=stage.outdir, tf32=saved.tf32)
         paths = stage.commit()
     for fmt, names in written.unexpressible.items():
         log.warning(f"{fmt} cannot name {len(names)} pinned node(s) exactly (listed in the file): use the mixed ONNX")

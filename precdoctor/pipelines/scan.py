@@ -7,6 +7,7 @@ from ..files import check_output_file, dump_json
 from ..inputs import InputSpec
 from ..risks import find_risks
 from ..runs import ScanRun
+from ..targets import DEFAULT_TARGET, get_target
 from .common import begin, versions
 
 
@@ -15,8 +16,10 @@ class ScanParams:
     model: str
     inputs: InputSpec = field(default_factory=InputSpec)
     json_out: str | None = None
+    target: str = DEFAULT_TARGET  # how the target converts constants decides whether a tiny one is a risk
 
     def check(self) -> None:
+        get_target(self.target)
         self.inputs.check()
         check_output_file(self.json_out, keep=(self.model, *self.inputs.files))
 
@@ -25,10 +28,11 @@ def run(p: ScanParams) -> ScanRun:
     p.check()
     clock, graph, samples, info, warnings = begin(p.model, p.inputs)
     clock.lap("load")
-    risks, norms, ranges, coverage = find_risks(graph, samples)
+    risks, norms, ranges, coverage = find_risks(graph, samples, get_target(p.target).constants)
     clock.lap("scan")
     result = ScanRun(model=str(p.model), nodes=len(graph.nodes), tensors=len(ranges), inputs=info, risks=risks,
-                     decomposed_norms=norms, ranges=ranges, warnings=warnings, control_flow=coverage, timing=clock.timing(), versions=versions())
+                     decomposed_norms=norms, ranges=ranges, warnings=warnings, control_flow=coverage, timing=clock.timing(), versions=versions(),
+                     target=p.target)
     if p.json_out:
         dump_json(p.json_out, result)
     return result

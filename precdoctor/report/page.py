@@ -21,7 +21,9 @@ from ..runs import BisectRun, CompareRun, WerRun
 from .numbers import count, flops, num, pct
 
 ARTIFACT_TITLES = {"trtexec": "TensorRT 8.6 - 10.x (trtexec.txt)", "polygraphy": "TensorRT 8.6 - 10.x via Polygraphy (polygraphy.txt)",
-                   "trtexec11": "TensorRT 11, the mixed ONNX (trtexec-11.txt)", "autocast": "ModelOpt AutoCast (autocast.txt)"}
+                   "trtexec11": "TensorRT 11, the mixed ONNX (trtexec-11.txt)", "autocast": "ModelOpt AutoCast (autocast.txt)",
+                   "verify_trt11": "Check it on TensorRT 11.1+ (verify-trt11.sh)",
+                   "verify_trt10": "Check it on TensorRT 8.6-10.x with Polygraphy (verify-trt10.sh)"}
 FIRST_SCREEN = ("trtexec", "trtexec11")  # the commands the fix box shows
 STAGES = {"load": "loading the model and inputs", "localize": "comparing the naive plan", "search": "searching pins",
           "baselines": "baselines", "compare": "comparing the pinned plan", "task": "task metric", "transcribe": "transcribing",
@@ -69,6 +71,8 @@ class Page:
     versions: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the run's: random data, FP32's own Inf/NaN, Inf/NaN accepted inside
+    targets: list[dict] = field(default_factory=list)  # the naive and the found plan under every target
+    verify: list[str] = field(default_factory=list)  # commands that check the plan on the user's engine
 
 
 def _diff_html(ref: str, hyp: str) -> str:
@@ -140,6 +144,8 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
 def _fix_sentence(run: BisectRun) -> list[str]:
     if run.verdict == "unfixed":
         return ["no plan met the acceptance: " + run.message]
+    fails = [t.target for t in run.targets if t.plan is False]
+    where = [f"on target {run.target} this plan passes; on {', '.join(fails)} it fails"] if fails else []
     n = len(run.pins)
     fix = f"pinning {n} node{'s' if n != 1 else ''} to FP32 restores it"
     t = run.task
@@ -147,7 +153,7 @@ def _fix_sentence(run: BisectRun) -> list[str]:
         p, naive, fp32 = t.row(run.precision + "+pins"), t.row(run.precision), t.row("fp32")
         if p and naive and fp32:
             fix += f" (WER {pct(p.wer)} against {pct(naive.wer)} naive {run.precision.upper()} and {pct(fp32.wer)} in FP32)"
-    return [fix]
+    return [fix] + where
 
 
 def _pin_rows(run: BisectRun) -> list[PinRow]:
@@ -205,6 +211,19 @@ def _baselines(run: BisectRun) -> list[dict]:
             {"method": "precdoctor", "pins": count(b.precdoctor.pins), "passes": yes(b.precdoctor.passed), "evaluations": b.precdoctor.evaluations}]
 
 
+def _targets(run: BisectRun) -> list[dict]:
+    word = lambda v: "-" if v is None else ("passes" if v else "fails")  # noqa: E731
+    return [{"target": t.target + (" (this run)" if t.own else ""), "assumptions": t.assumptions, "naive": word(t.naive),
+             "plan": word(t.plan) + (f" ({', '.join(t.failed)})" if t.failed else "")} for t in run.targets]
+
+
+def _verify_lines(run: BisectRun) -> list[str]:
+    a = run.artifacts
+    return ([f"bash {a.verify_trt11}   # TensorRT 11.1+: trtexec's own accuracy check"] if a.verify_trt11 else []) + (
+        [f"bash {a.verify_trt10}   # TensorRT 8.6-10.x: trtexec builds, Polygraphy checks"] if a.verify_trt10 else []) + (
+        ["precdoctor verify . --backend ort-cuda   # ONNX Runtime CUDA"] if run.verification else [])
+
+
 def _offenders(c: Comparison) -> list:
     return sorted(c.tensors, key=lambda t: (t.nonfinite_new == 0, -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:REPORT_TENSORS]
 
@@ -212,7 +231,8 @@ def _offenders(c: Comparison) -> list:
 def _common(run, naive: Comparison) -> Page:
     sub = (f"{count(run.nodes)} nodes, {run.inputs.samples} input sample{'s' if run.inputs.samples != 1 else ''} ({run.inputs.source}), "
            f"{run.engine.engine}" + (f", profile {run.engine.profile}" if run.engine.profile else "")
-           + (f", recurrent ops {run.engine.recurrent}" if run.engine.recurrent else ""))
+           + (f", recurrent ops {run.engine.recurrent}" if run.engine.recurrent else "")
+           + (f", target {run.engine.target} (constants {run.engine.constants})" if run.engine.target else ""))
     page = Page(run.command, run.model, run.precision, run.verdict, verdict_sentence(run, naive), sub, run.inputs.samples)
     page.naive, page.offenders = naive, _offenders(naive)
     page.trace, page.trace_more = naive.trace[:REPORT_TRACE], max(0, len(naive.trace) - REPORT_TRACE)
@@ -248,4 +268,7 @@ def build_page(run, outdir: Path | None) -> Page:
         page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
     page.baselines, page.evaluations = _baselines(run), run.evaluation_log
     page.facts.insert(0, ("acceptance", ", ".join(run.accept) + (" (the default)" if run.accept_default else "")))
+    page.targets, page.verify = _targets(run), _verify_lines(run)
+    if run.tf32 is not None:
+        page.facts.insert(1, ("TF32", run.tf32.note))
     return page

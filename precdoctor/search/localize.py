@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .. import constants
 from ..comparison import Comparison
 from ..formats import Format
 from ..graph import GraphView
@@ -39,14 +40,11 @@ def candidates(graph: GraphView) -> list[str]:
             and (graph.float_outputs(n) or any(graph.is_float(i) for i in n.input if i))]
 
 
-def flushed_constants(graph: GraphView, fmt: Format) -> dict[str, str]:
-    """Nodes reading a constant that the format turns to 0 (nonzero in FP32) or to inf."""
+def flushed_constants(graph: GraphView, fmt: Format, how: str = "cast") -> dict[str, str]:
+    """Nodes reading a constant that the format turns to 0 (nonzero in FP32) or to inf, converted ``how`` (constants.py)."""
     hits: dict[str, str] = {}
     for name in graph.float_initializers():
-        a = graph.array(name)
-        r = fmt.round(a)
-        lost = int(((a != 0) & (r == 0)).sum())
-        inf = int((~(abs(r) < math.inf) & (abs(a) < math.inf)).sum())
+        lost, inf = constants.lost(graph.array(name), fmt, how)
         if lost or inf:
             what = f"constant {name} " + (f"has {lost} value(s) that become 0" if lost else f"has {inf} value(s) that become inf") + f" in {fmt.name}"
             for c in graph.readers(name):
@@ -118,7 +116,7 @@ def contribution(graph: GraphView, comp: Comparison) -> dict[str, float]:
     return out
 
 
-def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict | None = None) -> Localization:
+def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict | None = None, how: str = "cast") -> Localization:
     """Order candidates most suspicious first (see the module docstring)."""
     cands = candidates(graph)
     pos = {n: k for k, n in enumerate(cands)}
@@ -138,7 +136,7 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict | None = 
         _ranges_evidence(graph, ranges, fmt, flag, weak)
     else:
         _range_evidence(graph, comp, fmt, flag)
-    for node, why in flushed_constants(graph, fmt).items():
+    for node, why in flushed_constants(graph, fmt, how).items():
         flag(node, "reads " + why)
     for label, node in (("Inf/NaN origin", comp.origin), ("first divergence", comp.first_divergence)):
         if node:

@@ -1,0 +1,97 @@
+"""The searched plan beyond the search's own assumptions: with TF32 in its FP32 islands, and under the other targets.
+
+The search computes FP32 islands in true FP32 (what ``--noTF32`` guarantees). A target
+that computes them in TF32 by default (all three do) then gets the final plan checked
+with TF32: if it still passes, the commands leave TF32 on (and say so); if not, they
+turn it off. Then the naive and the final plan are judged under every other target's
+assumptions (targets.py), so the report can say where the verdicts differ. Both
+checks judge the output criteria on the graph outputs (the task metric and
+finite-inside confirm the plan under the run's own target only).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+from . import acceptance as acc
+from .backends.emulation import EmulationBackend
+from .emulation import EmulationOptions
+from .ops import TF32_INPUTS
+from .plan import Plan
+from .records import Record
+from .schema import fp32_nodes
+from .targets import TARGETS, describe
+
+log = logging.getLogger("precdoctor")
+
+
+@dataclass
+class Tf32Check(Record):
+    """Whether the plan holds with TF32 in its FP32 islands, and so whether the commands may leave TF32 on."""
+
+    allowed: bool  # the commands leave TF32 on (trtexec's default; Polygraphy --tf32)
+    checked: bool  # an evaluation with TF32 decided it (False: nothing to decide, or not emulated)
+    islands: list[str] = field(default_factory=list)  # FP32 nodes whose inner products TF32 rounds
+    failed: list[str] = field(default_factory=list)
+    measures: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class TargetVerdict(Record):
+    """The naive plan and the searched plan judged under one target's assumptions (output criteria)."""
+
+    target: str
+    assumptions: str
+    naive: bool | None  # None: not judged
+    plan: bool | None
+    failed: list[str] = field(default_factory=list)  # criteria the plan fails there
+    own: bool = False  # the run's own target (its verdicts are the run's)
+
+
+def _judge(job, options: EmulationOptions, pins) -> acc.Verdict:
+    refs = [ref for ref, _ in job.comparisons[Plan(job.fmt.name).key()].pairs]
+    runner = EmulationBackend(options, job.p.engine.memory_budget_gb).runner(job.graph, Plan(job.fmt.name, frozenset(pins)))
+    return acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
+
+
+def tf32_islands(graph, plan: Plan) -> list[str]:
+    return sorted(n for n in fp32_nodes(graph, plan) if graph.node(n).op_type in TF32_INPUTS)
+
+
+def check_tf32(job, plan: Plan, passed: bool) -> Tf32Check:
+    """Decide the TF32 choice of the commands for ``plan`` (see the module docstring)."""
+    wanted = job.p.engine.options()
+    islands = tf32_islands(job.graph, plan)
+    if job.p.engine.backend != "emulate":
+        return Tf32Check(False, False, islands, note=f"verified on {job.p.engine.backend} with TF32 off: the commands turn it off")
+    if not wanted.tf32:
+        return Tf32Check(False, False, islands, note="the target (or --no-tf32) computes FP32 islands in true FP32: TF32 off")
+    if not islands or not passed:
+        why = "no MatMul/Gemm/Conv is computed in FP32" if not islands else "no plan passed"
+        return Tf32Check(True, False, islands, note=f"TF32 left on: {why}")
+    v = _judge(job, wanted, plan.pins)
+    log.info(f"TF32 in the {len(islands)} FP32 inner product(s): {'PASS' if v.passed else 'fail'}")
+    note = ("the plan holds with TF32 in its FP32 islands: TF32 left on" if v.passed else
+            f"with TF32 in its FP32 islands the plan fails ({', '.join(v.failed)}): the commands turn TF32 off")
+    return Tf32Check(v.passed, True, islands, v.failed, v.measures, note)
+
+
+def other_targets(job, plan: Plan, passed: bool, tf32: Tf32Check, naive_passed: bool) -> list[TargetVerdict]:
+    """Every target's verdicts on the naive plan and on ``plan``; the run's own first."""
+    if job.p.engine.backend != "emulate":
+        return []
+    own = replace(job.p.engine.options(), tf32=job.p.engine.options().tf32 and tf32.allowed)
+    rows = [TargetVerdict(job.p.engine.target_name, describe(own), naive_passed, passed, own=True)]
+    for name, t in TARGETS.items():
+        if name == job.p.engine.target_name:
+            continue
+        options = replace(t.options(), tf32=t.tf32 and tf32.allowed)  # the commands' TF32 choice holds everywhere
+        if options == own:
+            rows.append(TargetVerdict(name, describe(options), naive_passed, passed))
+            continue
+        naive = _judge(job, options, ())
+        v = _judge(job, options, plan.pins) if plan.pins else naive
+        log.info(f"target {name}: naive {'PASS' if naive.passed else 'fail'}, this plan {'PASS' if v.passed else 'fail'}")
+        rows.append(TargetVerdict(name, describe(options), naive.passed, v.passed, v.failed))
+    return rows

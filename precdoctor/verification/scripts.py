@@ -1,0 +1,199 @@
+"""verify-trt11.sh and verify-trt10.sh: build the plan on the user's TensorRT and check it against the references.
+
+Each script runs from its folder with bash, writes only into its own work folder
+(``verify-trt11/``, ``verify-trt10/``: engine, logs, exported outputs) and ends
+with exit status 0 (every checked criterion holds on every sample), 1 (one fails;
+named) or 2 (the tool could not build or run: not a verdict). A tool's exit status
+alone does not tell a failed check from a failed run (both are 1), so the script
+reads the tool's log for its verdict line. Every word is one bash word
+(artifacts.shell_word); names appear in comments only JSON-quoted. What a script
+cannot check is said in its header (mapping.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..artifacts import comment_safe, shell_word, trtexec_build_words, trtexec_name, unexpressible
+from ..plan import Plan
+from .mapping import AccuracyRun, Needs, number, polygraphy_check, trtexec_runs
+from .references import FOLDER, Manifest
+
+TRT11_DIR, TRT10_DIR = "verify-trt11", "verify-trt10"
+RUN_FLAGS = ["--iterations=1", "--warmUp=0", "--duration=0"]  # one inference is the check; no timing runs
+
+_PRELUDE = r"""set -u
+cd -- "$(dirname -- "$0")" || exit 2
+mkdir -p {work} || exit 2
+status=0
+
+check() {{  # check LOG WHAT COMMAND...: 0 passed; 1 the {tool} check failed (named); a run that failed otherwise ends the script (2)
+  local log=$1 what=$2
+  shift 2
+  if "$@" > "$log" 2>&1; then echo "pass  $what"; return 0; fi
+  if grep -q -e {verdict} "$log"; then echo "FAIL  $what (see $log)"; status=1; return 1; fi
+  echo "ERROR could not run: $what (see $log)" >&2
+  exit 2
+}}
+"""
+
+_NAN_CHECK = r"""
+no_nan() {  # no_nan FILE WHAT: trtexec's exported outputs hold no NaN (its accuracy check passes NaN)
+  if grep -e '"values"' "$1" | grep -q -E -e '(^|[][ ,])-?nan([][ ,]|$)'; then echo "FAIL  $2: NaN in the outputs ($1)"; status=1; fi
+}
+"""
+
+_END = """
+if [ "$status" -eq 0 ]; then echo "PASSED: every checked criterion holds on every sample"; else echo "FAILED"; fi
+exit "$status"
+"""
+
+
+@dataclass
+class ScriptSpec:
+    """Everything both scripts need, gathered by the bisect that wrote them."""
+
+    plan: Plan  # every FP32 node of the verified plan (pins and the schema's)
+    target: str | None
+    tf32: bool  # the plan holds with TF32 on in its FP32 islands
+    model: str  # the FP32 model, relative to the folder
+    mixed: str  # the mixed ONNX
+    dynamic: list[str]  # inputs with a dynamic dimension
+    outputs_of: dict[str, int]  # pinned node -> how many outputs (--layerOutputTypes)
+    manifest: Manifest
+    needs: Needs
+    references: list[dict]  # per sample: output name -> FP32 array (thresholds derive from them)
+    not_checked: list[str] = field(default_factory=list)
+
+
+def _join(words: list[str]) -> str:
+    return " \\\n    ".join(words)
+
+
+def _shapes(spec: ScriptSpec, s: int) -> dict[str, list[int]]:
+    return {t.name: t.shape for t in spec.manifest.samples[s].inputs if t.name in spec.dynamic}
+
+
+def _trt_shapes(shapes: dict[str, list[int]]) -> str:
+    return ",".join(f"{trtexec_name(n)}:{'x'.join(map(str, d)) or 'scalar'}" for n, d in shapes.items())
+
+
+def _build_shapes(spec: ScriptSpec) -> list[str]:
+    """--minShapes/--optShapes/--maxShapes spanning every sample (dynamic inputs only)."""
+    if not spec.dynamic:
+        return []
+    per = [_shapes(spec, s) for s in range(len(spec.manifest.samples))]
+    lo = {n: [min(p[n][k] for p in per) for k in range(len(per[0][n]))] for n in per[0]}
+    hi = {n: [max(p[n][k] for p in per) for k in range(len(per[0][n]))] for n in per[0]}
+    return [shell_word(f"--{w}Shapes={_trt_shapes(v)}") for w, v in (("min", lo), ("opt", per[0]), ("max", hi))]
+
+
+def _header(spec: ScriptSpec, engine: str, how: list[str]) -> str:
+    p = spec.plan
+    lines = [f"#!/usr/bin/env bash",
+             f"# precdoctor: check the {p.precision} plan ({len(p.pins)} node(s) in FP32) on {engine}, target {spec.target or '-'}.",
+             "# Run from this folder: bash FILE. Exit status: 0 every checked criterion holds on every sample, 1 one fails,",
+             "# 2 the tool could not build or run (not a verdict).",
+             "# TF32: " + ("on in the FP32 islands (the default); the plan was verified so." if spec.tf32 else
+                           "off: the plan needs true FP32 in its FP32 islands."),
+             f"# References: {FOLDER}/ (FP32 outputs of {len(spec.manifest.samples)} sample(s), {FOLDER}/manifest.json)."]
+    lines += ["# " + h for h in how]
+    unchecked = spec.needs.unmapped + spec.not_checked
+    if unchecked:
+        lines.append("# NOT checked here (precdoctor checked them when it verified the plan):")
+        lines += [f"#   {comment_safe(u)}" for u in unchecked]
+    return "\n".join(lines) + "\n"
+
+
+def _refusal(header: str, why: list[str]) -> str:
+    return header + "# CANNOT RUN:\n" + "".join(f"#   {comment_safe(w)}\n" for w in why) + \
+        "echo 'this plan cannot be checked with this tool; see the comments in this file' >&2\nexit 2\n"
+
+
+def _io_problems(spec: ScriptSpec, tool: str) -> list[str]:
+    names = [t.name for t in spec.manifest.samples[0].inputs + spec.manifest.samples[0].outputs]
+    return [f"tensor {n}: {unexpressible(tool, n)}" for n in names if unexpressible(tool, n)]
+
+
+def _pairs(files) -> str:
+    return ",".join(f"{trtexec_name(t.name)}:{FOLDER}/{t.file}" for t in files)
+
+
+def _accuracy_words(run: AccuracyRun) -> list[str]:
+    words = [f"--accuracyAlgorithm={run.algorithm}"]
+    if run.atol is not None:
+        words += [f"--atol={number(run.atol)}", f"--rtol={number(run.rtol)}"]
+    return words + [f"--accuracyThreshold={number(run.threshold)}"]
+
+
+def trtexec_check_words(spec: ScriptSpec, s: int, run: AccuracyRun, export: str | None) -> list[str]:
+    """One trtexec 11.1 accuracy run of sample ``s`` (every list flag once: a repeated one is an error to trtexec)."""
+    sample = spec.manifest.samples[s]
+    words = ["trtexec", f"--loadEngine={TRT11_DIR}/model.plan"]
+    if spec.dynamic:
+        words.append(shell_word(f"--shapes={_trt_shapes(_shapes(spec, s))}"))
+    words += [shell_word(f"--loadInputs={_pairs(sample.inputs)}"),
+              shell_word(f"--loadRefOutputs={_pairs([t for t in sample.outputs if t.name in run.outputs])}")]
+    words += _accuracy_words(run) + ([f"--exportOutput={export}"] if export else []) + RUN_FLAGS
+    return words
+
+
+def verify_trt11(spec: ScriptSpec) -> str:
+    how = ["Builds the mixed ONNX with trtexec (TensorRT 11.1+: --loadRefOutputs and --accuracy* are new in 11.1), then",
+           "checks each sample with trtexec's own accuracy check (mapping.py: finite and max-abs -> l0, rel-l2 -> l2,",
+           "cosine -> cos), and fails on a NaN in the exported outputs, which every trtexec algorithm passes."]
+    header = _header(spec, "TensorRT 11.1+ (trtexec)", how)
+    bad = _io_problems(spec, "trtexec")
+    if bad:
+        return _refusal(header, bad)
+    body = [_PRELUDE.format(work=TRT11_DIR, tool="trtexec accuracy", verdict=shell_word("Accuracy validation FAILED")), _NAN_CHECK]
+    build = ["trtexec", shell_word(f"--onnx={spec.mixed}"), f"--saveEngine={TRT11_DIR}/model.plan"] + \
+        ([] if spec.tf32 else ["--noTF32"]) + _build_shapes(spec) + ["--skipInference"]
+    body.append(f"check {TRT11_DIR}/build.log build \\\n    " + _join(build))
+    for s, ref in enumerate(spec.references):
+        runs, notes = trtexec_runs(spec.needs, ref)
+        body += [f"# sample {s}: {comment_safe(n)}" for n in notes]
+        for k, run in enumerate(runs):
+            export = f"{TRT11_DIR}/s{s}.outputs.json" if k == 0 else None
+            what = shell_word(f"sample {s}: {run.what} on {len(run.outputs)} output(s) ({run.algorithm})")
+            body.append(f"check {TRT11_DIR}/s{s}.{k}.log {what} \\\n    " + _join(trtexec_check_words(spec, s, run, export)))
+            if export:
+                body.append(f"no_nan {export} {shell_word(f'sample {s}')}")
+    return header + "\n".join(body) + _END
+
+
+def _polygraphy_compare_words(spec: ScriptSpec, s: int) -> list[str]:
+    chk, _ = polygraphy_check(spec.needs, spec.references[s])
+
+    def tol(flag: str, d: dict) -> list[str]:
+        return [flag] + [shell_word(f"{k}:{float(v)!r}" if k else repr(float(v))) for k, v in d.items()]
+
+    words = ["--compare", *chk.funcs, "--check-error-stat", "elemwise", "--infinities-compare-equal"]
+    words += tol("--atol", chk.atol) + tol("--rtol", chk.rtol)
+    if "l2" in chk.funcs:
+        words += tol("--l2-threshold", chk.l2)
+    if "cosine_similarity" in chk.funcs:
+        words += tol("--cosine-similarity-threshold", chk.cosine)
+    return words
+
+
+def verify_trt10(spec: ScriptSpec) -> str:
+    how = ["Builds the plan with trtexec's flags (TensorRT 8.6-10.x: --fp16 --precisionConstraints=obey --layerPrecisions",
+           "--layerOutputTypes, as trtexec.txt), then checks each sample with Polygraphy against the FP32 outputs",
+           "(--load-outputs; its elementwise check fails NaN itself)."]
+    header = _header(spec, "TensorRT 8.6-10.x (trtexec to build, Polygraphy to check)", how)
+    bad = [f"pinned node {p}: {unexpressible('trtexec', p)}" for p in sorted(spec.plan.pins) if unexpressible("trtexec", p)]
+    bad += [f"output {o}: {unexpressible('polygraphy', o)}" for o in spec.needs.outputs if unexpressible("polygraphy", o)]
+    if bad:
+        return _refusal(header, bad)
+    body = [_PRELUDE.format(work=TRT10_DIR, tool="Polygraphy comparison", verdict=shell_word("Mismatched outputs"))]
+    build = trtexec_build_words(spec.model, spec.plan, spec.outputs_of, spec.tf32) + \
+        [f"--saveEngine={TRT10_DIR}/model.plan"] + _build_shapes(spec) + ["--skipInference"]
+    body.append(f"check {TRT10_DIR}/build.log build \\\n    " + _join(build))
+    for s, sample in enumerate(spec.manifest.samples):
+        _, notes = polygraphy_check(spec.needs, spec.references[s])
+        body += [f"# sample {s}: {comment_safe(n)}" for n in notes]
+        words = ["polygraphy", "run", f"{TRT10_DIR}/model.plan", "--model-type", "engine", "--trt",
+                 "--load-inputs", f"{FOLDER}/{sample.polygraphy_inputs}", "--load-outputs", f"{FOLDER}/{sample.polygraphy_outputs}"]
+        words += _polygraphy_compare_words(spec, s)
+        body.append(f"check {TRT10_DIR}/s{s}.log {shell_word(f'sample {s}')} \\\n    " + _join(words))
+    return header + "\n".join(body) + _END

@@ -1,0 +1,223 @@
+"""Verification on the user's engine: the references a bisect writes read back exactly, the acceptance maps onto
+trtexec's accuracy check, and verify-trt11.sh / verify-trt10.sh / ``precdoctor verify`` pass on the plan and fail on
+a wrong one.
+
+The scripts run under bash with stand-ins (tests/standins): a trtexec that parses and checks like TensorRT's own
+samples, and the real Polygraphy with ONNX Runtime in place of the engine; the engine's numbers come from the
+plan's emulation. A real TensorRT run is for the lent GPU (bench/gpu_verify_plan.py).
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from helpers import ROOT, run_cli
+
+STANDINS = ROOT / "tests" / "standins"
+sys.path.insert(0, str(STANDINS))
+import standin_trtexec as trtexec_standin  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ln_run(planted_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ln") / "run"
+    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                           "--out", out, "--quiet", "--no-baselines")
+    assert code == 0, err
+    return out
+
+
+def _engine(folder: Path, pins, tmp_path: Path) -> Path:
+    """The stand-in engine: the plan's emulation as the shipped artifacts compute it (constants clamped, the
+    run's TF32 choice), weights inline, saved where the stand-ins can load it."""
+    from onnx.external_data_helper import load_external_data_for_model
+
+    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.graph import open_model
+    from precdoctor.plan import Plan
+    from precdoctor.verification.references import read_manifest
+
+    manifest = read_manifest(folder / "reference")
+    saved = json.loads((folder / "pins.json").read_text())
+    graph = open_model((folder / saved["model"]).resolve())
+    options = EmulationOptions(manifest.profile, manifest.recurrent, "clamp", manifest.tf32)
+    m = emulation_model(graph, Plan(manifest.precision, frozenset(pins)), options).model
+    load_external_data_for_model(m, graph.weights_dir)
+    path = tmp_path / f"engine-{len(pins)}.onnx"
+    onnx.save(m, path)
+    return path
+
+
+def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, **env):
+    """bash SCRIPT from its folder, trtexec and polygraphy on PATH as the stand-ins; (status, stdout, stderr)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("trtexec", "polygraphy"):
+        (bin_dir / tool).write_text(f'#!/bin/bash\nexec {sys.executable} {STANDINS / ("standin_" + tool + ".py")} "$@"\n')
+        (bin_dir / tool).chmod(0o755)
+    full = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "STANDIN_MODEL": str(engine),
+            "PYTHONPATH": os.pathsep.join(sys.path), **env}
+    r = subprocess.run(["bash", str(folder / script)], cwd=tmp_path, env=full, capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "run"
+    shutil.copytree(folder, dst)
+    saved = json.loads((dst / "pins.json").read_text())  # the model path stays valid one folder deeper
+    saved["model"] = os.path.relpath((folder / saved["model"]).resolve(), dst)
+    (dst / "pins.json").write_text(json.dumps(saved))
+    return dst
+
+
+# ---- the references
+
+def test_raw_references_read_back_equal(tmp_path):
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+
+    from precdoctor.verification.references import Manifest, read_manifest, read_sample, write_references
+
+    rng = np.random.default_rng(0)
+    feed = {"audio:0": rng.standard_normal((2, 3, 5)).astype(np.float32), "ids": np.arange(-3, 3, dtype=np.int64),
+            "mask": np.array([True, False, True]), "half": np.array([np.inf, -0.0, 6e-8, np.nan], np.float16)}
+    ref = {"y 'out'": np.array([[np.nan, -np.inf, 1e-45, 3.4e38]], np.float32), "n": np.array(7, np.int32)}
+    write_references(tmp_path / "reference", [feed], [ref], Manifest("fp16", [], "trt-strong", ["finite"], [], True, "clamp"))
+    manifest = read_manifest(tmp_path / "reference")
+    got_in, got_out = read_sample(tmp_path / "reference", manifest.samples[0])
+    for want, got in ((feed, got_in), (ref, got_out)):
+        assert list(got) == list(want)
+        for k in want:
+            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
+            assert got[k].tobytes() == want[k].tobytes()  # bit for bit: NaN payloads, -0.0, subnormals
+    # the raw files are what numpy's tofile writes (trtexec's --loadInputs format), nothing more
+    assert (tmp_path / "reference" / "s0.in0.bin").read_bytes() == feed["audio:0"].tobytes()
+    poly_in = load_json(str(tmp_path / "reference" / manifest.samples[0].polygraphy_inputs))
+    assert all(np.array_equal(poly_in[0][k], feed[k], equal_nan=feed[k].dtype.kind == "f") for k in feed)
+    runs = RunResults.load(str(tmp_path / "reference" / manifest.samples[0].polygraphy_outputs))
+    (_, iterations), = runs.items()
+    assert all(np.array_equal(iterations[0][k], ref[k], equal_nan=True) for k in ref)
+
+
+def test_a_damaged_reference_file_is_refused_in_one_line(ln_run, tmp_path):
+    run = _copy(ln_run, tmp_path)
+    (run / "reference" / "s0.out0.bin").write_bytes(b"\0" * 12)
+    code, out, err = run_cli("verify", run, "--backend", "emulate")
+    assert code == 2 and "s0.out0.bin" in err and len(err.strip().splitlines()) == 1
+
+
+# ---- the acceptance as trtexec computes it
+
+@pytest.mark.parametrize("criterion", ["finite", "max-abs<=0.3", "rel-l2<=0.05", "cosine>=0.999"])
+def test_each_criterion_maps_onto_trtexecs_own_loss(criterion):
+    """On candidates just inside and just outside the criterion, trtexec's verdict (its loss functions, replicated
+    in the stand-in, against the mapped threshold) is precdoctor's, and NaN is the documented exception."""
+    from precdoctor import acceptance as acc
+    from precdoctor.verification.mapping import needs, trtexec_runs
+
+    rng = np.random.default_rng(1)
+    r = rng.standard_normal((4, 64)).astype(np.float32)
+    crit = acc.parse([criterion])
+    runs, notes = trtexec_runs(needs(crit, ["y"]), {"y": r})
+    assert not notes and runs
+
+    def trtexec_passes(c):
+        # trtexec fails a tensor when loss >= threshold (sampleInference.cpp), so a NaN loss passes
+        return not any(trtexec_standin.losses(run.algorithm, c, r, run.atol or 0.0, run.rtol or 0.0) >= run.threshold for run in runs)
+
+    direction = rng.standard_normal(r.shape).astype(np.float32)
+    for scale in (1e-4, 1e-3, 0.01, 0.03, 0.045, 0.055, 0.08, 0.3, 1.0):
+        c = (r + scale * direction * np.linalg.norm(r) / np.linalg.norm(direction)).astype(np.float32)
+        precdoctor = acc.judge_outputs(crit, [({"y": r}, {"y": c})], ["y"]).passed
+        assert trtexec_passes(c) == precdoctor, (criterion, scale)
+    inf = r.copy()
+    inf[0, 0] = np.inf
+    assert not trtexec_passes(inf) and not acc.judge_outputs(crit, [({"y": r}, {"y": inf})], ["y"]).passed
+    nan = r.copy()
+    nan[0, 0] = np.nan
+    assert trtexec_passes(nan) and not acc.judge_outputs(crit, [({"y": r}, {"y": nan})], ["y"]).passed  # why no_nan exists
+
+
+def test_unmappable_criteria_are_named():
+    from precdoctor import acceptance as acc
+    from precdoctor.verification.mapping import needs, trtexec_runs
+
+    nd = needs(acc.parse(["argmax-agreement>=0.99", "finite"]), ["y"])
+    assert nd.unmapped and "argmax-agreement" in nd.unmapped[0]
+    r = np.array([1.0, np.inf], np.float32)
+    _, notes = trtexec_runs(needs(acc.parse(["rel-l2<=0.1"]), ["y"]), {"y": r})
+    assert notes and "Inf" in notes[0]
+
+
+# ---- the scripts, end to end on stand-ins
+
+def test_verify_trt11_passes_on_the_plan_and_fails_on_a_wrong_one(ln_run, tmp_path):
+    pins = json.loads((ln_run / "pins.json").read_text())["pins"]
+    good, bad = _engine(ln_run, pins, tmp_path), _engine(ln_run, [], tmp_path)
+    code, out, err = _run_script(ln_run, "verify-trt11.sh", tmp_path, good)
+    assert code == 0 and "PASSED" in out and err == "", (out, err)
+    code, out, _ = _run_script(ln_run, "verify-trt11.sh", tmp_path, bad)
+    assert code == 1 and "FAIL  sample 0: rel-l2<=0.05" in out
+    code, out, _ = _run_script(ln_run, "verify-trt11.sh", tmp_path, good, STANDIN_NAN="1")
+    assert code == 1 and "NaN in the outputs" in out and "pass  sample 0: finite" in out  # trtexec's l0 let the NaN through
+    code, out, err = _run_script(ln_run, "verify-trt11.sh", tmp_path, good, STANDIN_BUILD_FAIL="1")
+    assert code == 2 and "could not run: build" in err
+    code, out, err = _run_script(ln_run, "verify-trt11.sh", tmp_path, good, STANDIN_TRT="10")
+    assert code == 2  # TensorRT 10's trtexec has no --loadRefOutputs: an error, never a pass
+
+
+def test_verify_trt10_builds_with_the_flags_and_checks_with_polygraphy(ln_run, tmp_path):
+    pins = json.loads((ln_run / "pins.json").read_text())["pins"]
+    good, bad = _engine(ln_run, pins, tmp_path), _engine(ln_run, [], tmp_path)
+    code, out, err = _run_script(ln_run, "verify-trt10.sh", tmp_path, good, STANDIN_TRT="10")
+    assert code == 0 and "PASSED" in out, (out, err)
+    built = json.loads((ln_run / "verify-trt10" / "model.plan").read_text())
+    assert {"--fp16", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"} <= set(built["flags"])
+    code, out, _ = _run_script(ln_run, "verify-trt10.sh", tmp_path, bad, STANDIN_TRT="10")
+    assert code == 1 and "FAIL  sample 0" in out
+    log = (ln_run / "verify-trt10" / "s0.log").read_text()
+    assert "Mismatched outputs" in log  # Polygraphy's own verdict line, which the script reads
+
+
+def test_verify_command_passes_on_the_plan_and_fails_on_a_wrong_one(ln_run, tmp_path):
+    code, out, err = run_cli("verify", ln_run, "--backend", "emulate")
+    assert code == 0 and "verdict: PASS" in out, err
+    wrong = _copy(ln_run, tmp_path)
+    saved = json.loads((wrong / "pins.json").read_text())
+    saved["pins"] = []
+    (wrong / "pins.json").write_text(json.dumps(saved))
+    code, out, err = run_cli("verify", wrong, "--backend", "emulate", "--json", tmp_path / "v.json")
+    assert code == 1 and "FAIL" in out
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["command"] == "verify" and not v["passed"] and v["samples"][0]["failed"] == ["rel-l2<=0.05"]
+    assert v["not_checked"] == ["finite-inside"]
+
+
+def test_verify_on_cuda_without_a_gpu_is_one_line(ln_run):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("a GPU is here: bench/gpu_verify_plan.py covers it")
+    code, out, err = run_cli("verify", ln_run, "--backend", "ort-cuda")
+    assert code == 2 and "onnxruntime-gpu" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_rerun_replaces_the_reference_folder_and_a_foreign_one_is_refused(planted_dir, ln_run, tmp_path):
+    run = _copy(ln_run, tmp_path)
+    (run / "reference" / "stale.bin").write_bytes(b"old")
+    code, _, err = run_cli("bisect", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--out", run,
+                           "--quiet", "--no-baselines", "--no-report")
+    assert code == 0, err
+    assert not (run / "reference" / "stale.bin").exists() and (run / "reference" / "manifest.json").is_file()
+    foreign = tmp_path / "foreign"
+    (foreign / "reference").mkdir(parents=True)
+    (foreign / "reference" / "mine.txt").write_text("user data")
+    code, _, err = run_cli("bisect", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--out", foreign,
+                           "--quiet", "--no-baselines", "--no-report")
+    assert code == 2 and "reference" in err and (foreign / "reference" / "mine.txt").read_text() == "user data"
