@@ -48,6 +48,9 @@ class TargetVerdict(Record):
     failed: list[str] = field(default_factory=list)  # criteria the plan fails there
     own: bool = False  # the run's own target (its verdicts are the run's)
 
+    def plan_word(self) -> str:
+        return "not judged" if self.plan is None else ("passes" if self.plan else "fails" + (f": {', '.join(self.failed)}" if self.failed else ""))
+
 
 def _judge(job, options: EmulationOptions, pins) -> acc.Verdict:
     refs = [ref for ref, _ in job.comparisons[Plan(job.fmt.name).key()].pairs]

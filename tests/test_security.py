@@ -18,7 +18,9 @@ import pytest
 from helpers import ROOT, run_cli
 
 sys.path.insert(0, str(ROOT / "fixtures"))
+sys.path.insert(0, str(ROOT / "tests" / "standins"))
 import oddinputs  # noqa: E402
+import standin_trtexec  # noqa: E402  (trtexec's list parsing, replicated)
 
 STUB = """#!/bin/bash
 { printf '%s\\0' "$(basename "$0")" "$@"; printf '\\n--end--\\n'; } >> "$ARGV_LOG"
@@ -43,46 +45,33 @@ def hostile_run(tmp_path_factory):
     return out, d / "hostile model.onnx"
 
 
-def _run_file(path, cwd, tmp_path):
-    """``bash FILE`` with stand-ins first on PATH; returns the recorded invocations (program, argv...)."""
+def _execute(path, cwd, tmp_path, stub=STUB):
+    """``bash FILE`` from ``cwd`` with recording stand-ins first on PATH; (status, invocations, stdout, stderr)."""
     stubs = tmp_path / "stubs"
     stubs.mkdir(exist_ok=True)
     for prog in ("trtexec", "polygraphy", "python"):
-        (stubs / prog).write_text(STUB)
+        (stubs / prog).write_text(stub)
         (stubs / prog).chmod(0o755)
     log = tmp_path / "argv.log"
     log.write_bytes(b"")
     env = {"PATH": f"{stubs}:/usr/bin:/bin", "ARGV_LOG": str(log), "HOME": str(tmp_path)}
+    r = subprocess.run(["bash", str(path)], cwd=cwd, env=env, capture_output=True, timeout=120)
+    calls = [[a.decode("utf-8") for a in c.split(b"\0")[:-1]] for c in log.read_bytes().split(b"\n--end--\n") if c]
+    return r.returncode, calls, r.stdout.decode(), r.stderr.decode()
+
+
+def _run_file(path, cwd, tmp_path):
+    """A command file run as pasted: exactly its command, nothing on stderr, no file created."""
     before = set(os.listdir(cwd))
-    r = subprocess.run(["bash", str(path)], cwd=cwd, env=env, capture_output=True, timeout=60)
-    assert r.returncode == 0 and r.stderr == b"", r.stderr
+    code, calls, _, stderr = _execute(path, cwd, tmp_path)
+    assert code == 0 and stderr == "", stderr
     assert set(os.listdir(cwd)) == before, "running the command file created files"
-    calls = [c for c in log.read_bytes().split(b"\n--end--\n") if c]
-    return [[a.decode("utf-8") for a in c.split(b"\0")[:-1]] for c in calls]
+    return calls
 
 
 def _trtexec_pairs(value: str) -> list[tuple[str, str]]:
-    """trtexec's own reading of a --layerPrecisions value (sampleOptions.cpp, see field-research.md 1.3)."""
-    def split_vec(s, sep):
-        out, start, n = [], 0, len(s)
-        while start < n:
-            idx = s.find(sep, start)
-            idx = n if idx == -1 else idx
-            out.append(s[start:idx])
-            if idx == n - 1:
-                out.append("")
-            start = idx + 1
-        return out
-
-    def name_value(s):
-        q = split_vec(s, "'")
-        if len(q) != 1:
-            assert len(q) == 3, s
-            return q[0] + q[1], q[2][1:]
-        p = split_vec(s, ":")
-        return (":".join(p[:-1]) if len(p) > 1 else p[0]), p[-1]
-
-    return [name_value(e) for e in split_vec(value, ",")]
+    """trtexec's own reading of a list value (splitToStringVec, splitNameAndValue; field-research.md 1.3)."""
+    return [standin_trtexec.name_value(e) for e in standin_trtexec.split_vec(value, ",")]
 
 
 @pytest.mark.parametrize("artifact", ["trtexec.txt", "polygraphy.txt", "autocast.txt", "trtexec-11.txt"])
@@ -276,21 +265,11 @@ RECORDING_STUB = STUB + """for a in "$@"; do case "$a" in --exportOutput=*) prin
 
 
 def _run_script(path, tmp_path):
-    """``bash SCRIPT`` with recording stand-ins; (status, calls, stdout, stderr, files the script created)."""
-    stubs = tmp_path / "stubs"
-    stubs.mkdir(exist_ok=True)
-    for prog in ("trtexec", "polygraphy", "python"):
-        (stubs / prog).write_text(RECORDING_STUB)
-        (stubs / prog).chmod(0o755)
-    log = tmp_path / "argv.log"
-    log.write_bytes(b"")
+    """A verify script run from anywhere; (status, calls, stdout, stderr, files it created in its folder)."""
     folder = path.parent
-    before = {p for p in folder.rglob("*")}
-    env = {"PATH": f"{stubs}:/usr/bin:/bin", "ARGV_LOG": str(log), "HOME": str(tmp_path)}
-    r = subprocess.run(["bash", str(path)], cwd=tmp_path, env=env, capture_output=True, timeout=120)
-    created = sorted(str(p.relative_to(folder)) for p in set(folder.rglob("*")) - before)
-    calls = [[a.decode("utf-8") for a in c.split(b"\0")[:-1]] for c in log.read_bytes().split(b"\n--end--\n") if c]
-    return r.returncode, calls, r.stdout.decode(), r.stderr.decode(), created
+    before = set(folder.rglob("*"))
+    code, calls, stdout, stderr = _execute(path, tmp_path, tmp_path, RECORDING_STUB)
+    return code, calls, stdout, stderr, sorted(str(p.relative_to(folder)) for p in set(folder.rglob("*")) - before)
 
 
 def _trtexec_args(argv):

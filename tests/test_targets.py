@@ -64,12 +64,17 @@ def test_a_vanishing_floor_before_log_fails_under_cast_and_passes_under_clamp(pl
     assert code == 0  # the override alone makes the difference
 
 
+def _bisect(folder, name, out, *extra):
+    """bisect NAME.onnx on NAME.npz into ``out``; (run.json, the summary)."""
+    code, stdout, err = run_cli("bisect", folder / f"{name}.onnx", "--inputs", folder / f"{name}.npz", "--out", out, "--quiet",
+                                "--no-baselines", *extra)
+    assert code == 0, err
+    return json.loads((out / "run.json").read_text()), stdout
+
+
 def test_bisect_says_which_targets_fail_and_ships_clamped_constants(planted_dir, tmp_path):
     out = tmp_path / "eps"
-    code, stdout, err = run_cli("bisect", planted_dir / "eps_underflow.onnx", "--inputs", planted_dir / "eps_underflow.npz",
-                                "--out", out, "--quiet", "--no-baselines")
-    assert code == 0, err
-    run = json.loads((out / "run.json").read_text())
+    run, stdout = _bisect(planted_dir, "eps_underflow", out)
     assert run["target"] == "trt-strong" and run["pins"] == ["frontend/Clip", "frontend/Log"]
     naive = {t["target"]: t["naive"] for t in run["targets"]}
     assert naive == {"trt-strong": False, "trt-weak": True, "ort-cuda": True}
@@ -93,11 +98,7 @@ def test_bisect_says_which_targets_fail_and_ships_clamped_constants(planted_dir,
 
 
 def test_bisect_for_the_weak_builder_needs_no_pin_where_casts_would(planted_dir, tmp_path):
-    code, stdout, err = run_cli("bisect", planted_dir / "eps_underflow.onnx", "--inputs", planted_dir / "eps_underflow.npz",
-                                "--out", tmp_path / "weak", "--quiet", "--no-baselines", "--target", "trt-weak",
-                                "--accept", "finite")
-    assert code == 0, err
-    run = json.loads((tmp_path / "weak" / "run.json").read_text())
+    run, _ = _bisect(planted_dir, "eps_underflow", tmp_path / "weak", "--target", "trt-weak", "--accept", "finite")
     assert run["verdict"] == "healthy" and run["target"] == "trt-weak"
     assert {t["target"]: t["naive"] for t in run["targets"]}["trt-strong"] is False
 
@@ -171,9 +172,7 @@ def test_a_plan_that_needs_true_fp32_is_shipped_with_tf32_off(tf32_dir, tmp_path
     assert run_cli("compare", model, "--inputs", sample, *pins)[0] == 1  # the target computes the MatMul in TF32
     assert run_cli("compare", model, "--inputs", sample, *pins, "--no-tf32")[0] == 0
     out = tmp_path / "run"
-    code, stdout, err = run_cli("bisect", model, "--inputs", sample, "--out", out, "--quiet", "--no-baselines")
-    assert code == 0, err
-    run = json.loads((out / "run.json").read_text())
+    run, stdout = _bisect(tf32_dir, "tf32_offset", out)
     assert sorted(run["pins"]) == sorted(planted.tf32_offset().culprits["fp16"])
     assert run["tf32"]["checked"] and not run["tf32"]["allowed"] and run["tf32"]["islands"] == ["mix/MatMul"]
     assert json.loads((out / "pins.json").read_text())["tf32"] is False
@@ -185,10 +184,7 @@ def test_a_plan_that_needs_true_fp32_is_shipped_with_tf32_off(tf32_dir, tmp_path
 
 def test_a_plan_without_fp32_inner_products_keeps_tf32_on_and_says_so(planted_dir, tmp_path):
     out = tmp_path / "run"
-    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
-                           "--out", out, "--quiet", "--no-baselines")
-    assert code == 0, err
-    run = json.loads((out / "run.json").read_text())
+    run, _ = _bisect(planted_dir, "ln_overflow", out)
     assert run["tf32"]["allowed"] and not run["tf32"]["checked"]
     assert "--noTF32" not in (out / "trtexec.txt").read_text() and "# TF32: on" in (out / "trtexec.txt").read_text()
     assert "--tf32" in (out / "polygraphy.txt").read_text()

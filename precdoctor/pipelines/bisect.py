@@ -311,10 +311,6 @@ def _why(pin: str, evidence: dict, result: SearchResult) -> str:
 RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files) + VERIFY_FILES
 
 
-def _target_word(t) -> str:
-    return "not judged" if t.plan is None else ("passes" if t.plan else "fails" + (f": {', '.join(t.failed)}" if t.failed else ""))
-
-
 def _write_verification(job: _Job, record: BisectRun, plan: Plan, stage: Path) -> None:
     """reference/ and the verify scripts, for the plan the run found (the naive one when none passed)."""
     refs = [ref for ref, _ in job.compare(Plan(job.fmt.name)).pairs]
@@ -340,7 +336,7 @@ def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
                         casts=record.artifacts.casts, profile=record.engine.profile, backend=record.engine.backend,
                         warnings=list(record.warnings), target=record.target, assumptions=describe(job.p.engine.options()),
                         constants=constants_note(plan.format), tf32=record.tf32.allowed,
-                        targets={t.target: _target_word(t) for t in record.targets})
+                        targets={t.target: t.plan_word() for t in record.targets})
         dump_json(stage.dir / "pins.json", pins)
         if job.p.report:
             record.artifacts.report = "index.html"

@@ -137,30 +137,6 @@ def trtexec_check_words(spec: ScriptSpec, s: int, run: AccuracyRun, export: str 
     return words
 
 
-def verify_trt11(spec: ScriptSpec) -> str:
-    how = ["Builds the mixed ONNX with trtexec (TensorRT 11.1+: --loadRefOutputs and --accuracy* are new in 11.1), then",
-           "checks each sample with trtexec's own accuracy check (mapping.py: finite and max-abs -> l0, rel-l2 -> l2,",
-           "cosine -> cos), and fails on a NaN in the exported outputs, which every trtexec algorithm passes."]
-    header = _header(spec, "TensorRT 11.1+ (trtexec)", how)
-    bad = _io_problems(spec, "trtexec")
-    if bad:
-        return _refusal(header, bad)
-    body = [_PRELUDE.format(work=TRT11_DIR, tool="trtexec accuracy", verdict=shell_word("Accuracy validation FAILED")), _NAN_CHECK]
-    build = ["trtexec", shell_word(f"--onnx={spec.mixed}"), f"--saveEngine={TRT11_DIR}/model.plan"] + \
-        ([] if spec.tf32 else ["--noTF32"]) + _build_shapes(spec) + ["--skipInference"]
-    body.append(f"check {TRT11_DIR}/build.log build \\\n    " + _join(build))
-    for s, ref in enumerate(spec.references):
-        runs, notes = trtexec_runs(spec.needs, ref)
-        body += [f"# sample {s}: {comment_safe(n)}" for n in notes]
-        for k, run in enumerate(runs):
-            export = f"{TRT11_DIR}/s{s}.outputs.json" if k == 0 else None
-            what = shell_word(f"sample {s}: {run.what} on {len(run.outputs)} output(s) ({run.algorithm})")
-            body.append(f"check {TRT11_DIR}/s{s}.{k}.log {what} \\\n    " + _join(trtexec_check_words(spec, s, run, export)))
-            if export:
-                body.append(f"no_nan {export} {shell_word(f'sample {s}')}")
-    return header + "\n".join(body) + _END
-
-
 def _polygraphy_compare_words(spec: ScriptSpec, s: int) -> list[str]:
     chk, _ = polygraphy_check(spec.needs, spec.references[s])
 
@@ -176,24 +152,62 @@ def _polygraphy_compare_words(spec: ScriptSpec, s: int) -> list[str]:
     return words
 
 
+def _check(log: str, what: str, words: list[str]) -> str:
+    return f"check {log} {shell_word(what)} \\\n    " + _join(words)
+
+
+def _compose(spec: ScriptSpec, engine: str, how: list[str], problems: list[str], work: str, tool: str, verdict: str,
+             build: list[str], checks) -> str:
+    """A whole script: its header, or a refusal naming what its tool cannot express; else the build and ``checks()``."""
+    header = _header(spec, engine, how)
+    if problems:
+        return _refusal(header, problems)
+    body = [_PRELUDE.format(work=work, tool=tool, verdict=shell_word(verdict)), _check(f"{work}/build.log", "build", build)]
+    return header + "\n".join(body + checks()) + _END
+
+
+def verify_trt11(spec: ScriptSpec) -> str:
+    how = ["Builds the mixed ONNX with trtexec (TensorRT 11.1+: --loadRefOutputs and --accuracy* are new in 11.1), then",
+           "checks each sample with trtexec's own accuracy check (mapping.py: finite and max-abs -> l0, rel-l2 -> l2,",
+           "cosine -> cos), and fails on a NaN in the exported outputs, which every trtexec algorithm passes."]
+    build = ["trtexec", shell_word(f"--onnx={spec.mixed}"), f"--saveEngine={TRT11_DIR}/model.plan"] + \
+        ([] if spec.tf32 else ["--noTF32"]) + _build_shapes(spec) + ["--skipInference"]
+
+    def checks() -> list[str]:
+        out = [_NAN_CHECK]
+        for s, ref in enumerate(spec.references):
+            runs, notes = trtexec_runs(spec.needs, ref)
+            out += [f"# sample {s}: {comment_safe(n)}" for n in notes]
+            for k, run in enumerate(runs):
+                export = f"{TRT11_DIR}/s{s}.outputs.json" if k == 0 else None
+                out.append(_check(f"{TRT11_DIR}/s{s}.{k}.log", f"sample {s}: {run.what} on {len(run.outputs)} output(s) ({run.algorithm})",
+                                  trtexec_check_words(spec, s, run, export)))
+                if export:
+                    out.append(f"no_nan {export} {shell_word(f'sample {s}')}")
+        return out
+
+    return _compose(spec, "TensorRT 11.1+ (trtexec)", how, _io_problems(spec, "trtexec"), TRT11_DIR, "trtexec accuracy",
+                    "Accuracy validation FAILED", build, checks)
+
+
 def verify_trt10(spec: ScriptSpec) -> str:
     how = ["Builds the plan with trtexec's flags (TensorRT 8.6-10.x: --fp16 --precisionConstraints=obey --layerPrecisions",
            "--layerOutputTypes, as trtexec.txt), then checks each sample with Polygraphy against the FP32 outputs",
            "(--load-outputs; its elementwise check fails NaN itself)."]
-    header = _header(spec, "TensorRT 8.6-10.x (trtexec to build, Polygraphy to check)", how)
     bad = [f"pinned node {p}: {unexpressible('trtexec', p)}" for p in sorted(spec.plan.pins) if unexpressible("trtexec", p)]
     bad += [f"output {o}: {unexpressible('polygraphy', o)}" for o in spec.needs.outputs if unexpressible("polygraphy", o)]
-    if bad:
-        return _refusal(header, bad)
-    body = [_PRELUDE.format(work=TRT10_DIR, tool="Polygraphy comparison", verdict=shell_word("Mismatched outputs"))]
     build = trtexec_build_words(spec.model, spec.plan, spec.outputs_of, spec.tf32) + \
         [f"--saveEngine={TRT10_DIR}/model.plan"] + _build_shapes(spec) + ["--skipInference"]
-    body.append(f"check {TRT10_DIR}/build.log build \\\n    " + _join(build))
-    for s, sample in enumerate(spec.manifest.samples):
-        _, notes = polygraphy_check(spec.needs, spec.references[s])
-        body += [f"# sample {s}: {comment_safe(n)}" for n in notes]
-        words = ["polygraphy", "run", f"{TRT10_DIR}/model.plan", "--model-type", "engine", "--trt",
-                 "--load-inputs", f"{FOLDER}/{sample.polygraphy_inputs}", "--load-outputs", f"{FOLDER}/{sample.polygraphy_outputs}"]
-        words += _polygraphy_compare_words(spec, s)
-        body.append(f"check {TRT10_DIR}/s{s}.log {shell_word(f'sample {s}')} \\\n    " + _join(words))
-    return header + "\n".join(body) + _END
+
+    def checks() -> list[str]:
+        out = []
+        for s, sample in enumerate(spec.manifest.samples):
+            _, notes = polygraphy_check(spec.needs, spec.references[s])
+            out += [f"# sample {s}: {comment_safe(n)}" for n in notes]
+            words = ["polygraphy", "run", f"{TRT10_DIR}/model.plan", "--model-type", "engine", "--trt", "--load-inputs",
+                     f"{FOLDER}/{sample.polygraphy_inputs}", "--load-outputs", f"{FOLDER}/{sample.polygraphy_outputs}"]
+            out.append(_check(f"{TRT10_DIR}/s{s}.log", f"sample {s}", words + _polygraphy_compare_words(spec, s)))
+        return out
+
+    return _compose(spec, "TensorRT 8.6-10.x (trtexec to build, Polygraphy to check)", how, bad, TRT10_DIR,
+                    "Polygraphy comparison", "Mismatched outputs", build, checks)
