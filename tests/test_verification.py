@@ -221,3 +221,25 @@ def test_a_rerun_replaces_the_reference_folder_and_a_foreign_one_is_refused(plan
     code, _, err = run_cli("bisect", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz", "--out", foreign,
                            "--quiet", "--no-baselines", "--no-report")
     assert code == 2 and "reference" in err and (foreign / "reference" / "mine.txt").read_text() == "user data"
+
+
+def test_dynamic_inputs_get_a_profile_spanning_the_samples_and_each_samples_shape(tmp_path):
+    sys.path.insert(0, str(ROOT / "fixtures"))
+    import oddinputs
+
+    m, s = oddinputs.audio_model()  # waveform [1, T]
+    onnx.save(m, tmp_path / "audio.onnx")
+    np.savez(tmp_path / "long.npz", x=s["x"])
+    np.savez(tmp_path / "short.npz", x=s["x"][:, :800])
+    out = tmp_path / "run"
+    code, _, err = run_cli("bisect", tmp_path / "audio.onnx", "--inputs", tmp_path / "long.npz", "--inputs", tmp_path / "short.npz",
+                           "--out", out, "--quiet", "--no-baselines")
+    assert code == 0, err
+    text = (out / "verify-trt11.sh").read_text()
+    assert "--minShapes=x:1x800" in text and "--optShapes=x:1x1600" in text and "--maxShapes=x:1x1600" in text
+    assert text.count("--shapes=x:1x1600") >= 1 and text.count("--shapes=x:1x800") >= 1
+    engine = _engine(out, [], tmp_path)
+    code, stdout, stderr = _run_script(out, "verify-trt11.sh", tmp_path, engine)
+    assert code == 0 and "PASSED" in stdout, (stdout, stderr)
+    code, stdout, stderr = _run_script(out, "verify-trt10.sh", tmp_path, engine, STANDIN_TRT="10")
+    assert code == 0 and "PASSED" in stdout, (stdout, stderr)
