@@ -5,8 +5,8 @@ Two steps. Here (CPU), from a bisect's --out folder (the demo's: reports/whisper
     python bench/gpu_verify_plan.py prepare reports/whisper-tiny-en-fp16 .gpu/verify-demo
 
 writes a slim copy that the device call can carry (.gpu/ is git-ignored): pins.json, run.json, the shipped
-model.mixed.onnx, reference/ (manifest and raw files; the Polygraphy JSON stays behind) and wrong/: the same
-references with the naive plan's mixed ONNX (every pin dropped, the schema's FP32 nodes kept). It also runs the
+model.mixed.onnx, reference/ (manifest and raw files; the Polygraphy JSON stays behind) and wrong/: the naive
+plan's mixed ONNX (checked against the same references) (every pin dropped, the schema's FP32 nodes kept). It also runs the
 CPU stand-in (``verify --backend emulate``) on the full folder and on the wrong plan, as a dry run.
 
 Then on the GPU (onnxruntime-gpu installed as bench/gpu_verify.py's docstring says)::
@@ -39,9 +39,12 @@ from precdoctor.verification.references import FOLDER, MANIFEST, read_manifest  
 SHIPPED = ("pins.json", "run.json", "model.mixed.onnx", "model.mixed.onnx.data")
 
 
-def _wrong_pins(run: Path, dst: Path) -> None:
+def _pins(run: Path, dst: Path, wrong: bool) -> None:
+    """pins.json for ``dst``, naming the FP32 model by its absolute path (check --cpu-stand-in emulates it)."""
     saved = json.loads((run / "pins.json").read_text())
-    saved["pins"], saved["why"] = [], {}
+    saved["model"] = str((run / saved["model"]).resolve())
+    if wrong:
+        saved["pins"], saved["why"] = [], {}
     (dst / "pins.json").write_text(json.dumps(saved, indent=1))
 
 
@@ -51,37 +54,30 @@ def prepare(run: Path, slim: Path) -> dict:
         if (run / name).is_file():
             shutil.copy2(run / name, slim / name)
     manifest = read_manifest(run / FOLDER)
-    raw = [t.file for s in manifest.samples for t in s.inputs + s.outputs] + [MANIFEST]
-    wrong = slim / "wrong"
-    for folder in (slim / FOLDER, wrong / FOLDER):
-        folder.mkdir(parents=True, exist_ok=True)
-        for f in raw:
-            shutil.copy2(run / FOLDER / f, folder / f)
+    (slim / FOLDER).mkdir(parents=True, exist_ok=True)
+    for f in [t.file for s in manifest.samples for t in s.inputs + s.outputs] + [MANIFEST]:
+        shutil.copy2(run / FOLDER / f, slim / FOLDER / f)
+    wrong = slim / "wrong"  # its reference/ is the shipped one's, linked by check (a carried copy would double the size)
+    wrong.mkdir(exist_ok=True)
     saved = json.loads((run / "pins.json").read_text())
     graph = open_model((run / saved["model"]).resolve())
     save_model(mixed_model(graph, Plan(saved["precision"], frozenset(saved.get("forced", {})))).model, wrong / "model.mixed.onnx")
-    _wrong_pins(run, wrong)
-    # the CPU stand-in on the full folder and on the wrong plan (pins.json there names the FP32 model)
-    stand_in_wrong = slim / "stand-in-wrong"
-    shutil.copytree(run, stand_in_wrong, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.onnx", "*.data", "index.html"))
-    saved["model"] = str((run / saved["model"]).resolve())
-    (stand_in_wrong / "pins.json").write_text(json.dumps({**saved, "pins": [], "why": {}}))
-    out = {"stand_in_shipped": precdoctor.verify(run, backend="emulate").passed,
-           "stand_in_wrong": precdoctor.verify(stand_in_wrong, backend="emulate").passed}
-    shutil.rmtree(stand_in_wrong)
-    return out
+    _pins(run, slim, wrong=False)
+    _pins(run, wrong, wrong=True)
 
 
-def check(slim: Path) -> tuple[dict, bool]:
+def check(slim: Path, stand_in: bool) -> tuple[dict, bool]:
+    if not (slim / "wrong" / FOLDER).exists():
+        (slim / "wrong" / FOLDER).symlink_to(Path("..") / FOLDER)
     predicted = {t["target"]: t["naive"] for t in json.loads((slim / "run.json").read_text()).get("targets", [])}.get("ort-cuda")
     r = {}
     for name, folder in (("shipped", slim), ("wrong", slim / "wrong")):
         for opt in ("all", "none"):
-            v = precdoctor.verify(folder, backend="ort-cuda", graph_opt=opt)
+            v = precdoctor.verify(folder, backend="emulate" if stand_in else "ort-cuda", graph_opt=opt)
             r[f"{name}/{opt}"] = {"passed": v.passed, "samples": [s.to_json() for s in v.samples], "engine": v.engine.engine}
     ok = r["shipped/all"]["passed"] and r["shipped/none"]["passed"] and not r["wrong/none"]["passed"]
     r["wrong/all predicted by the ort-cuda target"] = predicted
-    r["wrong/all as predicted"] = predicted is None or r["wrong/all"]["passed"] == predicted
+    r["wrong/all as predicted"] = stand_in or predicted is None or r["wrong/all"]["passed"] == predicted
     return r, ok
 
 
@@ -94,15 +90,16 @@ def main() -> int:
     c = sub.add_parser("check")
     c.add_argument("slim", type=Path)
     c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--cpu-stand-in", action="store_true", help="verify --backend emulate: a dry run here, not a measurement")
     a = ap.parse_args()
     if a.step == "prepare":
-        result = prepare(a.run, a.slim)
-        print(json.dumps(result))
-        return 0 if result["stand_in_shipped"] and not result["stand_in_wrong"] else 1
+        prepare(a.run, a.slim)
+        return 0
     import onnxruntime
 
-    result, ok = check(a.slim)
-    result["meta"] = {"onnxruntime": onnxruntime.__version__, "providers": onnxruntime.get_available_providers()}
+    result, ok = check(a.slim, a.cpu_stand_in)
+    result["meta"] = {"onnxruntime": onnxruntime.__version__, "providers": onnxruntime.get_available_providers(),
+                      "stand_in": a.cpu_stand_in}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: (v["passed"] if isinstance(v, dict) and "passed" in v else v) for k, v in result.items() if k != "meta"}))

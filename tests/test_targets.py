@@ -101,6 +101,7 @@ def test_bisect_for_the_weak_builder_needs_no_pin_where_casts_would(planted_dir,
     run, _ = _bisect(planted_dir, "eps_underflow", tmp_path / "weak", "--target", "trt-weak", "--accept", "finite")
     assert run["verdict"] == "healthy" and run["target"] == "trt-weak"
     assert {t["target"]: t["naive"] for t in run["targets"]}["trt-strong"] is False
+    assert "no node needs FP32 on target trt-weak; on trt-strong it fails" in (tmp_path / "weak" / "index.html").read_text()
 
 
 def test_scan_judges_constants_as_the_target_converts_them(planted_dir):

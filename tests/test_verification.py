@@ -243,3 +243,14 @@ def test_dynamic_inputs_get_a_profile_spanning_the_samples_and_each_samples_shap
     assert code == 0 and "PASSED" in stdout, (stdout, stderr)
     code, stdout, stderr = _run_script(out, "verify-trt10.sh", tmp_path, engine, STANDIN_TRT="10")
     assert code == 0 and "PASSED" in stdout, (stdout, stderr)
+
+
+def test_a_verify_run_reads_back_and_the_report_declines_it(ln_run, tmp_path):
+    from precdoctor.runs import VerifyRun, read_run
+
+    code, _, _ = run_cli("verify", ln_run, "--backend", "emulate", "--json", tmp_path / "v.json")
+    assert code == 0
+    r = read_run(tmp_path / "v.json")
+    assert isinstance(r, VerifyRun) and r.passed and r.target == "trt-strong" and r.engine.constants == "clamp"
+    code, _, err = run_cli("report", tmp_path / "v.json", "-o", tmp_path / "v.html")
+    assert code == 2 and "verify result" in err

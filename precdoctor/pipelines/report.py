@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import BadInput
 from ..files import check_output_file
-from ..runs import ScanRun, read_run
+from ..runs import ScanRun, VerifyRun, read_run
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,6 @@ def run(p: ReportParams) -> Path:
 
     check_output_file(p.out, keep=(p.run_json,))
     record = read_run(p.run_json)
-    if isinstance(record, ScanRun):
-        raise BadInput(f"{p.run_json} is a scan result; the report renders bisect, compare and wer runs")
+    if isinstance(record, (ScanRun, VerifyRun)):
+        raise BadInput(f"{p.run_json} is a {record.command} result; the report renders bisect, compare and wer runs")
     return render_to(record, Path(p.out), Path(p.run_json).parent)

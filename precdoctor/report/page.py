@@ -113,7 +113,9 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
     if run.verdict == "reference-nonfinite":  # the FP32 reference itself is NaN: nothing is blamed on the format
         return "; ".join(run.reasons) + "."
     if run.verdict in ("healthy", "ok"):
-        return f"{prec} is healthy on these inputs: no node needs FP32."
+        fails = [t.target for t in run.targets if t.naive is False] if isinstance(run, BisectRun) else []
+        return f"{prec} is healthy on these inputs: no node needs FP32" + (
+            f" on target {run.target}; on {', '.join(fails)} it fails." if fails else ".")
     parts = []
     origin = (naive.origin or naive.first_divergence) if naive else None
     if origin:

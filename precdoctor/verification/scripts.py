@@ -87,11 +87,11 @@ def _build_shapes(spec: ScriptSpec) -> list[str]:
     return [shell_word(f"--{w}Shapes={_trt_shapes(v)}") for w, v in (("min", lo), ("opt", per[0]), ("max", hi))]
 
 
-def _header(spec: ScriptSpec, engine: str, how: list[str]) -> str:
+def _header(spec: ScriptSpec, engine: str, how: list[str], script: str) -> str:
     p = spec.plan
     lines = [f"#!/usr/bin/env bash",
              f"# precdoctor: check the {p.precision} plan ({len(p.pins)} node(s) in FP32) on {engine}, target {spec.target or '-'}.",
-             "# Run from this folder: bash FILE. Exit status: 0 every checked criterion holds on every sample, 1 one fails,",
+             f"# Run from this folder: bash {script}. Exit status: 0 every checked criterion holds on every sample, 1 one fails,",
              "# 2 the tool could not build or run (not a verdict).",
              "# TF32: " + ("on in the FP32 islands (the default); the plan was verified so." if spec.tf32 else
                            "off: the plan needs true FP32 in its FP32 islands."),
@@ -159,7 +159,7 @@ def _check(log: str, what: str, words: list[str]) -> str:
 def _compose(spec: ScriptSpec, engine: str, how: list[str], problems: list[str], work: str, tool: str, verdict: str,
              build: list[str], checks) -> str:
     """A whole script: its header, or a refusal naming what its tool cannot express; else the build and ``checks()``."""
-    header = _header(spec, engine, how)
+    header = _header(spec, engine, how, f"{work}.sh")
     if problems:
         return _refusal(header, problems)
     body = [_PRELUDE.format(work=work, tool=tool, verdict=shell_word(verdict)), _check(f"{work}/build.log", "build", build)]
