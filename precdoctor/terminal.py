@@ -70,7 +70,8 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
                        [[t.index, t.node, t.op, g(t.rel_l2), g(t.sqnr_db, ".1f"), t.nonfinite_new, g(t.ref_absmax)] for t in worst],
                        {0, 3, 4, 5, 6})
     lines += warning_lines(r)
-    lines.append(f"verdict: {r.verdict.upper()}" + (" - " + "; ".join(r.reasons) if r.reasons else " - every output within tolerance"))
+    lines.append(f"verdict: {r.verdict.upper()}" + (" - " + "; ".join(r.reasons) if r.reasons else " - every output within tolerance")
+                 + (f" (target {r.engine.target})" if r.engine.target else ""))
     return "\n".join(lines)
 
 
@@ -80,7 +81,8 @@ def coverage_lines(coverage) -> list[str]:
 
 
 def scan_summary(r: ScanRun) -> str:
-    lines = [f"precdoctor scan: {r.model} ({r.nodes} nodes, {r.tensors} float tensors, {_inputs(r.inputs)})"]
+    lines = [f"precdoctor scan: {r.model} ({r.nodes} nodes, {r.tensors} float tensors, {_inputs(r.inputs)}"
+             + (f", constants judged as target {r.target} converts them" if r.target else "") + ")"]
     if r.risks:
         lines += table(["severity", "kind", "where", "what"], [[x.severity, x.kind, x.node or x.tensor, x.detail] for x in r.risks])
     high = sum(x.severity == "high" for x in r.risks)
@@ -126,7 +128,7 @@ def bisect_summary(r: BisectRun) -> str:
     lines.append("artifacts: " + ", ".join(files))
     lines += _target_lines(r)
     lines += warning_lines(r)
-    lines.append(f"verdict: {r.verdict.upper()} - {r.message}")
+    lines.append(f"verdict: {r.verdict.upper()} - {r.message}" + (f" (target {r.target})" if r.target else ""))
     return "\n".join(lines)
 
 
@@ -146,7 +148,8 @@ def _target_lines(r: BisectRun) -> list[str]:
 
 def wer_summary(r: WerRun) -> str:
     t = r.task
-    lines = [f"precdoctor wer: {r.model} ({t.task.get('task', '?')}, {t.clips} clips, {r.engine.backend})"]
+    lines = [f"precdoctor wer: {r.model} ({t.task.get('task', '?')}, {t.clips} clips, {r.engine.backend}"
+             + (f", target {r.engine.target}" if r.engine.target else "") + ")"]
     lines += table(["configuration", "WER", "CER", "substitutions", "insertions", "deletions", "words", "clips", "time"],
                    [[row.config, f"{100 * row.wer:.2f} %", f"{100 * row.cer:.2f} %", row.substitutions, row.insertions,
                      row.deletions, row.words, row.utterances, f"{row.seconds:.1f} s"] for row in t.rows], set(range(1, 9)))

@@ -191,3 +191,4 @@ def test_a_plan_without_fp32_inner_products_keeps_tf32_on_and_says_so(planted_di
     assert "--tf32" in (out / "polygraphy.txt").read_text()
     # the ORT-fused LayerNorm hides this failure: the naive plan passes only on ort-cuda
     assert {t["target"]: t["naive"] for t in run["targets"]} == {"trt-strong": False, "trt-weak": False, "ort-cuda": True}
+    assert "on ort-cuda the naive plan already passes" in (out / "index.html").read_text()

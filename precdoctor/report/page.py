@@ -148,6 +148,8 @@ def _fix_sentence(run: BisectRun) -> list[str]:
         return ["no plan met the acceptance: " + run.message]
     fails = [t.target for t in run.targets if t.plan is False]
     where = [f"on target {run.target} this plan passes; on {', '.join(fails)} it fails"] if fails else []
+    fine = [t.target for t in run.targets if t.naive and not t.own]
+    where += [f"on {', '.join(fine)} the naive plan already passes"] if fine and run.pins else []
     n = len(run.pins)
     fix = f"pinning {n} node{'s' if n != 1 else ''} to FP32 restores it"
     t = run.task

@@ -8,6 +8,10 @@ alone does not tell a failed check from a failed run (both are 1), so the script
 reads the tool's log for its verdict line. Every word is one bash word
 (artifacts.shell_word); names appear in comments only JSON-quoted. What a script
 cannot check is said in its header (mapping.py).
+
+trtexec runs once per sample (and per algorithm), not once with ``--refPair``:
+``--exportOutput`` holds the last inference's outputs only, and the NaN check needs
+every sample's; rel-l2's threshold depends on the sample's own reference too.
 """
 from __future__ import annotations
 
