@@ -197,7 +197,8 @@ def verify_trt11(spec: ScriptSpec) -> str:
 def verify_trt10(spec: ScriptSpec) -> str:
     how = ["Builds the plan with trtexec's flags (TensorRT 8.6-10.x: --fp16 --precisionConstraints=obey --layerPrecisions",
            "--layerOutputTypes, as trtexec.txt), then checks each sample with Polygraphy against the FP32 outputs",
-           "(--load-outputs; its elementwise check fails NaN itself)."]
+           "(--load-outputs; its elementwise check fails NaN itself). Needs Polygraphy 0.53+ (pip install polygraphy):",
+           "older ones take one --compare function and no --l2-threshold (the script then stops with status 2)."]
     bad = [f"pinned node {p}: {unexpressible('trtexec', p)}" for p in sorted(spec.plan.pins) if unexpressible("trtexec", p)]
     bad += [f"output {o}: {unexpressible('polygraphy', o)}" for o in spec.needs.outputs if unexpressible("polygraphy", o)]
     build = trtexec_build_words(spec.model, spec.plan, spec.outputs_of, spec.tf32) + \
