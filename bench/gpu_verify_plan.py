@@ -97,6 +97,8 @@ def main() -> int:
         return 0
     import onnxruntime
 
+    if not a.cpu_stand_in and hasattr(onnxruntime, "preload_dlls"):
+        onnxruntime.preload_dlls()  # CUDA and cuDNN from the image's PyTorch wheels (bench/gpu_verify.py)
     result, ok = check(a.slim, a.cpu_stand_in)
     result["meta"] = {"onnxruntime": onnxruntime.__version__, "providers": onnxruntime.get_available_providers(),
                       "stand_in": a.cpu_stand_in}
