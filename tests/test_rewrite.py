@@ -173,3 +173,18 @@ def test_report_shows_each_rewrite_beside_its_pins(planted_dir, tmp_path):
     assert code == 0 and 'id="rewrite"' in html and "norm-scale:layer1.ln/Pow" in html
     assert "layer1.ln/Prescale" in html and "layer1.ln/Pow = Pow(layer1.ln/Sub, 2)" in html  # after and before
     assert "pins alone (the pin alternative)" in html and "trtexec-rewritten.txt" in html
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_whisper_fp16_fixed_by_rewrite_with_wer_acceptance(whisper_dir, tmp_path):
+    code, stdout, err = run_cli("bisect", whisper_dir / "encoder.onnx", "--task", "whisper", "--data", ROOT / "fixtures" / "audio",
+                                "--accept", "wer<=+0.5", "--out", tmp_path, "--quiet", "--no-baselines", "--fix", "rewrite")
+    r = json.loads((tmp_path / "run.json").read_text())
+    w = r["rewrite"]
+    assert code == 0 and r["verdict"] == "fixed" and w["status"] == "fixed", stdout
+    assert [c["rewrite"]["family"] for c in w["rewrites"]] == ["norm-scale"] and w["rewrites"][0]["rewrite"]["anchor"].startswith("/encoder/ln_post/")
+    assert w["pins"] == [] and w["cost"]["fp32_nodes"] == 0 and max(w["fp32_outputs"].values()) <= FP32_TOLERANCE
+    rows = {row["config"]: row["wer"] for row in r["task"]["rows"]}
+    assert abs(rows["fp16+rewrite"] - rows["fp32"]) <= 0.005 and rows["fp16"] - rows["fp32"] > 0.005  # naive FP16 is worse
+    assert _low_everywhere(tmp_path / w["files"]["mixed_onnx"])

@@ -202,8 +202,9 @@ def _checks(stage: _Stage, ids, without, pin_result: SearchResult, per_node, rfl
 
 def _message(status: str, checks: list[RewriteCheck], pins: list[str], eq, pin_result: SearchResult, fmt: str) -> str:
     n, changed = len(checks), sum(not c.rewrite.exact for c in checks)
-    fp32 = (f"the rewritten model in FP32 differs from the original by at most {eq.worst_output:.2g} on the outputs (max relative "
-            f"error)" + (f", with {changed} constant(s) changed (not exact: judged by the acceptance)" if changed else ""))
+    fp32 = ("the rewritten model in FP32 gives bitwise the same outputs" if eq.worst_output == 0 else
+            f"the rewritten model in FP32 differs from the original by at most {eq.worst_output:.2g} on the outputs (max relative "
+            f"error)") + (f", with {changed} constant(s) changed (not exact: judged by the acceptance)" if changed else "")
     need = ("each one necessary" if n > 1 else "necessary: the naive plan fails") if status == "fixed" else \
         ("each one necessary with the pins in place" if n > 1 else "necessary: the pins alone fail")
     if status == "fixed":
@@ -271,6 +272,6 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     log.info(f"rewrite: {status}: {result.message} ({result.evaluations} evaluations)")
     row = None
     if rjob.judge is not None:
-        tr = rjob.judge.run_plan(job.backend, plan, f"{job.fmt.name}+rewrite" + ("+pins" if pins else ""))
-        row = rjob.judge.row(tr, rjob.judge.references(rjob.judge.fp32()))
+        row = rjob.judge.row(rjob.judge.run_plan(job.backend, plan, ""), rjob.judge.references(rjob.judge.fp32()))
+        row.config = f"{job.fmt.name}+rewrite" + ("+pins" if pins else "")  # the transcripts are the verdict's, cached
     return Fixed(result, rjob.graph, plan, row)
