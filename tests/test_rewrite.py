@@ -68,7 +68,7 @@ def test_planted_fixed_with_zero_fp32_nodes(name, planted_dir, tmp_path):
     _verified(r, tmp_path, [PLANTED[name]])
 
 
-@pytest.mark.parametrize("name", ["rms_overflow", "exp_activations", "log_eps", "log_eps_wide"])
+@pytest.mark.parametrize("name", ["rms_overflow", "exp_activations", "log_eps", "log_eps_wide", "softmax_inner_axis"])
 def test_family_fixtures_fixed_exactly(name, rewrite_dir, tmp_path):
     code, r, stdout = _bisect(rewrite_dir, name, tmp_path, "--fix", "rewrite")
     assert code == 0, stdout
