@@ -10,6 +10,7 @@ percentiles, and the speed-up over FP32 at the same options.
     # here: a bundle per run; weights shared by the models are stored once (FP32 and FP16 ~ 1.5x the FP32 model)
     python bench/gpu_rewrite.py prepare --run RUN --out .gpu/rewrite/NAME [--inputs a.npz ...]
         (the samples: --inputs, or --data DIR for the run's task: Whisper's log-mel of the clips bisect judged)
+    python bench/gpu_rewrite.py prepare-fixtures --out .gpu/rewrite-fixtures     # every fixture a rewrite fixes
     # on the GPU (or here with --cpu-stand-in, a dry run of the plumbing, not a measurement):
     python bench/gpu_rewrite.py measure --bundle .gpu/rewrite/A .gpu/rewrite/B --out results.json [--runs 200]
 
@@ -81,7 +82,32 @@ def _samples(run: dict, inputs: list[str], data: str | None) -> list[dict]:
 
 
 def prepare(a) -> None:
-    run_dir = Path(a.run)
+    prepare_run(Path(a.run), Path(a.out), a.inputs, a.data)
+
+
+def prepare_fixtures(a) -> None:
+    """bisect --fix auto on every fixture of bench/rewrite_fixtures.py, a bundle for each one a rewrite fixed."""
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import rewrite_fixtures as rf
+    from precdoctor.inputs import InputSpec
+    from precdoctor.pipelines.bisect import BisectParams, run
+
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        rf.planted.write(d / "planted")
+        rf.rewrites.write(d / "rewrites")
+        cases = [(n, d / "planted", p) for n, p in rf.PLANTED] + [(n, d / "rewrites", "fp16") for n in rf.rewrites.ALL]
+        for name, folder, prec in cases:
+            sample = str(folder / f"{name}.npz")
+            r = run(BisectParams(str(folder / f"{name}.onnx"), str(d / name), prec, InputSpec(files=(sample,)), report=False,
+                                 baselines=False, other_precision=False, fix="auto"))
+            if r.rewrite is not None and r.rewrite.applied:
+                prepare_run(d / name, Path(a.out) / name, [sample], None)
+
+
+def prepare_run(run_dir: Path, out: Path, inputs: list[str], data: str | None) -> None:
     run = json.loads((run_dir / "run.json").read_text())
     if run.get("rewrite") is None or not run["rewrite"]["files"].get("mixed_onnx"):
         raise SystemExit(f"{run_dir} holds no verified rewrite (bisect --fix rewrite|auto)")
@@ -89,9 +115,8 @@ def prepare(a) -> None:
     for key, file in MODELS.items():
         if file:
             models[key.replace(" ", "_").replace("+", "_")] = onnx.load(str(run_dir / file))
-    out = Path(a.out)
     _store(models, out)
-    samples = _samples(run, a.inputs, a.data)
+    samples = _samples(run, inputs, data)
     np.savez(out / "samples.npz", **{f"{k}/{name}": v for k, s in enumerate(samples) for name, v in s.items()})
     criteria = [c.text() for c in accept.parse(run["accept"]) if c.is_output]
     manifest = {"model": run["model"], "precision": run["precision"], "accept": criteria, "pins": run["pins"],
@@ -105,6 +130,10 @@ def prepare(a) -> None:
 def _providers(stand_in: bool) -> list:
     if stand_in:
         return ["CPUExecutionProvider"]
+    import onnxruntime
+
+    if hasattr(onnxruntime, "preload_dlls"):  # CUDA and cuDNN from the image's PyTorch wheels, loaded in this process
+        onnxruntime.preload_dlls()
     from precdoctor.backends.ort_cuda import cuda_providers
 
     return cuda_providers()
@@ -177,6 +206,8 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--inputs", nargs="*", default=[], help=".npz samples (default: the run's task, e.g. Whisper's clips)")
     p.add_argument("--data", help="the task's data folder (the run's --data): its first clips, as bisect judged them")
+    f = sub.add_parser("prepare-fixtures", help="a bundle per fixture a rewrite fixes (planted and fixtures/rewrites.py)")
+    f.add_argument("--out", required=True)
     m = sub.add_parser("measure")
     m.add_argument("--bundle", nargs="+", required=True)
     m.add_argument("--out", required=True)
@@ -184,7 +215,7 @@ def main() -> None:
     m.add_argument("--warmup", type=int, default=20)
     m.add_argument("--cpu-stand-in", action="store_true", help="CPU instead of CUDA: the plumbing, not a measurement")
     a = ap.parse_args()
-    prepare(a) if a.cmd == "prepare" else measure(a)
+    {"prepare": prepare, "prepare-fixtures": prepare_fixtures, "measure": measure}[a.cmd](a)
 
 
 if __name__ == "__main__":

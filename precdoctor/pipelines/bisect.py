@@ -120,10 +120,13 @@ class _Job:
     judge: object = None  # tasks.judge.TaskJudge
     comparisons: dict = field(default_factory=dict)  # plan key -> Comparison (each plan compared tensor by tensor once)
     variant: str = ""  # a rewritten graph's (fix.py): its own journals and fingerprint
+    absorbed: frozenset = frozenset()  # a rewritten graph's tensors whose Inf a floor takes by design (log 0 -> max): not judged
 
     def compare(self, plan: Plan):
         if plan.key() not in self.comparisons:
-            self.comparisons[plan.key()] = compare_plan(self.graph, plan, self.samples, self.backend)
+            c = compare_plan(self.graph, plan, self.samples, self.backend)
+            c.tensors = [t for t in c.tensors if t.tensor not in self.absorbed]
+            self.comparisons[plan.key()] = c
         return self.comparisons[plan.key()]
 
     def accept(self) -> list[str]:

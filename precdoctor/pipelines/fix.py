@@ -75,7 +75,8 @@ class _Stage:
             j = self.job.judge
             judge = replace(j, graph=g, cache={"fp32": j.fp32()}, store=None) if j is not None else None
             variant = "rewrite-" + hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()[:12]
-            self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant)
+            absorbed = frozenset(t for i in key for t in self.cands[i].record.absorbed)
+            self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed)
         return self.jobs[key]
 
     def naive_of(self, rjob):

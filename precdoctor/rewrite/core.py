@@ -61,6 +61,7 @@ class Rewrite(Record):
     scaled: list[ScaledTensor] = field(default_factory=list)
     before: list[str] = field(default_factory=list)  # the matched subgraph, one node a line
     after: list[str] = field(default_factory=list)  # what replaces it
+    absorbed: list[str] = field(default_factory=list)  # tensors it makes whose Inf a floor takes by design (log 0 = -inf)
     added: list[str] = field(default_factory=list)  # nodes it adds (names in the rewritten model)
     removed: list[str] = field(default_factory=list)  # nodes of the model it removes
     note: str = ""  # the numerics: headroom, what depends on the engine, the constant changed

@@ -49,7 +49,7 @@ def _normal(ctx: Context, v: float) -> bool:
     return math.isfinite(v) and abs(v) <= ctx.fmt.max_finite and (v == 0 or abs(v) >= ctx.fmt.min_normal)
 
 
-def _commute(ctx: Context, A, L, p: str, lo: float, hi: float | None):
+def _commute(ctx: Context, A, L, p: str, lo: float, hi: float | None, rec_of):
     f = MONOTONE[L.op_type]
     flo, fhi = f(lo), (f(hi) if hi is not None else None)
     if not _normal(ctx, flo) or fhi is not None and not _normal(ctx, fhi):
@@ -59,14 +59,17 @@ def _commute(ctx: Context, A, L, p: str, lo: float, hi: float | None):
     def edit(ed: Editor) -> None:
         scope = L.name
         q = ed.op("Relu", [p], f"{scope}/Relu") if relu else p
-        v = ed.op("Max", [ed.op(L.op_type, [q], f"{scope}/{L.op_type}"), ed.const(flo, f"{scope}/floor")], f"{scope}/Floor",
-                  output=None if fhi is not None else L.output[0])
+        raw = ed.op(L.op_type, [q], f"{scope}/{L.op_type}")
+        rec_of().absorbed = [raw]  # log(0) = -inf where p flushed to 0 in the format: the floor takes it
+        v = ed.op("Max", [raw, ed.const(flo, f"{scope}/floor")], f"{scope}/Floor", output=None if fhi is not None else L.output[0])
         if fhi is not None:
             ed.op("Min", [v, ed.const(fhi, f"{scope}/ceiling")], f"{scope}/Ceiling", output=L.output[0])
         ed.drop(L.name, *([A.name] if _only_for(ctx, A, L) else []))
 
     how = (f"the floor moved past the {L.op_type}: max({L.op_type.lower()}({'relu(p)' if relu else 'p'}), {flo:.6g})"
-           + (f", capped at {fhi:.6g}" if fhi is not None else ""))
+           + (f", capped at {fhi:.6g}" if fhi is not None else "")
+           + ("" if L.op_type != "Log" else "; where p is 0 in the format, log gives -inf inside and the floor takes it by design "
+              "(that tensor is not judged by finite-inside)"))
     return how, edit
 
 
@@ -95,19 +98,23 @@ def _rescale(ctx: Context, L, A, p: str, eps: float):
     return how, edit
 
 
-def _logaddexp(ctx: Context, L, A, p: str, eps: float):
+def _logaddexp(ctx: Context, L, A, p: str, eps: float, rec_of):
     if L.op_type != "Log" or not nonnegative(ctx.graph, p) or not _normal(ctx, math.log(eps)):
         return None
 
     def edit(ed: Editor) -> None:
         s = L.name
         a, b = ed.op("Log", [p], f"{s}/Log"), ed.const(math.log(eps), f"{s}/log_eps")
-        gap = ed.op("Neg", [ed.op("Abs", [ed.op("Sub", [a, b], f"{s}/Gap")], f"{s}/AbsGap")], f"{s}/NegGap")
+        d = ed.op("Sub", [a, b], f"{s}/Gap")
+        m = ed.op("Abs", [d], f"{s}/AbsGap")
+        gap = ed.op("Neg", [m], f"{s}/NegGap")
+        rec_of().absorbed = [a, d, m, gap]  # log 0 = -inf where p flushed: max() and softplus(-inf) = 0 take it
         ed.op("Add", [ed.op("Max", [a, b], f"{s}/Larger"), ed.op("Softplus", [gap], f"{s}/Softplus")], f"{s}/LogAddExp",
               output=L.output[0])
         ed.drop(L.name, *([A.name] if _only_for(ctx, A, L) else []))
 
-    return f"log(p + {eps:.3g}) as logaddexp(log p, {math.log(eps):.6g}): max of the two plus softplus(-|difference|)", edit
+    return (f"log(p + {eps:.3g}) as logaddexp(log p, {math.log(eps):.6g}): max of the two plus softplus(-|difference|); where p "
+            "is 0, log p = -inf inside and max() and softplus(-inf) = 0 take it by design (not judged by finite-inside)"), edit
 
 
 def _changed(ctx: Context, A, position: int | None, c: float):
@@ -136,15 +143,16 @@ def _candidate(ctx: Context, A, L) -> Candidate | None:
     if not c > 0 or ctx.fmt.round(np.float32(c)) != 0:
         return None  # the constant survives the format: nothing vanishes
     nodes = [A.name, L.name]
-    forms = ([lambda: _commute(ctx, A, L, p, c, hi)] if kind == "floor" and L.op_type in MONOTONE else []) + \
-        ([lambda: _rescale(ctx, L, A, p, c), lambda: _logaddexp(ctx, L, A, p, c)] if kind == "eps" else [])
+    box: list[Rewrite] = []  # the record, for edits that name the tensors they make
+    forms = ([lambda: _commute(ctx, A, L, p, c, hi, lambda: box[0])] if kind == "floor" and L.op_type in MONOTONE else []) + \
+        ([lambda: _rescale(ctx, L, A, p, c), lambda: _logaddexp(ctx, L, A, p, c, lambda: box[0])] if kind == "eps" else [])
     for form in forms:
         made = form()
         if made is not None:
             how, edit = made
-            rec = Rewrite(f"floor:{L.name}:{kind}", "floor", L.name, nodes, f"{c:.3g} is 0 in {ctx.fmt.name}: {how}", True,
-                          [L.output[0]], before=describe(ctx.graph, nodes), note="exact in real arithmetic; " + how)
-            return Candidate(rec, edit, frozenset(nodes))
+            box.append(Rewrite(f"floor:{L.name}:{kind}", "floor", L.name, nodes, f"{c:.3g} is 0 in {ctx.fmt.name}: {how}", True,
+                               [L.output[0]], before=describe(ctx.graph, nodes), note="exact in real arithmetic; " + how))
+            return Candidate(box[0], edit, frozenset(nodes))
     how, edit = _changed(ctx, A, position, c)
     rec = Rewrite(f"floor:{L.name}:constant", "floor", L.name, nodes, f"{c:.3g} is 0 in {ctx.fmt.name}: {how}", False,
                   [L.output[0]], before=describe(ctx.graph, nodes),
