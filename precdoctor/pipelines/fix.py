@@ -22,7 +22,6 @@ from typing import Callable
 from .. import acceptance as acc
 from ..backends.emulation import EmulationBackend
 from ..controlflow import scan_ranges
-from ..emulation import EmulationOptions
 from ..graph import GraphView
 from ..mixed import mixed_model
 from ..plan import Plan
@@ -236,7 +235,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     pins_total = plan_cost(job.graph, Plan(fmt, frozenset(pin_result.pins)), per_node)
     culprits = set(pin_result.pins) | set(loc.order[: loc.suspects])
     strict = isinstance(job.backend, EmulationBackend) and job.backend.profile == "strict"
-    cands = match(Context(job.graph, job.fmt, ranges, culprits, primitive_norms=strict))
+    cands = match(Context(job.graph, job.fmt, ranges, culprits, primitive_norms=strict, constants=job.p.engine.options().constants))
     log.info(f"rewrite: {len(cands)} candidate(s) on {len(culprits)} localized culprit(s): " + ", ".join(c.id for c in cands))
     if not cands:
         return _none(mode, f"no rewrite family matches the {len(culprits)} localized culprit(s)", pins_total)

@@ -89,6 +89,13 @@ class Context:
     ranges: dict[str, TensorRange]
     culprits: set[str]
     primitive_norms: bool = False  # the engine builds fused normalizations from low-precision primitives (profile strict)
+    constants: str = "cast"  # how the engine converts FP32 constants (constants.py: cast or clamp)
+
+    def holds(self, value: float) -> float:
+        """What the low format holds for the constant ``value``, converted as the engine converts constants."""
+        from ..constants import convert
+
+        return float(convert(np.array([value], np.float32), self.fmt, self.constants)[0])
 
     def max_of(self, tensor: str) -> float | None:
         r = self.ranges.get(tensor)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..graph import const_scalar
 from ..ops import EPSILON_CONSUMERS
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, describe
 from .patterns import attrs, nonnegative, scalar_input
 
 MONOTONE = {"Log": math.log, "Sqrt": math.sqrt}
+DISTORTED = 0.25  # a constant the format holds this far off (0 under a Cast, 5.96e-8 for 1e-10 under clamping) is lost
 GUARDED = {"Div": 1, "Pow": 0}  # the input an epsilon guards (the denominator, the base); the only input for the rest
 
 
@@ -140,8 +139,8 @@ def _candidate(ctx: Context, A, L) -> Candidate | None:
     if found is None:
         return None
     kind, p, c, hi, position = found
-    if not c > 0 or ctx.fmt.round(np.float32(c)) != 0:
-        return None  # the constant survives the format: nothing vanishes
+    if not c > 0 or abs(ctx.holds(c) - c) <= DISTORTED * c:
+        return None  # the format holds the constant: nothing vanishes
     nodes = [A.name, L.name]
     box: list[Rewrite] = []  # the record, for edits that name the tensors they make
     forms = ([lambda: _commute(ctx, A, L, p, c, hi, lambda: box[0])] if kind == "floor" and L.op_type in MONOTONE else []) + \
@@ -150,11 +149,11 @@ def _candidate(ctx: Context, A, L) -> Candidate | None:
         made = form()
         if made is not None:
             how, edit = made
-            box.append(Rewrite(f"floor:{L.name}:{kind}", "floor", L.name, nodes, f"{c:.3g} is 0 in {ctx.fmt.name}: {how}", True,
+            box.append(Rewrite(f"floor:{L.name}:{kind}", "floor", L.name, nodes, f"{c:.3g} is {ctx.holds(c):.3g} in {ctx.fmt.name} ({ctx.constants}): {how}", True,
                                [L.output[0]], before=describe(ctx.graph, nodes), note="exact in real arithmetic; " + how))
             return Candidate(box[0], edit, frozenset(nodes))
     how, edit = _changed(ctx, A, position, c)
-    rec = Rewrite(f"floor:{L.name}:constant", "floor", L.name, nodes, f"{c:.3g} is 0 in {ctx.fmt.name}: {how}", False,
+    rec = Rewrite(f"floor:{L.name}:constant", "floor", L.name, nodes, f"{c:.3g} is {ctx.holds(c):.3g} in {ctx.fmt.name} ({ctx.constants}): {how}", False,
                   [L.output[0]], before=describe(ctx.graph, nodes),
                   note=f"no exact form fits the format here (no monotone op to commute through, or the range of the input "
                        f"is too wide to rescale); {how}")

@@ -56,7 +56,7 @@ def _keep_variance(ctx: Context, site: NormSite, k: int) -> bool:
         return False
     if v * HEADROOM ** 2 <= ctx.fmt.max_finite:
         return True
-    vanishes = site.eps > 0 and not ctx.fmt.round(np.float32(site.eps * 4.0 ** k))
+    vanishes = site.eps > 0 and not ctx.holds(site.eps * 4.0 ** k)
     return vanishes and v * HEADROOM <= ctx.fmt.max_finite
 
 
@@ -97,8 +97,8 @@ def _record(ctx: Context, site: NormSite, k: int, keep_variance: bool) -> Rewrit
         how = f"the scaled value divided by sqrt(variance * 2^{2 * k} + epsilon * 2^{2 * k}) (the variance would leave {fmt.name} within the headroom)"
         kept = [site.output]
     grow = "overflow" if k < 0 else "flush to zero"
-    if not keep_variance and site.eps > 0 and not fmt.round(np.float32(site.eps * s * s)):
-        how += f"; epsilon * 2^{2 * k} = {site.eps * s * s:.3g} is 0 in {fmt.name}"
+    if not keep_variance and site.eps > 0 and ctx.holds(site.eps * s * s) != np.float32(site.eps * s * s):
+        how += f"; epsilon * 2^{2 * k} = {site.eps * s * s:.3g} is {ctx.holds(site.eps * s * s):.3g} in {fmt.name}"
     note = (f"FP32 |max| of {site.a} on the samples: {amax:.4g}, so its square reaches {amax * amax:.4g} "
             f"(largest finite {fmt.name}: {fmt.max_finite:.6g}); with 2^{k} the squares {grow} no more until the input grows "
             f"{HEADROOM:g}x past that")
