@@ -136,6 +136,8 @@ class RewriteResult(Record):
     cost: Cost
     pins_cost: Cost  # the pin alternative's, on the original model
     files: RewriteFiles = field(default_factory=RewriteFiles)
+    targets: list[TargetVerdict] = field(default_factory=list)  # the rewritten model with and without its pins under every target
+    tf32: Tf32Check | None = None  # the pins left (auto) with TF32 in their FP32 islands
 
     @property
     def applied(self) -> bool:

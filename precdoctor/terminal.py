@@ -132,6 +132,8 @@ def rewrite_lines(r: BisectRun) -> list[str]:
     lines += [f"  not applied: {k}: {v}" for k, v in w.dropped.items()]
     lines += [f"  alternative {a.rewrite.id}: " + ", ".join(f"profile {p} {'passes' if ok else 'fails'}" for p, ok in a.passes.items())
               for a in w.alternatives]
+    if w.targets:
+        lines.append("  the rewritten model per target: " + "; ".join(f"{t.target} {t.plan_word()}" for t in w.targets))
     files = [f for f in (w.files.model, w.files.mixed_onnx, w.files.trtexec, w.files.trtexec11) if f]
     return lines + ([f"  artifacts (rewrite): {', '.join(files)}"] if files else [])
 

@@ -59,6 +59,7 @@ def _verified(r, out, families):
     flags = (out / w["files"]["trtexec"]).read_text()
     assert "--fp16" in flags and "--layerPrecisions" not in flags and "model.rewritten.onnx" in flags
     assert r["pins"]  # the pin alternative stays in the run, beside the rewrite
+    assert [t["target"] for t in w["targets"] if t["own"]] == [r["target"]] and all(t["plan"] for t in w["targets"])
 
 
 @pytest.mark.parametrize("name", sorted(PLANTED))

@@ -22,6 +22,7 @@ from typing import Callable
 from .. import acceptance as acc
 from ..backends.emulation import EmulationBackend
 from ..controlflow import scan_ranges
+from ..crosscheck import check_tf32, other_targets
 from ..graph import GraphView
 from ..mixed import mixed_model
 from ..plan import Plan
@@ -269,6 +270,9 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
                            alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
                            cost, pins_total)
+    result.tf32 = check_tf32(rjob, plan, True)
+    naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
+    result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)
     log.info(f"rewrite: {status}: {result.message} ({result.evaluations} evaluations)")
     row = None
     if rjob.judge is not None:
