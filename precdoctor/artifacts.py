@@ -164,10 +164,11 @@ def outputs_of(graph: GraphView | None, pins) -> dict[str, int]:
     return {p: max(1, len(graph.node(p).output)) if graph else 1 for p in pins}
 
 
-def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None, tf32: bool | None = None) -> tuple[str, list[str]]:
+def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None, tf32: bool | None = None,
+                    engine: str = "model.plan") -> tuple[str, list[str]]:
     """Returns (command, names that trtexec cannot express)."""
     words = trtexec_build_words(model, plan, outputs_of(graph, plan.pins), tf32)
-    words += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--saveEngine=model.plan"]
+    words += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", shell_word(f"--saveEngine={engine}")]
     return _join(words), _split("trtexec", plan.pins)[1]
 
 
@@ -210,9 +211,9 @@ def autocast_command(model: str, plan: Plan, out: str = "model.autocast.onnx") -
     return _join(words)
 
 
-def trtexec11_command(mixed: str, tf32: bool | None = None) -> str:
+def trtexec11_command(mixed: str, tf32: bool | None = None, engine: str = "model.plan") -> str:
     return _join(["trtexec", shell_word(f"--onnx={mixed}")] + ([] if tf32 is not False else ["--noTF32"])
-                 + ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", "--saveEngine=model.plan"])
+                 + ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", shell_word(f"--saveEngine={engine}")])
 
 
 def _warning(fmt: str, pins) -> str:

@@ -227,12 +227,15 @@ def scan(model, inputs, shapes, seed, target, json_out):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Also write run.json here"))
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
+@click.option("--fix", "fix", type=click.Choice(["pins", "rewrite", "auto"]), default="pins", show_default=True,
+              help="pins: FP32 pins. rewrite: replace the culprits by equivalent FP16/BF16-safe subgraphs, verified "
+                   "(model.rewritten.onnx). auto: rewrite what a verified rewrite covers, pin the rest.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/index.html.")
 @click.option("--quiet", is_flag=True, help="No progress on the terminal.")
 @task_options
-def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, no_baselines, no_report,
-           quiet, **o):
+def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, fix, no_baselines,
+           no_report, quiet, **o):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
     from .files import is_stdout
     from .pipelines.bisect import BisectParams, run
@@ -240,7 +243,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
     _logging(quiet)
     r = run(BisectParams(model, outdir, precision, _inputs(inputs, shapes, seed), tuple(accept), budget, _engine(o), _task(o),
                          baselines=not no_baselines, report=not no_report, json_out=json_out,
-                         allow_internal_nonfinite=allow_internal_nonfinite))
+                         allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
     say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 

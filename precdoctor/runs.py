@@ -20,14 +20,16 @@ from .graph import LayerNormPattern
 from .records import Record
 from .flatten import Coverage
 from .ranges import TensorRange
+from .rewrite.core import Rewrite
 from .risks import Risk
 from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
 from .verification import Verification
 
-SCHEMA_VERSION = 5  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
+SCHEMA_VERSION = 6  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
 #                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges;
-#                     5: targets (engine assumptions, TF32 check, verdicts per target), verification files, verify runs
+#                     5: targets (engine assumptions, TF32 check, verdicts per target), verification files, verify runs;
+#                     6: bisect's fix by rewrite (fix, rewrite)
 
 
 @dataclass
@@ -59,6 +61,87 @@ class BisectComparisons(Record):
     naive: Comparison
     pinned: Comparison | None = None
     other: Comparison | None = None  # the other format's naive plan, for the report
+
+
+@dataclass
+class Cost(Record):
+    """What a fix costs at inference: nodes computed in FP32, Cast nodes in the mixed ONNX, FP32 FLOPs (first sample),
+    and for a rewrite what it adds, computed in the low format."""
+
+    fp32_nodes: int
+    casts: int
+    fp32_flops: int
+    nodes_added: int = 0  # net: nodes added minus nodes removed
+    flops_added: int = 0  # net, on the first sample
+
+
+@dataclass
+class RewriteCheck(Record):
+    """One applied rewrite, verified: its FP32 difference, what fails without it, and the pins it replaces."""
+
+    rewrite: Rewrite
+    fp32_max_rel: float  # over the tensors it matched (scaled ones unscaled)
+    without: list[str]  # criteria that fail when it alone is dropped (its necessity)
+    pins: list[str]  # the pin alternative: pins of the pin search inside its subgraph
+    pin_cost: Cost
+    cost: Cost
+
+
+@dataclass
+class RewriteAlternative(Record):
+    """Another rewrite of the same culprit (LayerNorm fusion), judged on every engine profile it depends on."""
+
+    rewrite: Rewrite
+    replaces: str  # the id of the applied rewrite it could stand in for
+    fp32_max_rel: float
+    passes: dict[str, bool]  # engine profile -> passes the output acceptance
+    failed: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class RewriteFiles(Record):
+    """File names (in the output folder) of the rewritten model and its commands."""
+
+    model: str | None = None  # model.rewritten.onnx, FP32
+    mixed_onnx: str | None = None  # the rewritten model in the low format (FP32 islands only for the pins left)
+    trtexec: str | None = None  # TensorRT 8.6-10 flags, layer precisions only for the pins left
+    trtexec11: str | None = None
+    casts: int | None = None
+
+    def validate(self, where: str) -> None:
+        from .artifacts import plain_file_name
+
+        for f in ("model", "mixed_onnx", "trtexec", "trtexec11"):
+            name = getattr(self, f)
+            if name is not None and not plain_file_name(name):
+                raise BadInput(f"{where}.{f}: {name!r} is not a file name inside the run's folder")
+
+
+@dataclass
+class RewriteResult(Record):
+    """The fix by rewrite (``--fix rewrite|auto``): what was matched, verified and applied, and what it costs."""
+
+    mode: Literal["rewrite", "auto"]
+    status: Literal["fixed", "partial", "insufficient", "none"]  # partial: rewrites plus pins (auto)
+    message: str
+    rewrites: list[RewriteCheck]
+    dropped: dict[str, str]  # matched rewrite -> why it is not applied
+    alternatives: list[RewriteAlternative]
+    pins: list[str]  # nodes of the rewritten graph still pinned to FP32 (auto)
+    evaluations: int  # plans judged in the low format by this stage
+    evaluation_log: list[Evaluation]
+    fp32_outputs: dict[str, float]  # graph output -> max relative error of the rewritten model in FP32
+    fp32_tensors: dict[str, float]  # matched tensor -> the same
+    measures: dict[str, float]  # the applied fix's acceptance measures
+    cost: Cost
+    pins_cost: Cost  # the pin alternative's, on the original model
+    files: RewriteFiles = field(default_factory=RewriteFiles)
+    targets: list[TargetVerdict] = field(default_factory=list)  # the rewritten model with and without its pins under every target
+    tf32: Tf32Check | None = None  # the pins left (auto) with TF32 in their FP32 islands
+
+    @property
+    def applied(self) -> bool:
+        return self.status in ("fixed", "partial")
 
 
 @dataclass(kw_only=True)
@@ -140,6 +223,8 @@ class BisectRun(Run):
     tf32: Tf32Check | None = None  # whether the commands leave TF32 on
     targets: list[TargetVerdict] = field(default_factory=list)  # the naive and the searched plan under every target
     verification: Verification | None = None  # reference/, verify-trt11.sh, verify-trt10.sh
+    fix: Literal["pins", "rewrite", "auto"] = "pins"
+    rewrite: RewriteResult | None = None  # --fix rewrite|auto: the rewrite stage (pins stay the pin alternative)
 
     def validate(self, where: str) -> None:
         if self.nodes < 1 or self.budget < 1:

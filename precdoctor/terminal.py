@@ -113,10 +113,36 @@ def _bisect_tables(r: BisectRun) -> list[str]:
     return lines
 
 
+def _cost(c) -> str:
+    s = f"{c.fp32_nodes} node(s) in FP32, {c.casts} Casts, {g(c.fp32_flops)} FLOPs in FP32"
+    return s + (f"; adds {c.nodes_added:+d} node(s), {c.flops_added:+,} FLOPs in the low format" if c.nodes_added or c.flops_added else "")
+
+
+def rewrite_lines(r: BisectRun) -> list[str]:
+    """The rewrite stage (--fix rewrite|auto): what was applied, its FP32 difference, both fixes' costs."""
+    w = r.rewrite
+    if w is None:
+        return []
+    lines = [f"rewrite (--fix {w.mode}): {w.status.upper()} in {w.evaluations} evaluation(s) - {w.message}"]
+    if w.rewrites:
+        lines += table(["rewrite", "FP32 max rel. error", "pins it replaces", "what"],
+                       [[c.rewrite.id, g(c.fp32_max_rel, ".2g"), len(c.pins), c.rewrite.summary] for c in w.rewrites], {1, 2})
+        lines.append(f"  cost, rewrite: {_cost(w.cost)}" + (f" ({len(w.pins)} pin(s) left)" if w.pins else ""))
+        lines.append(f"  cost, pins:    {_cost(w.pins_cost)}")
+    lines += [f"  not applied: {k}: {v}" for k, v in w.dropped.items()]
+    lines += [f"  alternative {a.rewrite.id}: " + ", ".join(f"profile {p} {'passes' if ok else 'fails'}" for p, ok in a.passes.items())
+              for a in w.alternatives]
+    if w.targets:
+        lines.append("  the rewritten model per target: " + "; ".join(f"{t.target} {t.plan_word()}" for t in w.targets))
+    files = [f for f in (w.files.model, w.files.mixed_onnx, w.files.trtexec, w.files.trtexec11) if f]
+    return lines + ([f"  artifacts (rewrite): {', '.join(files)}"] if files else [])
+
+
 def bisect_summary(r: BisectRun) -> str:
     lines = [f"precdoctor bisect: {r.model} in {r.precision.upper()} ({_inputs(r.inputs)})"]
     if r.pins:
-        lines.append(f"pins ({len(r.pins)} node(s) in FP32, {r.artifacts.casts} Cast nodes at precision borders):")
+        what = "pins" if r.fix == "pins" else "the pin alternative"
+        lines.append(f"{what} ({len(r.pins)} node(s) in FP32, {r.artifacts.casts} Cast nodes at precision borders):")
         lines += table(["node", "op", "why"], [[p, r.node_ops.get(p, "?"), r.why.get(p, "")] for p in r.pins])
     lines.append(f"evaluations: {r.evaluations} (bound {r.evaluation_bound}: k*ceil(log2 N)+3 per search, for {r.candidates} candidates)"
                  + (f", {r.evaluations_resumed} replayed from the journal" if r.evaluations_resumed else "")
@@ -127,6 +153,7 @@ def bisect_summary(r: BisectRun) -> str:
     files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
     lines.append("artifacts: " + ", ".join(files))
     lines += _target_lines(r)
+    lines += rewrite_lines(r)
     lines += warning_lines(r)
     lines.append(f"verdict: {r.verdict.upper()} - {r.message}" + (f" (target {r.target})" if r.target else ""))
     return "\n".join(lines)

@@ -30,6 +30,8 @@ from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
 from ..pinsfile import PinsFile
 from ..plan import PRECISIONS, Plan
+from ..rewrite.artifacts import FILES as REWRITE_FILES
+from ..rewrite.artifacts import write as write_rewrite
 from ..runs import BisectComparisons, BisectRun, Flops, InputInfo
 from ..search import (Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, code_digest, fingerprint,
                       prefix_bisection, range_rule, rank, search)
@@ -40,6 +42,8 @@ from ..verification import OWNED_DIRS, write_verification
 from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
 from .common import Clock, gather, load_graph, refuse_empty_outputs, versions
 from .confirm import Check, confirm, finite_inside, merge
+from .fix import FIX_MODES
+from .fix import verdict as fix_verdict
 
 log = logging.getLogger("precdoctor")
 
@@ -59,6 +63,7 @@ class BisectParams:
     other_precision: bool = True  # also compare the other format's naive plan, for the report
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
+    fix: str = "pins"  # pins | rewrite | auto (pipelines/fix.py)
 
     def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
         """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
@@ -75,6 +80,8 @@ class BisectParams:
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise BadInput(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
+        if self.fix not in FIX_MODES:
+            raise BadInput(f"unknown --fix {self.fix!r}; expected one of {', '.join(FIX_MODES)}")
         if not isinstance(self.budget, int) or self.budget < 1:
             raise BadInput(f"--budget must be 1 or more evaluations, not {self.budget}")
         self.criteria()
@@ -112,10 +119,14 @@ class _Job:
     outdir: Path
     judge: object = None  # tasks.judge.TaskJudge
     comparisons: dict = field(default_factory=dict)  # plan key -> Comparison (each plan compared tensor by tensor once)
+    variant: str = ""  # a rewritten graph's (fix.py): its own journals and fingerprint
+    absorbed: frozenset = frozenset()  # a rewritten graph's tensors whose Inf a floor takes by design (log 0 -> max): not judged
 
     def compare(self, plan: Plan):
         if plan.key() not in self.comparisons:
-            self.comparisons[plan.key()] = compare_plan(self.graph, plan, self.samples, self.backend)
+            c = compare_plan(self.graph, plan, self.samples, self.backend)
+            c.tensors = [t for t in c.tensors if t.tensor not in self.absorbed]
+            self.comparisons[plan.key()] = c
         return self.comparisons[plan.key()]
 
     def accept(self) -> list[str]:
@@ -177,6 +188,12 @@ def run(p: BisectParams) -> BisectRun:
     log.info(f"search: {result.status}, {len(result.pins)} pin(s), {result.evaluations} evaluation(s); {result.message}")
     baselines = _baselines(job, naive, ev, result) if p.baselines else None
     clock.lap("baselines")
+    fixed = None
+    if p.fix != "pins" and result.status != "healthy":
+        from .fix import Hooks, fix_by_rewrite
+
+        fixed = fix_by_rewrite(job, naive, loc, result, ranges, Hooks(_judge_fn, _checks, _search, _fingerprint(job)))
+        clock.lap("rewrite")
     why = {pin: _why(pin, loc.evidence, result) for pin in result.pins}
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
     comparisons = _final_comparisons(job, naive, plan)
@@ -188,10 +205,12 @@ def run(p: BisectParams) -> BisectRun:
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
         task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins)
+        task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
+    verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
     record = BisectRun(
-        model=str(p.model), precision=job.fmt.name, verdict=result.status, message=result.message, pins=result.pins, why=why,
+        model=str(p.model), precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
         evaluation_bound=bound, bound_note=_bound_note(result, bound, len(loc.order)), budget=p.budget, budget_exhausted=result.budget_exhausted,
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
@@ -200,8 +219,9 @@ def run(p: BisectParams) -> BisectRun:
         flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
         allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
         target=p.engine.target_name, tf32=tf32, targets=targets,
-        warnings=warnings + ([reference_note(naive)] if reference_note(naive) else []) + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else []))
-    _write(job, record, plan, clock)
+        warnings=warnings + ([reference_note(naive)] if reference_note(naive) else []) + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else []),
+        fix=p.fix, rewrite=fixed.result if fixed is not None else None)
+    _write(job, record, plan, clock, fixed)
     return record
 
 
@@ -224,7 +244,8 @@ def _judge_fn(job: _Job, naive):
 
 def _fingerprint(job: _Job) -> str:
     return fingerprint(__version__, code_digest(), job.p.model, _samples_digest(job.samples), job.fmt.name,
-                       acc.describe(job.output_criteria) + (f", {acc.INSIDE}" if job.inside else ""), job.backend.info().to_json())
+                       acc.describe(job.output_criteria) + (f", {acc.INSIDE}" if job.inside else ""), job.backend.info().to_json(),
+                       job.variant)
 
 
 def _checks(job: _Job, report) -> list[Check]:
@@ -249,12 +270,13 @@ def _search(job: _Job, naive, loc) -> tuple[SearchResult, Evaluator, list, objec
     """The search, confirmed by every check that applies (confirm.py); returns the result, the proxy's evaluator,
     every evaluation made (the proxy's and a repair search's), the task report and the evaluation bound."""
     fp = _fingerprint(job)
-    journal = Journal(job.outdir / "journal.jsonl", fp)
+    name = "journal" + (f".{job.variant}" if job.variant else "")
+    journal = Journal(job.outdir / f"{name}.jsonl", fp)
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
     result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
     report = job.judge.report(job.task_criteria) if job.judge is not None else None
     first_pins = list(result.pins)
-    c = confirm(result, _checks(job, report), ev, job.outdir / "journal.confirm.jsonl", fp, loc.order, loc.suspects, job.p.budget)
+    c = confirm(result, _checks(job, report), ev, job.outdir / f"{name}.confirm.jsonl", fp, loc.order, loc.suspects, job.p.budget)
     if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 
@@ -308,7 +330,7 @@ def _why(pin: str, evidence: dict, result: SearchResult) -> str:
     return "; ".join(parts) or "found necessary by the search"
 
 
-RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files) + VERIFY_FILES
+RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files) + VERIFY_FILES + REWRITE_FILES
 
 
 def _write_verification(job: _Job, record: BisectRun, plan: Plan, stage: Path) -> None:
@@ -320,7 +342,7 @@ def _write_verification(job: _Job, record: BisectRun, plan: Plan, stage: Path) -
     record.artifacts.verify_trt11, record.artifacts.verify_trt10 = record.verification.scripts
 
 
-def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
+def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock, fixed=None) -> None:
     """The artifacts, pins.json, the report and run.json, written as a set: into a staging folder, moved into
     place together at the end (run.json last), so a failure leaves the previous set whole. The report is
     rendered from the record run.json holds; --json gets the same record, written just before the move."""
@@ -338,6 +360,8 @@ def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock) -> None:
                         constants=constants_note(plan.format), tf32=record.tf32.allowed,
                         targets={t.target: t.plan_word() for t in record.targets})
         dump_json(stage.dir / "pins.json", pins)
+        if fixed is not None and fixed.graph is not None:
+            record.rewrite.files = write_rewrite(stage.dir, fixed.graph, fixed.plan, len(record.rewrite.rewrites))
         if job.p.report:
             record.artifacts.report = "index.html"
         record.timing = clock.timing()

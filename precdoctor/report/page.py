@@ -19,6 +19,7 @@ from ..formats import get_format
 from ..limits import REPORT_TENSORS, REPORT_TRACE
 from ..runs import BisectRun, CompareRun, WerRun
 from .numbers import count, flops, num, pct
+from .rewrite import rewrite_section, rewrite_sentence
 
 ARTIFACT_TITLES = {"trtexec": "TensorRT 8.6 - 10.x (trtexec.txt)", "polygraphy": "TensorRT 8.6 - 10.x via Polygraphy (polygraphy.txt)",
                    "trtexec11": "TensorRT 11, the mixed ONNX (trtexec-11.txt)", "autocast": "ModelOpt AutoCast (autocast.txt)",
@@ -73,6 +74,7 @@ class Page:
     warnings: list[str] = field(default_factory=list)  # the run's: random data, FP32's own Inf/NaN, Inf/NaN accepted inside
     targets: list[dict] = field(default_factory=list)  # the naive and the found plan under every target
     verify: list[str] = field(default_factory=list)  # commands that check the plan on the user's engine
+    rewrite: dict | None = None  # the fix by rewrite (report/rewrite.py)
 
 
 def _diff_html(ref: str, hyp: str) -> str:
@@ -144,6 +146,8 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
 
 
 def _fix_sentence(run: BisectRun) -> list[str]:
+    if run.rewrite is not None and run.rewrite.applied:
+        return [rewrite_sentence(run)]
     if run.verdict == "unfixed":
         return ["no plan met the acceptance: " + run.message]
     fails = [t.target for t in run.targets if t.plan is False]
@@ -270,6 +274,7 @@ def build_page(run, outdir: Path | None) -> Page:
     page.commands = [a for a in page.artifacts if a["key"] in FIRST_SCREEN]
     if run.task is not None:
         page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
+    page.rewrite = rewrite_section(run, outdir)
     page.baselines, page.evaluations = _baselines(run), run.evaluation_log
     page.facts.insert(0, ("acceptance", ", ".join(run.accept) + (" (the default)" if run.accept_default else "")))
     page.targets, page.verify = _targets(run), _verify_lines(run)

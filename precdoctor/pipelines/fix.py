@@ -1,0 +1,281 @@
+"""``bisect --fix rewrite|auto``: the rewrite stage, run after the pin search on what it localized.
+
+culprits (the pins found, the suspects the evidence named) -> the rewrite
+families' matches (rewrite.match) -> FP32 equivalence of the rewritten model
+on the samples (outputs and every matched tensor; an exact rewrite past
+FP32_TOLERANCE is not applied) -> the rewritten model judged in the low
+format with no pins, by the same acceptance as the pins (outputs, every
+tensor finite, the task metric), journaled and counted -> each rewrite
+necessary (dropped alone, acceptance must fail; one that is not is left
+out) -> ``auto``: what the rewrites do not cover, pinned by the same search
+on the rewritten graph, kept only where it beats the pins alone -> the
+alternatives (LayerNorm fusion) judged on each engine profile they depend
+on -> costs of both fixes, side by side.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .. import acceptance as acc
+from ..backends.emulation import EmulationBackend
+from ..controlflow import scan_ranges
+from ..crosscheck import check_tf32, other_targets
+from ..graph import GraphView
+from ..mixed import mixed_model
+from ..plan import Plan
+from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
+from ..rewrite.costs import flops, pins_cost, pins_inside, plan_cost, rewrite_cost
+from ..rewrite.equivalence import measure
+from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
+from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint, rank
+from .confirm import finite_inside, merge
+
+log = logging.getLogger("precdoctor")
+PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
+FIX_MODES = ("pins", "rewrite", "auto")
+
+
+@dataclass
+class Hooks:
+    """What the bisect pipeline lends the stage: its output judge, its confirming checks, its pin search."""
+
+    judge: Callable  # (job, naive) -> (pins -> Verdict)
+    checks: Callable  # (job, task report) -> [Check]
+    search: Callable  # (job, naive, localization) -> (SearchResult, Evaluator, log, report, bound)
+    fingerprint: str  # the pin search's journal fingerprint: samples, format, acceptance, engine, code
+
+
+@dataclass
+class Fixed:
+    result: RewriteResult
+    graph: GraphView | None = None  # the rewritten graph to ship
+    plan: Plan | None = None  # its plan (the pins ``auto`` left)
+    task_row: object = None  # WerRow of the shipped fix
+
+
+class _Stage:
+    """Rewritten graphs and their judging, cached per set of rewrites."""
+
+    def __init__(self, job, naive, hooks: Hooks, candidates: list[Candidate]):
+        self.job, self.naive, self.hooks = job, naive, hooks
+        self.cands = {c.id: c for c in candidates}
+        self.order = [c.id for c in candidates]
+        self.jobs: dict[frozenset, object] = {}
+        self.extra = 0  # evaluations made outside the evaluator (alternatives, the auto pin search)
+
+    def rjob(self, ids) -> object:
+        key = frozenset(ids)
+        if not key:
+            return self.job
+        if key not in self.jobs:
+            g = apply_all(self.job.graph, [self.cands[i] for i in self.order if i in key])
+            j = self.job.judge
+            judge = replace(j, graph=g, cache={"fp32": j.fp32()}, store=None) if j is not None else None
+            variant = "rewrite-" + hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()[:12]
+            absorbed = frozenset(t for i in key for t in self.cands[i].record.absorbed)
+            self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed)
+        return self.jobs[key]
+
+    def naive_of(self, rjob):
+        """The rewritten graph's naive plan compared tensor by tensor, its outputs judged against the original FP32."""
+        if rjob is self.job:
+            return self.naive
+        c = rjob.compare(Plan(self.job.fmt.name))
+        c.pairs = [(ref, cand) for (ref, _), (_, cand) in zip(self.naive.pairs, c.pairs)]
+        return c
+
+    def verdict(self, key: frozenset) -> acc.Verdict:
+        ids = {k for k in key if not k.startswith(PIN)}
+        rjob = self.rjob(ids)
+        pins = frozenset(k[len(PIN):] for k in key if k.startswith(PIN) and rjob.graph.has_node(k[len(PIN):]))
+        v = self.hooks.judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
+        report = rjob.judge.report(rjob.task_criteria) if rjob.judge is not None else None
+        for check in self.hooks.checks(rjob, report):
+            if not v.passed:
+                break
+            v = merge(v, check.judge(pins))
+        return v
+
+    def output_verdict(self, ids, backend) -> acc.Verdict:
+        """Outputs and every tensor finite on another engine profile (alternatives)."""
+        rjob = replace(self.rjob(ids), backend=backend, comparisons={})
+        naive = self.naive_of(rjob)
+        self.extra += 1
+        v = self.hooks.judge(rjob, naive)(frozenset())
+        return merge(v, finite_inside(naive)) if rjob.inside else v
+
+
+def _keys(ids, pins=()) -> list[str]:
+    return list(ids) + [PIN + p for p in pins]
+
+
+def _necessity(stage: _Stage, ev: Evaluator, ids: list[str], pins=()) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
+    """Each rewrite dropped alone: kept where acceptance then fails (with what fails), left out where it holds."""
+    keep, without, dropped = list(ids), {}, {}
+    for i in list(ids):
+        v = ev.evaluate(_keys([k for k in keep if k != i], pins))
+        if v.passed:
+            keep.remove(i)
+            dropped[i] = "acceptance holds without it: not needed"
+        else:
+            without[i] = v.failed
+    return keep, without, dropped
+
+
+def _equivalent(stage: _Stage, cands: list[Candidate]) -> tuple[list[str], dict[str, str]]:
+    """The exact candidates that match FP32 within FP32_TOLERANCE on their own tensors (all applied together)."""
+    job = stage.job
+    eq = measure(job.graph, stage.rjob(stage.order).graph, cands, job.samples)
+    ok, dropped = [], {}
+    for c in cands:
+        err = eq.rewrites.get(c.id, 0.0)
+        if c.record.exact and not err <= FP32_TOLERANCE:
+            dropped[c.id] = f"not equivalent in FP32 on the samples: max relative error {err:.3g} > {FP32_TOLERANCE:g}"
+        else:
+            ok.append(c.id)
+    return ok, dropped
+
+
+def _auto_pins(stage: _Stage, ids: list[str]) -> SearchResult:
+    """The pin search of bisect, on the rewritten graph."""
+    rjob = stage.rjob(ids)
+    naive = stage.naive_of(rjob)
+    ranges, _ = scan_ranges(rjob.graph, rjob.samples, rjob.fmt)
+    result, *_ = stage.hooks.search(rjob, naive, rank(rjob.graph, naive, rjob.fmt, ranges))
+    stage.extra += result.evaluations
+    return result
+
+
+def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result: SearchResult):
+    """(status, the rewrites kept, what fails without each, dropped ones, pins left, the final evaluation's measures)."""
+    first = ev.evaluate(_keys(ids))
+    log.info(f"rewrite: {len(ids)} rewrite(s), no pins -> {'PASS' if first.passed else 'fail'} "
+             + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in first.measures.items()))
+    if first.passed:
+        keep, without, dropped = _necessity(stage, ev, ids)
+        return "fixed", keep, without, dropped, [], ev.evaluate(_keys(keep)).measures
+    if mode != "auto":
+        return "insufficient", ids, {}, {}, [], first.measures
+    second = _auto_pins(stage, ids)
+    if second.status != "fixed" or (pin_result.status == "fixed" and len(second.pins) >= len(pin_result.pins)):
+        return "insufficient", ids, {}, {}, [], first.measures
+    keep, without, dropped = _necessity(stage, ev, ids, second.pins)
+    if not keep:
+        return "insufficient", ids, {}, dropped, [], first.measures
+    return "partial", keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures
+
+
+def _alternatives(stage: _Stage, ids: list[str]) -> list[RewriteAlternative]:
+    """Each applied rewrite's alternative in its place, on the engine profile in use and, where its precision belongs
+    to the engine (a fused LayerNormalization), on the emulation profile that builds it from primitives too."""
+    job, out = stage.job, []
+    for i in ids:
+        alt = stage.cands[i].alternative
+        if alt is None:
+            continue
+        stage.cands[alt.id] = alt
+        stage.order.append(alt.id)
+        others = [k for k in ids if k != i] + [alt.id]
+        eq = measure(job.graph, stage.rjob(others).graph, [alt], job.samples)
+        backends = {job.backend.info().profile or job.backend.name: job.backend}
+        if isinstance(job.backend, EmulationBackend) and job.backend.profile != "strict":
+            backends["strict"] = EmulationBackend(replace(job.backend.options, profile="strict"), job.backend.memory_budget_gb)
+        verdicts = {name: stage.output_verdict(others, b) for name, b in backends.items()}
+        out.append(RewriteAlternative(alt.record, i, eq.rewrites.get(alt.id, 0.0), {k: v.passed for k, v in verdicts.items()},
+                                      {k: v.failed for k, v in verdicts.items() if v.failed}))
+    return out
+
+
+def _checks(stage: _Stage, ids, without, pin_result: SearchResult, per_node, rflops, eq) -> list[RewriteCheck]:
+    job = stage.job
+    base = mixed_model(job.graph, Plan(job.fmt.name)).casts
+    out = []
+    for i in ids:
+        rec = stage.cands[i].record
+        pins = pins_inside(rec, pin_result.pins)
+        out.append(RewriteCheck(rec, eq.rewrites.get(i, 0.0), without.get(i, []), pins,
+                                pins_cost(job.graph, job.fmt.name, pins, per_node, base), rewrite_cost(rec, per_node, rflops)))
+    return out
+
+
+def _message(status: str, checks: list[RewriteCheck], pins: list[str], eq, pin_result: SearchResult, fmt: str) -> str:
+    n, changed = len(checks), sum(not c.rewrite.exact for c in checks)
+    fp32 = ("the rewritten model in FP32 gives bitwise the same outputs" if eq.worst_output == 0 else
+            f"the rewritten model in FP32 differs from the original by at most {eq.worst_output:.2g} on the outputs (max relative "
+            f"error)") + (f", with {changed} constant(s) changed (not exact: judged by the acceptance)" if changed else "")
+    need = ("each one necessary" if n > 1 else "necessary: the naive plan fails") if status == "fixed" else \
+        ("each one necessary with the pins in place" if n > 1 else "necessary: the pins alone fail")
+    if status == "fixed":
+        return f"{n} rewrite(s), every node in {fmt.upper()} (no FP32 pin); {fp32}; {need}"
+    return f"{n} rewrite(s) and {len(pins)} pin(s) on the rewritten graph, against {len(pin_result.pins)} pin(s) alone; {fp32}; {need}"
+
+
+def verdict(mode: str, r: RewriteResult, pin_result: SearchResult) -> tuple[str, str]:
+    """The run's verdict and message: ``rewrite`` stands or falls with the rewrites; ``auto`` falls back to the pins."""
+    if r.applied:
+        return "fixed", r.message
+    if mode == "rewrite":
+        alt = f"; the pin alternative: {pin_result.message}" if pin_result.status == "fixed" else ""
+        return "unfixed", f"--fix rewrite: {r.message}{alt}"
+    return pin_result.status, f"--fix auto falls back to the pins ({r.message}): {pin_result.message}"
+
+
+def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=()) -> Fixed:
+    log.info(f"rewrite: {why}")
+    return Fixed(RewriteResult(mode, "none" if dropped is None else "insufficient", why, [], dropped or {}, [], [], len(log_),
+                               list(log_), {}, {}, {}, pins_cost, pins_cost))
+
+
+def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hooks: Hooks) -> Fixed:
+    """The rewrite stage (see the module docstring)."""
+    mode, fmt = job.p.fix, job.fmt.name
+    per_node = flops(job.graph, job.samples[0])
+    pins_total = plan_cost(job.graph, Plan(fmt, frozenset(pin_result.pins)), per_node)
+    culprits = set(pin_result.pins) | set(loc.order[: loc.suspects])
+    strict = isinstance(job.backend, EmulationBackend) and job.backend.profile == "strict"
+    cands = match(Context(job.graph, job.fmt, ranges, culprits, primitive_norms=strict, constants=job.p.engine.options().constants))
+    log.info(f"rewrite: {len(cands)} candidate(s) on {len(culprits)} localized culprit(s): " + ", ".join(c.id for c in cands))
+    if not cands:
+        return _none(mode, f"no rewrite family matches the {len(culprits)} localized culprit(s)", pins_total)
+    stage = _Stage(job, naive, hooks, cands)
+    ids, dropped = _equivalent(stage, cands)
+    if not ids:
+        return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
+    journal = Journal(job.outdir / "journal.rewrite.jsonl", fingerprint(hooks.fingerprint, "rewrite", sorted(ids)))
+    ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
+    try:
+        status, ids, without, more, pins, measures = _settle(stage, ev, ids, mode, pin_result)
+    except BudgetExhausted:
+        return _none(mode, f"the budget of {job.p.budget} evaluations ran out", pins_total, dropped, ev.log)
+    dropped.update(more)
+    if status == "insufficient":
+        return _none(mode, "the rewrites alone do not meet the acceptance" + (": " + ", ".join(
+            ev.evaluate(_keys(ids)).failed) if ids else ""), pins_total, dropped, ev.log)
+    return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total)
+
+
+def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total) -> Fixed:
+    job = stage.job
+    rjob = stage.rjob(ids)
+    eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples)
+    rflops = flops(rjob.graph, job.samples[0])
+    checks = _checks(stage, ids, without, pin_result, per_node, rflops, eq)
+    alternatives = _alternatives(stage, ids)
+    plan = Plan(job.fmt.name, frozenset(pins))
+    cost = plan_cost(rjob.graph, plan, rflops)
+    cost.nodes_added, cost.flops_added = sum(c.cost.nodes_added for c in checks), sum(c.cost.flops_added for c in checks)
+    result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
+                           alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
+                           cost, pins_total)
+    result.tf32 = check_tf32(rjob, plan, True)
+    naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
+    result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)
+    log.info(f"rewrite: {status}: {result.message} ({result.evaluations} evaluations)")
+    row = None
+    if rjob.judge is not None:
+        row = rjob.judge.row(rjob.judge.run_plan(job.backend, plan, ""), rjob.judge.references(rjob.judge.fp32()))
+        row.config = f"{job.fmt.name}+rewrite" + ("+pins" if pins else "")  # the transcripts are the verdict's, cached
+    return Fixed(result, rjob.graph, plan, row)
