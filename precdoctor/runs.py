@@ -23,8 +23,9 @@ from .risks import Risk
 from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
 
-SCHEMA_VERSION = 4  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
-#                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges
+SCHEMA_VERSION = 5  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
+#                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges;
+#                     5: decodes against FP32's (task reports), compare's task report
 
 
 @dataclass
@@ -82,6 +83,7 @@ class CompareRun(Run):
     verdict: Literal["ok", "diverges", "reference-nonfinite"]  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
     reasons: list[str] = field(default_factory=list)
     allow_internal_nonfinite: bool = False
+    task: TaskReport | None = None  # --task: the proxy clips' WER and decodes
 
     def validate(self, where: str) -> None:
         if self.nodes < 1:
