@@ -91,6 +91,10 @@ class DecoderJudge(TaskJudge):
     def samples(self) -> list[dict]:
         return self.recording().samples
 
+    def run_plan(self, backend, plan: Plan, config: str) -> Transcripts:
+        # a decode's steps feed the decoder a new shape each (the cache one longer): the recorded steps are alike
+        return self._cached(plan.key(), config, lambda: backend.runner(self.graph, plan, self.samples()))
+
     def transcribe(self, runner, config: str) -> Transcripts:
         """Every clip decoded in the loop with ``runner`` as the decoder; the encoder FP32."""
         import time
@@ -106,7 +110,7 @@ class DecoderJudge(TaskJudge):
         if pairs is not None and len(pairs) == len(rec.samples):
             cands = [last_logits(c[name]) for _, c in pairs]
         else:
-            run = backend.runner(self.graph, plan)
+            run = backend.runner(self.graph, plan, rec.samples)
             cands = [last_logits(run(s)[name]) for s in rec.samples]
         errors: StepErrors = {}
         for (k, step), ref, cand in zip(rec.steps, rec.logits, cands):
