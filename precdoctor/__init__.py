@@ -39,12 +39,13 @@ def _inputs(inputs, input_shapes, seed):
 
 
 def compare(model, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, pins=(), pin_files=(),
-            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False):
-    """FP32 and the plan side by side, every float tensor compared. ``inputs``: .npz/Polygraphy JSON paths or feed dicts."""
+            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False, task=None):
+    """FP32 and the plan side by side, every float tensor compared. ``inputs``: .npz/Polygraphy JSON paths or feed dicts;
+    or ``task`` (a ``TaskParams``): the samples are the task's proxy clips, decoded against FP32 where the task decodes."""
     from .pipelines.compare import CompareParams, run
 
     return run(CompareParams(str(model), precision, _inputs(inputs, input_shapes, seed), tuple(pins), tuple(pin_files),
-                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite))
+                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite, task))
 
 
 def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, target: str | None = None):

@@ -7,6 +7,8 @@ Syntax (repeatable ``--accept``, all must hold on every sample)::
     max-abs<=X  rel-l2<=X  cosine>=X  argmax-agreement>=X
     OUTPUT:max-abs<=X           only for graph output OUTPUT
     wer<=+X                     task metric (absolute WER over FP32); needs --task/--data
+    token-agreement>=X          task metric of a decode loop (Whisper): the share of FP32's decode steps the
+                                plan's own decode reproduces before it first departs; 1 = every clip identical
 
 Output criteria are cheap and judge a plan from its graph outputs; task
 criteria (registered by tasks) and ``finite-inside`` (every tensor compared)
@@ -32,10 +34,10 @@ from .records import Record
 
 _RX = re.compile(r"^(?:(?P<output>.+):)?(?P<metric>[a-z0-9-]+)\s*(?:(?P<op><=|>=)\s*(?P<plus>\+)?(?P<value>[-+0-9.eE]+|inf))?$")
 _OUTPUT_METRICS = {"finite": None, "max-abs": "<=", "rel-l2": "<=", "cosine": ">=", "argmax-agreement": ">="}
-TASK_METRICS = {"wer": "<=", "cer": "<="}
+TASK_METRICS = {"wer": "<=", "cer": "<=", "token-agreement": ">="}
 INSIDE = "finite-inside"
 _RANGES = {"max-abs": (0.0, math.inf), "rel-l2": (0.0, math.inf), "cosine": (-1.0, 1.0), "argmax-agreement": (0.0, 1.0),
-           "wer": (0.0, math.inf), "cer": (0.0, math.inf)}
+           "wer": (0.0, math.inf), "cer": (0.0, math.inf), "token-agreement": (0.0, 1.0)}
 _FLOAT_ONLY = {"finite", "max-abs", "rel-l2", "cosine"}
 
 
@@ -88,8 +90,9 @@ def parse(specs: list[str] | tuple[str, ...]) -> list[Criterion]:
                 want = metric if _OUTPUT_METRICS[metric] is None else f"{metric}{_OUTPUT_METRICS[metric]}X"
                 raise BadInput(f"--accept {spec!r}: write it as {want}")
         elif metric in TASK_METRICS:
-            if op != "<=":
-                raise BadInput(f"--accept {spec!r}: write it as {metric}<=+X (points over FP32) or {metric}<=X")
+            if op != TASK_METRICS[metric]:
+                raise BadInput(f"--accept {spec!r}: write it as " + (f"{metric}>=X" if TASK_METRICS[metric] == ">=" else
+                                                                     f"{metric}<=+X (points over FP32) or {metric}<=X"))
             if m["output"]:
                 raise BadInput(f"--accept {spec!r}: task metrics apply to the whole task, not to one output")
         else:
@@ -101,7 +104,7 @@ def parse(specs: list[str] | tuple[str, ...]) -> list[Criterion]:
         lo, hi = _RANGES.get(metric, (0.0, 0.0))
         if op and not lo <= value <= hi:
             raise BadInput(f"--accept {spec!r}: the threshold of {metric} must lie between {lo:g} and {hi:g}")
-        if m["plus"] and metric not in TASK_METRICS:
+        if m["plus"] and metric not in ("wer", "cer"):
             raise BadInput(f"--accept {spec!r}: '+X' (over FP32) is for task metrics (wer<=+X)")
         out.append(Criterion(metric, op, value, m["output"], bool(m["plus"])))
     return out
@@ -188,7 +191,8 @@ def check_outputs(criteria: list[Criterion], outputs: list[str], float_outputs: 
 
 
 _MEASURE_NAMES = {"finite": "non-finite values", "max-abs": "max abs error", "rel-l2": "relative L2 error",
-                  "cosine": "cosine similarity", "argmax-agreement": "argmax agreement"}
+                  "cosine": "cosine similarity", "argmax-agreement": "argmax agreement",
+                  "token-agreement": "token agreement with FP32's decode"}
 
 
 def measure_label(text: str) -> str:
@@ -197,7 +201,7 @@ def measure_label(text: str) -> str:
     if not m:
         return text
     metric = m["metric"]
-    if metric in TASK_METRICS:
+    if metric in ("wer", "cer"):
         name = f"{metric.upper()} change vs FP32 (points)" if m["plus"] else f"{metric.upper()} (%)"
     else:
         name = _MEASURE_NAMES.get(metric, metric)

@@ -99,7 +99,9 @@ def task_options(fn):
         click.option("--data", "data", type=click.Path(), metavar="PATH", help="Dataset: NeMo manifest, or folder of audio + .txt."),
         click.option("--limit", type=int, help="Use the first N clips of the dataset."),
         click.option("--label-free", is_flag=True, help="Reference transcript = the FP32 model's output (drift WER)."),
-        click.option("--decoder", type=click.Path(dir_okay=False), metavar="FILE", help="whisper: decoder ONNX (default: decoder.onnx beside the model)."),
+        click.option("--decoder", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="whisper: decoder ONNX, with or without past key/values (default beside the model: "
+                          "decoder_model_merged.onnx, decoder_with_past_model.onnx, else decoder.onnx)."),
         click.option("--tokenizer", type=click.Path(dir_okay=False), metavar="FILE", help="whisper: tokenizer.json (default: beside the model)."),
         click.option("--vocab", type=click.Path(dir_okay=False), metavar="FILE", help="ctc: vocab.json (token -> id) or one token per line."),
         click.option("--blank", default=0, show_default=True, help="ctc: blank id."),
@@ -109,7 +111,8 @@ def task_options(fn):
         click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True,
                      help="A clip that cannot be decoded: skip it with a warning, or stop."),
         click.option("--under-test", "--test", "test_part", type=click.Choice(WHISPER_PARTS), default="encoder", show_default=True,
-                     help="whisper: which part runs in reduced precision (--test is the old name)."),
+                     help="whisper: which part runs in reduced precision (--test is the old name); decoder: the decoder "
+                          "is the model under test, driven by the decode loop (pins name its nodes)."),
     ])
 
 
@@ -120,10 +123,13 @@ def _examples(*lines: str) -> str:
 
 EXAMPLES = {
     "compare": _examples("precdoctor compare model.onnx --inputs sample.npz --precision fp16",
-                         "precdoctor compare model.onnx --input-shapes 'x:[1,16000]' --pin op:LayerNormalization --json r.json"),
+                         "precdoctor compare model.onnx --input-shapes 'x:[1,16000]' --pin op:LayerNormalization --json r.json",
+                         "precdoctor compare encoder.onnx --task whisper --data clips/ --under-test decoder --precision bf16"),
     "scan": _examples("precdoctor scan model.onnx --inputs sample.npz --json risks.json"),
     "bisect": _examples("precdoctor bisect model.onnx --inputs a.npz --inputs b.npz --accept 'max-abs<=1' --out fix",
-                        "precdoctor bisect encoder.onnx --task whisper --data clips/ --accept 'wer<=+0.5' --out fix"),
+                        "precdoctor bisect encoder.onnx --task whisper --data clips/ --accept 'wer<=+0.5' --out fix",
+                        "precdoctor bisect encoder.onnx --task whisper --data clips/ --under-test decoder \\",
+                        "    --decoder decoder_model_merged.onnx --accept 'token-agreement>=1' --out fix-decoder"),
     "wer": _examples("precdoctor wer encoder.onnx --task whisper --data clips/ --precision fp16 --other",
                      "precdoctor wer model.onnx --task ctc --vocab vocab.json --data manifest.json --pins fix/pins.json"),
     "report": _examples("precdoctor report fix/run.json -o postmortem.html"),
@@ -186,6 +192,7 @@ def _json_help(what: str) -> str:
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the full per-tensor results here"))
+@task_options
 def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, allow_internal_nonfinite, json_out, **o):
     """Run FP32 and reduced precision side by side and report where they part."""
     from .comparison import Tolerance
@@ -194,7 +201,7 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
 
     _logging(quiet=True)
     r = run(CompareParams(model, precision, _inputs(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), _engine(o),
-                          Tolerance(rtol, atol), json_out, allow_internal_nonfinite))
+                          Tolerance(rtol, atol), json_out, allow_internal_nonfinite, _task(o)))
     say(terminal.compare_summary(r, top), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
 
@@ -218,7 +225,7 @@ def scan(model, inputs, shapes, seed, target, json_out):
 @click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to fix.")
 @click.option("--accept", "accept", multiple=True, metavar="CRITERION",
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
-                   "[OUTPUT:]..., wer<=+X, cer<=+X or wer<=X (with --task/--data). Default: finite, rel-l2<=0.05. "
+                   "[OUTPUT:]..., wer<=+X, cer<=+X, wer<=X or token-agreement>=X (with --task/--data). Default: finite, rel-l2<=0.05. "
                    "finite-inside (no new Inf/NaN inside the graph) always applies unless --allow-internal-nonfinite.")
 @click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
 @engine_options

@@ -55,7 +55,7 @@ class InputSpec:
         return [random_inputs(graph, parse_shapes(self.shapes), self.seed)]
 
 
-def _input_specs(graph: GraphView) -> dict[str, tuple[np.dtype, list]]:
+def input_specs(graph: GraphView) -> dict[str, tuple[np.dtype, list]]:
     specs = {}
     for vi in graph.model.graph.input:
         if vi.name in graph.initializers:
@@ -180,7 +180,7 @@ def parse_shapes(specs) -> dict[str, list[int]]:
 def random_inputs(graph: GraphView, shapes: dict[str, list[int]], seed: int = 0) -> Sample:
     """Seeded random data; dynamic dims must be given, static ones are taken from the model."""
     rng = np.random.default_rng(seed)
-    specs = _input_specs(graph)
+    specs = input_specs(graph)
     unknown = set(shapes) - set(specs)
     if unknown:
         raise BadInput(f"--input-shapes names unknown input(s) {sorted(unknown)}; model inputs are {sorted(specs)}")
@@ -270,7 +270,7 @@ def validate(graph: GraphView, samples: list[Sample], where: str | None = None) 
     ``where`` names a single sample in messages (a task's input for one clip)."""
     if not samples:
         raise BadInput("no input samples")
-    specs = _input_specs(graph)
+    specs = input_specs(graph)
     return [_check_sample(graph, specs, sample, where or (f"sample {k}" if len(samples) > 1 else "the input sample"))
             for k, sample in enumerate(samples)]
 

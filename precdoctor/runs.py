@@ -26,10 +26,11 @@ from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
 from .verification import Verification
 
-SCHEMA_VERSION = 6  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
+SCHEMA_VERSION = 7  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
 #                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges;
 #                     5: targets (engine assumptions, TF32 check, verdicts per target), verification files, verify runs;
-#                     6: bisect's fix by rewrite (fix, rewrite)
+#                     6: bisect's fix by rewrite (fix, rewrite);
+#                     7: decodes against FP32's (task reports), compare's task report
 
 
 @dataclass
@@ -168,6 +169,7 @@ class CompareRun(Run):
     verdict: Literal["ok", "diverges", "reference-nonfinite"]  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
     reasons: list[str] = field(default_factory=list)
     allow_internal_nonfinite: bool = False
+    task: TaskReport | None = None  # --task: the proxy clips' WER and decodes
 
     def validate(self, where: str) -> None:
         if self.nodes < 1:

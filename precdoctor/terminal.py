@@ -69,10 +69,30 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
         lines += table(["tensor #", "node", "op", "rel. L2", "SQNR dB", "new Inf/NaN", "FP32 |max|"],
                        [[t.index, t.node, t.op, g(t.rel_l2), g(t.sqnr_db, ".1f"), t.nonfinite_new, g(t.ref_absmax)] for t in worst],
                        {0, 3, 4, 5, 6})
+    lines += decode_lines(r.task)
     lines += warning_lines(r)
     lines.append(f"verdict: {r.verdict.upper()}" + (" - " + "; ".join(r.reasons) if r.reasons else " - every output within tolerance")
                  + (f" (target {r.engine.target})" if r.engine.target else ""))
     return "\n".join(lines)
+
+
+def decode_lines(task, departures: int = 3) -> list[str]:
+    """Each configuration's decode against FP32's: token agreement, identical clips, the per-step logit
+    error (teacher-forced), and the first departures with the tokens on both sides."""
+    if task is None or not task.decodes:
+        return []
+    rows, gone = [], []
+    for d in task.decodes:
+        errs = sorted(e for c in d.clips for e in c.logit_rel_l2)
+        err = f"median {g(errs[len(errs) // 2])}, max {g(errs[-1])} ({len(errs)} steps)" if errs else "-"
+        rows.append([d.config, f"{d.token_agreement:.3f}", f"{d.identical} of {len(d.clips)}", err])
+        gone += [(d.config, c) for c in d.clips if c.departure is not None]
+    lines = [f"decode against FP32's ({len(task.decodes[0].clips)} clips; logit error teacher-forced, on the recorded steps):"]
+    lines += table(["configuration", "token agreement", "identical", "logit rel. L2 per step"], rows, {1})
+    for config, c in gone[:departures]:
+        lines.append(f"  {config} departs on {c.id} at step {c.departure + 1} of {c.steps}: "
+                     f"...{c.before[-30:]!r} then FP32 {c.fp32_token!r}, {config} {c.candidate_token!r}")
+    return lines + ([f"  ... {len(gone) - departures} more departing clip(s)"] if len(gone) > departures else [])
 
 
 def coverage_lines(coverage) -> list[str]:
@@ -110,7 +130,7 @@ def _bisect_tables(r: BisectRun) -> list[str]:
         lines.append(f"task metric ({r.task.clips} clips):")
         lines += table(["configuration", "WER", "CER"], [[row.config, f"{100 * row.wer:.2f} %", f"{100 * row.cer:.2f} %"]
                                                           for row in r.task.rows], {1, 2})
-    return lines
+    return lines + decode_lines(r.task)
 
 
 def _cost(c) -> str:
@@ -185,7 +205,7 @@ def wer_summary(r: WerRun) -> str:
         for u in t.worst[:3]:
             lines.append(f"  [{u.id}] WER {100 * u.wer_naive:.1f} %")
             lines += [f"    {k:10s} {v}" for k, v in (("reference", u.reference), ("fp32", u.fp32), *u.hypotheses.items())]
-    return "\n".join(lines + warning_lines(r))
+    return "\n".join(lines + decode_lines(t) + warning_lines(r))
 
 
 def verify_summary(r: VerifyRun) -> str:

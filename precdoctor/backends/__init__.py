@@ -1,8 +1,9 @@
 """Backends: one small interface, one module per engine, heavy imports deferred.
 
 A backend answers two questions about a precision plan on some samples:
-``runner(graph, plan)`` gives a callable returning the graph outputs the plan
-produces (what the search evaluates), and ``measure(graph, plan, samples)``
+``runner(graph, plan, samples)`` gives a callable returning the graph outputs the plan
+produces (what the search evaluates; ``samples``, where known, are the feeds it will be
+given, so that sessions suit their shapes), and ``measure(graph, plan, samples)``
 gives per-tensor statistics against the FP32 reference (what comparison and
 the report use). The FP32 reference itself is ``reference.ReferenceRunner``.
 """
@@ -56,7 +57,7 @@ class Backend(ABC):
     name = "?"
 
     @abstractmethod
-    def runner(self, graph, plan) -> Runner: ...
+    def runner(self, graph, plan, samples=None) -> Runner: ...
 
     @abstractmethod
     def measure(self, graph, plan, samples) -> Measurement: ...

@@ -24,10 +24,10 @@ class EmulationBackend(Backend):
         return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=o.profile, recurrent=o.recurrent,
                           target=self.target, constants=o.constants, tf32=o.tf32)
 
-    def runner(self, graph, plan):
+    def runner(self, graph, plan, samples=None):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
         emu = emulation_model(graph, plan, self.options)
-        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights_dir=graph.weights_dir)
+        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights_dir=graph.weights_dir, samples=samples)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 

@@ -70,9 +70,14 @@ class ShapedSessions:
 
     Past ``max_shapes`` signatures (a dataset of clips of many lengths) one session with the
     model's own symbolic shapes serves the rest: each new session costs its start-up again.
+    ``samples``, the feeds it is about to run where they are known: when they hold more signatures
+    than ``max_shapes``, the symbolic session serves them all from the start (a decoder's steps,
+    each a cache one longer: the range probes of Whisper's with-past decoder took 10 s per session).
     """
 
-    def __init__(self, model: onnx.ModelProto, max_shapes: int = MAX_SHAPE_SESSIONS, **session_kw):
+    def __init__(self, model: onnx.ModelProto, max_shapes: int = MAX_SHAPE_SESSIONS, samples=None, **session_kw):
+        if samples is not None and len({shape_key(s) for s in samples}) > max_shapes:
+            max_shapes = 0
         self.model, self.kw, self.max_shapes = model, session_kw, max_shapes
         self.sessions: dict = {}
         self.generic = None

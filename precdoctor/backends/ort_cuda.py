@@ -42,8 +42,9 @@ class OrtCudaBackend(Backend):
 
         return EngineInfo(self.name, f"onnxruntime-gpu {onnxruntime.__version__}, CUDA kernels", graph_opt=self.graph_opt)
 
-    def runner(self, graph, plan):
-        sessions = ort.ShapedSessions(mixed_model(graph, plan).model, providers=self.providers, graph_opt=self.graph_opt)
+    def runner(self, graph, plan, samples=None):
+        sessions = ort.ShapedSessions(mixed_model(graph, plan).model, providers=self.providers, graph_opt=self.graph_opt,
+                                      samples=samples)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 

@@ -18,6 +18,7 @@ class ReferenceRunner:
         self.providers = providers() if use_cuda else ["CPUExecutionProvider"]
         self.sessions = ort.ShapedSessions(graph.model, providers=self.providers, weights_dir=graph.weights_dir)
         self.outputs = graph.outputs
+        self.graph = graph  # its weight store lives as long as the view: sessions built later (new shapes) read from it
 
     def __call__(self, feed: dict) -> dict:
         return ort.run(self.sessions(feed), feed, self.outputs)

@@ -150,7 +150,7 @@ class TrtBackend(Backend):
             self.notes.append(msg)
             log.warning(msg)
 
-    def runner(self, graph, plan):
+    def runner(self, graph, plan, samples=None):
         from polygraphy.backend.trt import TrtRunner
 
         with tempfile.TemporaryDirectory(prefix="precdoctor-trt-") as tmp:

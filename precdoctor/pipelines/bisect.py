@@ -36,6 +36,7 @@ from ..runs import BisectComparisons, BisectRun, Flops, InputInfo
 from ..search import (Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, code_digest, fingerprint,
                       prefix_bisection, range_rule, rank, search)
 from ..targets import describe
+from ..tasks.judge import TOKEN_AGREEMENT, configs
 from ..tasks.registry import TaskParams
 from ..verification import FILES as VERIFY_FILES
 from ..verification import OWNED_DIRS, write_verification
@@ -77,6 +78,11 @@ class BisectParams:
             raise BadInput(f"--accept {acc.INSIDE} and --allow-internal-nonfinite contradict each other")
         return output, task, not self.allow_internal_nonfinite
 
+    @property
+    def subject(self) -> str:
+        """The model under test: ``model``, or the decoder a Whisper task puts under test."""
+        return self.task.under_test(self.model) if self.task is not None else str(self.model)
+
     def check(self) -> None:
         if self.precision not in PRECISIONS:
             raise BadInput(f"unknown precision {self.precision!r}; expected one of {', '.join(PRECISIONS)}")
@@ -90,9 +96,9 @@ class BisectParams:
         if self.task is not None:
             self.task.check()
         check_output_dir(self.out)
-        check_set(self.out, RUN_FILES, keep=(self.model, *self.inputs.files))
+        check_set(self.out, RUN_FILES, keep=(self.model, self.subject, *self.inputs.files))
         check_owned_dirs(self.out, OWNED_DIRS)
-        check_output_file(self.json_out, keep=(self.model, *self.inputs.files))
+        check_output_file(self.json_out, keep=(self.model, self.subject, *self.inputs.files))
 
 
 def _samples_digest(samples) -> str:
@@ -139,13 +145,15 @@ class _Job:
 
 def _setup(p: BisectParams) -> tuple[_Job, InputInfo, list[str]]:
     output_criteria, task_criteria, inside = p.criteria()
-    graph = load_graph(p.model)
+    graph = load_graph(p.subject)
     acc.check_outputs(output_criteria, graph.outputs, [o for o in graph.outputs if graph.is_float(o)])
     judge, warnings = None, []
     if p.task is not None:
         from ..tasks.judge import make_judge
 
         judge = make_judge(graph, p.model, p.task)
+        if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
+            raise BadInput(f"--accept {TOKEN_AGREEMENT}>=X needs a task that decodes tokens in a loop (--task whisper)")
         samples = judge.samples()
         info = InputInfo(len(samples), "task")
     else:
@@ -171,7 +179,7 @@ def run(p: BisectParams) -> BisectRun:
     p.check()
     clock = Clock()
     job, info, warnings = _setup(p)
-    log.info(f"precdoctor bisect: {p.model} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
+    log.info(f"precdoctor bisect: {p.subject} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
              f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
     clock.lap("load")
@@ -205,12 +213,14 @@ def run(p: BisectParams) -> BisectRun:
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
         task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins)
+        task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins),
+                                                       {key: c.pairs for key, c in job.comparisons.items()})
         task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
     verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
     record = BisectRun(
-        model=str(p.model), precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
+        model=p.subject, precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
         evaluation_bound=bound, bound_note=_bound_note(result, bound, len(loc.order)), budget=p.budget, budget_exhausted=result.budget_exhausted,
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
@@ -236,14 +246,14 @@ def _judge_fn(job: _Job, naive):
         if not pins and naive.pairs:  # the naive plan is compared tensor by tensor already: finite-inside is free
             v = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
             return merge(v, finite_inside(naive)) if job.inside else v
-        runner = job.backend.runner(job.graph, Plan(job.fmt.name, pins))
+        runner = job.backend.runner(job.graph, Plan(job.fmt.name, pins), job.samples)
         return acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
 
     return judge
 
 
 def _fingerprint(job: _Job) -> str:
-    return fingerprint(__version__, code_digest(), job.p.model, _samples_digest(job.samples), job.fmt.name,
+    return fingerprint(__version__, code_digest(), job.p.subject, _samples_digest(job.samples), job.fmt.name,
                        acc.describe(job.output_criteria) + (f", {acc.INSIDE}" if job.inside else ""), job.backend.info().to_json(),
                        job.variant)
 
@@ -337,7 +347,7 @@ def _write_verification(job: _Job, record: BisectRun, plan: Plan, stage: Path) -
     """reference/ and the verify scripts, for the plan the run found (the naive one when none passed)."""
     refs = [ref for ref, _ in job.compare(Plan(job.fmt.name)).pairs]
     beyond = [c.text() for c in job.task_criteria] + ([acc.INSIDE] if job.inside else [])
-    record.verification = write_verification(stage, job.p.model, job.graph, plan, job.samples, refs, job.output_criteria, beyond,
+    record.verification = write_verification(stage, job.p.subject, job.graph, plan, job.samples, refs, job.output_criteria, beyond,
                                              record.target, job.p.engine.options(), record.tf32.allowed, relative_to=job.outdir)
     record.artifacts.verify_trt11, record.artifacts.verify_trt10 = record.verification.scripts
 
@@ -348,12 +358,12 @@ def _write(job: _Job, record: BisectRun, plan: Plan, clock: Clock, fixed=None) -
     rendered from the record run.json holds; --json gets the same record, written just before the move."""
     outdir = job.outdir
     with Staging(outdir, owned=RUN_FILES, marker="run.json", owned_dirs=OWNED_DIRS) as stage:
-        record.artifacts = write_artifacts(stage.dir, job.p.model, job.graph, plan, relative_to=outdir, tf32=record.tf32.allowed)
+        record.artifacts = write_artifacts(stage.dir, job.p.subject, job.graph, plan, relative_to=outdir, tf32=record.tf32.allowed)
         _write_verification(job, record, plan, stage.dir)
         record.warnings += [f"{fmt} cannot name {len(names)} pinned node(s) exactly; see {getattr(record.artifacts, fmt)}"
                             for fmt, names in record.artifacts.unexpressible.items()]
         pins = PinsFile(plan.precision, sorted(plan.pins), {k: plan.why[k] for k in sorted(plan.why)}, dict(record.artifacts.forced),
-                        model=os.path.relpath(Path(job.p.model).resolve(), outdir.resolve()), accept=record.accept,
+                        model=os.path.relpath(Path(job.p.subject).resolve(), outdir.resolve()), accept=record.accept,
                         verdict=record.verdict, one_minimal=record.one_minimal, evaluations=record.evaluations,
                         casts=record.artifacts.casts, profile=record.engine.profile, backend=record.engine.backend,
                         warnings=list(record.warnings), target=record.target, assumptions=describe(job.p.engine.options()),

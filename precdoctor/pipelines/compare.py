@@ -1,8 +1,16 @@
-"""``precdoctor compare``: the plan against FP32, every float tensor compared."""
+"""``precdoctor compare``: the plan against FP32, every float tensor compared.
+
+With a task (``--task``/``--data``) the samples are the task's inputs on its first proxy clips;
+with a decode loop (Whisper) those clips are decoded too, the plan against FP32, and reported. A
+departing decode does not change the verdict by itself: in BF16 a healthy decoder flips near-tied
+tokens ("If" / "if") without any loss of WER; the task metric judges that (bisect's ``--accept``).
+With ``--under-test decoder`` the decoder is the model under test and the samples are its inputs at
+every step of FP32's decode (tasks/decoder_judge.py).
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..backends import EngineParams
 from ..comparison import Tolerance, compare_plan
@@ -10,9 +18,10 @@ from ..errors import BadInput
 from ..files import check_output_file, dump_json
 from ..inputs import InputSpec
 from ..plan import PRECISIONS, build_plan
-from ..runs import CompareRun
+from ..runs import CompareRun, InputInfo
+from ..tasks.registry import TaskParams
 from ..verdicts import compare_verdict, warnings_of
-from .common import begin, refuse_empty_outputs, versions
+from .common import Clock, begin, load_graph, refuse_empty_outputs, versions
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class CompareParams:
     tolerance: Tolerance = field(default_factory=Tolerance)
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # new Inf/NaN inside the graph that the outputs do not show: not a failure
+    task: TaskParams | None = None  # samples from the task's proxy clips, and their decode judged
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -33,6 +43,10 @@ class CompareParams:
         check_tolerance(self.tolerance)
         self.inputs.check()
         self.engine.check()
+        if self.task is not None:
+            if not self.inputs.random or self.inputs.shapes:
+                raise BadInput("--task gives compare its samples (the task's clips): leave out --inputs and --input-shapes")
+            self.task.check()
         check_output_file(self.json_out, keep=(self.model, *self.inputs.files, *self.pin_files))
 
 
@@ -42,9 +56,26 @@ def check_tolerance(tol: Tolerance) -> None:
             raise BadInput(f"{name} must be 0 or more, not {value}")
 
 
+def _begin_task(p: CompareParams):
+    """The model under test and the task's samples: the first proxy clips of the dataset, no more."""
+    from ..tasks.judge import make_judge
+
+    clock = Clock()
+    task = replace(p.task, limit=min(p.task.limit or p.task.proxy_clips, p.task.proxy_clips))
+    model = task.under_test(p.model)
+    graph = load_graph(model)
+    judge = make_judge(graph, p.model, task)
+    samples = judge.samples()
+    return clock, model, graph, judge, samples, InputInfo(len(samples), "task"), []
+
+
 def run(p: CompareParams) -> CompareRun:
     p.check()
-    clock, graph, samples, info, warnings = begin(p.model, p.inputs)
+    judge, model = None, str(p.model)
+    if p.task is not None:
+        clock, model, graph, judge, samples, info, warnings = _begin_task(p)
+    else:
+        clock, graph, samples, info, warnings = begin(p.model, p.inputs)
     plan = build_plan(graph, p.precision, p.pins, p.pin_files)
     backend = p.engine.make()
     clock.lap("load")
@@ -52,11 +83,26 @@ def run(p: CompareParams) -> CompareRun:
     refuse_empty_outputs(comparison)
     clock.lap("compare")
     verdict, reasons = compare_verdict(comparison, p.allow_internal_nonfinite)
-    result = CompareRun(model=str(p.model), precision=plan.precision, pins=sorted(plan.pins), nodes=len(graph.nodes), inputs=info,
-                        engine=backend.info(), comparison=comparison, verdict=verdict, reasons=reasons,
-                        allow_internal_nonfinite=p.allow_internal_nonfinite,
+    task = _decode(judge, backend, plan, comparison) if judge is not None else None
+    if task is not None:
+        clock.lap("task")
+    result = CompareRun(model=model, precision=plan.precision, pins=sorted(plan.pins),
+                        nodes=len(graph.nodes), inputs=info, engine=backend.info(), comparison=comparison, verdict=verdict,
+                        reasons=reasons, allow_internal_nonfinite=p.allow_internal_nonfinite,
                         warnings=warnings + warnings_of(comparison, p.allow_internal_nonfinite), timing=clock.timing(),
-                        versions=versions())
+                        versions=versions(), task=task)
     if p.json_out:
         dump_json(p.json_out, result)
     return result
+
+
+def _decode(judge, backend, plan, comparison):
+    """The task report of the proxy clips: WER of FP32 and the plan, the decodes against FP32's."""
+    report = judge.report([])
+    base = judge.fp32()
+    refs = judge.references(base)
+    config = plan.precision + ("+pins" if plan.pins else "")
+    tr = judge.run_plan(backend, plan, config)
+    report.rows = [judge.row(base, refs), judge.row(tr, refs)]
+    report.decodes = judge.decode_reports(backend, [(config, plan)], {plan.key(): comparison.pairs})
+    return report

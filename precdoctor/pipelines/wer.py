@@ -8,6 +8,7 @@ from ..errors import BadInput
 from ..files import check_output_file, dump_json
 from ..plan import PRECISIONS, build_plan
 from ..runs import WerRun
+from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
 from .common import Clock, load_graph, versions
 
@@ -28,7 +29,7 @@ class WerParams:
             raise BadInput(f"unknown precision {self.precision!r}; expected fp32, {', '.join(PRECISIONS)}")
         self.task.check()
         self.engine.check()
-        check_output_file(self.json_out, keep=(self.model, *self.pin_files))
+        check_output_file(self.json_out, keep=(self.model, self.task.under_test(self.model), *self.pin_files))
 
 
 def run(p: WerParams) -> WerRun:
@@ -36,7 +37,8 @@ def run(p: WerParams) -> WerRun:
 
     p.check()
     clock = Clock()
-    graph = load_graph(p.model)
+    model = p.task.under_test(p.model)
+    graph = load_graph(model)
     judge = make_judge(graph, p.model, p.task)
     low = "fp16" if p.precision == "fp32" else p.precision
     pins = build_plan(graph, low, p.pins, p.pin_files).pins
@@ -48,8 +50,9 @@ def run(p: WerParams) -> WerRun:
         report.rows = [judge.row(base, judge.references(base))]
     else:
         report.rows, report.worst, report.normalization = judge.table(backend, p.precision, pins, p.other)
+        report.decodes = judge.decode_reports(backend, configs(p.precision, pins, p.other))
     clock.lap("transcribe")
-    result = WerRun(model=str(p.model), precision=p.precision, pins=sorted(pins), engine=backend.info(), task=report,
+    result = WerRun(model=model, precision=p.precision, pins=sorted(pins), engine=backend.info(), task=report,
                     timing=clock.timing(), versions=versions())
     if p.json_out:
         dump_json(p.json_out, result)

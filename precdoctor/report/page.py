@@ -63,6 +63,8 @@ class Page:
     task: object | None = None  # TaskReport
     task_rows: list[dict] = field(default_factory=list)
     worst: list[dict] = field(default_factory=list)
+    decodes: list[dict] = field(default_factory=list)  # per configuration: its decode against FP32's, per clip (_decodes)
+    decode_steps: list = field(default_factory=list)  # DecodeReports with per-step logit errors, for the figure
     baselines: list[dict] = field(default_factory=list)
     offenders: list = field(default_factory=list)
     trace: list = field(default_factory=list)
@@ -96,6 +98,22 @@ def _diff_html(ref: str, hyp: str) -> str:
 def _worst(task) -> list[dict]:
     return [{"id": u.id, "reference": u.reference, "fp32": _diff_html(u.reference, u.fp32),
              "cands": [(k, _diff_html(u.reference, v)) for k, v in u.hypotheses.items()]} for u in task.worst]
+
+
+def _decodes(task) -> list[dict]:
+    """Per configuration, per clip: the step where the decode first departs from FP32's and the tokens on both sides."""
+    out = []
+    for d in task.decodes:
+        errs = [e for c in d.clips for e in c.logit_rel_l2]
+        clips = [{"id": c.id, "steps": c.steps, "identical": c.identical, "step": "-" if c.identical else f"{c.departure + 1}",
+                  "fp32": c.fp32_token, "cand": c.candidate_token, "before": c.before, "fp32_after": c.fp32_after,
+                  "cand_after": c.candidate_after,
+                  "logit": num(max(c.logit_rel_l2), ".3g") if c.logit_rel_l2 else "-"} for c in d.clips]
+        out.append({"config": d.config, "agreement": f"{d.token_agreement:.3f}", "identical": f"{d.identical} of {len(d.clips)}",
+                    "logit": (f"median {num(sorted(errs)[len(errs) // 2], '.3g')}, max {num(max(errs), '.3g')} over "
+                              f"{len(errs)} steps") if errs else "not measured",
+                    "how": d.logits, "clips": clips})
+    return out
 
 
 def _task_rows(task) -> list[dict]:
@@ -258,11 +276,15 @@ def build_page(run, outdir: Path | None) -> Page:
         page = Page("wer", run.model, run.precision, "wer", verdict_sentence(run, None), f"{run.task.clips} clips, {run.engine.engine}")
         page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
         page.versions, page.warnings = {"precdoctor": "?", **run.versions}, run.warnings
+        _decode_section(page, run.task)
         return page
     naive = run.comparison if isinstance(run, CompareRun) else run.comparison.naive
     page = _common(run, naive)
     if isinstance(run, CompareRun):
         page.series = [(run.precision + (" + pins" if run.pins else ""), naive)]
+        if run.task is not None:
+            page.task, page.task_rows = run.task, _task_rows(run.task)
+            _decode_section(page, run.task)
         return page
     c = run.comparison
     page.series = [(f"naive {run.precision.upper()}", c.naive)] + ([(f"{run.precision.upper()} + pins", c.pinned)] if c.pinned else []) + (
@@ -274,6 +296,7 @@ def build_page(run, outdir: Path | None) -> Page:
     page.commands = [a for a in page.artifacts if a["key"] in FIRST_SCREEN]
     if run.task is not None:
         page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
+        _decode_section(page, run.task)
     page.rewrite = rewrite_section(run, outdir)
     page.baselines, page.evaluations = _baselines(run), run.evaluation_log
     page.facts.insert(0, ("acceptance", ", ".join(run.accept) + (" (the default)" if run.accept_default else "")))
@@ -281,3 +304,8 @@ def build_page(run, outdir: Path | None) -> Page:
     if run.tf32 is not None:
         page.facts.insert(1, ("TF32", run.tf32.note))
     return page
+
+
+def _decode_section(page: Page, task) -> None:
+    page.decodes = _decodes(task)
+    page.decode_steps = [d for d in task.decodes if any(c.logit_rel_l2 for c in d.clips)]

@@ -68,8 +68,29 @@ def range_figure(page) -> str:
                         X_LABEL, "|max| in FP32", width=1300, height=150))
 
 
+def decode_figure(page) -> str:
+    """The per-step logit error of each configuration (teacher-forced), the recorded steps of each clip
+    side by side; a vertical line where each clip begins."""
+    reports = page.decode_steps
+    series, rules, x = [], [], 0
+    for k, d in enumerate(reports):
+        color, width, dash = SERIES_STYLE[k % len(SERIES_STYLE)]
+        xs, ys, x = [], [], 0
+        for c in d.clips:
+            if k == 0 and c.logit_rel_l2:
+                rules.append(Rule(_short(c.id, 24), "#999999", x=x))
+            xs += [x + j for j in range(len(c.logit_rel_l2))] + [x + len(c.logit_rel_l2)]
+            ys += [v if math.isfinite(v) and v > 0 else math.nan for v in c.logit_rel_l2] + [math.nan]  # a gap between clips
+            x += len(c.logit_rel_l2) + 1
+        series.append(Series(d.config, xs, ys, color, width, dash))
+    return render(Chart(series, rules, "recorded decode step (clips side by side)", "logits' relative L2 error vs FP32",
+                        width=1300, height=160, title="Per-step logit error, teacher-forced"))
+
+
 def figures(page) -> dict[str, str]:
     out = error_figures(page)
     if out:
         out["range"] = range_figure(page)
+    if getattr(page, "decode_steps", None):
+        out["decode"] = decode_figure(page)
     return out

@@ -25,6 +25,7 @@ class CachedTranscripts(Record):
     config: str
     hyps: list[str]
     seconds: float
+    tokens: list[list[int]] | None = None  # decode-loop tasks: each clip's tokens, for token agreement
 
 
 def audio_digest(audio) -> str:

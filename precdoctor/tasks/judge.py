@@ -14,6 +14,8 @@ from ..errors import BadInput
 from ..plan import Plan
 from ..records import Record
 from . import audio, wer
+from .decodes import DecodeReport, StepErrors, decode_report
+from .decoding import agreement
 from .registry import TaskParams, make_task
 
 
@@ -52,6 +54,7 @@ class TaskReport(Record):
     rows: list[WerRow] = field(default_factory=list)
     worst: list[Utterance] = field(default_factory=list)
     normalization: str | None = None
+    decodes: list[DecodeReport] = field(default_factory=list)  # per configuration, against FP32's decode (decode-loop tasks)
 
     def row(self, config: str) -> WerRow | None:
         return next((r for r in self.rows if r.config == config), None)
@@ -62,6 +65,7 @@ class Transcripts:
     config: str
     hyps: list[str]
     seconds: float
+    tokens: list[list[int]] | None = None  # per clip, one token per decode step (decode-loop tasks)
 
 
 @dataclass
@@ -81,6 +85,11 @@ class TaskJudge:
     def label_free(self) -> bool:
         return self.params.label_free or all(c.text is None for c in self.clips)
 
+    @property
+    def decodes(self) -> bool:
+        """The task decodes tokens in a loop (Whisper): token agreement and decode reports apply."""
+        return callable(getattr(self.task, "transcribe_tokens", None))
+
     def feed(self, k: int) -> dict:
         """The task's model input for clip k, checked against the model as any input sample is."""
         from ..inputs import validate
@@ -93,17 +102,14 @@ class TaskJudge:
         return [self.feed(k) for k in range(min(self.params.proxy_clips, len(self.audio)))]
 
     def transcribe(self, runner, config: str) -> Transcripts:
-        """Transcripts of every clip with ``runner`` as the model under test; tasks that can put a
-        second model under test (Whisper's decoder) get the configuration's precision too."""
+        """Transcripts of every clip with ``runner`` as the model under test; a decode-loop task gets the
+        configuration's precision too (Whisper's ``--under-test both`` runs its decoder naive in it)."""
         t = time.perf_counter()
+        if not self.decodes:
+            return Transcripts(config, [self.task.transcribe(runner(self.feed(k))) for k in range(len(self.audio))], time.perf_counter() - t)
         precision = None if config == "fp32" else config.split("+")[0]
-        if getattr(self.task, "test", "encoder") == "decoder":
-            runner = self._fp32_runner()
-        if hasattr(self.task, "decoder_for"):
-            hyps = [self.task.transcribe(runner(self.feed(k)), precision) for k in range(len(self.audio))]
-        else:
-            hyps = [self.task.transcribe(runner(self.feed(k))) for k in range(len(self.audio))]
-        return Transcripts(config, hyps, time.perf_counter() - t)
+        done = [self.task.transcribe_tokens(runner(self.feed(k)), precision) for k in range(len(self.audio))]
+        return Transcripts(config, [h for h, _ in done], time.perf_counter() - t, [s for _, s in done])
 
     def _fp32_runner(self):
         if "_fp32_runner" not in self.cache:
@@ -125,14 +131,14 @@ class TaskJudge:
     def _cached(self, key: str, config: str, runner) -> Transcripts:
         if key not in self.cache:
             stored = self.store.get(key) if self.store else None
-            if stored is not None and len(stored.hyps) == len(self.audio):  # a damaged entry is transcribed again
-                self.cache[key] = Transcripts(config, stored.hyps, stored.seconds)
+            if stored is not None and len(stored.hyps) == len(self.audio) and (stored.tokens is not None) == self.decodes:
+                self.cache[key] = Transcripts(config, stored.hyps, stored.seconds, stored.tokens)  # a damaged entry is transcribed again
             else:
                 self.cache[key] = tr = self.transcribe(runner(), config)
                 if self.store:
                     from .cache import CachedTranscripts
 
-                    self.store.put(CachedTranscripts(key, config, tr.hyps, tr.seconds))
+                    self.store.put(CachedTranscripts(key, config, tr.hyps, tr.seconds, tr.tokens))
         return self.cache[key]
 
     def files(self) -> list[str]:
@@ -150,7 +156,10 @@ class TaskJudge:
         b, c = wer.score(refs, base.hyps, self.params.numbers), wer.score(refs, cand.hyps, self.params.numbers)
         measures, failed = {}, []
         for crit in criteria:
-            value = (getattr(c, crit.metric) - (getattr(b, crit.metric) if crit.relative else 0.0)) * 100  # points
+            if crit.metric == TOKEN_AGREEMENT:
+                value = agreement(base.tokens, cand.tokens)
+            else:
+                value = (getattr(c, crit.metric) - (getattr(b, crit.metric) if crit.relative else 0.0)) * 100  # points
             measures[crit.text()] = value
             if not crit.holds(value):
                 failed.append(crit.text())
@@ -164,12 +173,7 @@ class TaskJudge:
         """WER rows (FP32, naive low precision, the other format, the pinned plan), worst utterances, normalization."""
         base = self.fp32()
         refs = self.references(base)
-        runs = [base, self.run_plan(backend, Plan(precision), precision)]
-        if other:
-            o = "bf16" if precision == "fp16" else "fp16"
-            runs.append(self.run_plan(backend, Plan(o), o))
-        if pins:
-            runs.append(self.run_plan(backend, Plan(precision, frozenset(pins)), precision + "+pins"))
+        runs = [base] + [self.run_plan(backend, plan, config) for config, plan in configs(precision, pins, other)]
         naive, numbers = runs[1], self.params.numbers
         worst = sorted(range(len(self.clips)), key=lambda i: -wer.utterance_wer(refs[i], naive.hyps[i], numbers))[:5]
         utts = [Utterance(self.clips[i].id, refs[i], base.hyps[i], {tr.config: tr.hyps[i] for tr in runs[1:]},
@@ -177,11 +181,55 @@ class TaskJudge:
         return [self.row(tr, refs) for tr in runs], utts, wer.normalization(numbers)
 
 
+    def decode_reports(self, backend, plans: list[tuple[str, Plan]], pairs: dict | None = None) -> list[DecodeReport]:
+        """Each (configuration, plan) decoded against FP32's decode, per clip (``configs`` gives the table's);
+        ``pairs``: plan key -> a comparison's (reference, candidate) outputs on ``samples()``, reused for the
+        per-step logit error."""
+        if not self.decodes:
+            return []
+        base, out = self.fp32(), []
+        for config, plan in plans:
+            tr = self.run_plan(backend, plan, config)
+            errors, how = self.step_errors(backend, plan, (pairs or {}).get(plan.key()))
+            out.append(decode_report(config, [c.id for c in self.clips], base.tokens, tr.tokens, self.task.pieces, errors, how))
+        return out
+
+    def step_errors(self, backend, plan: Plan, pairs=None) -> tuple[StepErrors, str]:
+        """The per-step logit error of a plan (teacher-forced); none here: the decoder is not the model under test."""
+        return {}, ""
+
+
+TOKEN_AGREEMENT = "token-agreement"
+
+
+def configs(precision: str, pins=frozenset(), other: bool = True) -> list[tuple[str, Plan]]:
+    """The configurations a task table shows besides FP32: naive, the other format's naive, the pinned plan."""
+    out = [(precision, Plan(precision))]
+    if other:
+        o = "bf16" if precision == "fp16" else "fp16"
+        out.append((o, Plan(o)))
+    if pins:
+        out.append((precision + "+pins", Plan(precision, frozenset(pins))))
+    return out
+
+
 def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
+    """The judge of a task on ``graph``, the model under test: the model itself, or the decoder that
+    ``params`` puts under test (``TaskParams.under_test``; then ``model_path`` is the encoder)."""
     params.check()
+    if params.decoder_under_test:
+        from .decoder_judge import make_decoder_judge
+
+        return make_decoder_judge(graph, model_path, params)
     task = make_task(model_path, params)
     if len(graph.inputs) != 1:
         raise BadInput(f"the {task.name} task expects a model with one input; this one has {graph.inputs}")
+    clips, audio_ = dataset(params, task.rate)
+    return TaskJudge(task, graph, clips, audio_, params, graph.inputs[0])
+
+
+def dataset(params: TaskParams, rate: int) -> tuple[list, list]:
+    """The clips of the dataset and their audio at the task's rate."""
     clips = audio.dataset(params.data, params.limit, params.label_free)
-    loaded = audio.load_clips(clips, task.rate, params.on_bad_audio)
-    return TaskJudge(task, graph, [c for c, _ in loaded], [a for _, a in loaded], params, graph.inputs[0])
+    loaded = audio.load_clips(clips, rate, params.on_bad_audio)
+    return [c for c, _ in loaded], [a for _, a in loaded]

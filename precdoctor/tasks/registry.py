@@ -41,6 +41,18 @@ class TaskParams:
     delimiter: str = "|"
     normalize_audio: bool = True
 
+    @property
+    def decoder_under_test(self) -> bool:
+        return self.name == "whisper" and self.test_part == "decoder"
+
+    def under_test(self, model_path: str | Path) -> str:
+        """The model under test: ``model_path`` (the encoder, for Whisper), or the decoder with ``--under-test decoder``."""
+        if not self.decoder_under_test:
+            return str(model_path)
+        from .whisper import default_decoder
+
+        return str(self.decoder or default_decoder(Path(model_path).parent))
+
     def check(self) -> None:
         """What can be checked before any work."""
         if self.name not in TASKS and ":" not in self.name:
@@ -55,17 +67,20 @@ class TaskParams:
             raise BadInput(f"proxy clips must be 1 or more, not {self.proxy_clips}")
         if self.test_part not in WHISPER_PARTS:
             raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {self.test_part!r}")
+        if self.test_part != "encoder" and self.name != "whisper":
+            raise BadInput(f"--under-test {self.test_part} is for the whisper task; the {self.name} task tests its model")
         for module in ("soundfile", "soxr", "jiwer") + (("tokenizers",) if self.name == "whisper" else ()):
             require(module, "asr", "--task")
 
 
-def make_task(model_path: str | Path, params: TaskParams):
+def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
+    """The task object; ``decoder_graph``: Whisper's decoder, already loaded as the model under test."""
     model_dir = Path(model_path).parent
     if params.name == "whisper":
-        from .whisper import WhisperTask
+        from .whisper import WhisperTask, default_decoder
 
-        return WhisperTask(params.decoder or model_dir / "decoder.onnx", params.tokenizer or model_dir / "tokenizer.json",
-                           test=params.test_part)
+        return WhisperTask(params.decoder or default_decoder(model_dir), params.tokenizer or model_dir / "tokenizer.json",
+                           test=params.test_part, graph=decoder_graph)
     if params.name == "ctc":
         from .ctc import CtcTask
 

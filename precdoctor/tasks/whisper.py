@@ -1,4 +1,10 @@
-"""Whisper: log-mel in, encoder under test, greedy decoding with the English-only prompt."""
+"""Whisper: log-mel in, greedy decoding with the English-only prompt; the encoder or the decoder under test.
+
+The decoder is read as exported (tasks/decoding.py): decoder.onnx recomputing the prefix at every
+step, or optimum's KV-cache decoders. Beside the encoder, the first found of
+decoder_model_merged.onnx, decoder_with_past_model.onnx (with decoder_model.onnx for its first
+step) and decoder.onnx is used: the cache makes each step read one token instead of the prefix.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,9 +16,12 @@ from ..errors import BadInput, require
 from ..files import read_json, regular_file
 from ..graph import open_model
 from ..records import Record
+from .decoding import DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
 
 MAX_DECODE_TOKENS = 448  # Whisper's text context: no greedy decode runs longer
+DECODERS = ("decoder_model_merged.onnx", "decoder_with_past_model.onnx", "decoder.onnx")  # preferred first, beside the encoder
+FIRST_STEP = "decoder_model.onnx"  # optimum's decoder without past: the with-past decoder's first step
 
 
 @dataclass
@@ -40,43 +49,67 @@ def read_meta(path: Path) -> WhisperMeta:
     return WhisperMeta.from_json(read_json(path, "whisper metadata"), where=str(path)) if path.is_file() else WhisperMeta()
 
 
-class WhisperTask:
-    """``encoder``: the model under test, [1, 80, 3000] log-mel -> [1, 1500, D].
+def default_decoder(folder: Path) -> Path:
+    """The decoder beside the encoder: a KV-cache decoder where one is (see the module docstring)."""
+    for name in DECODERS:
+        if (folder / name).is_file() and (name != "decoder_with_past_model.onnx" or (folder / FIRST_STEP).is_file()):
+            return folder / name
+    return folder / DECODERS[-1]
 
-    The decoder (tokens + encoder states -> logits) runs FP32 on ONNX Runtime
-    unless ``test`` is ``decoder`` or ``both``: then it runs the configuration's
-    naive low-precision plan (emulated), and with ``decoder`` the encoder stays FP32.
-    """
+
+class WhisperTask:
+    """``test``: which part runs in reduced precision. ``encoder``: the encoder is the model under
+    test and the decoder runs FP32; ``both``: the decoder also runs the configuration's naive plan
+    (emulated); ``decoder``: the decoder is the model under test (tasks/decoder_judge.py drives it,
+    the encoder runs FP32). A with-past decoder's first-step decoder always runs FP32: it is another
+    model, not the one under test (put the merged decoder under test to cover the first step)."""
 
     name = "whisper"
     rate = SAMPLE_RATE
 
-    def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder"):
+    def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder",
+                 graph=None):
         tokenizers = require("tokenizers", "asr", "the whisper task")
 
         for p, what in ((decoder, "whisper task: decoder"), (tokenizer, "whisper task: tokenizer")):
             regular_file(p, what)
         meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
         m = read_meta(meta_path)
-        self.sot, self.no_ts, self.eot = m.sot, m.no_timestamps, m.eot
-        self.suppress = np.array(m.suppress_ids, np.int64)
-        self.suppress_begin = np.array([220, self.eot] if m.suppress_ids_begin is None else m.suppress_ids_begin, np.int64)
-        self.max_tokens = m.max_tokens
+        self.eot, self.max_tokens = m.eot, m.max_tokens
+        self.rules = Greedy((m.sot, m.no_timestamps), m.eot, tuple(m.suppress_ids),
+                            tuple([220, m.eot] if m.suppress_ids_begin is None else m.suppress_ids_begin), m.max_tokens)
         try:
             self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
         except Exception as exc:  # the tokenizers binding raises a bare Exception for any bad file
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
-        self._files = [str(decoder), str(tokenizer), str(meta_path)] if meta_path.is_file() else [str(decoder), str(tokenizer)]
+        self._files = [str(decoder), str(tokenizer)] + ([str(meta_path)] if meta_path.is_file() else [])
         if test not in ("encoder", "decoder", "both"):
             raise BadInput(f"--under-test must be encoder, decoder or both, not {test!r}")
-        self.test = test
-        self.decoder_graph = open_model(decoder)
+        self.test, self.decoder_path = test, Path(decoder)
+        self.decoder_graph = graph if graph is not None else open_model(decoder)
+        self._open_decoder(Path(decoder))
         self._decoders: dict[str | None, object] = {}
 
+    def _open_decoder(self, decoder: Path) -> None:
+        self.first_graph = first = None
+        if needs_first_step(self.decoder_graph):
+            path = decoder.with_name(FIRST_STEP)
+            if not path.is_file():
+                raise BadInput(f"whisper task: {decoder.name} takes past key/values but no encoder states; its first step needs "
+                               f"the decoder without past ({FIRST_STEP}) beside it")
+            self.first_graph = open_model(path)
+            first = read_layout(self.first_graph, f"whisper task: {path}")
+            if first.kind != "prefix" or not first.encoder:
+                raise BadInput(f"whisper task: {path} must read the prompt and the encoder states (no past key/values)")
+            self._files.append(str(path))
+        layout = read_layout(self.decoder_graph, f"whisper task: {decoder}", tuple(self.first_graph.outputs) if first else ())
+        self.loop = DecodeLoop(layout, self.rules, first)
+        self._first_runner = None
+
     def decoder_for(self, precision: str | None):
-        """The decoder runner for a configuration: FP32 unless the decoder is under test."""
-        key = precision if self.test in ("decoder", "both") else None
+        """The decoder runner for a configuration: FP32 unless the decoder runs the naive plan too (``both``)."""
+        key = precision if self.test == "both" else None
         if key not in self._decoders:
             if key is None:
                 from ..backends.reference import ReferenceRunner
@@ -93,26 +126,33 @@ class WhisperTask:
         return list(self._files)
 
     def describe(self) -> dict:
-        return {"task": self.name, "under_test": self.test, "max_tokens": self.max_tokens,
-                "decoder": "FP32 (onnxruntime)" if self.test == "encoder" else "naive low precision per configuration (emulated)"}
+        first = f", first step {FIRST_STEP} in FP32" if self.first_graph is not None else ""
+        decoder = {"encoder": "FP32 (onnxruntime)", "both": "naive low precision per configuration (emulated)",
+                   "decoder": "the model under test; the encoder FP32, computed once per clip"}[self.test]
+        return {"task": self.name, "under_test": self.test, "max_tokens": self.max_tokens, "decoder": decoder,
+                "decoder_file": self.decoder_path.name, "decoder_layout": self.loop.layout.kind + first}
 
     def feeds(self, audio: np.ndarray, input_name: str) -> dict:
         return {input_name: log_mel(audio)}
 
+    def decode(self, states: np.ndarray, decoder, record: list | None = None, logits: list | None = None) -> list[int]:
+        """Greedy tokens of one clip, the end token included when the decode stopped on it (decoding.DecodeLoop)."""
+        if self.first_graph is not None and self._first_runner is None:
+            from ..backends.reference import ReferenceRunner
+
+            self._first_runner = ReferenceRunner(self.first_graph)
+        return self.loop.run(decoder, states.astype(np.float32), self._first_runner, record, logits)
+
+    def text(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode([t for t in tokens if t < self.eot]).strip()
+
+    def pieces(self, tokens: list[int]) -> str:
+        """Tokens as the tokenizer writes them, special ones included (reports)."""
+        return self.tokenizer.decode(list(tokens), skip_special_tokens=False)
+
+    def transcribe_tokens(self, outputs: dict, precision: str | None = None) -> tuple[str, list[int]]:
+        tokens = self.decode(next(iter(outputs.values())), self.decoder_for(precision))
+        return self.text(tokens), tokens
+
     def transcribe(self, outputs: dict, precision: str | None = None) -> str:
-        decoder = self.decoder_for(precision)
-        states = next(iter(outputs.values())).astype(np.float32)
-        tokens = [self.sot, self.no_ts]
-        prompt = len(tokens)
-        for _ in range(self.max_tokens):
-            logits = decoder({"tokens": np.array([tokens], np.int64), "encoder_hidden_states": states})["logits"][0, -1]
-            logits = logits.astype(np.float32).copy()
-            logits[self.suppress[self.suppress < logits.size]] = -np.inf
-            if len(tokens) == prompt:
-                logits[self.suppress_begin[self.suppress_begin < logits.size]] = -np.inf
-            nxt = int(np.argmax(logits))
-            if nxt == self.eot:
-                break
-            tokens.append(nxt)
-        text_tokens = [t for t in tokens[prompt:] if t < self.eot]
-        return self.tokenizer.decode(text_tokens).strip()
+        return self.transcribe_tokens(outputs, precision)[0]

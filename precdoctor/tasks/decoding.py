@@ -1,0 +1,224 @@
+"""The decode loop: greedy decoding with a decoder ONNX as exported, with or without a KV cache.
+
+Three layouts, told apart by the decoder's inputs (names as optimum and torch.onnx write them):
+
+    prefix      token ids [1, n] and the encoder states -> logits: the whole prefix at every step
+                (decoder.onnx; optimum's decoder_model.onnx too, its present.* outputs unused)
+    one model   token ids, encoder states and past key/values (past_key_values.* -> present.*), and
+                optionally a boolean use_cache_branch (optimum's merged decoder: an If on it). The
+                first step gets an empty cache (and the flag false), each later step the last token,
+                the cache and the flag true
+    with past   token ids and past key/values, no encoder states (decoder_with_past_model.onnx): a
+                first-step decoder without past (decoder_model.onnx) reads the prompt and the encoder
+                states once and returns the first cache
+
+A present output that is missing or empty leaves the cached value as it was: optimum's merged
+decoder returns the encoder's key/values only on the first step (empty constants after), and the
+with-past decoder returns none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BadInput
+from ..inputs import input_specs
+
+Runner = Callable[[dict], dict]
+TOKEN_INPUTS = ("input_ids", "decoder_input_ids", "tokens")  # which integer input holds the ids, where there are several
+PAST_TO_PRESENT = (("past_key_values", "present"), ("past_key_value", "present"), ("past", "present"))
+LOGITS = "logits"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a decoder is fed and read."""
+
+    tokens: str
+    token_dtype: str
+    logits: str
+    encoder: str | None = None
+    cache: tuple[tuple[str, str], ...] = ()  # (past input, the present output that refreshes it)
+    empty: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # one model: the first step's empty past (name, shape, dtype)
+    branch: str | None = None  # use_cache_branch
+    branch_rank: int = 1
+
+    @property
+    def kind(self) -> str:
+        return "prefix" if not self.cache else ("one model" if self.encoder else "with past")
+
+
+def needs_first_step(graph) -> bool:
+    """A decoder with past key/values but no encoder-states input: its first step is another model."""
+    floats = [n for n, (dt, _) in input_specs(graph).items() if dt is None or dt.kind == "f"]
+    return any(_is_past(n) for n in floats) and all(_is_past(n) for n in floats)
+
+
+def _is_past(name: str) -> bool:
+    return "past" in name.lower()
+
+
+def _token_input(ints: list[str], where: str) -> str:
+    if len(ints) == 1:
+        return ints[0]
+    named = [n for n in TOKEN_INPUTS if n in ints]
+    if not named:
+        raise BadInput(f"{where}: cannot tell which input holds the token ids ({', '.join(ints) or 'no integer input'}); "
+                       f"expected one integer input or one named {', '.join(TOKEN_INPUTS)}")
+    return named[0]
+
+
+def _present(past: str, outputs: set[str], where: str) -> str:
+    for old, new in PAST_TO_PRESENT:
+        if old in past and past.replace(old, new, 1) in outputs:
+            return past.replace(old, new, 1)
+    raise BadInput(f"{where}: no output refreshes the cache input {past!r} (expected {past.replace('past_key_values', 'present', 1)!r} "
+                   "or another present.* name, as optimum and torch.onnx export them)")
+
+
+def _empty(name: str, dims: list | None, dtype, where: str) -> tuple[str, tuple[int, ...], str]:
+    """The first step's empty past: static axes kept, the batch axis 1, the other dynamic axes (the sequence) 0."""
+    if dims is None:
+        raise BadInput(f"{where}: the cache input {name!r} has no declared shape, so its empty first-step value cannot be made")
+    shape = tuple(d if isinstance(d, int) and d > 0 else (1 if axis == 0 else 0) for axis, d in enumerate(dims))
+    if 0 not in shape:
+        raise BadInput(f"{where}: the cache input {name!r} has no dynamic sequence axis ({dims}); it cannot start empty")
+    return name, shape, str(dtype or np.float32)
+
+
+def read_layout(graph, where: str, first_outputs: tuple[str, ...] = ()) -> Layout:
+    """The decoder's layout from its inputs and outputs; ``first_outputs``: the first-step decoder's
+    outputs (with past: the encoder key/values come from there)."""
+    specs = input_specs(graph)
+    kinds = {n: (dt.kind if dt is not None else "f") for n, (dt, _) in specs.items()}
+    ints = [n for n, k in kinds.items() if k in "iu"]
+    bools = [n for n, k in kinds.items() if k == "b"]
+    past = [n for n, k in kinds.items() if k == "f" and _is_past(n)]
+    states = [n for n, k in kinds.items() if k == "f" and not _is_past(n)]
+    tokens = _token_input(ints, where)
+    extra = [n for n in ints if n != tokens] + states[1:] + bools[1:] + (bools if not past else [])
+    if extra:
+        raise BadInput(f"{where}: the decode loop feeds token ids, encoder states, past key/values and use_cache_branch; "
+                       f"input(s) {', '.join(extra)} are none of those")
+    if not past and not states:
+        raise BadInput(f"{where}: no input for the encoder states (a float input such as encoder_hidden_states)")
+    outputs = set(graph.outputs) | set(first_outputs)
+    cache = tuple((p, _present(p, outputs, where)) for p in past)
+    presents = {q for _, q in cache}
+    logits = LOGITS if LOGITS in graph.outputs else next((o for o in graph.outputs if o not in presents and graph.is_float(o)), None)
+    if logits is None:
+        raise BadInput(f"{where}: no float output holds the logits (expected one named {LOGITS!r})")
+    encoder = states[0] if states else None
+    empty = tuple(_empty(p, specs[p][1], specs[p][0], where) for p in past) if encoder else ()
+    branch_rank = len(specs[bools[0]][1] or [0]) if bools else 1
+    return Layout(tokens, str(specs[tokens][0]), logits, encoder, cache, empty, bools[0] if bools else None, branch_rank)
+
+
+@dataclass(frozen=True)
+class Greedy:
+    """Greedy decoding's rules: the prompt, what is suppressed, when to stop."""
+
+    prompt: tuple[int, ...]
+    eot: int
+    suppress: tuple[int, ...] = ()
+    suppress_begin: tuple[int, ...] = ()  # suppressed on the first step only
+    max_tokens: int = 224
+
+    def pick(self, logits: np.ndarray, first: bool) -> int:
+        x = logits.astype(np.float32).copy()
+        for ids in (self.suppress, self.suppress_begin if first else ()):
+            a = np.asarray(ids, np.int64)
+            x[a[a < x.size]] = -np.inf
+        return int(np.argmax(x))
+
+
+def last_logits(x: np.ndarray) -> np.ndarray:
+    """The last position's logits ([1, n, V] or [1, V] -> [V])."""
+    return np.asarray(x).reshape(-1, np.shape(x)[-1])[-1]
+
+
+class DecodeLoop:
+    """One clip's greedy decode. ``run`` returns the tokens, one per step, the end token included
+    when the decode stopped on it; with ``record`` it appends each step's decoder-under-test inputs,
+    with ``logits`` each of those steps' last-position logits."""
+
+    def __init__(self, layout: Layout, rules: Greedy, first: Layout | None = None):
+        if layout.kind == "with past" and first is None:
+            raise ValueError("a with-past decoder needs a first-step decoder")
+        self.layout, self.rules, self.first = layout, rules, first
+
+    def run(self, step: Runner, states: np.ndarray, first: Runner | None = None, record: list | None = None,
+            logits: list | None = None) -> list[int]:
+        lay, rules = self.layout, self.rules
+        tokens, cache, seq = list(rules.prompt), {}, []
+        for k in range(rules.max_tokens):
+            if k == 0 and lay.kind == "with past":
+                out = first({self.first.tokens: np.array([tokens], self.first.token_dtype), self.first.encoder: states})
+            else:
+                feed = self._feed(tokens, states, cache, k)
+                out = step(feed)
+                if record is not None:
+                    record.append(feed)
+                if logits is not None:
+                    logits.append(last_logits(out[lay.logits]).astype(np.float32))
+            self._refresh(cache, out)
+            nxt = rules.pick(last_logits(out[lay.logits]), k == 0)
+            seq.append(nxt)
+            if nxt == rules.eot:
+                break
+            tokens.append(nxt)
+        return seq
+
+    def _feed(self, tokens: list[int], states: np.ndarray, cache: dict, k: int) -> dict:
+        lay = self.layout
+        if lay.kind == "prefix":
+            return {lay.tokens: np.array([tokens], lay.token_dtype), lay.encoder: states}
+        feed = {lay.tokens: np.array([tokens] if k == 0 else [tokens[-1:]], lay.token_dtype)}
+        if lay.encoder:
+            feed[lay.encoder] = states
+        if k == 0:
+            feed.update({name: np.zeros(shape, dtype) for name, shape, dtype in lay.empty})
+        else:
+            feed.update({p: cache[p] for p, _ in lay.cache})
+        if lay.branch:
+            feed[lay.branch] = np.full((1,) * lay.branch_rank, k > 0, bool)
+        return feed
+
+    def _refresh(self, cache: dict, out: dict) -> None:
+        for past, present in self.layout.cache:
+            value = out.get(present)
+            if value is not None and value.size:
+                cache[past] = value
+            elif past not in cache:
+                raise BadInput(f"the decoder's first step returned no {present!r} to feed its cache input {past!r}")
+
+
+# ----------------------------------------------------------------- against the FP32 decode
+
+
+def departure(ref: list[int], cand: list[int]) -> int | None:
+    """The first step whose token differs from FP32's (0-based); None when the decodes are identical."""
+    for k, (a, b) in enumerate(zip(ref, cand)):
+        if a != b:
+            return k
+    return None if len(ref) == len(cand) else min(len(ref), len(cand))
+
+
+def agreement(refs: list[list[int]], cands: list[list[int]]) -> float:
+    """Token agreement: the share of FP32's steps (end tokens included) the candidate reproduces before it
+    first departs, pooled over the clips; 1.0 exactly when every decode is identical."""
+    total = sum(len(r) for r in refs)
+    kept = sum(len(r) if (d := departure(r, c)) is None else min(d, len(r)) for r, c in zip(refs, cands))
+    return kept / total if total else 1.0
+
+
+def logit_error(ref: np.ndarray, cand: np.ndarray) -> tuple[float, float]:
+    """(relative L2, max abs) of one step's logits against FP32's; inf where the candidate is not finite."""
+    r, c = np.asarray(ref, np.float64), np.asarray(cand, np.float64)
+    if r.shape != c.shape or not np.all(np.isfinite(c)):
+        return float("inf"), float("inf")
+    d = c - r
+    norm = float(np.linalg.norm(r))
+    return (float(np.linalg.norm(d)) / norm if norm > 0 else 0.0), float(np.max(np.abs(d), initial=0.0))
