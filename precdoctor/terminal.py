@@ -3,6 +3,7 @@ count, and the verdict last, in words."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 from .backends.trt_layers import PinCheck
 from .limits import TOP_TENSORS
@@ -78,21 +79,28 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
 
 def decode_lines(task, departures: int = 3) -> list[str]:
     """Each configuration's decode against FP32's: token agreement, identical clips, the per-step logit
-    error (teacher-forced), and the first departures with the tokens on both sides."""
+    error (teacher-forced, where the decoder is under test), and the first departures with the tokens on
+    both sides."""
     if task is None or not task.decodes:
         return []
     rows, gone = [], []
     for d in task.decodes:
         errs = sorted(e for c in d.clips for e in c.logit_rel_l2)
-        err = f"median {g(errs[len(errs) // 2])}, max {g(errs[-1])} ({len(errs)} steps)" if errs else "-"
+        err = f"median {g(errs[len(errs) // 2])}, max {g(errs[-1])} ({len(errs)} steps)" if errs else None
         rows.append([d.config, f"{d.token_agreement:.3f}", f"{d.identical} of {len(d.clips)}", err])
         gone += [(d.config, c) for c in d.clips if c.departure is not None]
-    lines = [f"decode against FP32's ({len(task.decodes[0].clips)} clips; logit error teacher-forced, on the recorded steps):"]
-    lines += table(["configuration", "token agreement", "identical", "logit rel. L2 per step"], rows, {1})
+    # the encoder under test has no recorded decoder steps, so no logit error: no column for it
+    logits = any(r[-1] is not None for r in rows)
+    head = ["configuration", "token agreement", "identical"] + (["logit rel. L2 per step"] if logits else [])
+    rows = [r if logits else r[:-1] for r in rows]
+    lines = [f"decode against FP32's ({len(task.decodes[0].clips)} clips"
+             + ("; logit error teacher-forced, on the recorded steps):" if logits else "):")]
+    lines += table(head, [[x if x is not None else "-" for x in r] for r in rows], {1})
     for config, c in gone[:departures]:
         lines.append(f"  {config} departs on {c.id} at step {c.departure + 1} of {c.steps}: "
                      f"...{c.before[-30:]!r} then FP32 {c.fp32_token!r}, {config} {c.candidate_token!r}")
-    return lines + ([f"  ... {len(gone) - departures} more departing clip(s)"] if len(gone) > departures else [])
+    rest = Counter(config for config, _ in gone[departures:])
+    return lines + ([f"  ... and {', '.join(f'{n} more {config}' for config, n in rest.items())} departing clip(s)"] if rest else [])
 
 
 def coverage_lines(coverage) -> list[str]:

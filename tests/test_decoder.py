@@ -203,3 +203,24 @@ def test_token_agreement_needs_a_decode_loop(tmp_path):
 
     with pytest.raises(BadInput, match="token-agreement"):
         BisectParams("m.onnx", str(tmp_path), accept=("token-agreement>=1",)).criteria()
+
+
+def test_decode_lines_count_departures_per_configuration_and_drop_an_unmeasured_logit_column():
+    """The terminal's decode table: with the encoder under test no step's logits are compared, so no
+    logit column; the departures not printed are counted per configuration, not summed across them."""
+    from precdoctor.tasks.decodes import ClipDecode, DecodeReport
+    from precdoctor.tasks.judge import TaskReport
+    from precdoctor.terminal import decode_lines
+
+    def clips(n_departing, logits=()):
+        return [ClipDecode(f"c{i}", 5, 5, departure=1 if i < n_departing else None, fp32_token=" a", candidate_token=",",
+                           logit_rel_l2=list(logits)) for i in range(4)]
+
+    task = TaskReport({"task": "toy"}, 4, 4, False, [], decodes=[DecodeReport("fp16", 0.2, 0, clips(4)), DecodeReport("bf16", 0.9, 3, clips(1))])
+    lines = decode_lines(task, departures=2)
+    assert "logit" not in "\n".join(lines)
+    assert lines[-1] == "  ... and 2 more fp16, 1 more bf16 departing clip(s)"
+    task.decodes[1].clips[0].logit_rel_l2 = [0.01, 0.03]
+    lines = decode_lines(task, departures=5)
+    assert "logit rel. L2 per step" in lines[1] and "max 0.03 (2 steps)" in "\n".join(lines)
+    assert not lines[-1].startswith("  ... and")
