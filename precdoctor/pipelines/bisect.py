@@ -23,8 +23,9 @@ from ..backends import EngineParams
 from ..comparison import compare_plan, hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
 from ..controlflow import scan_ranges
+from ..destinations import Staging, check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
-from ..files import Staging, check_output_dir, check_output_file, check_owned_dirs, check_set, dump_json, ensure_dir
+from ..files import dump_json, ensure_dir
 from ..graph import concrete_shapes, node_flops
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound

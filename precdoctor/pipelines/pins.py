@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import FILES, FORMATS, write_artifacts
+from ..destinations import Staging, check_output_dir, check_set
 from ..errors import BadInput
-from ..files import Staging, check_output_dir, check_set
 from ..graph import open_model
 from ..pinsfile import read_pins
 from ..plan import Plan, resolve_selectors

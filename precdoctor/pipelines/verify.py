@@ -17,8 +17,9 @@ from pathlib import Path
 
 from .. import acceptance as acc
 from ..backends import GRAPH_OPT_LEVELS, EngineInfo, EngineParams
+from ..destinations import check_output_file
 from ..errors import BadInput
-from ..files import check_output_file, dump_json
+from ..files import dump_json
 from ..pinsfile import read_pins
 from ..plan import Plan
 from ..runs import SampleVerdict, VerifyRun
