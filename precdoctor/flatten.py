@@ -110,7 +110,7 @@ def _instrumented(fl: FlatBuilder, pending: list[onnx.NodeProto]) -> tuple[onnx.
 
 def _decisions(fl: FlatBuilder, pending: list[onnx.NodeProto], feeds: list[dict]) -> list[tuple]:
     model, outs = _instrumented(fl, pending)
-    sess = ort.session(model, graph_opt="none", weights_dir=fl.graph.weights_dir)
+    sess = ort.session(model, graph_opt="none", weights=fl.graph.store)
     found = []
     for feed in feeds:
         res = ort.run(sess, feed, outs)

@@ -143,7 +143,7 @@ def fp32_ranges(graph: GraphView, samples, fmt: Format, fetch_small: bool = True
     outs += [helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in fetch if t not in graph.outputs]
     outs += [o for o in graph.model.graph.output if o.name in fetch]
     m = derived_model(graph.model, nodes, list(graph.model.graph.initializer) + rp.inits, outputs=outs, producer="precdoctor-scan")
-    sessions = ort.ShapedSessions(m, graph_opt="none", lean=True, weights_dir=graph.weights_dir, samples=samples)
+    sessions = ort.ShapedSessions(m, graph_opt="none", lean=True, weights=graph.store, samples=samples)
     names = [o.name for o in outs]
     total: dict[str, np.ndarray] = {}
     for feed in samples:
