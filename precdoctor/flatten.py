@@ -32,10 +32,10 @@ from onnx import helper
 
 from .backends import ort
 from .errors import BadInput
-from .graph import GraphView, view
+from .graph import GraphView, attr, view
 from .graph.bodies import body_graphs
 from .graph.emit import Emitter
-from .graph.unroll import FlatBuilder, attr, body_size
+from .graph.unroll import FlatBuilder, body_size
 from .limits import FLAT_NODE_LIMIT
 from .records import Record
 

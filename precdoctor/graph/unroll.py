@@ -13,10 +13,10 @@ from collections import defaultdict
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from ..ops import is_control_flow
 from .assemble import derived_model
+from .attributes import attr
 from .bodies import body_graphs
 from .emit import Emitter
 from .naming import Namer
@@ -25,10 +25,6 @@ from .view import GraphView, toposort
 
 def body_size(g: onnx.GraphProto) -> int:
     return sum(1 + sum(body_size(b) for _, b in body_graphs(n)) for n in g.node)
-
-
-def attr(node: onnx.NodeProto, name: str, default=None):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 class FlatBuilder:

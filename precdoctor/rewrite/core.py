@@ -20,7 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..formats import Format
-from ..graph import GraphView, Namer, const_scalar, derived_model
+from ..graph import GraphView, Namer, attrs, const_scalar, derived_model
 from ..graph.view import toposort, view
 from ..ranges import TensorRange
 from ..records import Record
@@ -110,8 +110,7 @@ def pow2_exponent(limit: float, value: float) -> int:
 def node_line(node: onnx.NodeProto, scalar: Callable[[str], float | None]) -> str:
     """One node as a line: ``out = Op(in, 0.5, ..., attr=value)``; scalar constants by value."""
     args = [f"{v:.6g}" if i and (v := scalar(i)) is not None else (i or "-") for i in node.input]
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    extra = "".join(f", {k}={v.decode() if isinstance(v, bytes) else v}" for k, v in sorted(attrs.items())
+    extra = "".join(f", {k}={v.decode() if isinstance(v, bytes) else v}" for k, v in sorted(attrs(node).items())
                     if isinstance(v, (int, float, bytes, list)))
     return f"{', '.join(node.output)} = {node.op_type}({', '.join(args)}{extra})"
 
