@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from ..formats import Format
 from ..graph import GraphView, Namer, attrs, const_scalar, derived_model
-from ..graph.view import toposort, view
+from ..graph.view import view
 from ..ranges import TensorRange
 from ..records import Record
 
@@ -189,11 +189,7 @@ class Editor:
         nodes = list(self.nodes.values())
         used = {i for n in nodes for i in n.input}
         inits = [i for i in self.graph.model.graph.initializer if i.name in used] + [i for i in self.inits if i.name in used]
-        m = derived_model(self.graph.model, nodes, inits, producer="precdoctor-rewrite")
-        ordered = toposort(m.graph)
-        del m.graph.node[:]
-        m.graph.node.extend(ordered)
-        return m
+        return derived_model(self.graph.model, nodes, inits, producer="precdoctor-rewrite", sort=True)
 
     def scalar(self, name: str) -> float | None:
         if name in self.arrays:
