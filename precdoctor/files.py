@@ -77,17 +77,23 @@ def regular_file(path: str | Path, what: str) -> Path:
     return p
 
 
-def read_json(path: str | Path, what: str):
-    """The JSON value in a user's file; a missing, unreadable, non-UTF-8 or non-JSON file is one BadInput line."""
+def read_text(path: str | Path, what: str) -> str:
+    """A user's text file (JSON, manifest, transcript, vocabulary) as UTF-8 text; a missing, unreadable or
+    non-UTF-8 file is one BadInput line."""
     path = regular_file(path, what)
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise BadInput(f"{what} not found: {path}") from None
     except OSError as exc:
         raise BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{what} {path} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_json(path: str | Path, what: str):
+    """The JSON value in a user's file; a missing, unreadable, non-UTF-8 or non-JSON file is one BadInput line."""
+    text, path = read_text(path, what), Path(path)
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
