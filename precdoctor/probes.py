@@ -59,12 +59,12 @@ def numpy_stats_many(refs: list, cands: list, fmt: Format) -> np.ndarray:
     return out
 
 
-def combine(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
-    """Merge two raw vectors (one more sample): sums add, maxima take the max."""
+def combine(a: np.ndarray | None, b: np.ndarray, maxima=_MAX_FIELDS) -> np.ndarray:
+    """Merge two raw vectors (one more sample): sums add, the fields ``maxima`` take the max."""
     if a is None:
         return b.copy()
     out = a + b
-    for i in _MAX_FIELDS:
+    for i in maxima:
         out[..., i] = np.maximum(a[..., i], b[..., i])
     return out
 

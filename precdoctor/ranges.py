@@ -21,10 +21,11 @@ from .backends import ort
 from .formats import Format
 from .graph import GraphView, Namer, concrete_sizes, derived_model
 from .limits import SUBNORMAL_SHARE, UNDERFLOW_SHARE
-from .probes import ProbeGroups
+from .probes import ProbeGroups, combine
 from .records import Record
 
 FIELDS = ("elements", "nonfinite", "absmax", "overflow", "underflow", "subnormal")
+_MAXIMA = (FIELDS.index("absmax"),)  # the rest are counts: they add
 
 
 @dataclass
@@ -68,14 +69,6 @@ def numpy_range(x: np.ndarray, fmt: Format) -> np.ndarray:
     nz = a > 0
     return np.array([v.size, v.size - fin.sum(), a.max(initial=0), (a > fmt.max_finite).sum(),
                      (nz & (a < fmt.min_subnormal / 2)).sum(), (nz & (a < fmt.min_normal)).sum()], np.float64)
-
-
-def _merge(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
-    if a is None:
-        return b.copy()
-    out = a + b
-    out[2] = max(a[2], b[2])
-    return out
 
 
 class _RangeProbes(ProbeGroups):
@@ -131,9 +124,9 @@ def fp32_ranges(graph: GraphView, samples, fmt: Format, fetch_small: bool = True
         res = ort.run(sessions(feed), feed, names)
         flat = np.concatenate([res[o].astype(np.float64).reshape(-1) for o in rp.outputs]) if rp.outputs else np.zeros(0)
         for k, t in enumerate(rp.names):
-            total[t] = _merge(total.get(t), flat[k * len(FIELDS):(k + 1) * len(FIELDS)])
+            total[t] = combine(total.get(t), flat[k * len(FIELDS):(k + 1) * len(FIELDS)], _MAXIMA)
         for t in fetch:
-            total[t] = _merge(total.get(t), numpy_range(res[t], fmt))
+            total[t] = combine(total.get(t), numpy_range(res[t], fmt), _MAXIMA)
     return {t: _record(total[t]) for t in tensors if t in total}
 
 
