@@ -85,8 +85,9 @@ class _Builder:
         self.pins = pins
         self.low_tensors = {o for n in graph.all_nodes() if n.name not in pins and not is_control_flow(n)
                             for o in n.output if o and graph.is_float(o)}
-        # a graph output made by a low node is renamed inside and cast back to FP32 at the end
-        self.internal = {o: self.namer(f"{o}/{self.fmt.name}") for o in self.low_tensors & set(graph.outputs)}
+        # a graph output made by a low node is renamed inside and cast back to FP32 at the end, in the outputs'
+        # order: a set's would change with the process's string hashing, and the shipped file with it
+        self.internal = {o: self.namer(f"{o}/{self.fmt.name}") for o in graph.outputs if o in self.low_tensors}
         self.inits: list[onnx.TensorProto] = []
         self.casts = 0
         self.low_inits: dict[str, str] = {}
