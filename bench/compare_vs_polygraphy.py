@@ -91,7 +91,7 @@ def emulation_cost(model: Path, inputs: Path, repeat: int) -> dict:
     out = {}
     for name, m in (("fp32", g.model), ("fp16_emulated", emulation_model(g, Plan("fp16")).model),
                     ("bf16_emulated", emulation_model(g, Plan("bf16")).model)):
-        sess = ort.session(m, graph_opt="none", weights_dir=g.weights_dir)
+        sess = ort.session(m, graph_opt="none", weights=g.store)
         sess.run(None, feed)  # warm-up
         times = []
         for _ in range(repeat):

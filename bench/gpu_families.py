@@ -102,7 +102,7 @@ def verify(name: str, d: Path, expected: dict, precision: str, stand_in: bool) -
     graph = open_model(d / f"{name}.onnx")
     fmt = Plan(precision).format
     feeds = samples(name, d)
-    refs = [ort.run(ort.session(graph.model, graph_opt="none", weights_dir=graph.weights_dir), f, graph.outputs) for f in feeds]
+    refs = [ort.run(ort.session(graph.model, graph_opt="none", weights=graph.store), f, graph.outputs) for f in feeds]
     res = {"fixture": name, "precision": precision, "samples": [list(f[next(iter(f))].shape) for f in feeds]}
     naive = Plan(precision)
     gpu = summary([(r, gpu_runner(graph, naive, stand_in)(f)) for r, f in zip(refs, feeds)], graph, fmt)

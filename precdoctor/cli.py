@@ -11,109 +11,11 @@ import sys
 import click
 
 from . import __version__, terminal
+from .cli_options import (engine_options, engine_params, input_spec, model_options, pin_options, target_option, task_options,
+                          task_params)
 from .errors import EXIT_FAILED, EXIT_OK, BadInput
 from .exits import Cli, say
 from .exits import setup_logging as _logging
-
-
-def _stack(fn, opts):
-    for o in reversed(opts):
-        fn = o(fn)
-    return fn
-
-
-def model_options(fn):
-    return _stack(fn, [
-        click.argument("model", type=click.Path(dir_okay=False)),
-        click.option("--inputs", "inputs", multiple=True, metavar="FILE",
-                     help="Input sample: .npz (keys = input names) or Polygraphy JSON (polygraphy run --save-inputs); repeatable."),
-        click.option("--input-shapes", "shapes", multiple=True, metavar="NAME:[D,...]",
-                     help="Shape of an input for seeded random data when no --inputs are given; repeatable."),
-        click.option("--seed", default=0, show_default=True, type=int, help="Seed for random inputs."),
-    ])
-
-
-def pin_options(fn):
-    return _stack(fn, [
-        click.option("--pins", "pin_files", multiple=True, metavar="FILE", help="pins.json to apply (repeatable)."),
-        click.option("--pin", "pin_selectors", multiple=True, metavar="SELECTOR",
-                     help="Pin nodes to FP32: NAME, glob:PAT, re:REGEX or op:OpType; repeatable."),
-    ])
-
-
-def engine_options(fn):
-    """Which engine computes the reduced precision, and how (compare, bisect, wer)."""
-    from .backends import BACKENDS, GRAPH_OPT_LEVELS, TRT_TYPING
-    from .limits import MEMORY_BUDGET_GB
-
-    return _stack(fn, [target_option] + assumption_options() + [
-        click.option("--backend", type=click.Choice(BACKENDS), default="emulate", show_default=True,
-                     help="emulate: CPU emulation; ort-cuda: onnxruntime-gpu kernels; trt: TensorRT via Polygraphy."),
-        click.option("--graph-opt", type=click.Choice(GRAPH_OPT_LEVELS), default="none", show_default=True,
-                     help="ONNX Runtime graph optimizations for --backend ort-cuda (fusions change the numbers)."),
-        click.option("--trt-typing", type=click.Choice(TRT_TYPING), default="strong", show_default=True,
-                     help="--backend trt on TensorRT <= 10: weakly typed build with layer precisions, or the mixed ONNX."),
-        click.option("--memory-budget", default=MEMORY_BUDGET_GB, show_default=True, type=float, metavar="GB",
-                     help="GB of activations (reference + candidate) one probe pass may compute; beyond it, several passes."),
-    ])
-
-
-def target_option(fn):
-    from .targets import DEFAULT_TARGET, TARGET_NAMES
-
-    return click.option("--target", type=click.Choice(TARGET_NAMES), default=DEFAULT_TARGET, show_default=True,
-                        help="The engine the plan is for; it sets how constants are converted, fused LayerNorm, recurrent ops "
-                             "and TF32 (README: Targets): trt-weak = TensorRT 8.6-10 --fp16 (constants clamped); trt-strong = "
-                             "TensorRT 11 / strongly typed (constants cast); ort-cuda = ONNX Runtime CUDA.")(fn)
-
-
-def assumption_options() -> list:
-    """The target's assumptions, one override each (default: the target's)."""
-    from .constants import CONVERSIONS
-    from .emulation import PROFILES
-    from .recurrent import MODES
-
-    return [
-        click.option("--profile", type=click.Choice(PROFILES), default=None,
-                     help="Fused-op numerics (default: the target's): fused = LayerNormalization/InstanceNormalization FP32 "
-                          "inside; strict = every primitive op in low precision; ort-fused = fused, plus decomposed LayerNorm "
-                          "chains fused as ONNX Runtime's graph optimizations do."),
-        click.option("--recurrent", type=click.Choice(MODES), default=None,
-                     help="LSTM/GRU/RNN numerics (default: the target's): steps = every op of each step rounded, state included "
-                          "(TensorRT's unrolled loop); cudnn = GEMM outputs and state rounded per step, gate math FP32; op = "
-                          "outputs rounded only."),
-        click.option("--constants", type=click.Choice(CONVERSIONS), default=None,
-                     help="How FP32 constants become FP16/BF16 (default: the target's): clamp into the format's range "
-                          "(TensorRT's weakly typed builder) or cast (IEEE rounding: 1e-10 -> 0, 7e4 -> inf)."),
-        click.option("--tf32/--no-tf32", default=None,
-                     help="Whether MatMul/Gemm/Conv kept in FP32 compute in TF32 (default: the target's, on; --no-tf32 "
-                          "as trtexec --noTF32)."),
-    ]
-
-
-def task_options(fn):
-    from .tasks.registry import WHISPER_PARTS
-
-    return _stack(fn, [
-        click.option("--task", "task_name", metavar="NAME", help="Task metric: ctc, whisper, or package.module:factory."),
-        click.option("--data", "data", type=click.Path(), metavar="PATH", help="Dataset: NeMo manifest, or folder of audio + .txt."),
-        click.option("--limit", type=int, help="Use the first N clips of the dataset."),
-        click.option("--label-free", is_flag=True, help="Reference transcript = the FP32 model's output (drift WER)."),
-        click.option("--decoder", type=click.Path(dir_okay=False), metavar="FILE",
-                     help="whisper: decoder ONNX, with or without past key/values (default beside the model: "
-                          "decoder_model_merged.onnx, decoder_with_past_model.onnx, else decoder.onnx)."),
-        click.option("--tokenizer", type=click.Path(dir_okay=False), metavar="FILE", help="whisper: tokenizer.json (default: beside the model)."),
-        click.option("--vocab", type=click.Path(dir_okay=False), metavar="FILE", help="ctc: vocab.json (token -> id) or one token per line."),
-        click.option("--blank", default=0, show_default=True, help="ctc: blank id."),
-        click.option("--delimiter", default="|", show_default=True, help="ctc: word delimiter token."),
-        click.option("--normalize-audio/--no-normalize-audio", default=True, show_default=True, help="ctc: zero-mean unit-variance waveform."),
-        click.option("--numbers", is_flag=True, help="WER: spell out digits before scoring."),
-        click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True,
-                     help="A clip that cannot be decoded: skip it with a warning, or stop."),
-        click.option("--under-test", "--test", "test_part", type=click.Choice(WHISPER_PARTS), default="encoder", show_default=True,
-                     help="whisper: which part runs in reduced precision (--test is the old name); decoder: the decoder "
-                          "is the model under test, driven by the decode loop (pins name its nodes)."),
-    ])
 
 
 def _examples(*lines: str) -> str:
@@ -139,31 +41,6 @@ EXAMPLES = {
     "check-engine": _examples("trtexec --onnx=model.onnx --fp16 ... --profilingVerbosity=detailed --exportLayerInfo=layers.json",
                               "precdoctor check-engine model.onnx --pins fix/pins.json --layer-info layers.json"),
 }
-
-
-def _inputs(inputs, shapes, seed):
-    from .inputs import InputSpec
-
-    return InputSpec(files=tuple(inputs), shapes=tuple(shapes), seed=seed)
-
-
-def _engine(o: dict):
-    from .backends import EngineParams
-
-    return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"], o["recurrent"],
-                        target=o["target"], constants=o["constants"], tf32=o["tf32"])
-
-
-def _task(o: dict):
-    from .tasks.registry import TaskParams
-
-    if not o["task_name"]:
-        if o["data"]:
-            raise BadInput("--data needs --task (ctc, whisper or package.module:factory)")
-        return None
-    return TaskParams(o["task_name"], o["data"] or "", o["limit"], o["label_free"], o["numbers"], o["on_bad_audio"],
-                      decoder=o["decoder"], tokenizer=o["tokenizer"], test_part=o["test_part"], vocab=o["vocab"], blank=o["blank"],
-                      delimiter=o["delimiter"], normalize_audio=o["normalize_audio"])
 
 
 @click.group(cls=Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -200,8 +77,8 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
     from .pipelines.compare import CompareParams, run
 
     _logging(quiet=True)
-    r = run(CompareParams(model, precision, _inputs(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), _engine(o),
-                          Tolerance(rtol, atol), json_out, allow_internal_nonfinite, _task(o)))
+    r = run(CompareParams(model, precision, input_spec(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), engine_params(o),
+                          Tolerance(rtol, atol), json_out, allow_internal_nonfinite, task_params(o)))
     say(terminal.compare_summary(r, top), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
 
@@ -217,7 +94,7 @@ def scan(model, inputs, shapes, seed, target, json_out):
     from .pipelines.scan import ScanParams, run
 
     _logging(quiet=True)
-    say(terminal.scan_summary(run(ScanParams(model, _inputs(inputs, shapes, seed), json_out, target))), to_stderr=is_stdout(json_out))
+    say(terminal.scan_summary(run(ScanParams(model, input_spec(inputs, shapes, seed), json_out, target))), to_stderr=is_stdout(json_out))
 
 
 @main.command(short_help='Fewest FP32 pins, proven, with artifacts and report.', epilog=EXAMPLES['bisect'])
@@ -248,7 +125,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
     from .pipelines.bisect import BisectParams, run
 
     _logging(quiet)
-    r = run(BisectParams(model, outdir, precision, _inputs(inputs, shapes, seed), tuple(accept), budget, _engine(o), _task(o),
+    r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o), task_params(o),
                          baselines=not no_baselines, report=not no_report, json_out=json_out,
                          allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
     say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
@@ -270,11 +147,11 @@ def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     from .files import is_stdout
     from .pipelines.wer import WerParams, run
 
-    task = _task(o)
+    task = task_params(o)
     if task is None:
         raise BadInput("wer needs --task (ctc, whisper or package.module:factory) and --data")
     _logging(quiet=False)
-    r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, _engine(o), json_out))
+    r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, engine_params(o), json_out))
     say(terminal.wer_summary(r), to_stderr=is_stdout(json_out))
 
 

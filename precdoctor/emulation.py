@@ -41,6 +41,7 @@ from .constants import CONVERSIONS, convert
 from .errors import BadInput
 from .formats import round_tf32
 from .graph import FLOAT, GraphView, Namer, derived_model, layernorm_patterns
+from .graph.assemble import emit_each
 from .graph.bodies import body_graphs
 from .norms import decompose
 from .ops import FUSED_NORMS, TF32_INPUTS, VALUE_PRESERVING, is_control_flow
@@ -268,10 +269,6 @@ def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions | st
     if options.profile == "ort-fused":
         rw.inside = _fused_chains(graph, pins)
     top = _Scope()
-    order: dict[str, int] = {}
-    for index, node in enumerate(graph.nodes):
-        first = len(top.nodes)
-        rw.rewrite([node], top)
-        order.update({n.name: index for n in top.nodes[first:]})
+    order = emit_each(graph.nodes, lambda node: rw.rewrite([node], top), top.nodes)
     model = derived_model(graph.model, top.nodes, list(graph.model.graph.initializer) + rw.inits, producer="precdoctor-emulation")
     return Emulation(model, order, rw.notes)

@@ -1,4 +1,4 @@
-"""Writing results: atomic, JSON-safe, with special paths respected and unwritable places refused early.
+"""Writing one file (atomic, JSON-safe, special paths respected) and reading the files users give.
 
 Output paths a user names (``--json``, ``-o``):
 - ``-`` is stdout (so is any path that is this process's stdout, ``/dev/stdout`` included);
@@ -7,15 +7,14 @@ Output paths a user names (``--json``, ``-o``):
 - a symlink is written through: the file it points to is replaced atomically, the link stays;
 - any other file is written to a temporary name in its folder and renamed into place when complete,
   so a half-written file never looks valid.
-Files precdoctor names inside an output folder (``--out DIR``) are its own: whatever stood under those
-names is replaced, never followed (``Staging`` below moves a whole set into place at the end).
+Refusing unwritable places before any work, and sets of files moved into an output folder together,
+are destinations.py's.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
 import stat
 import sys
 import tempfile
@@ -27,14 +26,6 @@ from .records import encode
 
 STDOUT = "-"
 IN_PLACE_ROOTS = ("/dev/", "/proc/")  # devices and descriptors: written into, never renamed over
-STAGING_PREFIX = ".precdoctor-staging-"
-
-
-def _existing_ancestor(p: Path) -> Path:
-    p = p.absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
 
 
 def is_stdout(path) -> bool:
@@ -49,7 +40,7 @@ def is_stdout(path) -> bool:
         return False
 
 
-def _in_place(path: Path) -> bool:
+def in_place(path: Path) -> bool:
     """Written into rather than replaced: a FIFO, a device, a socket, or anything under /dev or /proc."""
     if str(path.absolute()).startswith(IN_PLACE_ROOTS):
         return True
@@ -60,57 +51,11 @@ def _in_place(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def _plain_path(path: str | Path) -> Path:
+def plain_path(path: str | Path) -> Path:
     p = Path(path)
     if "\0" in str(p):
         raise BadInput(f"output path {str(p)!r} holds a NUL byte")
     return p
-
-
-def check_output_dir(path: str | Path | None) -> None:
-    """Refuse, before any work, an output folder that cannot be made or written."""
-    if path is None:
-        return
-    p = _plain_path(path)
-    if p.exists() and not p.is_dir():
-        raise BadInput(f"cannot create output folder {p}: a file of that name exists")
-    base = _existing_ancestor(p)
-    if not base.is_dir():
-        raise BadInput(f"cannot create output folder {p}: {base} is not a folder")
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise BadInput(f"cannot create output folder {p}: {base} is not writable")
-
-
-def same_file(a: str | Path, b: str | Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
-def check_output_file(path: str | Path | None, keep: tuple = ()) -> None:
-    """Refuse, before any work, an output file that cannot be written, or one that would overwrite
-    a file the command reads (``keep``: the model, inputs, the run JSON...)."""
-    if path is None:
-        return
-    if str(path) == STDOUT:
-        try:
-            os.fstat(sys.stdout.fileno())
-        except (OSError, ValueError, AttributeError):
-            raise BadInput("cannot write to stdout ('-'): it is closed") from None
-        return
-    p = _plain_path(path)
-    for k in keep:
-        if k is not None and same_file(p, k):
-            raise BadInput(f"refusing to write {p}: it is {k}, which this command reads")
-    if p.is_dir():
-        raise BadInput(f"cannot write {p}: it is a folder")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise BadInput(f"cannot write {p}: permission denied")
-    if _in_place(p) or is_stdout(p):
-        return
-    target = Path(os.path.realpath(p))  # a symlink is written through
-    check_output_dir(target.parent)
 
 
 def regular_file(path: str | Path, what: str) -> Path:
@@ -132,25 +77,23 @@ def regular_file(path: str | Path, what: str) -> Path:
     return p
 
 
-def check_set(outdir: str | Path, names, keep: tuple = ()) -> None:
-    """Refuse, before any work, a folder where writing the set ``names`` would replace a file the command reads."""
-    for name in names:
-        for k in keep:
-            if k is not None and same_file(Path(outdir) / name, k):
-                raise BadInput(f"refusing to write into {outdir}: its {name} would replace {k}, which this command reads")
-
-
-def read_json(path: str | Path, what: str):
-    """The JSON value in a user's file; a missing, unreadable, non-UTF-8 or non-JSON file is one BadInput line."""
+def read_text(path: str | Path, what: str) -> str:
+    """A user's text file (JSON, manifest, transcript, vocabulary) as UTF-8 text; a missing, unreadable or
+    non-UTF-8 file is one BadInput line."""
     path = regular_file(path, what)
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise BadInput(f"{what} not found: {path}") from None
     except OSError as exc:
         raise BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"{what} {path} is not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def read_json(path: str | Path, what: str):
+    """The JSON value in a user's file; a missing, unreadable, non-UTF-8 or non-JSON file is one BadInput line."""
+    text, path = read_text(path, what), Path(path)
     try:
         return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
@@ -166,7 +109,7 @@ def _no_constant(name: str):
 
 
 def ensure_dir(path: str | Path) -> Path:
-    p = _plain_path(path)
+    p = plain_path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except (OSError, ValueError) as exc:
@@ -215,8 +158,8 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
         if is_stdout(path):
             _write_stdout(data)
             return Path(str(path))
-        path = _plain_path(path)
-        if _in_place(path):
+        path = plain_path(path)
+        if in_place(path):
             _write_in_place(path, data)
         else:
             _write_atomic(Path(os.path.realpath(path)) if path.is_symlink() else path, data)
@@ -273,88 +216,3 @@ def set_aside(path: Path, why: str) -> Path:
 def plain_file(path: Path) -> bool:
     """A regular file, not a symlink: what precdoctor may read back and append to in its own folders."""
     return path.is_file() and not path.is_symlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-class Staging:
-    """A set of files written into a hidden folder inside ``outdir`` and moved into place together.
-
-    ``commit`` first removes ``marker`` (the file that says a set is complete, run.json), then removes
-    every name in ``owned`` that the new set lacks (no mixing with an earlier run's files), moves the
-    new files in, and the marker last. Leaving the ``with`` block any other way (an error, Ctrl-C,
-    SIGTERM) removes the staging folder and leaves the previous set untouched. A staging folder left
-    by a killed process is removed by the next run in the same folder.
-    """
-
-    def __init__(self, outdir: str | Path, owned=(), marker: str | None = None, owned_dirs: dict[str, str] | None = None):
-        self.outdir = ensure_dir(outdir)
-        self.owned, self.marker = set(owned), marker
-        self.owned_dirs = dict(owned_dirs or {})  # folder name -> the file inside that makes it one of ours (replaced whole)
-        self._sweep()
-        try:
-            self.dir = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.outdir))
-        except OSError as exc:
-            raise BadInput(f"cannot write into {self.outdir}: {exc.strerror or exc}") from None
-
-    def _sweep(self) -> None:
-        for p in self.outdir.glob(STAGING_PREFIX + "*"):
-            pid = p.name[len(STAGING_PREFIX):].split("-")[0]
-            if p.is_dir() and not p.is_symlink() and pid.isdigit() and not _pid_alive(int(pid)):
-                shutil.rmtree(p, ignore_errors=True)
-
-    def __enter__(self) -> "Staging":
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        return False
-
-    def commit(self) -> list[Path]:
-        """Move the staged files into ``outdir``; returns their final paths."""
-        new = sorted(p.name for p in self.dir.iterdir())
-        try:
-            if self.marker:
-                self._remove(self.outdir / self.marker)
-            for name in sorted(self.owned - set(new)):
-                self._remove(self.outdir / name)
-            for name in [n for n in new if n != self.marker] + [n for n in new if n == self.marker]:
-                target = self.outdir / name
-                if target.is_dir() and not target.is_symlink():
-                    if not owned_folder(target, self.owned_dirs):
-                        raise BadInput(f"cannot write {target}: a folder of that name is in the way")
-                    shutil.rmtree(target)
-                os.replace(self.dir / name, target)
-        except OSError as exc:
-            raise BadInput(f"cannot move the results into {self.outdir}: {exc.strerror or exc}") from None
-        return [self.outdir / n for n in new]
-
-    def _remove(self, path: Path) -> None:
-        if path.is_dir() and not path.is_symlink():
-            if owned_folder(path, self.owned_dirs):
-                shutil.rmtree(path)
-        elif path.is_symlink() or path.is_file():
-            path.unlink()
-
-
-def owned_folder(path: Path, owned_dirs: dict[str, str]) -> bool:
-    """A folder precdoctor wrote under one of its names (it holds the marker file): replaced whole, never merged."""
-    marker = owned_dirs.get(path.name)
-    return marker is not None and not path.is_symlink() and (path / marker).is_file() and not (path / marker).is_symlink()
-
-
-def check_owned_dirs(outdir: str | Path, owned_dirs: dict[str, str]) -> None:
-    """Refuse, before any work, a folder of one of precdoctor's names that precdoctor did not write."""
-    for name in owned_dirs:
-        p = Path(outdir) / name
-        if p.is_dir() and not p.is_symlink() and not owned_folder(p, owned_dirs):
-            raise BadInput(f"refusing to write into {outdir}: its folder {name} is not one precdoctor wrote "
-                           f"(no {owned_dirs[name]} inside); move it away")

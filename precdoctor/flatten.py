@@ -32,10 +32,10 @@ from onnx import helper
 
 from .backends import ort
 from .errors import BadInput
-from .graph import GraphView, view
+from .graph import GraphView, attr, view
 from .graph.bodies import body_graphs
 from .graph.emit import Emitter
-from .graph.unroll import FlatBuilder, attr, body_size
+from .graph.unroll import FlatBuilder, body_size
 from .limits import FLAT_NODE_LIMIT
 from .records import Record
 
@@ -110,7 +110,7 @@ def _instrumented(fl: FlatBuilder, pending: list[onnx.NodeProto]) -> tuple[onnx.
 
 def _decisions(fl: FlatBuilder, pending: list[onnx.NodeProto], feeds: list[dict]) -> list[tuple]:
     model, outs = _instrumented(fl, pending)
-    sess = ort.session(model, graph_opt="none", weights_dir=fl.graph.weights_dir)
+    sess = ort.session(model, graph_opt="none", weights=fl.graph.store)
     found = []
     for feed in feeds:
         res = ort.run(sess, feed, outs)

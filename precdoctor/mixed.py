@@ -29,6 +29,7 @@ from .constants import SHIPPED, clamp
 from .errors import BadInput
 from .formats import FORMATS
 from .graph import FLOAT, GraphView, Namer, derived_model, inline_bytes, subgraph_inputs
+from .graph.assemble import emit_each
 from .graph.bodies import body_graphs
 from .limits import INLINE_LIMIT
 from .ops import DTYPE_ATTRS, is_control_flow
@@ -84,8 +85,9 @@ class _Builder:
         self.pins = pins
         self.low_tensors = {o for n in graph.all_nodes() if n.name not in pins and not is_control_flow(n)
                             for o in n.output if o and graph.is_float(o)}
-        # a graph output made by a low node is renamed inside and cast back to FP32 at the end
-        self.internal = {o: self.namer(f"{o}/{self.fmt.name}") for o in self.low_tensors & set(graph.outputs)}
+        # a graph output made by a low node is renamed inside and cast back to FP32 at the end, in the outputs'
+        # order: a set's would change with the process's string hashing, and the shipped file with it
+        self.internal = {o: self.namer(f"{o}/{self.fmt.name}") for o in graph.outputs if o in self.low_tensors}
         self.inits: list[onnx.TensorProto] = []
         self.casts = 0
         self.low_inits: dict[str, str] = {}
@@ -150,11 +152,7 @@ def mixed_model(graph: GraphView, plan: Plan) -> MixedModel:
     pins = fp32_nodes(graph, plan)
     b = _Builder(graph, plan, pins)
     top = _Scope()
-    order: dict[str, int] = {}
-    for index, node in enumerate(graph.nodes):
-        first = len(top.nodes)
-        b.node(node, top)
-        order.update({n.name: index for n in top.nodes[first:]})
+    order = emit_each(graph.nodes, lambda node: b.node(node, top), top.nodes)
     for o, inner in b.internal.items():
         top.nodes.append(helper.make_node("Cast", [inner], [o], to=FLOAT, name=b.namer(f"precdoctor/{o}/to_fp32")))
     used = {i for n in top.nodes for i in n.input} | {i for n in top.nodes for i in subgraph_inputs(n)}

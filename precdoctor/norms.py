@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .graph import Namer
+from .graph import Namer, attr, attrs
 from .ops import FUSED_NORMS
 
 
@@ -23,11 +23,11 @@ def _reduce_mean(x: str, out: str, axes: list[int], opset: int, name: str, inits
 
 
 def _norm_axes(node: onnx.NodeProto, rank: int) -> list[int] | None:
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    a = attrs(node)
     if node.op_type == "LayerNormalization":
         if len(node.output) > 1 and any(node.output[1:]):
             return None  # Mean / InvStdDev outputs are consumed: keep the fused op
-        return list(range(int(attrs.get("axis", -1)) % rank, rank))
+        return list(range(int(a.get("axis", -1)) % rank, rank))
     return list(range(2, rank))  # InstanceNormalization
 
 
@@ -37,7 +37,7 @@ def decompose(node: onnx.NodeProto, ranks: dict[str, int], opset: int, namer: Na
     axes = _norm_axes(node, rank) if node.op_type in FUSED_NORMS and rank is not None else None
     if axes is None:
         return None
-    eps = float(next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), 1e-5))
+    eps = float(attr(node, "epsilon", 1e-5))
     x, p = node.input[0], node.name + "/"
     t = {k: namer(p + k) for k in ("epsilon", "mean", "centered", "squared", "variance", "var_eps", "std", "normalized", "scaled")}
     inits: list[onnx.TensorProto] = [numpy_helper.from_array(np.array(eps, np.float32), t["epsilon"])]

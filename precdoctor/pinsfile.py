@@ -62,6 +62,19 @@ class PinsFile(Record):
         p = Path(self.model)
         return p if p.is_absolute() else Path(pins_file).parent / p
 
+    def check_nodes(self, graph, where: str, model: str = "the model") -> None:
+        """Refuse exact pins naming a node ``graph`` lacks: the plan was verified on another model."""
+        missing = [n for n in self.pins if not graph.has_node(n)]
+        if missing:
+            raise BadInput(f"{where} pins node {missing[0]!r}, which {model} does not have")
+
+    def nodes_in(self, graph, where: str, model: str = "the model") -> set[str]:
+        """Every node of ``graph`` this file pins: its exact names (each must be there) and what its selectors match."""
+        from .plan import resolve_selectors
+
+        self.check_nodes(graph, where, model)
+        return set(self.pins) | set(resolve_selectors(graph, self.selectors))
+
 
 def read_pins(path: str | Path) -> PinsFile:
     """Read and validate a pins file; any problem is one BadInput line naming the file."""

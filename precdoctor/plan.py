@@ -72,9 +72,7 @@ def build_plan(graph: GraphView, precision: str, selectors=(), pin_files=()) -> 
     pins: set[str] = set()
     for f in pin_files:
         saved = read_pins(f)
-        missing = [p for p in saved.pins if not graph.has_node(p)]
-        if missing:
-            raise BadInput(f"{f} pins node {missing[0]!r}, which the model does not have")
+        saved.check_nodes(graph, f)
         pins.update(saved.pins)
         why.update({p: w for p, w in saved.why.items() if p in saved.pins})
         for node, sel in resolve_selectors(graph, saved.selectors).items():

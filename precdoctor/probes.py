@@ -59,17 +59,58 @@ def numpy_stats_many(refs: list, cands: list, fmt: Format) -> np.ndarray:
     return out
 
 
-def combine(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
-    """Merge two raw vectors (one more sample): sums add, maxima take the max."""
+def combine(a: np.ndarray | None, b: np.ndarray, maxima=_MAX_FIELDS) -> np.ndarray:
+    """Merge two raw vectors (one more sample): sums add, the fields ``maxima`` take the max."""
     if a is None:
         return b.copy()
     out = a + b
-    for i in _MAX_FIELDS:
+    for i in maxima:
         out[..., i] = np.maximum(a[..., i], b[..., i])
     return out
 
 
-class ProbeBuilder:
+class ProbeGroups:
+    """In-graph probes appended to a derived graph, their vectors concatenated in groups of ``group``.
+
+    Each group is placed right after its last probe and returned as a graph output of its own: one
+    Concat of every probe keeps all of them alive to the end, and ONNX Runtime's session start-up
+    grows with the square of that (measured: 4,000 probes, 9.6 s; grouped, 0.4 s). ``constants``:
+    (key, value, dtype) of the scalars the probes read, named under ``prefix``.
+    """
+
+    def __init__(self, namer: Namer, prefix: str, constants, group: int = PROBE_GROUP):
+        self.namer, self.prefix, self.group = namer, prefix, group
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.parts: list[str] = []  # probe vectors of the open group
+        self.outputs: list[str] = []  # one per closed group
+        self.names: list[str] = []
+        self.const: dict[str, str] = {}
+        for key, value, dtype in constants:
+            self.const[key] = namer(f"{prefix}/{key}")
+            self.inits.append(numpy_helper.from_array(np.array(value, dtype), self.const[key]))
+
+    def _n(self, op, ins, hint, **kw):
+        out = self.namer(hint)
+        self.nodes.append(helper.make_node(op, ins, [out], name=out, **kw))
+        return out
+
+    def _count(self, mask, p):
+        return self._n("ReduceSum", [self._n("Cast", [mask], p + "f", to=TensorProto.FLOAT)], p, keepdims=1)
+
+    def _push(self, vector: str, name: str) -> None:
+        self.parts.append(vector)
+        self.names.append(name)
+        if len(self.parts) >= self.group:
+            self.close()
+
+    def close(self) -> None:
+        if self.parts:
+            self.outputs.append(self._n("Concat", self.parts, f"{self.prefix}/stats", axis=0))
+            self.parts = []
+
+
+class ProbeBuilder(ProbeGroups):
     """Appends probe nodes comparing pairs of float32 tensors; outputs one vector per group of probes.
 
     ``fast`` probes cost one Sub and a few reductions (which ONNX Runtime runs
@@ -79,32 +120,13 @@ class ProbeBuilder:
     nothing for it. A reference that is not finite or leaves the format's range
     tells the caller which tensors need a ``full`` probe: masks, counts of
     non-finite, overflowing and underflowing elements.
-
-    Probe vectors are concatenated in groups of ``group``, each group placed
-    right after its last probe and returned as a graph output of its own: one
-    Concat of every probe keeps all of them alive to the end, and ONNX
-    Runtime's session start-up grows with the square of that (measured: 4,000
-    probes, 9.6 s; grouped, 0.4 s).
     """
 
     def __init__(self, fmt: Format, namer: Namer, full: bool = True, group: int = PROBE_GROUP):
-        self.fmt, self.full, self.namer, self.group = fmt, full, namer, group
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.parts: list[str] = []  # probe vectors of the open group
-        self.outputs: list[str] = []  # one per closed group
-        self.names: list[str] = []
+        super().__init__(namer, "probe", (("zero", 0.0, np.float32), ("fmax", fmt.max_finite, np.float32),
+                                          ("tiny", fmt.min_subnormal / 2, np.float32), ("flat", [-1], np.int64)), group)
+        self.fmt, self.full = fmt, full
         self.sized: list[bool] = []  # whether each probe's vector carries the element count
-        self.const = {}
-        for key, value, dt in (("zero", 0.0, np.float32), ("fmax", fmt.max_finite, np.float32),
-                               ("tiny", fmt.min_subnormal / 2, np.float32), ("flat", [-1], np.int64)):
-            self.const[key] = namer(f"probe/{key}")
-            self.inits.append(numpy_helper.from_array(np.array(value, dt), self.const[key]))
-
-    def _n(self, op, ins, hint, **kw):
-        out = self.namer(hint)
-        self.nodes.append(helper.make_node(op, ins, [out], name=out, **kw))
-        return out
 
     def _sum(self, x, out):
         # no axes: reduces everything in every opset (axes moved to an input at 13)
@@ -119,9 +141,6 @@ class ProbeBuilder:
     def _size(self, flat, p):
         return self._n("Cast", [self._n("Shape", [flat], p + "shape")], p + "size", to=TensorProto.FLOAT)
 
-    def _count(self, mask, p):
-        return self._sum(self._n("Cast", [mask], p + "f", to=TensorProto.FLOAT), p)
-
     def add(self, label: str, ref: str, cand: str, rank: int | None = None, size_in_graph: bool = True) -> None:
         """Probe one pair. Fast probes on tensors of known rank >= 1 skip flattening: reductions
         keep the rank, the parts are concatenated and reshaped once."""
@@ -132,16 +151,8 @@ class ProbeBuilder:
             cand = n("Reshape", [cand, k["flat"]], p + "c")
         parts = self._full(p, ref, cand) if self.full else self._fast(p, ref, cand, size_in_graph)
         cat = n("Concat", parts, p + "cat", axis=0)
-        self.parts.append(cat if self.full or not rank else n("Reshape", [cat, k["flat"]], p + "stats"))
-        self.names.append(label)
         self.sized.append(self.full or size_in_graph)
-        if len(self.parts) >= self.group:
-            self._close()
-
-    def _close(self) -> None:
-        if self.parts:
-            self.outputs.append(self._n("Concat", self.parts, "probe/stats", axis=0))
-            self.parts = []
+        self._push(cat if self.full or not rank else n("Reshape", [cat, k["flat"]], p + "stats"), label)
 
     def _fast(self, p, r, c, size_in_graph):
         """[max|c-r|, sum (c-r)^2, sum r^2, sum c^2, max|r|, positions where r or c is not finite] (+ [size]): FAST_FIELDS."""
@@ -199,7 +210,7 @@ class ProbeBuilder:
 
     def finish(self) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[str]]:
         """All probe nodes, their constants, and the group outputs (read them with ``unpack``)."""
-        self._close()
+        self.close()
         return self.nodes, self.inits, self.outputs
 
 

@@ -6,7 +6,7 @@ flush to zero, and values in the format's subnormal range, where each one
 keeps fewer significant bits (FP16 below 2^-14: a slow drift, no Inf, no
 jump). One FP32 run computes them: small tensors are fetched and counted in
 numpy, large ones reduced in the graph by range probes whose outputs come in
-groups (probes.ProbeBuilder says why), so neither the node count nor the
+groups (probes.ProbeGroups says why), so neither the node count nor the
 memory of the probe graph grows much past the model's.
 """
 from __future__ import annotations
@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from .backends import ort
 from .formats import Format
 from .graph import GraphView, Namer, concrete_sizes, derived_model
-from .limits import PROBE_GROUP, SUBNORMAL_SHARE, UNDERFLOW_SHARE
+from .limits import SUBNORMAL_SHARE, UNDERFLOW_SHARE
+from .probes import ProbeGroups, combine
 from .records import Record
 
 FIELDS = ("elements", "nonfinite", "absmax", "overflow", "underflow", "subnormal")
+_MAXIMA = (FIELDS.index("absmax"),)  # the rest are counts: they add
 
 
 @dataclass
@@ -69,34 +71,14 @@ def numpy_range(x: np.ndarray, fmt: Format) -> np.ndarray:
                      (nz & (a < fmt.min_subnormal / 2)).sum(), (nz & (a < fmt.min_normal)).sum()], np.float64)
 
 
-def _merge(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
-    if a is None:
-        return b.copy()
-    out = a + b
-    out[2] = max(a[2], b[2])
-    return out
-
-
-class _RangeProbes:
+class _RangeProbes(ProbeGroups):
     """In-graph range probes of large tensors, ``FIELDS`` per tensor, grouped outputs."""
 
     def __init__(self, fmt: Format, namer: Namer):
-        self.namer, self.nodes, self.outputs, self.parts, self.names = namer, [], [], [], []
-        self.inits, self.const = [], {}
-        for key, value in (("zero", 0.0), ("inf", np.inf), ("fmax", fmt.max_finite), ("tiny", fmt.min_subnormal / 2),
-                           ("normal", fmt.min_normal)):
-            self.const[key] = namer(f"range/{key}")
-            self.inits.append(numpy_helper.from_array(np.array(value, np.float32), self.const[key]))
-        self.const["flat"] = namer("range/flat")
-        self.inits.append(numpy_helper.from_array(np.array([-1], np.int64), self.const["flat"]))
-
-    def _n(self, op, ins, hint, **kw):
-        out = self.namer(hint)
-        self.nodes.append(helper.make_node(op, ins, [out], name=out, **kw))
-        return out
-
-    def _count(self, mask, p):
-        return self._n("ReduceSum", [self._n("Cast", [mask], p + "f", to=TensorProto.FLOAT)], p, keepdims=1)
+        f32 = np.float32
+        super().__init__(namer, "range", (("zero", 0.0, f32), ("inf", np.inf, f32), ("fmax", fmt.max_finite, f32),
+                                          ("tiny", fmt.min_subnormal / 2, f32), ("normal", fmt.min_normal, f32),
+                                          ("flat", [-1], np.int64)))
 
     def add(self, t: str) -> None:
         p, n, k = f"range/{len(self.names)}/", self._n, self.const
@@ -108,15 +90,7 @@ class _RangeProbes:
                  n("ReduceMax", [a], p + "absmax", keepdims=1), self._count(n("Greater", [a, k["fmax"]], p + "over"), p + "n_over"),
                  self._count(n("And", [nz, n("Less", [a, k["tiny"]], p + "lt")], p + "under"), p + "n_under"),
                  self._count(n("And", [nz, n("Less", [a, k["normal"]], p + "ln")], p + "sub"), p + "n_sub")]
-        self.parts.append(n("Concat", parts, p + "cat", axis=0))
-        self.names.append(t)
-        if len(self.parts) >= PROBE_GROUP:
-            self.close()
-
-    def close(self) -> None:
-        if self.parts:
-            self.outputs.append(self._n("Concat", self.parts, "range/stats", axis=0))
-            self.parts = []
+        self._push(n("Concat", parts, p + "cat", axis=0), t)
 
 
 def fp32_ranges(graph: GraphView, samples, fmt: Format, fetch_small: bool = True) -> dict[str, TensorRange]:
@@ -143,16 +117,16 @@ def fp32_ranges(graph: GraphView, samples, fmt: Format, fetch_small: bool = True
     outs += [helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in fetch if t not in graph.outputs]
     outs += [o for o in graph.model.graph.output if o.name in fetch]
     m = derived_model(graph.model, nodes, list(graph.model.graph.initializer) + rp.inits, outputs=outs, producer="precdoctor-scan")
-    sessions = ort.ShapedSessions(m, graph_opt="none", lean=True, weights_dir=graph.weights_dir, samples=samples)
+    sessions = ort.ShapedSessions(m, graph_opt="none", lean=True, weights=graph.store, samples=samples)
     names = [o.name for o in outs]
     total: dict[str, np.ndarray] = {}
     for feed in samples:
         res = ort.run(sessions(feed), feed, names)
         flat = np.concatenate([res[o].astype(np.float64).reshape(-1) for o in rp.outputs]) if rp.outputs else np.zeros(0)
         for k, t in enumerate(rp.names):
-            total[t] = _merge(total.get(t), flat[k * len(FIELDS):(k + 1) * len(FIELDS)])
+            total[t] = combine(total.get(t), flat[k * len(FIELDS):(k + 1) * len(FIELDS)], _MAXIMA)
         for t in fetch:
-            total[t] = _merge(total.get(t), numpy_range(res[t], fmt))
+            total[t] = combine(total.get(t), numpy_range(res[t], fmt), _MAXIMA)
     return {t: _record(total[t]) for t in tensors if t in total}
 
 

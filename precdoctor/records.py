@@ -6,7 +6,8 @@ rebuilds the dataclass and refuses, with one line naming the field, anything
 that does not fit its type hints: unknown keys, missing required keys, wrong
 types. Reading a run file back is therefore also where bad run files are
 refused, and a renamed field fails loudly instead of reading as a default.
-Integers are counts, sizes, indices or ids, so negative ones are refused too.
+Integers are counts, sizes, indices or ids, so negative ones are refused too; a field that
+is a net change (``Signed``) may be negative.
 A record may define ``validate(where)`` for what its types allow but its
 meaning does not (negative counts, paths where a file name belongs); decoding
 calls it on every record it builds.
@@ -26,6 +27,10 @@ from typing import Any, Literal, Union
 from .errors import BadInput
 
 SKIP = {"json": False}  # field(metadata=SKIP): kept in memory, never written
+
+
+class Signed(int):
+    """The type hint of an integer that may be negative: a net change (nodes a rewrite adds minus those it removes)."""
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
 
@@ -138,7 +143,11 @@ def _scalar(tp: Any, data: Any, where: str):
         if isinstance(data, (int, float)) and not isinstance(data, bool):
             return float(data)
         raise _fail(where, "a number", data)
-    if tp is int:  # every integer a record holds is a count, a size, an index or an id: never negative
+    if tp is Signed:
+        if isinstance(data, int) and not isinstance(data, bool):
+            return data
+        raise _fail(where, "an integer", data)
+    if tp is int:  # every other integer a record holds is a count, a size, an index or an id: never negative
         if isinstance(data, int) and not isinstance(data, bool) and data >= 0:
             return data
         raise _fail(where, "an integer (0 or more)", data)

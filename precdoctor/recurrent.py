@@ -26,7 +26,7 @@ import onnx
 from onnx import helper
 
 from .formats import Format
-from .graph import Namer
+from .graph import Namer, attrs
 from .graph.emit import Emitter
 from .rounding import round_nodes
 
@@ -84,10 +84,6 @@ class _Step:
         return self.op(_PLAIN_ACTS[name], [x], hint)
 
 
-def _attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _activations(node: onnx.NodeProto, a: dict, dirs: int) -> list[list]:
     """Per direction, (name, alpha, beta) for each activation slot."""
     names = [s.decode() if isinstance(s, bytes) else s for s in a.get("activations", [])] or DEFAULT_ACTS[node.op_type] * dirs
@@ -119,7 +115,7 @@ def _check(node: onnx.NodeProto, a: dict, opset: int) -> None:
 def expand(node: onnx.NodeProto, fmt: Format, mode: str, opset: int, namer: Namer) -> tuple[list, list]:
     """Nodes and constants computing ``node``'s outputs step by step in ``mode`` (its float inputs already
     rounded by the caller where the plan rounds them); raises NotExpanded with the reason otherwise."""
-    a = _attrs(node)
+    a = attrs(node)
     _check(node, a, opset)
     direction = a.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
@@ -183,7 +179,7 @@ def _body(node, st: _Step, hidden: int, r_t: str, bias, peep, n_state: int):
         h_new, c_new = _lstm_step(st, xw_t, h, c, r_t, bias, peep, hidden)
         outs = [h_new, c_new]
     elif node.op_type == "GRU":
-        outs = [_gru_step(st, xw_t, h, r_t, bias, hidden, int(_attrs(node).get("linear_before_reset", 0)))]
+        outs = [_gru_step(st, xw_t, h, r_t, bias, hidden, int(attrs(node).get("linear_before_reset", 0)))]
     else:
         z = _preact(st, xw_t, st.op("MatMul", [h, r_t], "HR", every_op=False), bias, None, "z")
         outs = [st.rnd(st.act(0, z, "H"), every_op=False)]

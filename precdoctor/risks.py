@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from onnx import helper
 
 from .formats import BF16, FP16
-from .graph import GraphView, LayerNormPattern, layernorm_patterns
+from .graph import GraphView, LayerNormPattern, attr, layernorm_patterns
 from .ops import is_control_flow
 from .ranges import TensorRange, findings
 from .records import Record
@@ -65,7 +64,7 @@ def _constant_risks(graph: GraphView, how: str = "cast") -> list[Risk]:
             out.append(Risk(kind, "low" if clamp else sev, users, "", name,
                             f"{int(tiny.sum())} nonzero value(s) (smallest {a[tiny].min():.3g}) {what}"))
     for node in graph.nodes:
-        eps = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "epsilon"), None)
+        eps = attr(node, "epsilon")
         if eps is not None and 0 < eps < FP16.min_subnormal / 2:
             out.append(Risk("epsilon", "high", node.name, node.op_type, "", f"epsilon {eps:g} is 0 in FP16 (fine only if the op keeps FP32 inside)"))
         if eps is not None and 0 < eps < BF16.min_subnormal:

@@ -17,7 +17,7 @@ from .crosscheck import TargetVerdict, Tf32Check
 from .errors import BadInput
 from .files import read_json
 from .graph import LayerNormPattern
-from .records import Record
+from .records import Record, Signed
 from .flatten import Coverage
 from .ranges import TensorRange
 from .rewrite.core import Rewrite
@@ -72,8 +72,8 @@ class Cost(Record):
     fp32_nodes: int
     casts: int
     fp32_flops: int
-    nodes_added: int = 0  # net: nodes added minus nodes removed
-    flops_added: int = 0  # net, on the first sample
+    nodes_added: Signed = 0  # net: nodes added minus nodes removed
+    flops_added: Signed = 0  # net, on the first sample
 
 
 @dataclass

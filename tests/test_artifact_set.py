@@ -27,16 +27,16 @@ def test_a_run_failing_at_the_end_leaves_the_previous_set_whole(where, planted_d
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    import precdoctor.pipelines.bisect as bisect_mod
+    import precdoctor.pipelines.artifact_set as set_mod
     import precdoctor.report as report_mod
 
     if where == "report":
         monkeypatch.setattr(report_mod, "render_to", boom)
     elif where == "artifacts":
-        monkeypatch.setattr(bisect_mod, "write_artifacts", boom)
+        monkeypatch.setattr(set_mod, "write_artifacts", boom)
     else:
-        real = bisect_mod.dump_json
-        monkeypatch.setattr(bisect_mod, "dump_json", lambda p, d: boom() if str(p).endswith("pins.json") else real(p, d))
+        real = set_mod.dump_json
+        monkeypatch.setattr(set_mod, "dump_json", lambda p, d: boom() if str(p).endswith("pins.json") else real(p, d))
     code, _, err = _bisect(planted_dir, out, "two_culprits")
     assert code in (2, 3) and "Traceback" not in err
     assert _set(out) == before, "the earlier set changed"

@@ -101,7 +101,7 @@ def test_mixed_onnx_loads_and_agrees_with_emulation(name, fixtures, planted_dir)
         onnx.checker.check_model(m, full_check=True)
         if prec == "bf16":
             continue  # ORT CPU has no BF16 kernels for MatMul & co.: checked on the GPU (BENCHMARKS.md)
-        ref = ort.run(ort.session(graph.model, weights_dir=graph.weights_dir), fx.sample)
+        ref = ort.run(ort.session(graph.model, weights=graph.store), fx.sample)
         emu = EmulationBackend().runner(graph, plan)(fx.sample)
         mixed = ort.run(ort.session(m), fx.sample)
         crit = acceptance.parse(DEFAULT_ACCEPT)
@@ -231,5 +231,5 @@ def test_ops_the_format_cannot_express_stay_fp32(tmp_path):
     assert conv.input[0] == "x"  # FP32 input straight in: the node stays FP32
     x = np.random.default_rng(0).standard_normal((1, 4, 16)).astype(np.float32)
     y = EmulationBackend().runner(graph, Plan("bf16"))({"x": x})["y"]
-    ref = ort.run(ort.session(graph.model, weights_dir=graph.weights_dir), {"x": x})["y"]
+    ref = ort.run(ort.session(graph.model, weights=graph.store), {"x": x})["y"]
     assert np.allclose(y, ref, rtol=2 ** -7)  # only Pow's output is rounded to BF16

@@ -60,8 +60,8 @@ def loop_model():
 LOOP_FEED = {"x": np.random.default_rng(0).standard_normal((7, 4)).astype(np.float32), "h0": np.zeros((1, 4), np.float32)}
 
 
-def _run(model, feed, outputs=None, weights_dir=None):
-    return ort.run(ort.session(model, graph_opt="none", weights_dir=weights_dir), feed, outputs)
+def _run(model, feed, outputs=None):
+    return ort.run(ort.session(model, graph_opt="none"), feed, outputs)
 
 
 def test_loop_with_nested_if_flattens_to_the_same_numbers(tmp_path):

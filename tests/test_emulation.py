@@ -1,5 +1,6 @@
 """The emulation reproduces reduced-precision numerics that ONNX Runtime CPU hides."""
 import numpy as np
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from precdoctor.backends import ort
@@ -85,3 +86,52 @@ def test_unnamed_nodes_get_tensorrt_names():
     names = [n.name for n in m.graph.node]
     assert names[:2] == ["node_of_sq", "node_of_y"]
     assert len(set(names)) == len(names)
+
+
+def _weighted_model(w: np.ndarray):
+    """y = x @ w with a batch dimension of any size; ``w`` large enough to go to the weight store."""
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", w.shape[0]])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", w.shape[1]])],
+                          initializer=[numpy_helper.from_array(w, "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+@pytest.mark.parametrize("make", ["emulation", "reference"])
+def test_a_runner_outlives_the_view_it_was_made_from(make):
+    """A runner keeps the weights its sessions read: one made from a view nobody else holds still builds
+    a session for each new input shape from the weight store's files."""
+    import gc
+
+    from precdoctor.backends.reference import ReferenceRunner
+    from precdoctor.graph.weights import WeightStore
+
+    w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
+    assert w.nbytes >= WeightStore.MIN_BYTES
+    build = (lambda g: EmulationBackend().runner(g, Plan("fp16"))) if make == "emulation" else ReferenceRunner
+    kept = view(_weighted_model(w))
+    assert kept.store is not None and "w" in kept.store.arrays  # the weights went to the store
+    runner, expected = build(view(_weighted_model(w))), build(kept)
+    gc.collect()
+    for n in (1, 5):  # each shape its own session, built on first use
+        x = np.random.default_rng(n).standard_normal((n, 64)).astype(np.float32)
+        y = runner({"x": x})["y"]
+        np.testing.assert_array_equal(y, expected({"x": x})["y"])
+        np.testing.assert_allclose(y, x @ w, rtol=0.02, atol=0.05)
+
+
+def test_mixed_onnx_is_the_same_file_in_every_process():
+    """The Casts back to FP32 at the graph outputs follow the model's output order, not a set's (which changes with
+    the process's string hashing): a shipped model.mixed.onnx is byte for byte reproducible."""
+    from precdoctor.mixed import mixed_model
+
+    outs = [f"y{k}" for k in range(8)]
+    g = helper.make_graph([helper.make_node("Relu", ["x"], [o], name=f"relu{k}") for k, o in enumerate(outs)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, [3]) for o in outs])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    mixed = mixed_model(view(m), Plan("fp16")).model
+    assert [n.output[0] for n in mixed.graph.node if n.op_type == "Cast" and n.output[0] in outs] == outs

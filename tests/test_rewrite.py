@@ -60,6 +60,10 @@ def _verified(r, out, families):
     assert "--fp16" in flags and "--layerPrecisions" not in flags and "model.rewritten.onnx" in flags
     assert r["pins"]  # the pin alternative stays in the run, beside the rewrite
     assert [t["target"] for t in w["targets"] if t["own"]] == [r["target"]] and all(t["plan"] for t in w["targets"])
+    # the run file reads back: a rewrite that removes nodes has a negative net cost, which the record must accept
+    code, _, err = run_cli("report", out / "run.json", "-o", out / "again.html")
+    assert code == 0, err
+    assert (out / "again.html").read_bytes() == (out / "index.html").read_bytes()
 
 
 @pytest.mark.parametrize("name", sorted(PLANTED))

@@ -76,7 +76,7 @@ def _trtexec_pairs(value: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("artifact", ["trtexec.txt", "polygraphy.txt", "autocast.txt", "trtexec-11.txt"])
 def test_every_command_file_runs_exactly_its_command(artifact, hostile_run, tmp_path):
-    from precdoctor.artifacts import unexpressible
+    from precdoctor.quoting import unexpressible
 
     out, model = hostile_run
     calls = _run_file(out / artifact, out, tmp_path)
@@ -128,7 +128,8 @@ def test_command_files_hold_no_control_character(hostile_run):
 
 
 def test_names_no_tool_can_express_are_reported_not_emitted(tmp_path):
-    from precdoctor.artifacts import autocast_command, polygraphy_args, shell_word, trtexec_command, unexpressible
+    from precdoctor.artifacts import autocast_command, polygraphy_args, trtexec_command
+    from precdoctor.quoting import shell_word, unexpressible
     from precdoctor.plan import Plan
 
     plan = Plan("fp16", frozenset({"nul\0byte", "plain"}))
@@ -285,7 +286,7 @@ def hostile_io_run(tmp_path_factory):
     and Polygraphy can (no leading '-')."""
     import onnx
 
-    from precdoctor.artifacts import unexpressible
+    from precdoctor.quoting import unexpressible
 
     names = tuple(n for n in oddinputs.HOSTILE_NAMES if not unexpressible("trtexec", n) and not unexpressible("polygraphy", n))
     d = tmp_path_factory.mktemp("hostile_io")

@@ -149,7 +149,7 @@ def test_a_pinned_matmul_reads_tf32_inputs_when_the_target_computes_so():
         m = emulation_model(graph, plan, EmulationOptions(tf32=tf32)).model
         del m.graph.output[:]
         m.graph.output.extend([onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in ("offset/add", "mix/MatMul")])
-        return ort.session(m, graph_opt="none", weights_dir=graph.weights_dir).run(None, fx.sample)
+        return ort.session(m, graph_opt="none", weights=graph.store).run(None, fx.sample)
 
     (a, y_tf32), (_, y_fp32) = mm(True), mm(False)
     w = numpy_helper.to_array(next(i for i in fx.model.graph.initializer if i.name == "mix.weight"))

@@ -48,7 +48,8 @@ def _engine(folder: Path, pins, tmp_path: Path) -> Path:
     graph = open_model((folder / saved["model"]).resolve())
     options = EmulationOptions(manifest.profile, manifest.recurrent, "clamp", manifest.tf32)
     m = emulation_model(graph, Plan(manifest.precision, frozenset(pins)), options).model
-    load_external_data_for_model(m, graph.weights_dir)
+    if graph.store is not None:  # no store: every weight is inline already
+        load_external_data_for_model(m, graph.store.dir)
     path = tmp_path / f"engine-{len(pins)}.onnx"
     onnx.save(m, path)
     return path

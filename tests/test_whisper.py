@@ -17,7 +17,7 @@ def test_jfk_transcribed_exactly(whisper_dir):
 
     task = WhisperTask(whisper_dir / "decoder.onnx", whisper_dir / "tokenizer.json")
     g = open_model(whisper_dir / "encoder.onnx")
-    enc = ort.session(g.model, weights_dir=g.weights_dir)
+    enc = ort.session(g.model, weights=g.store)
     text = task.transcribe(ort.run(enc, task.feeds(load_audio(shared("audio", "jfk", "jfk.wav"), 16000), "mel")))
     assert normalize(text) == normalize(shared("audio", "jfk", "jfk.txt").read_text())
 

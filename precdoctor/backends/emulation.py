@@ -27,7 +27,7 @@ class EmulationBackend(Backend):
     def runner(self, graph, plan, samples=None):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
         emu = emulation_model(graph, plan, self.options)
-        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights_dir=graph.weights_dir, samples=samples)
+        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights=graph.store, samples=samples)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
@@ -11,10 +12,16 @@ from ..errors import BadInput
 from ..graph import inline_bytes, with_input_shapes
 from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
+if TYPE_CHECKING:
+    from ..graph.weights import WeightStore
+
 
 def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0, lean: bool = False,
-            weights_dir: str | None = None):
+            weights: WeightStore | None = None):
     """An InferenceSession for ``model``; models past protobuf's 2 GB go through a temp file.
+
+    ``weights``: the store ``model``'s external references point into (``GraphView.store``); the
+    model is written into its folder for the session to read them from.
 
     ``graph_opt`` defaults to ``basic``: constant folding only. ORT's extended
     fusions (LayerNorm, Gelu, attention) change the numbers, which is exactly
@@ -41,8 +48,8 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         so.intra_op_num_threads = threads
     providers = providers or ["CPUExecutionProvider"]
     try:
-        if weights_dir is not None:
-            fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights_dir)
+        if weights is not None:
+            fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights.dir)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(model.SerializeToString())
             try:
@@ -73,12 +80,15 @@ class ShapedSessions:
     ``samples``, the feeds it is about to run where they are known: when they hold more signatures
     than ``max_shapes``, the symbolic session serves them all from the start (a decoder's steps,
     each a cache one longer: the range probes of Whisper's with-past decoder took 10 s per session).
+    ``weights``, the store the model's weights live in, is held as long as these sessions are: a
+    session built later, for a shape met later, reads its files (the view that owned it may be gone).
     """
 
-    def __init__(self, model: onnx.ModelProto, max_shapes: int = MAX_SHAPE_SESSIONS, samples=None, **session_kw):
+    def __init__(self, model: onnx.ModelProto, max_shapes: int = MAX_SHAPE_SESSIONS, samples=None,
+                 weights: WeightStore | None = None, **session_kw):
         if samples is not None and len({shape_key(s) for s in samples}) > max_shapes:
             max_shapes = 0
-        self.model, self.kw, self.max_shapes = model, session_kw, max_shapes
+        self.model, self.kw, self.max_shapes = model, dict(session_kw, weights=weights), max_shapes
         self.sessions: dict = {}
         self.generic = None
 

@@ -192,7 +192,7 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
         if not full and set(subset) <= fetch:
             return split(subset, last)
         pm = paired_model(graph, cand, subset, fmt, full, known, set() if full else fetch)
-        sessions = ort.ShapedSessions(pm.model, providers=providers, graph_opt=graph_opt, lean=True, weights_dir=graph.weights_dir,
+        sessions = ort.ShapedSessions(pm.model, providers=providers, graph_opt=graph_opt, lean=True, weights=graph.store,
                                       samples=samples)
         wanted = [n for pair in pm.fetched.values() for n in pair] + pm.pb.outputs
         if last:
@@ -218,7 +218,7 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
         """Every tensor small enough to fetch: reference and candidate in two sessions of their own, each
         far smaller than one paired graph (ONNX Runtime's start-up grows faster than the node count)."""
         ref_s, cand_s = (ort.ShapedSessions(_with_outputs(mm, subset, graph, types), providers=providers, graph_opt=graph_opt, lean=True,
-                                            weights_dir=graph.weights_dir, samples=samples) for mm, types in ((graph.model, {}), (cand.model, cand.types or {})))
+                                            weights=graph.store, samples=samples) for mm, types in ((graph.model, {}), (cand.model, cand.types or {})))
         names = list(dict.fromkeys(subset + (graph.outputs + graph.decisions if last else [])))
         for k, feed in enumerate(samples):
             r, c = ort.run(ref_s(feed), feed, names), ort.run(cand_s(feed), feed, names)

@@ -16,9 +16,8 @@ class ReferenceRunner:
 
     def __init__(self, graph, use_cuda: bool = False):
         self.providers = providers() if use_cuda else ["CPUExecutionProvider"]
-        self.sessions = ort.ShapedSessions(graph.model, providers=self.providers, weights_dir=graph.weights_dir)
+        self.sessions = ort.ShapedSessions(graph.model, providers=self.providers, weights=graph.store)
         self.outputs = graph.outputs
-        self.graph = graph  # its weight store lives as long as the view: sessions built later (new shapes) read from it
 
     def __call__(self, feed: dict) -> dict:
         return ort.run(self.sessions(feed), feed, self.outputs)

@@ -168,7 +168,7 @@ class TrtBackend(Backend):
             engine = self._engine(graph, plan, tmp, debug=True)
         wanted = graph.float_tensors()
         ref_model = _with_outputs(graph, wanted)
-        ref = ort.session(ref_model, graph_opt="none", weights_dir=graph.weights_dir)
+        ref = ort.session(ref_model, graph_opt="none", weights=graph.store)
         stats, outs = None, []
         with TrtRunner(engine) as runner:
             for feed in samples:

@@ -1,14 +1,16 @@
-"""The model as precdoctor sees it: loading, naming, weights, the graph view, patterns, shapes, derived models."""
+"""The model as precdoctor sees it: loading, naming, weights, the graph view, attributes and constants, patterns,
+shapes, derived models."""
 from .assemble import derived_model
+from .attributes import attr, attrs, const_array, const_scalar
 from .loading import load_model
 from .naming import Namer, name_nodes
-from .patterns import LayerNormPattern, aliases, const_scalar, layernorm_patterns
+from .patterns import LayerNormPattern, aliases, is_square, layernorm_patterns
 from .shapes import concrete_shapes, concrete_sizes, node_flops, with_input_shapes
 from .view import FLOAT, GraphView, open_model, subgraph_inputs, view
 from .weights import WeightStore, inline_bytes
 
 __all__ = [
-    "FLOAT", "GraphView", "LayerNormPattern", "Namer", "WeightStore", "aliases", "concrete_shapes", "concrete_sizes",
-    "const_scalar", "derived_model", "inline_bytes", "layernorm_patterns", "load_model", "name_nodes", "node_flops",
-    "open_model", "subgraph_inputs", "view", "with_input_shapes",
+    "FLOAT", "GraphView", "LayerNormPattern", "Namer", "WeightStore", "aliases", "attr", "attrs", "concrete_shapes",
+    "concrete_sizes", "const_array", "const_scalar", "derived_model", "inline_bytes", "is_square", "layernorm_patterns",
+    "load_model", "name_nodes", "node_flops", "open_model", "subgraph_inputs", "view", "with_input_shapes",
 ]

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-from onnx import numpy_helper
-
 from ..ops import ALIAS
 from ..records import Record
+from .attributes import const_scalar
 from .view import GraphView
 
 
@@ -25,20 +23,6 @@ class LayerNormPattern(Record):
     output: str
 
 
-def const_scalar(graph: GraphView, name: str) -> float | None:
-    """The value of a one-element initializer or Constant, else None."""
-    if name in graph.initializers and int(np.prod(graph.initializers[name].dims)) == 1:
-        return float(graph.array(name).reshape(-1)[0])
-    node = graph.producer.get(name)
-    if node is not None and node.op_type == "Constant":
-        for a in node.attribute:
-            if a.name == "value":
-                arr = numpy_helper.to_array(a.t)
-                if arr.size == 1:
-                    return float(arr.reshape(-1)[0])
-    return None
-
-
 def layernorm_patterns(graph: GraphView) -> list[LayerNormPattern]:
     """Every decomposed LayerNorm of the graph (computed once per view)."""
     if "layernorm_patterns" not in graph.derived:
@@ -46,7 +30,7 @@ def layernorm_patterns(graph: GraphView) -> list[LayerNormPattern]:
     return graph.derived["layernorm_patterns"]
 
 
-def _is_square(graph: GraphView, node) -> bool:
+def is_square(graph: GraphView, node) -> bool:
     return (node.op_type == "Pow" and const_scalar(graph, node.input[1]) == 2.0
             or node.op_type == "Mul" and node.input[0] == node.input[1])
 
@@ -61,7 +45,7 @@ def _find_layernorm_patterns(graph: GraphView) -> list[LayerNormPattern]:
 
     found = []
     for sq in graph.nodes:
-        if not _is_square(graph, sq):
+        if not is_square(graph, sq):
             continue
         sub = graph.producer.get(sq.input[0])
         if sub is None or sub.op_type != "Sub":

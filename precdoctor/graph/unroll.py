@@ -13,22 +13,18 @@ from collections import defaultdict
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from ..ops import is_control_flow
 from .assemble import derived_model
+from .attributes import attr
 from .bodies import body_graphs
 from .emit import Emitter
 from .naming import Namer
-from .view import GraphView, toposort
+from .view import GraphView
 
 
 def body_size(g: onnx.GraphProto) -> int:
     return sum(1 + sum(body_size(b) for _, b in body_graphs(n)) for n in g.node)
-
-
-def attr(node: onnx.NodeProto, name: str, default=None):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 class FlatBuilder:
@@ -60,12 +56,8 @@ class FlatBuilder:
 
     def model(self, nodes=None, extra_inits=(), outputs=None) -> onnx.ModelProto:
         """The flat model (or these nodes over its initializers), nodes in topological order."""
-        m = derived_model(self.graph.model, nodes or self.nodes, list(self.graph.model.graph.initializer) + self.inits
-                          + list(extra_inits), outputs=outputs, producer="precdoctor-flat")
-        ordered = toposort(m.graph)
-        del m.graph.node[:]
-        m.graph.node.extend(ordered)
-        return m
+        return derived_model(self.graph.model, nodes or self.nodes, list(self.graph.model.graph.initializer) + self.inits
+                             + list(extra_inits), outputs=outputs, producer="precdoctor-flat", sort=True)
 
     def pending(self) -> list[onnx.NodeProto]:
         return [n for n in self.nodes if is_control_flow(n) and self.base_node(n.name) not in self.kept]

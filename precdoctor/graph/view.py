@@ -37,15 +37,11 @@ class GraphView:
     initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
-    store: WeightStore | None = field(default=None, repr=False)
+    store: WeightStore | None = field(default=None, repr=False)  # sessions reading it hold it too (backends/ort.py)
     bodies: Bodies = field(default_factory=Bodies, repr=False)  # nodes inside If/Loop/Scan bodies
     decisions: list[str] = field(default_factory=list)  # flat analysis graphs: tensors that decided a branch or trip count
     derived: dict = field(default_factory=dict, repr=False)  # facts computed once per view
     _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
-
-    @property
-    def weights_dir(self) -> str | None:
-        return self.store.dir if self.store else None
 
     @property
     def opset(self) -> int:

@@ -7,7 +7,6 @@ from ..backends.trt_layers import PinCheck, check_pins, load_layer_info
 from ..errors import BadInput
 from ..graph import open_model
 from ..pinsfile import read_pins
-from ..plan import resolve_selectors
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,7 @@ def run(p: CheckEngineParams) -> PinCheck:
         raise BadInput(f"{p.layer_info} carries no output types (exported with --profilingVerbosity=layer_names_only?); "
                        "export it with trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE")
     graph = open_model(p.model)
-    missing = [n for n in saved.pins if not graph.has_node(n)]
-    if missing:
-        raise BadInput(f"{p.pins_file} pins node {missing[0]!r}, which {p.model} does not have")
-    pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
+    pins = saved.nodes_in(graph, p.pins_file, p.model)
     if not pins:
         raise BadInput(f"{p.pins_file} pins no node: nothing to check")
     return check_pins(layers, sorted(pins), [n.name for n in graph.all_nodes()])

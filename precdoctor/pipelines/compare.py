@@ -14,8 +14,9 @@ from dataclasses import dataclass, field, replace
 
 from ..backends import EngineParams
 from ..comparison import Tolerance, compare_plan
+from ..destinations import check_output_file
 from ..errors import BadInput
-from ..files import check_output_file, dump_json
+from ..files import dump_json
 from ..inputs import InputSpec
 from ..plan import PRECISIONS, build_plan
 from ..runs import CompareRun, InputInfo

@@ -36,6 +36,15 @@ def finite_inside(comparison) -> acc.Verdict:
     return acc.Verdict(new == 0, {acc.INSIDE: float(new)}, [acc.INSIDE] if new else [])
 
 
+def chained(v: acc.Verdict, checks: list[Check], pins: frozenset) -> acc.Verdict:
+    """``v`` merged with each check in turn while the plan still passes: the first failure ends it."""
+    for c in checks:
+        if not v.passed:
+            break
+        v = merge(v, c.judge(pins))
+    return v
+
+
 def _judged(checks: list[Check], pins: frozenset) -> tuple[acc.Verdict, dict[str, acc.Verdict]]:
     per = {c.name: c.judge(pins) for c in checks}
     verdict = acc.Verdict(True)
@@ -64,12 +73,7 @@ def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_pa
         return Confirmed(result, first, 0)
 
     def together(pins: frozenset) -> acc.Verdict:
-        v = ev.judge(pins)
-        for c in checks:
-            if not v.passed:
-                break
-            v = merge(v, c.judge(pins))
-        return v
+        return chained(ev.judge(pins), checks, pins)
 
     journal = Journal(journal_path, fingerprint(fp, [c.name for c in checks]))
     ev2 = Evaluator(together, journal, max(budget - ev.count, 1))

@@ -31,7 +31,7 @@ from ..rewrite.costs import flops, pins_cost, pins_inside, plan_cost, rewrite_co
 from ..rewrite.equivalence import measure
 from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
 from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint, rank
-from .confirm import finite_inside, merge
+from .confirm import chained, finite_inside, merge
 
 log = logging.getLogger("precdoctor")
 PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
@@ -93,11 +93,7 @@ class _Stage:
         pins = frozenset(k[len(PIN):] for k in key if k.startswith(PIN) and rjob.graph.has_node(k[len(PIN):]))
         v = self.hooks.judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
         report = rjob.judge.report(rjob.task_criteria) if rjob.judge is not None else None
-        for check in self.hooks.checks(rjob, report):
-            if not v.passed:
-                break
-            v = merge(v, check.judge(pins))
-        return v
+        return chained(v, self.hooks.checks(rjob, report), pins)
 
     def output_verdict(self, ids, backend) -> acc.Verdict:
         """Outputs and every tensor finite on another engine profile (alternatives)."""

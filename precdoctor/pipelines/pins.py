@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import FILES, FORMATS, write_artifacts
+from ..destinations import Staging, check_output_dir, check_set
 from ..errors import BadInput
-from ..files import Staging, check_output_dir, check_set
 from ..graph import open_model
 from ..pinsfile import read_pins
-from ..plan import Plan, resolve_selectors
+from ..plan import Plan
 
 log = logging.getLogger("precdoctor")
 
@@ -39,10 +39,7 @@ def run(p: PinsParams) -> list[Path]:
         raise BadInput(f"model file not found: {model} (named by {p.pins_file}); pass --model to point elsewhere")
     check_set(p.out, FILES[p.format], keep=(p.pins_file, model))
     graph = open_model(model)
-    missing = [n for n in saved.pins if not graph.has_node(n)]
-    if missing:
-        raise BadInput(f"{p.pins_file} pins node {missing[0]!r}, which {model} does not have")
-    pins = set(saved.pins) | set(resolve_selectors(graph, saved.selectors))
+    pins = saved.nodes_in(graph, p.pins_file, str(model))
     plan = Plan(saved.precision, frozenset(pins), saved.why)
     with Staging(p.out, owned=FILES[p.format]) as stage:
         written = write_artifacts(stage.dir, str(model), graph, plan, (p.format,), relative_to=stage.outdir, tf32=saved.tf32)

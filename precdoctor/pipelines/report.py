@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..destinations import check_output_file
 from ..errors import BadInput
-from ..files import check_output_file
 from ..runs import ScanRun, VerifyRun, read_run
 
 

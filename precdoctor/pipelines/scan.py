@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..files import check_output_file, dump_json
+from ..destinations import check_output_file
+from ..files import dump_json
 from ..inputs import InputSpec
 from ..risks import find_risks
 from ..runs import ScanRun

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from .. import acceptance as acc
 from ..backends import GRAPH_OPT_LEVELS, EngineInfo, EngineParams
+from ..destinations import check_output_file
 from ..errors import BadInput
-from ..files import check_output_file, dump_json
+from ..files import dump_json
 from ..pinsfile import read_pins
 from ..plan import Plan
 from ..runs import SampleVerdict, VerifyRun
@@ -83,8 +84,7 @@ def _emulated(p: VerifyParams, manifest: Manifest):
     plan = Plan(saved.precision, frozenset(saved.pins) | frozenset(saved.forced))
     backend = EngineParams(profile=manifest.profile, recurrent=manifest.recurrent, target=manifest.target,
                            constants=manifest.constants, tf32=manifest.tf32).make()
-    emulated = backend.runner(graph, plan)
-    return (lambda feed: emulated(feed) if graph else None), backend.info()  # holds the graph: its weight store lives as long
+    return backend.runner(graph, plan), backend.info()
 
 
 def run(p: VerifyParams) -> VerifyRun:

@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backends import EngineParams
+from ..destinations import check_output_file
 from ..errors import BadInput
-from ..files import check_output_file, dump_json
+from ..files import dump_json
 from ..plan import PRECISIONS, build_plan
 from ..runs import WerRun
 from ..tasks.judge import configs

@@ -7,8 +7,6 @@ its unit, and says whether it is per sample or summed over the samples.
 """
 from __future__ import annotations
 
-import difflib
-import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from ..limits import REPORT_TENSORS, REPORT_TRACE
 from ..runs import BisectRun, CompareRun, WerRun
 from .numbers import count, flops, num, pct
 from .rewrite import rewrite_section, rewrite_sentence
+from .task import decode_steps, decodes, task_rows, worst
 
 ARTIFACT_TITLES = {"trtexec": "TensorRT 8.6 - 10.x (trtexec.txt)", "polygraphy": "TensorRT 8.6 - 10.x via Polygraphy (polygraphy.txt)",
                    "trtexec11": "TensorRT 11, the mixed ONNX (trtexec-11.txt)", "autocast": "ModelOpt AutoCast (autocast.txt)",
@@ -63,7 +62,7 @@ class Page:
     task: object | None = None  # TaskReport
     task_rows: list[dict] = field(default_factory=list)
     worst: list[dict] = field(default_factory=list)
-    decodes: list[dict] = field(default_factory=list)  # per configuration: its decode against FP32's, per clip (_decodes)
+    decodes: list[dict] = field(default_factory=list)  # per configuration: its decode against FP32's, per clip (task.py)
     decode_steps: list = field(default_factory=list)  # DecodeReports with per-step logit errors, for the figure
     baselines: list[dict] = field(default_factory=list)
     offenders: list = field(default_factory=list)
@@ -77,53 +76,6 @@ class Page:
     targets: list[dict] = field(default_factory=list)  # the naive and the found plan under every target
     verify: list[str] = field(default_factory=list)  # commands that check the plan on the user's engine
     rewrite: dict | None = None  # the fix by rewrite (report/rewrite.py)
-
-
-def _diff_html(ref: str, hyp: str) -> str:
-    """Word diff of hyp against ref after WER's normalization (what is scored); every word escaped."""
-    from ..tasks.wer import normalize
-
-    a, b = normalize(ref).split(), normalize(hyp).split()
-    parts = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
-        if op == "equal":
-            parts.append(html.escape(" ".join(a[i1:i2])))
-        if op in ("delete", "replace"):
-            parts.append(f"<del>{html.escape(' '.join(a[i1:i2]))}</del>")
-        if op in ("insert", "replace"):
-            parts.append(f"<ins>{html.escape(' '.join(b[j1:j2]))}</ins>")
-    return " ".join(parts)
-
-
-def _worst(task) -> list[dict]:
-    return [{"id": u.id, "reference": u.reference, "fp32": _diff_html(u.reference, u.fp32),
-             "cands": [(k, _diff_html(u.reference, v)) for k, v in u.hypotheses.items()]} for u in task.worst]
-
-
-def _decodes(task) -> list[dict]:
-    """Per configuration, per clip: the step where the decode first departs from FP32's and the tokens on both sides."""
-    out = []
-    for d in task.decodes:
-        errs = [e for c in d.clips for e in c.logit_rel_l2]
-        clips = [{"id": c.id, "steps": c.steps, "identical": c.identical, "step": "-" if c.identical else f"{c.departure + 1}",
-                  "fp32": c.fp32_token, "cand": c.candidate_token, "before": c.before, "fp32_after": c.fp32_after,
-                  "cand_after": c.candidate_after,
-                  "logit": num(max(c.logit_rel_l2), ".3g") if c.logit_rel_l2 else "-"} for c in d.clips]
-        out.append({"config": d.config, "agreement": f"{d.token_agreement:.3f}", "identical": f"{d.identical} of {len(d.clips)}",
-                    "logit": (f"median {num(sorted(errs)[len(errs) // 2], '.3g')}, max {num(max(errs), '.3g')} over "
-                              f"{len(errs)} steps") if errs else "not measured",
-                    "how": d.logits, "clips": clips})
-    return out
-
-
-def _task_rows(task) -> list[dict]:
-    fp32 = task.row("fp32")
-    rows = []
-    for r in task.rows:
-        delta = "" if fp32 is None or r.config == "fp32" else f"{100 * (r.wer - fp32.wer):+.2f} points"
-        rows.append({"config": r.config, "wer": pct(r.wer), "cer": pct(r.cer), "delta": delta, "s": r.substitutions,
-                     "i": r.insertions, "d": r.deletions, "words": r.words, "seconds": num(r.seconds, ".1f", "s")})
-    return rows
 
 
 def verdict_sentence(run, naive: Comparison | None) -> str:
@@ -274,17 +226,15 @@ def _common(run, naive: Comparison) -> Page:
 def build_page(run, outdir: Path | None) -> Page:
     if isinstance(run, WerRun):
         page = Page("wer", run.model, run.precision, "wer", verdict_sentence(run, None), f"{run.task.clips} clips, {run.engine.engine}")
-        page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
         page.versions, page.warnings = {"precdoctor": "?", **run.versions}, run.warnings
-        _decode_section(page, run.task)
+        _task_section(page, run.task)
         return page
     naive = run.comparison if isinstance(run, CompareRun) else run.comparison.naive
     page = _common(run, naive)
     if isinstance(run, CompareRun):
         page.series = [(run.precision + (" + pins" if run.pins else ""), naive)]
         if run.task is not None:
-            page.task, page.task_rows = run.task, _task_rows(run.task)
-            _decode_section(page, run.task)
+            _task_section(page, run.task, with_worst=False)
         return page
     c = run.comparison
     page.series = [(f"naive {run.precision.upper()}", c.naive)] + ([(f"{run.precision.upper()} + pins", c.pinned)] if c.pinned else []) + (
@@ -295,8 +245,7 @@ def build_page(run, outdir: Path | None) -> Page:
     page.artifacts, page.mixed_onnx = _artifacts(run, outdir), run.artifacts.mixed_onnx
     page.commands = [a for a in page.artifacts if a["key"] in FIRST_SCREEN]
     if run.task is not None:
-        page.task, page.task_rows, page.worst = run.task, _task_rows(run.task), _worst(run.task)
-        _decode_section(page, run.task)
+        _task_section(page, run.task)
     page.rewrite = rewrite_section(run, outdir)
     page.baselines, page.evaluations = _baselines(run), run.evaluation_log
     page.facts.insert(0, ("acceptance", ", ".join(run.accept) + (" (the default)" if run.accept_default else "")))
@@ -306,6 +255,9 @@ def build_page(run, outdir: Path | None) -> Page:
     return page
 
 
-def _decode_section(page: Page, task) -> None:
-    page.decodes = _decodes(task)
-    page.decode_steps = [d for d in task.decodes if any(c.logit_rel_l2 for c in d.clips)]
+
+def _task_section(page: Page, task, with_worst: bool = True) -> None:
+    page.task, page.task_rows = task, task_rows(task)
+    if with_worst:
+        page.worst = worst(task)
+    page.decodes, page.decode_steps = decodes(task), decode_steps(task)

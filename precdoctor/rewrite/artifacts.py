@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import comment_safe, trtexec11_command, trtexec_command
+from ..artifacts import trtexec11_command, trtexec_command
 from ..files import save_model, write_text
 from ..graph import GraphView
 from ..mixed import check, mixed_model
 from ..plan import Plan
+from ..quoting import comment_safe
 from ..runs import RewriteFiles
 from ..schema import forced_fp32
 

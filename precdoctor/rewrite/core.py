@@ -20,8 +20,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..formats import Format
-from ..graph import GraphView, Namer, const_scalar, derived_model
-from ..graph.view import toposort, view
+from ..graph import GraphView, Namer, attrs, const_scalar, derived_model
+from ..graph.view import view
 from ..ranges import TensorRange
 from ..records import Record
 
@@ -110,8 +110,7 @@ def pow2_exponent(limit: float, value: float) -> int:
 def node_line(node: onnx.NodeProto, scalar: Callable[[str], float | None]) -> str:
     """One node as a line: ``out = Op(in, 0.5, ..., attr=value)``; scalar constants by value."""
     args = [f"{v:.6g}" if i and (v := scalar(i)) is not None else (i or "-") for i in node.input]
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    extra = "".join(f", {k}={v.decode() if isinstance(v, bytes) else v}" for k, v in sorted(attrs.items())
+    extra = "".join(f", {k}={v.decode() if isinstance(v, bytes) else v}" for k, v in sorted(attrs(node).items())
                     if isinstance(v, (int, float, bytes, list)))
     return f"{', '.join(node.output)} = {node.op_type}({', '.join(args)}{extra})"
 
@@ -190,11 +189,7 @@ class Editor:
         nodes = list(self.nodes.values())
         used = {i for n in nodes for i in n.input}
         inits = [i for i in self.graph.model.graph.initializer if i.name in used] + [i for i in self.inits if i.name in used]
-        m = derived_model(self.graph.model, nodes, inits, producer="precdoctor-rewrite")
-        ordered = toposort(m.graph)
-        del m.graph.node[:]
-        m.graph.node.extend(ordered)
-        return m
+        return derived_model(self.graph.model, nodes, inits, producer="precdoctor-rewrite", sort=True)
 
     def scalar(self, name: str) -> float | None:
         if name in self.arrays:

@@ -38,7 +38,7 @@ def fp32_values(graph: GraphView, samples, tensors: list[str]) -> list[dict[str,
     outs += [helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in wanted if t not in graph.outputs]
     model = derived_model(graph.model, list(graph.model.graph.node), list(graph.model.graph.initializer), outputs=outs,
                           producer="precdoctor-equivalence")
-    sessions = ort.ShapedSessions(model, graph_opt="none", weights_dir=graph.weights_dir)
+    sessions = ort.ShapedSessions(model, graph_opt="none", weights=graph.store)
     return [ort.run(sessions(s), s, [o.name for o in outs]) for s in samples]
 
 

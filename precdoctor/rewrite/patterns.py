@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
-from ..graph import GraphView, const_scalar
+from ..graph import GraphView, attrs, const_array, const_scalar, is_square
 
 NONNEGATIVE_OPS = frozenset({"Relu", "Abs", "Exp", "Sigmoid", "Softplus", "Softmax", "Sqrt", "ReduceSumSquare", "ReduceL1",
                              "ReduceL2", "HardSigmoid"})
@@ -17,22 +16,6 @@ NONNEGATIVE_IF_INPUTS = frozenset({"Add", "Mul", "Div", "MatMul", "Gemm", "Reduc
                                    "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Concat", "Slice",
                                    "Gather", "Expand", "Min", "Conv", "MaxPool", "AveragePool", "Pad"})
 NONNEGATIVE_DEPTH = 8  # producers followed back before giving up (a proof, not a search)
-
-
-def const_array(graph: GraphView, name: str) -> np.ndarray | None:
-    """The value of an initializer or Constant node, else None."""
-    if name in graph.initializers:
-        return graph.array(name)
-    node = graph.producer.get(name)
-    if node is not None and node.op_type == "Constant":
-        for a in node.attribute:
-            if a.name == "value":
-                return numpy_helper.to_array(a.t)
-    return None
-
-
-def attrs(node: onnx.NodeProto) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
 def reduce_axes(graph: GraphView, node: onnx.NodeProto) -> tuple[list[int] | None, bool]:
@@ -115,11 +98,6 @@ class NormSite:
         return self.center + [self.square, self.mean, self.add, self.root] + self.combine
 
 
-def _is_square(graph: GraphView, node: onnx.NodeProto) -> bool:
-    return (node.op_type == "Pow" and const_scalar(graph, node.input[1]) == 2.0
-            or node.op_type == "Mul" and node.input[0] == node.input[1])
-
-
 def _combine(graph: GraphView, root: onnx.NodeProto, a: str, inverse: bool) -> list[onnx.NodeProto] | None:
     r = root.output[0]
     readers = graph.readers(r)
@@ -138,7 +116,7 @@ def _combine(graph: GraphView, root: onnx.NodeProto, a: str, inverse: bool) -> l
 
 def norm_site(graph: GraphView, square: onnx.NodeProto) -> NormSite | None:
     """The decomposed normalization whose square is ``square``, or None."""
-    if not _is_square(graph, square):
+    if not is_square(graph, square):
         return None
     a = square.input[0]
     mean = sole_reader(graph, square.output[0], "ReduceMean")

@@ -17,6 +17,7 @@ from ..limits import RANGE_RULE_DATA_MAX, RANGE_RULE_INIT_MAX
 from ..records import Record
 from .evaluator import BudgetExhausted, Evaluator
 from .localize import candidates
+from .strategy import shortest_passing_prefix
 
 
 @dataclass
@@ -82,13 +83,7 @@ def prefix_bisection(topo: list[str], ev: Evaluator) -> PrefixBisection:
             return PrefixBisection(0, True, ev.count - start)
         if not ev(frozenset(topo)):
             return PrefixBisection(None, False, ev.count - start)
-        lo, hi = 0, len(topo)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ev(frozenset(topo[:mid])):
-                hi = mid
-            else:
-                lo = mid
+        hi = shortest_passing_prefix(lambda k: ev(frozenset(topo[:k])), 0, len(topo))
         return PrefixBisection(hi, True, ev.count - start, topo[hi - 1])
     except BudgetExhausted:
         return PrefixBisection(None, False, ev.count - start, budget_exhausted=True)

@@ -3,24 +3,19 @@
 A header line carries the run's fingerprint (code, model, samples, format,
 acceptance, engine); a journal written by a different run is set aside as
 ``*.stale.jsonl``, as is one whose header cannot be read, and anything under
-the journal's name that is not a plain file (a folder, a FIFO, a symlink, which
-appending would write through). Entry lines that cannot be read (a line cut
-short by a kill, a damaged file) are skipped: the evaluation is simply run again.
+the journal's name that is not a plain file. Entry lines that cannot be read
+are skipped: the evaluation is simply run again (recordlog.py).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
-from ..files import plain_file, set_aside
+from ..recordlog import RecordLog
 from ..records import Record
-
-log = logging.getLogger("precdoctor")
 
 
 @dataclass
@@ -62,46 +57,14 @@ def fingerprint(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-class Journal:
+class Journal(RecordLog):
     """See the module docstring; ``path=None`` keeps the entries in memory only."""
 
-    def __init__(self, path: Path | None, fp: str):
-        self.path, self.fp = path, fp
-        self.entries: dict[tuple[str, ...], Evaluation] = {}
-        if path is None:
-            return
-        if (path.exists() or path.is_symlink()) and not (plain_file(path) and self._replay(path)):
-            stale = set_aside(path, "is not a journal of this run")
-            log.info(f"journal {path} is not a journal of this run; set aside as {stale.name}")
-        if not path.exists():
-            try:
-                with open(path, "x") as fh:
-                    fh.write(json.dumps({"fingerprint": fp, "journal": "precdoctor bisect"}) + "\n")
-            except OSError as exc:
-                raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    RECORD, HEADER, NAME, KEEP_STALE = Evaluation, {"journal": "precdoctor bisect"}, "journal", True
 
-    def _replay(self, path: Path) -> bool:
-        """Load the entries of a journal of this run; False when it belongs to another (or is unreadable)."""
-        try:
-            lines = path.read_bytes().decode("utf-8", errors="replace").split("\n")
-            head = json.loads(lines[0]) if lines else {}
-        except (OSError, ValueError, RecursionError):
-            return False
-        if not isinstance(head, dict) or head.get("fingerprint") != self.fp:
-            return False
-        for line in lines[1:]:
-            try:
-                ev = Evaluation.from_json(json.loads(line))
-            except (ValueError, RecursionError, BadInput):
-                continue
-            ev.resumed = True
-            self.entries[ev.key] = ev
-        return True
+    def key(self, ev: Evaluation) -> tuple[str, ...]:
+        return ev.key
 
-    def append(self, ev: Evaluation) -> None:
-        self.entries[ev.key] = ev
-        if self.path is not None:
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(ev.to_json()) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+    def replayed(self, ev: Evaluation) -> Evaluation:
+        ev.resumed = True
+        return ev

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 from ..records import Record
 from .evaluator import BudgetExhausted, Evaluator
@@ -93,18 +93,24 @@ def _delete(pool: list[str], base: list[str], ev: Evaluator) -> list[str]:
     return current
 
 
+def shortest_passing_prefix(passes: Callable[[int], bool], lo: int, hi: int) -> int:
+    """The smallest k in (lo, hi] with ``passes(k)``, by bisection: the prefix of length ``lo`` fails, ``hi`` passes,
+    and a longer prefix passes whenever a shorter one does."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
 def _extract(pool: list[str], base: list[str], ev: Evaluator, known_failing: int = 0) -> list[str]:
     """QuickXplain-style: the last node of the shortest passing prefix is necessary; repeat before it.
     ``known_failing``: a prefix length already seen to fail with nothing found yet."""
     found: list[str] = []
     while not ev(frozenset(base + found)):
-        lo, hi = (known_failing if not found else 0), len(pool)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if ev(frozenset(base + found + pool[:mid])):
-                hi = mid
-            else:
-                lo = mid
+        hi = shortest_passing_prefix(lambda k: ev(frozenset(base + found + pool[:k])), known_failing if not found else 0, len(pool))
         found.append(pool[hi - 1])
         pool = pool[: hi - 1]
     return found

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput, require
-from ..files import regular_file
+from ..files import read_text, regular_file
 
 log = logging.getLogger("precdoctor")
 
@@ -50,16 +50,6 @@ def load_audio(path: str | Path, rate: int) -> np.ndarray:
         except (ValueError, RuntimeError, TypeError) as exc:
             raise BadInput(f"cannot resample audio {path} from {sr} Hz to {rate} Hz: {exc}") from None
     return audio
-
-
-def read_text(path: Path, what: str) -> str:
-    """A user's text file (manifest, transcript), UTF-8 or one BadInput line."""
-    try:
-        return path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise BadInput(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
 def _manifest_row(line: str, where: str) -> tuple[str, str | None]:

@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInput
-from ..files import read_json, regular_file
+from ..files import read_json, read_text, regular_file
 from ..limits import MAX_VOCAB_ID
-from .audio import read_text
 
 
 def _from_table(table, path: Path) -> list[str]:

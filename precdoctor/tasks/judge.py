@@ -138,7 +138,7 @@ class TaskJudge:
                 if self.store:
                     from .cache import CachedTranscripts
 
-                    self.store.put(CachedTranscripts(key, config, tr.hyps, tr.seconds, tr.tokens))
+                    self.store.append(CachedTranscripts(key, config, tr.hyps, tr.seconds, tr.tokens))
         return self.cache[key]
 
     def files(self) -> list[str]:

@@ -109,13 +109,7 @@ def _factory(name: str):
 
 
 def _make(params: TaskParams, model_path):
-    factory = _factory(params.name)
-    try:
-        task = factory(str(model_path), params)
-    except BadInput:
-        raise
-    except Exception as exc:
-        raise BadInput(f"task plug-in {params.name!r}: the factory raised {type(exc).__name__}: {_line(exc)}") from None
+    task = _guarded(params.name, "the factory", _factory(params.name), str(model_path), params)
     missing = [m for m in ("describe", "feeds", "transcribe") if not callable(getattr(task, m, None))]
     if missing:
         raise BadInput(f"task plug-in {params.name!r} returned {type(task).__name__}, which lacks {', '.join(m + '()' for m in missing)}")
@@ -131,6 +125,16 @@ def _line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
+def _guarded(spec: str, what: str, fn, *args):
+    """``fn(*args)`` of a user's plug-in: whatever it raises is the plug-in's fault, one BadInput line naming it."""
+    try:
+        return fn(*args)
+    except BadInput:
+        raise
+    except Exception as exc:
+        raise BadInput(f"task plug-in {spec!r}: {what} raised {type(exc).__name__}: {_line(exc)}") from None
+
+
 class Plugin:
     """A user's task object, held to its contract: whatever its methods raise or return wrongly is the
     plug-in's fault (one BadInput line naming it), never shown as a bug of precdoctor."""
@@ -140,12 +144,7 @@ class Plugin:
         self.name, self.rate = task.name, task.rate
 
     def _call(self, method: str, *args):
-        try:
-            return getattr(self.task, method)(*args)
-        except BadInput:
-            raise
-        except Exception as exc:
-            raise BadInput(f"task plug-in {self.spec!r}: {method}() raised {type(exc).__name__}: {_line(exc)}") from None
+        return _guarded(self.spec, f"{method}()", lambda: getattr(self.task, method)(*args))
 
     def files(self) -> list[str]:
         """Files the plug-in reads besides the model (its optional ``files()``), for fingerprints."""

@@ -27,7 +27,7 @@ from .scripts import ScriptSpec, verify_trt10, verify_trt11
 
 SCRIPTS = ("verify-trt11.sh", "verify-trt10.sh")
 FILES = SCRIPTS + (FOLDER,)
-OWNED_DIRS = {FOLDER: MANIFEST}  # the references folder, replaced whole by the next run (files.Staging)
+OWNED_DIRS = {FOLDER: MANIFEST}  # the references folder, replaced whole by the next run (destinations.Staging)
 
 
 @dataclass

@@ -6,7 +6,7 @@ with exit status 0 (every checked criterion holds on every sample), 1 (one fails
 named) or 2 (the tool could not build or run: not a verdict). A tool's exit status
 alone does not tell a failed check from a failed run (both are 1), so the script
 reads the tool's log for its verdict line. Every word is one bash word
-(artifacts.shell_word); names appear in comments only JSON-quoted. What a script
+(quoting.shell_word); names appear in comments only JSON-quoted. What a script
 cannot check is said in its header (mapping.py).
 
 trtexec runs once per sample (and per algorithm), not once with ``--refPair``:
@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..artifacts import comment_safe, shell_word, trtexec_build_words, trtexec_name, unexpressible
+from ..artifacts import trtexec_build_words
 from ..plan import Plan
+from ..quoting import comment_safe, shell_word, trtexec_name, unexpressible
 from .mapping import AccuracyRun, Needs, number, polygraphy_check, trtexec_runs
 from .references import FOLDER, Manifest
 

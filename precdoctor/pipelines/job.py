@@ -1,0 +1,107 @@
+"""What the stages of one bisect share, built once: the model under test loaded, its samples (or a task's
+clips, with their transcript cache), the backend, the acceptance, the output folder, and each plan's comparison.
+
+A rewritten graph (fix.py) is the same job with another graph and a ``variant`` of its own, so its
+evaluations journal apart and its comparisons are its own.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import __version__
+from .. import acceptance as acc
+from ..comparison import compare_plan
+from ..errors import BadInput
+from ..files import ensure_dir
+from ..plan import Plan
+from ..runs import InputInfo
+from ..search import code_digest, fingerprint
+from ..tasks.judge import TOKEN_AGREEMENT
+from .common import gather, load_graph
+
+if TYPE_CHECKING:
+    from .bisect import BisectParams
+
+
+def _samples_digest(samples) -> str:
+    h = hashlib.sha256()
+    for s in samples:
+        for k in sorted(s):
+            h.update(k.encode())
+            h.update(str(s[k].shape).encode())
+            h.update(s[k].tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Job:
+    """See the module docstring."""
+
+    p: BisectParams
+    graph: object
+    samples: list
+    backend: object
+    output_criteria: list
+    task_criteria: list
+    inside: bool  # finite-inside confirms the plan
+    outdir: Path
+    judge: object = None  # tasks.judge.TaskJudge
+    comparisons: dict = field(default_factory=dict)  # plan key -> Comparison (each plan compared tensor by tensor once)
+    variant: str = ""  # a rewritten graph's (fix.py): its own journals and fingerprint
+    absorbed: frozenset = frozenset()  # a rewritten graph's tensors whose Inf a floor takes by design (log 0 -> max): not judged
+
+    def compare(self, plan: Plan):
+        if plan.key() not in self.comparisons:
+            c = compare_plan(self.graph, plan, self.samples, self.backend)
+            c.tensors = [t for t in c.tensors if t.tensor not in self.absorbed]
+            self.comparisons[plan.key()] = c
+        return self.comparisons[plan.key()]
+
+    def accept(self) -> list[str]:
+        return [c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
+
+    @property
+    def fmt(self):
+        return Plan(self.p.precision).format
+
+    def fingerprint(self) -> str:
+        """What the journal's verdicts were judged on: code, model, samples, format, acceptance, engine, variant."""
+        return fingerprint(__version__, code_digest(), self.p.subject, _samples_digest(self.samples), self.fmt.name,
+                           acc.describe(self.output_criteria) + (f", {acc.INSIDE}" if self.inside else ""),
+                           self.backend.info().to_json(), self.variant)
+
+
+def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
+    """The job, what its inputs were, and the warnings gathering them gave; the output folder is made last."""
+    output_criteria, task_criteria, inside = p.criteria()
+    graph = load_graph(p.subject)
+    acc.check_outputs(output_criteria, graph.outputs, [o for o in graph.outputs if graph.is_float(o)])
+    judge, warnings = None, []
+    if p.task is not None:
+        from ..tasks.judge import make_judge
+
+        judge = make_judge(graph, p.model, p.task)
+        if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
+            raise BadInput(f"--accept {TOKEN_AGREEMENT}>=X needs a task that decodes tokens in a loop (--task whisper)")
+        samples = judge.samples()
+        info = InputInfo(len(samples), "task")
+    else:
+        samples, info, warnings = gather(graph, p.inputs)
+    # the search computes FP32 islands in true FP32; crosscheck.check_tf32 then decides what the commands say about TF32
+    backend = (replace(p.engine, tf32=False) if p.engine.backend == "emulate" else p.engine).make()
+    outdir = ensure_dir(p.out)  # only now: a run refused for its input leaves no folder behind
+    if judge is not None:
+        judge.store = _transcript_store(judge, p, outdir)
+    job = Job(p, graph, samples, backend, output_criteria, task_criteria, inside, outdir, judge)
+    return job, info, warnings
+
+
+def _transcript_store(judge, p: BisectParams, outdir: Path):
+    from ..tasks.cache import TranscriptStore, audio_digest
+
+    fp = fingerprint(code_digest(), p.model, *judge.files(), judge.task.describe(), audio_digest(judge.audio),
+                     [c.text for c in judge.clips], p.engine, p.task.numbers, p.task.label_free)
+    return TranscriptStore(outdir / "transcripts.jsonl", fp)
