@@ -54,7 +54,6 @@ class Metrics(Record):
 
 
 def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
-    n = max(raw[IDX["n"]], 1.0)
     sse, ssr, ssc, dot = (float(raw[IDX[k]]) for k in ("sse", "ssr", "ssc", "dot"))
     new = int(raw[IDX["nonfinite_new"]])
     if any(math.isnan(v) for v in (sse, ssr, ssc)):  # not measured (a fast probe of a candidate with Inf/NaN)

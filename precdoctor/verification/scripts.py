@@ -94,7 +94,7 @@ def _build_shapes(spec: ScriptSpec) -> list[str]:
 
 def _header(spec: ScriptSpec, engine: str, how: list[str], script: str) -> str:
     p = spec.plan
-    lines = [f"#!/usr/bin/env bash",
+    lines = ["#!/usr/bin/env bash",
              f"# precdoctor: check the {p.precision} plan ({len(p.pins)} node(s) in FP32) on {engine}, target {spec.target or '-'}.",
              f"# Run from this folder: bash {script}. Exit status: 0 every checked criterion holds on every sample, 1 one fails,",
              "# 2 the tool could not build or run (not a verdict).",
