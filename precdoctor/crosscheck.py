@@ -6,7 +6,8 @@ with TF32: if it still passes, the commands leave TF32 on (and say so); if not, 
 turn it off. Then the naive and the final plan are judged under every other target's
 assumptions (targets.py), so the report can say where the verdicts differ. Both
 checks judge the output criteria on the graph outputs (the task metric and
-finite-inside confirm the plan under the run's own target only).
+finite-inside confirm the plan under the run's own target only). Each verdict is journaled
+beside the search's (``journal.targets.jsonl``), so a repeated or resumed run replays them.
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ from .backends.emulation import EmulationBackend
 from .emulation import EmulationOptions
 from .ops import TF32_INPUTS
 from .plan import Plan
+from .recordlog import RecordLog
 from .records import Record
 from .schema import fp32_nodes
+from .search import fingerprint
 from .targets import TARGETS, describe
 
 log = logging.getLogger("precdoctor")
@@ -52,10 +55,39 @@ class TargetVerdict(Record):
         return "not judged" if self.plan is None else ("passes" if self.plan else "fails" + (f": {', '.join(self.failed)}" if self.failed else ""))
 
 
+@dataclass
+class TargetEvaluation(Record):
+    """One plan judged under one set of engine assumptions, as the journal keeps it."""
+
+    assumptions: str  # repr of the EmulationOptions: every field, so no two option sets share an entry
+    pins: list[str]
+    verdict: acc.Verdict
+
+
+class TargetJournal(RecordLog):
+    RECORD, HEADER, NAME = TargetEvaluation, {"journal": "precdoctor bisect, other targets"}, "journal"
+
+    def key(self, entry: TargetEvaluation) -> tuple:
+        return entry.assumptions, tuple(sorted(entry.pins))
+
+
+def _journal(job) -> TargetJournal:
+    if job.target_journal is None:
+        name = "journal" + (f".{job.variant}" if job.variant else "") + ".targets.jsonl"
+        job.target_journal = TargetJournal(job.outdir / name, fingerprint(job.fingerprint(), "targets"))
+    return job.target_journal
+
+
 def _judge(job, options: EmulationOptions, pins) -> acc.Verdict:
+    journal = _journal(job)
+    key = (repr(options), tuple(sorted(pins)))
+    if key in journal.entries:
+        return journal.entries[key].verdict
     refs = [ref for ref, _ in job.comparisons[Plan(job.fmt.name).key()].pairs]
     runner = EmulationBackend(options, job.p.engine.memory_budget_gb).runner(job.graph, Plan(job.fmt.name, frozenset(pins)))
-    return acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
+    verdict = acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
+    journal.append(TargetEvaluation(key[0], list(key[1]), verdict))
+    return verdict
 
 
 def tf32_islands(graph, plan: Plan) -> list[str]:

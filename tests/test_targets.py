@@ -192,3 +192,27 @@ def test_a_plan_without_fp32_inner_products_keeps_tf32_on_and_says_so(planted_di
     # the ORT-fused LayerNorm hides this failure: the naive plan passes only on ort-cuda
     assert {t["target"]: t["naive"] for t in run["targets"]} == {"trt-strong": False, "trt-weak": False, "ort-cuda": True}
     assert "on ort-cuda the naive plan already passes" in (out / "index.html").read_text()
+
+
+def test_a_repeated_bisect_replays_the_other_targets_verdicts(planted_dir, tmp_path, monkeypatch):
+    """The cross-target verdicts are journaled like the search's evaluations: the second run of the same bisect
+    judges no plan under another target again (an emulation runner would raise), and says the same."""
+    import precdoctor
+    from precdoctor import crosscheck
+
+    args = dict(inputs=[planted_dir / "eps_underflow.npz"], baselines=False, report=False)
+    first = precdoctor.bisect(planted_dir / "eps_underflow.onnx", tmp_path / "o", **args)
+    lines = (tmp_path / "o" / "journal.targets.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 4  # header; naive and plan under trt-weak and ort-cuda (TF32: no FP32 inner product)
+
+    class Refuses:
+        def __init__(self, *a, **k):
+            pass
+
+        def runner(self, *a, **k):
+            raise AssertionError("a target verdict was computed again")
+
+    monkeypatch.setattr(crosscheck, "EmulationBackend", Refuses)
+    again = precdoctor.bisect(planted_dir / "eps_underflow.onnx", tmp_path / "o", **args)
+    assert [t.to_json() for t in again.targets] == [t.to_json() for t in first.targets]
+    assert {t.target: t.naive for t in again.targets} == {"trt-strong": False, "trt-weak": True, "ort-cuda": True}

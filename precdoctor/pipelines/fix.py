@@ -76,7 +76,8 @@ class _Stage:
             judge = replace(j, graph=g, cache={"fp32": j.fp32()}, store=None) if j is not None else None
             variant = "rewrite-" + hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()[:12]
             absorbed = frozenset(t for i in key for t in self.cands[i].record.absorbed)
-            self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed)
+            self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed,
+                                     target_journal=None)
         return self.jobs[key]
 
     def naive_of(self, rjob):
@@ -97,7 +98,7 @@ class _Stage:
 
     def output_verdict(self, ids, backend) -> acc.Verdict:
         """Outputs and every tensor finite on another engine profile (alternatives)."""
-        rjob = replace(self.rjob(ids), backend=backend, comparisons={})
+        rjob = replace(self.rjob(ids), backend=backend, comparisons={}, target_journal=None)
         naive = self.naive_of(rjob)
         self.extra += 1
         v = self.hooks.judge(rjob, naive)(frozenset())

@@ -52,6 +52,7 @@ class Job:
     comparisons: dict = field(default_factory=dict)  # plan key -> Comparison (each plan compared tensor by tensor once)
     variant: str = ""  # a rewritten graph's (fix.py): its own journals and fingerprint
     absorbed: frozenset = frozenset()  # a rewritten graph's tensors whose Inf a floor takes by design (log 0 -> max): not judged
+    target_journal: object = None  # crosscheck.TargetJournal, opened on first use
 
     def compare(self, plan: Plan):
         if plan.key() not in self.comparisons:
