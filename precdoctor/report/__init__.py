@@ -21,10 +21,11 @@ def _environment():
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined)
     from ..acceptance import measure_label
-    from .numbers import num, pct
+    from .numbers import count, num, pct
 
     env.filters["g"] = num
     env.filters["pct"] = pct
+    env.filters["count"] = count  # the same thousands separator as the verdict sentence
     env.filters["measure"] = measure_label
     return env
 
