@@ -16,6 +16,7 @@ from .cli_options import (engine_options, engine_params, input_spec, model_optio
 from .errors import EXIT_FAILED, EXIT_OK, BadInput
 from .exits import Cli, say
 from .exits import setup_logging as _logging
+from .plan import FIX_MODES, PRECISIONS
 
 
 def _examples(*lines: str) -> str:
@@ -60,7 +61,7 @@ def _json_help(what: str) -> str:
 
 @main.command(short_help='FP32 and FP16/BF16 side by side, tensor by tensor.', epilog=EXAMPLES['compare'])
 @model_options
-@click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to compare.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True, help="Reduced precision to compare.")
 @pin_options
 @engine_options
 @click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
@@ -99,7 +100,7 @@ def scan(model, inputs, shapes, seed, target, json_out):
 
 @main.command(short_help='Fewest FP32 pins, proven, with artifacts and report.', epilog=EXAMPLES['bisect'])
 @model_options
-@click.option("--precision", type=click.Choice(["fp16", "bf16"]), default="fp16", show_default=True, help="Reduced precision to fix.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True, help="Reduced precision to fix.")
 @click.option("--accept", "accept", multiple=True, metavar="CRITERION",
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
                    "[OUTPUT:]..., wer<=+X, cer<=+X, wer<=X or token-agreement>=X (with --task/--data). Default: finite, rel-l2<=0.05. "
@@ -111,7 +112,7 @@ def scan(model, inputs, shapes, seed, target, json_out):
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Also write run.json here"))
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
-@click.option("--fix", "fix", type=click.Choice(["pins", "rewrite", "auto"]), default="pins", show_default=True,
+@click.option("--fix", "fix", type=click.Choice(FIX_MODES), default="pins", show_default=True,
               help="pins: FP32 pins. rewrite: replace the culprits by equivalent FP16/BF16-safe subgraphs, verified "
                    "(model.rewritten.onnx). auto: rewrite what a verified rewrite covers, pin the rest.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")

@@ -73,8 +73,7 @@ class TargetJournal(RecordLog):
 
 def _journal(job) -> TargetJournal:
     if job.target_journal is None:
-        name = "journal" + (f".{job.variant}" if job.variant else "") + ".targets.jsonl"
-        job.target_journal = TargetJournal(job.outdir / name, fingerprint(job.fingerprint(), "targets"))
+        job.target_journal = TargetJournal(job.journal_path("targets"), fingerprint(job.fingerprint(), "targets"))
     return job.target_journal
 
 

@@ -15,6 +15,8 @@ from .formats import FORMATS, Format, get_format
 from .graph import GraphView
 
 PRECISIONS = tuple(FORMATS)
+# how bisect ships a fix: FP32 pins, rewritten subgraphs with no FP32 island, or rewrites with pins for the rest
+FIX_MODES = ("pins", "rewrite", "auto")
 
 
 @dataclass(frozen=True)

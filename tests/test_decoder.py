@@ -224,3 +224,17 @@ def test_decode_lines_count_departures_per_configuration_and_drop_an_unmeasured_
     lines = decode_lines(task, departures=5)
     assert "logit rel. L2 per step" in lines[1] and "max 0.03 (2 steps)" in "\n".join(lines)
     assert not lines[-1].startswith("  ... and")
+
+
+@pytest.mark.parametrize("command", ["compare", "wer", "bisect"])
+@pytest.mark.parametrize("target", ["decoder_model_merged.onnx", "tokenizer.json"])
+def test_no_output_path_may_name_a_file_the_task_reads(toy, tmp_path, command, target):
+    """--json naming the decoder under test, or the tokenizer the task reads, is refused before any work and the
+    file is left as it was (with the encoder under test too: the decoder is still read)."""
+    before = (toy / target).read_bytes()
+    extra = ["--out", tmp_path / "o"] if command == "bisect" else []
+    for part in ("decoder", "encoder"):
+        code, _, err = run_cli(command, toy / "encoder.onnx", "--task", "whisper", "--data", AUDIO, "--under-test", part,
+                               "--decoder", toy / "decoder_model_merged.onnx", "--json", toy / target, *extra)
+        assert code == 2 and "refusing to write" in err and target in err, (part, err)
+    assert (toy / target).read_bytes() == before and not (tmp_path / "o").exists()

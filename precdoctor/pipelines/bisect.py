@@ -23,7 +23,7 @@ from ..errors import BadInput
 from ..graph import concrete_shapes, node_flops
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
-from ..plan import PRECISIONS, Plan
+from ..plan import FIX_MODES, PRECISIONS, Plan
 from ..runs import BisectComparisons, BisectRun, Flops
 from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, rank, search
 from ..targets import describe
@@ -34,7 +34,6 @@ from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
 from .artifact_set import RUN_FILES, write_set
 from .common import Clock, refuse_empty_outputs, versions
 from .confirm import Check, confirm, finite_inside, merge
-from .fix import FIX_MODES
 from .fix import verdict as fix_verdict
 from .job import Job, setup
 
@@ -88,9 +87,10 @@ class BisectParams:
         if self.task is not None:
             self.task.check()
         check_output_dir(self.out)
-        check_set(self.out, RUN_FILES, keep=(self.model, self.subject, *self.inputs.files))
+        reads = (self.model, self.subject, *(self.task.reads(self.model) if self.task is not None else ()), *self.inputs.files)
+        check_set(self.out, RUN_FILES, keep=reads)
         check_owned_dirs(self.out, OWNED_DIRS)
-        check_output_file(self.json_out, keep=(self.model, self.subject, *self.inputs.files))
+        check_output_file(self.json_out, keep=reads)
 
 
 def run(p: BisectParams) -> BisectRun:
@@ -192,13 +192,12 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     """The search, confirmed by every check that applies (confirm.py); returns the result, the proxy's evaluator,
     every evaluation made (the proxy's and a repair search's), the task report and the evaluation bound."""
     fp = job.fingerprint()
-    name = "journal" + (f".{job.variant}" if job.variant else "")
-    journal = Journal(job.outdir / f"{name}.jsonl", fp)
+    journal = Journal(job.journal_path(), fp)
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
     result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
     report = job.judge.report(job.task_criteria) if job.judge is not None else None
     first_pins = list(result.pins)
-    c = confirm(result, _checks(job, report), ev, job.outdir / f"{name}.confirm.jsonl", fp, loc.order, loc.suspects, job.p.budget)
+    c = confirm(result, _checks(job, report), ev, job.journal_path("confirm"), fp, loc.order, loc.suspects, job.p.budget)
     if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 

@@ -48,7 +48,8 @@ class CompareParams:
             if not self.inputs.random or self.inputs.shapes:
                 raise BadInput("--task gives compare its samples (the task's clips): leave out --inputs and --input-shapes")
             self.task.check()
-        check_output_file(self.json_out, keep=(self.model, *self.inputs.files, *self.pin_files))
+        task_files = self.task.reads(self.model) if self.task is not None else ()
+        check_output_file(self.json_out, keep=(self.model, *task_files, *self.inputs.files, *self.pin_files))
 
 
 def check_tolerance(tol: Tolerance) -> None:

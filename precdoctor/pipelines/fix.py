@@ -35,7 +35,6 @@ from .confirm import chained, finite_inside, merge
 
 log = logging.getLogger("precdoctor")
 PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
-FIX_MODES = ("pins", "rewrite", "auto")
 
 
 @dataclass
@@ -241,7 +240,9 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     ids, dropped = _equivalent(stage, cands)
     if not ids:
         return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
-    journal = Journal(job.outdir / "journal.rewrite.jsonl", fingerprint(hooks.fingerprint, "rewrite", sorted(ids)))
+    # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
+    checks = [c.name for c in hooks.checks(job, None)]
+    journal = Journal(job.outdir / "journal.rewrite.jsonl", fingerprint(hooks.fingerprint, "rewrite", sorted(ids), checks))
     ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
     try:
         status, ids, without, more, pins, measures = _settle(stage, ev, ids, mode, pin_result)
@@ -267,8 +268,9 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
                            alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
                            cost, pins_total)
-    result.tf32 = check_tf32(rjob, plan, True)
+    # naive_of first: it leaves the rewritten graph's naive comparison in rjob, which the target checks read
     naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
+    result.tf32 = check_tf32(rjob, plan, True)
     result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)
     log.info(f"rewrite: {status}: {result.message} ({result.evaluations} evaluations)")
     row = None

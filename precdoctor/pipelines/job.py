@@ -68,6 +68,11 @@ class Job:
     def fmt(self):
         return Plan(self.p.precision).format
 
+    def journal_path(self, kind: str = "") -> Path:
+        """Where this job journals its verdicts of one ``kind`` (the search's, ``confirm``, ``targets``): a rewritten
+        graph's variant journals apart."""
+        return self.outdir / ".".join(["journal", *([self.variant] if self.variant else []), *([kind] if kind else []), "jsonl"])
+
     def fingerprint(self) -> str:
         """What the journal's verdicts were judged on: code, model, samples, format, acceptance, engine, variant."""
         return fingerprint(__version__, code_digest(), self.p.subject, _samples_digest(self.samples), self.fmt.name,

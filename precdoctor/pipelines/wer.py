@@ -30,7 +30,7 @@ class WerParams:
             raise BadInput(f"unknown precision {self.precision!r}; expected fp32, {', '.join(PRECISIONS)}")
         self.task.check()
         self.engine.check()
-        check_output_file(self.json_out, keep=(self.model, self.task.under_test(self.model), *self.pin_files))
+        check_output_file(self.json_out, keep=(self.model, *self.task.reads(self.model), *self.pin_files))
 
 
 def run(p: WerParams) -> WerRun:

@@ -53,6 +53,21 @@ class TaskParams:
 
         return str(self.decoder or default_decoder(Path(model_path).parent))
 
+    def reads(self, model_path: str | Path) -> tuple[str, ...]:
+        """The files the task reads beside ``model_path`` that are known before any work (an output path must not
+        name one): the model under test, Whisper's decoder and tokenizer, a CTC vocabulary, a manifest."""
+        files = [self.under_test(model_path), self.vocab, self.data if Path(self.data).is_file() else None]
+        if self.name == "whisper":
+            from .whisper import default_decoder
+
+            folder = Path(model_path).parent
+            files += [self.decoder or default_decoder(folder), self.tokenizer or self.default_tokenizer(folder)]
+        return tuple(str(f) for f in files if f)
+
+    @staticmethod
+    def default_tokenizer(folder: Path) -> Path:
+        return folder / "tokenizer.json"
+
     def check(self) -> None:
         """What can be checked before any work."""
         if self.name not in TASKS and ":" not in self.name:
@@ -79,7 +94,7 @@ def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
     if params.name == "whisper":
         from .whisper import WhisperTask, default_decoder
 
-        return WhisperTask(params.decoder or default_decoder(model_dir), params.tokenizer or model_dir / "tokenizer.json",
+        return WhisperTask(params.decoder or default_decoder(model_dir), params.tokenizer or params.default_tokenizer(model_dir),
                            test=params.test_part, graph=decoder_graph)
     if params.name == "ctc":
         from .ctc import CtcTask

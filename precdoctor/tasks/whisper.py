@@ -18,6 +18,7 @@ from ..graph import open_model
 from ..records import Record
 from .decoding import DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
+from .registry import WHISPER_PARTS
 
 MAX_DECODE_TOKENS = 448  # Whisper's text context: no greedy decode runs longer
 DECODERS = ("decoder_model_merged.onnx", "decoder_with_past_model.onnx", "decoder.onnx")  # preferred first, beside the encoder
@@ -84,8 +85,8 @@ class WhisperTask:
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
         self._files = [str(decoder), str(tokenizer)] + ([str(meta_path)] if meta_path.is_file() else [])
-        if test not in ("encoder", "decoder", "both"):
-            raise BadInput(f"--under-test must be encoder, decoder or both, not {test!r}")
+        if test not in WHISPER_PARTS:
+            raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {test!r}")
         self.test, self.decoder_path = test, Path(decoder)
         self.decoder_graph = graph if graph is not None else open_model(decoder)
         self._open_decoder(Path(decoder))
