@@ -42,6 +42,9 @@ RANGE_RULE_INIT_MAX = 65504.0  # AutoCast's default --init_max (FP16's largest f
 
 # --- files
 COMMAND_FILE_MAX_BYTES = 16 << 20  # the report embeds a run's command files only up to this size (thousands of pins fit)
+# reference/ (samples and FP32 outputs for the verify scripts) holds each sample twice (raw and Polygraphy JSON):
+# past this many bytes an evenly spread subset is written (a decoder's 53 recorded steps with their KV cache: 2.2 GB)
+REFERENCE_MAX_BYTES = 256 << 20
 MAX_VOCAB_ID = 10_000_000  # a vocabulary id past this is a damaged file, not a tokenizer (a list this long would be GBs)
 
 # --- presentation

@@ -255,3 +255,29 @@ def test_a_verify_run_reads_back_and_the_report_declines_it(ln_run, tmp_path):
     assert isinstance(r, VerifyRun) and r.passed and r.target == "trt-strong" and r.engine.constants == "clamp"
     code, _, err = run_cli("report", tmp_path / "v.json", "-o", tmp_path / "v.html")
     assert code == 2 and "verify result" in err
+
+
+def test_reference_subset_keeps_every_sample_under_the_budget_and_spreads_them_past_it():
+    from precdoctor.verification import reference_subset
+
+    assert reference_subset([100] * 10, 10_000) == list(range(10))
+    few = reference_subset([1000] * 53, 10 * 2400)  # room for 10 of 53
+    assert len(few) == 10 and few[0] == 0 and few[-1] == 52 and few == sorted(set(few))
+    assert max(b - a for a, b in zip(few, few[1:])) <= 6  # evenly spread, not the first ten
+    assert reference_subset([10**9], 1000) == [0]  # one sample at least, however large
+
+
+def test_a_bisect_past_the_reference_budget_writes_a_spread_subset_and_says_so(planted_dir, tmp_path, monkeypatch):
+    import precdoctor
+    from precdoctor import verification
+    from precdoctor.verification.references import read_manifest
+
+    npz = np.load(planted_dir / "ln_overflow.npz")
+    feeds = [{k: npz[k] * (1 + 0.01 * i) for k in npz.files} for i in range(6)]
+    per = sum(a.nbytes for a in feeds[0].values())
+    monkeypatch.setattr(verification, "REFERENCE_MAX_BYTES", int(2.4 * per * 3.5))  # inputs alone: room for at most 3
+    run = precdoctor.bisect(planted_dir / "ln_overflow.onnx", tmp_path / "o", inputs=feeds, baselines=False, report=False)
+    v = run.verification
+    assert v.of_samples == 6 and 1 <= v.samples < 6
+    assert len(read_manifest(tmp_path / "o" / "reference").samples) == v.samples
+    assert any(f"holds {v.samples} of the 6 samples" in w for w in run.warnings)

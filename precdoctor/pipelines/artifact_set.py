@@ -15,6 +15,7 @@ from .. import acceptance as acc
 from ..artifacts import FILES, write_artifacts
 from ..destinations import Staging
 from ..files import dump_json
+from ..limits import REFERENCE_MAX_BYTES
 from ..mixed import constants_note
 from ..pinsfile import PinsFile
 from ..plan import Plan
@@ -39,6 +40,10 @@ def _write_verification(job: Job, record: BisectRun, plan: Plan, stage: Path) ->
     record.verification = write_verification(stage, job.p.subject, job.graph, plan, job.samples, refs, job.output_criteria, beyond,
                                              record.target, job.p.engine.options(), record.tf32.allowed, relative_to=job.outdir)
     record.artifacts.verify_trt11, record.artifacts.verify_trt10 = record.verification.scripts
+    v = record.verification
+    if v.samples < v.of_samples:
+        record.warnings.append(f"reference/ holds {v.samples} of the {v.of_samples} samples, evenly spread (all of them would "
+                               f"pass {REFERENCE_MAX_BYTES >> 20} MB): the verify scripts check those")
 
 
 def _pins_file(job: Job, record: BisectRun, plan: Plan) -> PinsFile:

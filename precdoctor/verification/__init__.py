@@ -12,12 +12,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..acceptance import Criterion
 from ..artifacts import outputs_of
 from ..constants import SHIPPED
 from ..emulation import EmulationOptions
 from ..files import write_text
 from ..graph import GraphView
+from ..limits import REFERENCE_MAX_BYTES
 from ..plan import Plan
 from ..records import Record
 from ..schema import forced_fp32
@@ -37,6 +40,7 @@ class Verification(Record):
     references: str  # the folder of samples and FP32 outputs
     scripts: list[str]
     samples: int
+    of_samples: int = 0  # the run's samples; more than ``samples`` when reference/ would pass REFERENCE_MAX_BYTES
     unmapped: list[str] = field(default_factory=list)  # criteria no engine-side check can express
     not_checked: list[str] = field(default_factory=list)  # criteria of the run beyond the outputs (task, finite-inside)
 
@@ -63,10 +67,26 @@ def write_verification(outdir: Path, model_path: str, graph: GraphView, plan: Pl
     nd = needs(criteria, floats)
     manifest = Manifest(plan.precision, sorted(plan.pins), target, [c.text() for c in criteria if c.is_output], not_checked,
                         tf32, SHIPPED, options.profile, options.recurrent)
+    keep = reference_subset([_bytes(s) + _bytes(r) for s, r in zip(samples, references)], REFERENCE_MAX_BYTES)
+    samples, references, of = [samples[i] for i in keep], [references[i] for i in keep], len(samples)
     manifest = write_references(outdir / FOLDER, samples, references, manifest)
     full = Plan(plan.precision, frozenset(plan.pins) | frozenset(forced_fp32(graph, plan)), plan.why)
     spec = ScriptSpec(full, target, tf32, model, "model.mixed.onnx", dynamic_inputs(graph), outputs_of(graph, full.pins), manifest,
                       nd, references, not_checked)
     write_text(outdir / SCRIPTS[0], verify_trt11(spec))
     write_text(outdir / SCRIPTS[1], verify_trt10(spec))
-    return Verification(FOLDER, list(SCRIPTS), len(samples), nd.unmapped, not_checked)
+    return Verification(FOLDER, list(SCRIPTS), len(samples), of, nd.unmapped, not_checked)
+
+
+def _bytes(arrays: dict) -> int:
+    return sum(np.asarray(a).nbytes for a in arrays.values())
+
+
+def reference_subset(sizes: list[int], budget: int) -> list[int]:
+    """The samples reference/ holds: all of them, or as many as fit ``budget`` (each written about 2.4 times its
+    size: raw, and base64 inside JSON), evenly spread so that every part of the data (every clip's steps) is seen."""
+    per = [2.4 * b for b in sizes]
+    if sum(per) <= budget:
+        return list(range(len(sizes)))
+    k = max(1, int(budget // (sum(per) / len(per))))
+    return sorted({round(i * (len(sizes) - 1) / max(k - 1, 1)) for i in range(k)})
