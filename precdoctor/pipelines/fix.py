@@ -242,7 +242,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
     # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
     checks = [c.name for c in hooks.checks(job, None)]
-    journal = Journal(job.outdir / "journal.rewrite.jsonl", fingerprint(hooks.fingerprint, "rewrite", sorted(ids), checks))
+    journal = Journal(job.journal_path("rewrite"), fingerprint(hooks.fingerprint, "rewrite", sorted(ids), checks))
     ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
     try:
         status, ids, without, more, pins, measures = _settle(stage, ev, ids, mode, pin_result)
