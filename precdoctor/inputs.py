@@ -103,6 +103,7 @@ def load_npz(path: str | Path) -> Sample:
             sample = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise BadInput(f"inputs file not found: {path}") from None
+    # zipfile raises NotImplementedError for a member compressed with a method it does not support
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise BadInput(f"inputs file {path} is not a readable .npz ({_first(exc)})") from None
     if not sample:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 from .errors import BadInput
@@ -20,7 +21,7 @@ from .files import plain_file, set_aside
 log = logging.getLogger("precdoctor")
 
 
-class RecordLog:
+class RecordLog(ABC):
     """See the module docstring; ``path=None`` keeps the entries in memory only."""
 
     RECORD: type  # the records.Record of each line
@@ -42,8 +43,9 @@ class RecordLog:
         except OSError as exc:
             raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
 
+    @abstractmethod
     def key(self, entry):
-        raise NotImplementedError
+        """What identifies an entry: a later entry with the same key replaces it."""
 
     def replayed(self, entry):
         """An entry read back from the file, as the run uses it."""
