@@ -16,16 +16,14 @@ from .. import acceptance as acc
 from ..artifacts import Artifacts
 from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
-from ..controlflow import scan_ranges
 from ..crosscheck import check_tf32, other_targets
 from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
-from ..graph import concrete_shapes, node_flops
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
 from ..plan import FIX_MODES, PRECISIONS, Plan
 from ..runs import BisectComparisons, BisectRun, Flops
-from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, rank, search
+from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
 from ..targets import describe
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
@@ -104,8 +102,7 @@ def run(p: BisectParams) -> BisectRun:
     naive = job.compare(Plan(job.fmt.name))
     refuse_nan_reference(naive)
     refuse_empty_outputs(naive)
-    ranges, _ = scan_ranges(job.graph, job.samples, job.fmt)  # FP32 range findings: evidence where no node jumps
-    loc = rank(job.graph, naive, job.fmt, ranges, p.engine.options().constants)
+    ranges, loc = job.localize(naive)  # FP32 range findings too: evidence where no node jumps
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
@@ -118,7 +115,7 @@ def run(p: BisectParams) -> BisectRun:
     if p.fix != "pins" and result.status != "healthy":
         from .fix import Hooks, fix_by_rewrite
 
-        fixed = fix_by_rewrite(job, naive, loc, result, ranges, Hooks(_judge_fn, _checks, _search, job.fingerprint()))
+        fixed = fix_by_rewrite(job, naive, loc, result, ranges, Hooks(_judge_fn, _checks, _search))
         clock.lap("rewrite")
     why = {pin: _why(pin, loc.evidence, result) for pin in result.pins}
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
@@ -224,7 +221,7 @@ def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
 
 
 def _flops(job: Job, pins) -> Flops:
-    per = node_flops(job.graph, concrete_shapes(job.graph, job.samples[0]))
+    per = job.node_flops
     known = [p for p in pins if p in per]
     return Flops(sum(per.values()), {p: per[p] for p in known}, sum(per[p] for p in known), len(per) == len(job.graph.nodes))
 

@@ -21,17 +21,16 @@ from typing import Callable
 
 from .. import acceptance as acc
 from ..backends.emulation import EmulationBackend
-from ..controlflow import scan_ranges
 from ..crosscheck import check_tf32, other_targets
 from ..graph import GraphView
 from ..mixed import mixed_model
 from ..plan import Plan
 from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
-from ..rewrite.costs import flops, pins_cost, pins_inside, plan_cost, rewrite_cost
+from ..rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
 from ..rewrite.equivalence import measure
 from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
-from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint, rank
-from .confirm import chained, finite_inside, merge
+from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
+from .confirm import chained
 
 log = logging.getLogger("precdoctor")
 PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
@@ -44,7 +43,6 @@ class Hooks:
     judge: Callable  # (job, naive) -> (pins -> Verdict)
     checks: Callable  # (job, task report) -> [Check]
     search: Callable  # (job, naive, localization) -> (SearchResult, Evaluator, log, report, bound)
-    fingerprint: str  # the pin search's journal fingerprint: samples, format, acceptance, engine, code
 
 
 @dataclass
@@ -100,8 +98,7 @@ class _Stage:
         rjob = replace(self.rjob(ids), backend=backend, comparisons={}, target_journal=None)
         naive = self.naive_of(rjob)
         self.extra += 1
-        v = self.hooks.judge(rjob, naive)(frozenset())
-        return merge(v, finite_inside(naive)) if rjob.inside else v
+        return self.hooks.judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
 
 
 def _keys(ids, pins=()) -> list[str]:
@@ -139,8 +136,7 @@ def _auto_pins(stage: _Stage, ids: list[str]) -> SearchResult:
     """The pin search of bisect, on the rewritten graph."""
     rjob = stage.rjob(ids)
     naive = stage.naive_of(rjob)
-    ranges, _ = scan_ranges(rjob.graph, rjob.samples, rjob.fmt)
-    result, *_ = stage.hooks.search(rjob, naive, rank(rjob.graph, naive, rjob.fmt, ranges))
+    result, *_ = stage.hooks.search(rjob, naive, rjob.localize(naive)[1])
     stage.extra += result.evaluations
     return result
 
@@ -228,7 +224,7 @@ def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=()) -> Fixed:
 def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hooks: Hooks) -> Fixed:
     """The rewrite stage (see the module docstring)."""
     mode, fmt = job.p.fix, job.fmt.name
-    per_node = flops(job.graph, job.samples[0])
+    per_node = job.node_flops
     pins_total = plan_cost(job.graph, Plan(fmt, frozenset(pin_result.pins)), per_node)
     culprits = set(pin_result.pins) | set(loc.order[: loc.suspects])
     strict = isinstance(job.backend, EmulationBackend) and job.backend.profile == "strict"
@@ -242,7 +238,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
     # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
     checks = [c.name for c in hooks.checks(job, None)]
-    journal = Journal(job.journal_path("rewrite"), fingerprint(hooks.fingerprint, "rewrite", sorted(ids), checks))
+    journal = Journal(job.journal_path("rewrite"), fingerprint(job.fingerprint(), "rewrite", sorted(ids), checks))
     ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
     try:
         status, ids, without, more, pins, measures = _settle(stage, ev, ids, mode, pin_result)
@@ -259,7 +255,7 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     job = stage.job
     rjob = stage.rjob(ids)
     eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples)
-    rflops = flops(rjob.graph, job.samples[0])
+    rflops = rjob.node_flops
     checks = _checks(stage, ids, without, pin_result, per_node, rflops, eq)
     alternatives = _alternatives(stage, ids)
     plan = Plan(job.fmt.name, frozenset(pins))

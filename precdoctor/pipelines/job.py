@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import __version__
 from .. import acceptance as acc
 from ..comparison import compare_plan
+from ..controlflow import scan_ranges
 from ..errors import BadInput
 from ..files import ensure_dir
+from ..graph import concrete_shapes, node_flops
 from ..plan import Plan
 from ..runs import InputInfo
-from ..search import code_digest, fingerprint
+from ..search import code_digest, fingerprint, rank
 from ..tasks.judge import TOKEN_AGREEMENT
 from .common import gather, load_graph
 
@@ -60,6 +63,17 @@ class Job:
             c.tensors = [t for t in c.tensors if t.tensor not in self.absorbed]
             self.comparisons[plan.key()] = c
         return self.comparisons[plan.key()]
+
+    @cached_property
+    def node_flops(self) -> dict[str, int]:
+        """FLOPs per node on the first sample's shapes (what the report and the costs of pins and rewrites count)."""
+        return node_flops(self.graph, concrete_shapes(self.graph, self.samples[0]))
+
+    def localize(self, naive) -> tuple[dict, object]:
+        """The FP32 ranges and the ranked candidates (search.Localization) from the naive plan's comparison, with
+        constants judged as the target converts them."""
+        ranges, _ = scan_ranges(self.graph, self.samples, self.fmt)
+        return ranges, rank(self.graph, naive, self.fmt, ranges, self.p.engine.options().constants)
 
     def accept(self) -> list[str]:
         return [c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])

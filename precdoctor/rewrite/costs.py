@@ -2,16 +2,12 @@
 keeps FP32), Cast nodes of the mixed ONNX, FLOPs computed in FP32, and what a rewrite adds in the low format."""
 from __future__ import annotations
 
-from ..graph import GraphView, concrete_shapes, node_flops
+from ..graph import GraphView
 from ..mixed import mixed_model
 from ..plan import Plan
 from ..runs import Cost
 from ..schema import fp32_nodes
 from .core import Rewrite
-
-
-def flops(graph: GraphView, sample: dict) -> dict[str, int]:
-    return node_flops(graph, concrete_shapes(graph, sample))
 
 
 def plan_cost(graph: GraphView, plan: Plan, per_node: dict[str, int]) -> Cost:
