@@ -157,3 +157,28 @@ def test_inputs_that_would_lie(planted_dir, tmp_path):
 def test_infinite_inputs_are_named(odd, tmp_path):
     code, out, err = run_cli("compare", odd["masked"], "--inputs", _npz(odd["masked"]))
     assert code == 0 and "input 'mask' holds 8 infinite value(s)" in out
+
+
+def test_fp32_nan_born_inside_an_if_branch_is_refused_too(tmp_path):
+    """The control-flow path of the comparison (If bodies folded back) carries the FP32 reference's own NaN as the
+    flat path does: bisect refuses it, compare says reference-nonfinite."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    branch = lambda name, op: helper.make_graph(  # noqa: E731
+        [helper.make_node(op, ["x"], [f"{name}_y"], name=f"{name}/{op}")], name, [],
+        [helper.make_tensor_value_info(f"{name}_y", TensorProto.FLOAT, [8])])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x"], ["s"], name="sum", keepdims=0),
+         helper.make_node("Greater", ["s", "zero"], ["c"], name="positive"),
+         helper.make_node("If", ["c"], ["y"], name="branch", then_branch=branch("then", "Sqrt"), else_branch=branch("else", "Log"))],
+        "if_log", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8])], [helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    onnx.save(model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "x.npz", x=-np.linspace(1, 2, 8, dtype=np.float32))  # sum < 0: the Log branch, log of negatives
+    code, out, err = run_cli("compare", tmp_path / "m.onnx", "--inputs", tmp_path / "x.npz", "--json", tmp_path / "c.json")
+    r = json.loads((tmp_path / "c.json").read_text())
+    assert code == 1 and r["verdict"] == "reference-nonfinite" and r["comparison"]["reference"]["nan_outputs"] == {"y": 8}, out + err
+    code, out, err = run_cli("bisect", tmp_path / "m.onnx", "--inputs", tmp_path / "x.npz", "--out", tmp_path / "o", "--quiet")
+    assert code == 2 and "FP32 reference itself" in err and not (tmp_path / "o" / "run.json").exists()
