@@ -41,7 +41,6 @@ class Artifacts(Record):
     report: str | None = None
     verify_trt11: str | None = None  # verification on the user's engine (verification/): TensorRT 11.1+
     verify_trt10: str | None = None  # and TensorRT 8.6-10.x with Polygraphy
-    trtexec_unsupported: list[str] = field(default_factory=list)
     casts: int | None = None
     forced: dict[str, str] = field(default_factory=dict)  # pinned in every artifact besides the plan's pins: node -> why
     unexpressible: dict[str, list[str]] = field(default_factory=dict)  # format -> pins its file cannot name
@@ -193,7 +192,6 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
             bad = [p for p in sorted(plan.pins) if unexpressible(fmt, p)]
             if bad:
                 out.unexpressible[fmt] = bad
-    out.trtexec_unsupported = out.unexpressible.get("trtexec", []) if "trtexec" in formats else []
     if "mixed-onnx" in formats:
         mixed = mixed_model(graph, verified)
         check(mixed.model)

@@ -16,6 +16,7 @@ from .cli_options import (engine_options, engine_params, input_spec, model_optio
 from .errors import EXIT_FAILED, EXIT_OK, BadInput
 from .exits import Cli, say
 from .exits import setup_logging as _logging
+from .backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS
 from .plan import FIX_MODES, PRECISIONS
 
 
@@ -158,9 +159,9 @@ def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
 
 @main.command(short_help="Check a bisect's shipped plan against its FP32 outputs.", epilog=EXAMPLES['verify'])
 @click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--backend", type=click.Choice(["ort-cuda", "emulate"]), default="ort-cuda", show_default=True,
+@click.option("--backend", type=click.Choice(VERIFY_BACKENDS), default="ort-cuda", show_default=True,
               help="ort-cuda: model.mixed.onnx on onnxruntime-gpu; emulate: its CPU stand-in (the plan's emulation).")
-@click.option("--graph-opt", type=click.Choice(["none", "basic", "all"]), default="all", show_default=True,
+@click.option("--graph-opt", type=click.Choice(GRAPH_OPT_LEVELS), default="all", show_default=True,
               help="ONNX Runtime graph optimizations for ort-cuda (all: a default session's).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the verdict per sample here"))

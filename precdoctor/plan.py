@@ -19,6 +19,16 @@ PRECISIONS = tuple(FORMATS)
 FIX_MODES = ("pins", "rewrite", "auto")
 
 
+def config_name(precision: str, pins=(), rewritten: bool = False) -> str:
+    """A configuration's name in task tables (fp16, fp16+pins, fp16+rewrite+pins): rows are looked up by it."""
+    return precision + ("+rewrite" if rewritten else "") + ("+pins" if pins else "")
+
+
+def other_precision(precision: str) -> str:
+    """The other reduced format, which reports show beside the one under test."""
+    return "bf16" if precision == "fp16" else "fp16"
+
+
 @dataclass(frozen=True)
 class Plan:
     precision: str  # "fp16" | "bf16"

@@ -220,7 +220,7 @@ class BisectRun(Run):
     evaluation_log: list[Evaluation]
     artifacts: Artifacts
     allow_internal_nonfinite: bool = False
-    internal_nonfinite: str | None = None  # the plan passes while new Inf/NaN is born inside (only when allowed, or unfixed)
+    internal_nonfinite: str | None = None  # the shipped plan passes while new Inf/NaN is born inside (allowed); None when unfixed
     target: str | None = None  # the target engine the plan is for (targets.py); engine.* holds its assumptions
     tf32: Tf32Check | None = None  # whether the commands leave TF32 on
     targets: list[TargetVerdict] = field(default_factory=list)  # the naive and the searched plan under every target

@@ -22,6 +22,7 @@ from ..records import Record
 Runner = Callable[[dict], dict]
 BACKENDS = ("emulate", "ort-cuda", "trt")
 GRAPH_OPT_LEVELS = ("none", "basic", "all")
+VERIFY_BACKENDS = ("ort-cuda", "emulate")  # what `precdoctor verify` runs a shipped plan on (emulate: the CPU stand-in)
 TRT_TYPING = ("weak", "strong")
 
 

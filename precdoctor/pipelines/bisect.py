@@ -21,7 +21,7 @@ from ..destinations import check_output_dir, check_output_file, check_owned_dirs
 from ..errors import BadInput
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
-from ..plan import FIX_MODES, PRECISIONS, Plan
+from ..plan import FIX_MODES, PRECISIONS, Plan, other_precision
 from ..runs import BisectComparisons, BisectRun, Flops
 from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
 from ..targets import describe
@@ -127,13 +127,15 @@ def run(p: BisectParams) -> BisectRun:
     clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
-        task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins)
-        task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins),
+        other = p.other_precision
+        task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins, other)
+        task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins, other),
                                                        {key: c.pairs for key, c in job.comparisons.items()})
         task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
     verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
+    notes = [reference_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else [])
     record = BisectRun(
         model=p.subject, precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
@@ -144,7 +146,7 @@ def run(p: BisectParams) -> BisectRun:
         flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
         allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
         target=p.engine.target_name, tf32=tf32, targets=targets,
-        warnings=warnings + ([reference_note(naive)] if reference_note(naive) else []) + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else []),
+        warnings=warnings + [w for w in notes if w],
         fix=p.fix, rewrite=fixed.result if fixed is not None else None)
     write_set(job, record, plan, clock, fixed)
     return record
@@ -216,7 +218,7 @@ def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
     pinned = job.compare(Plan(plan.precision, plan.pins)) if plan.pins else None
     other = None
     if job.p.other_precision:
-        other = job.compare(Plan("bf16" if plan.precision == "fp16" else "fp16"))
+        other = job.compare(Plan(other_precision(plan.precision)))
     return BisectComparisons(naive, pinned, other)
 
 

@@ -18,7 +18,7 @@ from ..destinations import check_output_file
 from ..errors import BadInput
 from ..files import dump_json
 from ..inputs import InputSpec
-from ..plan import PRECISIONS, build_plan
+from ..plan import PRECISIONS, build_plan, config_name
 from ..runs import CompareRun, InputInfo
 from ..tasks.registry import TaskParams
 from ..verdicts import compare_verdict, warnings_of
@@ -103,7 +103,7 @@ def _decode(judge, backend, plan, comparison):
     report = judge.report([])
     base = judge.fp32()
     refs = judge.references(base)
-    config = plan.precision + ("+pins" if plan.pins else "")
+    config = config_name(plan.precision, plan.pins)
     tr = judge.run_plan(backend, plan, config)
     report.rows = [judge.row(base, refs), judge.row(tr, refs)]
     report.decodes = judge.decode_reports(backend, [(config, plan)], {plan.key(): comparison.pairs})

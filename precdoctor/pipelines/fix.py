@@ -24,7 +24,7 @@ from ..backends.emulation import EmulationBackend
 from ..crosscheck import check_tf32, other_targets
 from ..graph import GraphView
 from ..mixed import mixed_model
-from ..plan import Plan
+from ..plan import Plan, config_name
 from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
 from ..rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
 from ..rewrite.equivalence import measure
@@ -272,5 +272,5 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     row = None
     if rjob.judge is not None:
         row = rjob.judge.row(rjob.judge.run_plan(job.backend, plan, ""), rjob.judge.references(rjob.judge.fp32()))
-        row.config = f"{job.fmt.name}+rewrite" + ("+pins" if pins else "")  # the transcripts are the verdict's, cached
+        row.config = config_name(job.fmt.name, pins, rewritten=True)  # the transcripts are the verdict's, cached
     return Fixed(result, rjob.graph, plan, row)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import acceptance as acc
-from ..backends import GRAPH_OPT_LEVELS, EngineInfo, EngineParams
+from ..backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS, EngineInfo, EngineParams
 from ..destinations import check_output_file
 from ..errors import BadInput
 from ..files import dump_json
@@ -27,7 +27,6 @@ from ..verification.references import FOLDER, Manifest, read_manifest, read_samp
 from .common import Clock, versions
 
 log = logging.getLogger("precdoctor")
-VERIFY_BACKENDS = ("ort-cuda", "emulate")
 MIXED = "model.mixed.onnx"
 
 

@@ -15,6 +15,7 @@ from ..artifacts import read_command_file
 from ..comparison import Comparison
 from ..formats import get_format
 from ..limits import REPORT_TENSORS, REPORT_TRACE
+from ..plan import config_name
 from ..runs import BisectRun, CompareRun, WerRun
 from .numbers import count, flops, num, pct
 from .rewrite import rewrite_section, rewrite_sentence
@@ -128,7 +129,8 @@ def _fix_sentence(run: BisectRun) -> list[str]:
     fix = f"pinning {n} node{'s' if n != 1 else ''} to FP32 restores it"
     t = run.task
     if t is not None:
-        p, naive, fp32 = t.row(run.precision + "+pins"), t.row(run.precision), t.row("fp32")
+        p = t.row(config_name(run.precision, run.pins)) if run.pins else None
+        naive, fp32 = t.row(run.precision), t.row("fp32")
         if p and naive and fp32:
             fix += f" (WER {pct(p.wer)} against {pct(naive.wer)} naive {run.precision.upper()} and {pct(fp32.wer)} in FP32)"
     return [fix] + where

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import read_command_file
+from ..plan import config_name
 from ..rewrite import FAMILIES
 from ..runs import BisectRun, Cost
 from .numbers import count, flops, num, pct
@@ -42,7 +43,7 @@ def rewrite_sentence(run: BisectRun) -> str:
     fix = f"{n} rewrite{'s' if n != 1 else ''} restore{'' if n != 1 else 's'} it with " + (
         "every node in " + run.precision.upper() if not w.pins else f"{len(w.pins)} node(s) left in FP32")
     t = run.task
-    row = t.row(f"{run.precision}+rewrite" + ("+pins" if w.pins else "")) if t is not None else None
+    row = t.row(config_name(run.precision, w.pins, rewritten=True)) if t is not None else None
     fp32 = t.row("fp32") if t is not None else None
     if row and fp32:
         fix += f" (WER {pct(row.wer)} against {pct(fp32.wer)} in FP32)"

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..acceptance import Criterion, Verdict
 from ..errors import BadInput
-from ..plan import Plan
+from ..plan import Plan, config_name, other_precision
 from ..records import Record
 from . import audio, wer
 from .decodes import DecodeReport, StepErrors, decode_report
@@ -152,7 +152,7 @@ class TaskJudge:
     def judge(self, backend, plan: Plan, criteria: list[Criterion]) -> Verdict:
         base = self.fp32()
         refs = self.references(base)
-        cand = self.run_plan(backend, plan, plan.precision + ("+pins" if plan.pins else ""))
+        cand = self.run_plan(backend, plan, config_name(plan.precision, plan.pins))
         b, c = wer.score(refs, base.hyps, self.params.numbers), wer.score(refs, cand.hyps, self.params.numbers)
         measures, failed = {}, []
         for crit in criteria:
@@ -206,10 +206,10 @@ def configs(precision: str, pins=frozenset(), other: bool = True) -> list[tuple[
     """The configurations a task table shows besides FP32: naive, the other format's naive, the pinned plan."""
     out = [(precision, Plan(precision))]
     if other:
-        o = "bf16" if precision == "fp16" else "fp16"
+        o = other_precision(precision)
         out.append((o, Plan(o)))
     if pins:
-        out.append((precision + "+pins", Plan(precision, frozenset(pins))))
+        out.append((config_name(precision, pins), Plan(precision, frozenset(pins))))
     return out
 
 
