@@ -83,8 +83,7 @@ def _judge(job, options: EmulationOptions, pins) -> acc.Verdict:
     if key in journal.entries:
         return journal.entries[key].verdict
     refs = [ref for ref, _ in job.comparisons[Plan(job.fmt.name).key()].pairs]
-    runner = EmulationBackend(options, job.p.engine.memory_budget_gb).runner(job.graph, Plan(job.fmt.name, frozenset(pins)))
-    verdict = acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
+    verdict = job.judge_plan(pins, refs, EmulationBackend(options, job.p.engine.memory_budget_gb))
     journal.append(TargetEvaluation(key[0], list(key[1]), verdict))
     return verdict
 

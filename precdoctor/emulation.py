@@ -258,12 +258,9 @@ def _fused_chains(graph: GraphView, pins: set[str]) -> set[str]:
     return inside
 
 
-def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions | str = EmulationOptions()) -> Emulation:
+def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions = EmulationOptions()) -> Emulation:
     """A float32 model whose tensors (same names as the original) carry the plan's rounding."""
-    if isinstance(options, str):
-        options = EmulationOptions(profile=options)
-    if options.profile not in PROFILES or options.constants not in CONVERSIONS:
-        raise ValueError(f"unknown emulation options {options}")
+    options.check()
     pins = fp32_nodes(graph, plan)
     rw = _Rewriter(graph, plan, pins, options, dict(graph.elem_type))
     if options.profile == "ort-fused":

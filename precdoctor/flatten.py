@@ -60,7 +60,6 @@ class Flat:
     tensor_base: dict[str, str]  # flat tensor -> the model tensor it is an instance of
     helpers: set[str]  # flat nodes that only move values
     private: set[str]  # values of helpers that stand for no model tensor (slices, stacking parts)
-    decisions: list[str]  # flat tensors that decide a branch or a trip count
     done: dict[str, str] = field(default_factory=dict)  # model control-flow node -> how it was flattened
     kept: dict[str, str] = field(default_factory=dict)  # model control-flow node -> why it stayed as it is
 
@@ -183,4 +182,4 @@ def _finish(graph: GraphView, fl: FlatBuilder, members: list[int]) -> Flat:
     v = view(fl.model(), copy=False, store=graph.store)
     v.decisions = list(dict.fromkeys(fl.decisions))
     done = {k: ", ".join(sorted(set(d))) for k, d in fl.done.items()}
-    return Flat(v, members, fl.node_base, fl.tensor_base, fl.helpers, fl.private, fl.decisions, done, dict(fl.kept))
+    return Flat(v, members, fl.node_base, fl.tensor_base, fl.helpers, fl.private, done, dict(fl.kept))

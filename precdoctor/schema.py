@@ -22,9 +22,13 @@ _TYPE = {onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.BFLOAT16:
 
 @dataclass
 class Limits:
-    fp32_nodes: set[str] = field(default_factory=set)  # cannot produce the low type: run in FP32
     fp32_inputs: dict[str, set[int]] = field(default_factory=dict)  # input positions that stay FP32
     why: dict[str, str] = field(default_factory=dict)  # fp32 node -> the schema fact that keeps it FP32
+
+    @property
+    def fp32_nodes(self) -> set[str]:
+        """Nodes that cannot produce the low type: run in FP32."""
+        return set(self.why)
 
 
 def _allowed(schema, index: int, outputs: bool) -> set[str] | None:
@@ -61,7 +65,6 @@ def _limits(graph: GraphView, fmt: Format) -> Limits:
             continue
         floats_out = [k for k, o in enumerate(node.output) if o and graph.is_float(o)]
         if any((a := _allowed(schema, k, True)) is not None and low not in a for k in floats_out):
-            out.fp32_nodes.add(node.name)
             out.why[node.name] = f"the ONNX schema of {node.op_type} at opset {opset} has no {low[7:-1]} output"
             continue
         keep = {k for k, i in enumerate(node.input)

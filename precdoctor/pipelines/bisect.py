@@ -163,8 +163,7 @@ def _judge_fn(job: Job, naive):
         if not pins and naive.pairs:  # the naive plan is compared tensor by tensor already: finite-inside is free
             v = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
             return merge(v, finite_inside(naive)) if job.inside else v
-        runner = job.backend.runner(job.graph, Plan(job.fmt.name, pins), job.samples)
-        return acc.judge_outputs(job.output_criteria, [(r, runner(s)) for r, s in zip(refs, job.samples)], job.graph.outputs)
+        return job.judge_plan(pins, refs)
 
     return judge
 

@@ -69,6 +69,12 @@ class Job:
         """FLOPs per node on the first sample's shapes (what the report and the costs of pins and rewrites count)."""
         return node_flops(self.graph, concrete_shapes(self.graph, self.samples[0]))
 
+    def judge_plan(self, pins, refs: list, backend=None) -> acc.Verdict:
+        """The output criteria for the plan pinning ``pins``, run on ``backend`` (the job's own by default) over every
+        sample, against the FP32 outputs ``refs``."""
+        runner = (backend or self.backend).runner(self.graph, Plan(self.fmt.name, frozenset(pins)), self.samples)
+        return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
+
     def localize(self, naive) -> tuple[dict, object]:
         """The FP32 ranges and the ranked candidates (search.Localization) from the naive plan's comparison, with
         constants judged as the target converts them."""

@@ -19,7 +19,7 @@ from .. import constants
 from ..comparison import Comparison
 from ..formats import Format
 from ..graph import GraphView
-from ..limits import SENSITIVE_HOPS, UNDERFLOW_SHARE
+from ..limits import SENSITIVE_HOPS
 from ..ranges import findings
 from ..ops import EPSILON_CONSUMERS, KEEPS_SMALL, SHAPE_ONLY, is_control_flow
 from ..records import Record
@@ -50,20 +50,6 @@ def flushed_constants(graph: GraphView, fmt: Format, how: str = "cast") -> dict[
             for c in graph.readers(name):
                 hits.setdefault(c.name, what)
     return hits
-
-
-def _range_evidence(graph: GraphView, comp: Comparison, fmt: Format, flag) -> None:
-    for t in comp.tensors:
-        if t.overflow:
-            flag(t.node, f"FP32 output |max| {t.ref_absmax:.4g} exceeds {fmt.name} max {fmt.max_finite:.6g} "
-                         f"on {t.overflow} of {t.elements} elements")
-            for c in graph.readers(t.tensor):
-                flag(c.name, f"reads {t.tensor}, whose FP32 values exceed the {fmt.name} range")
-        uf = t.underflow_frac
-        if uf is not None and uf > UNDERFLOW_SHARE:
-            flag(t.node, f"{uf:.1%} of its nonzero FP32 output values flush to 0 in {fmt.name}")
-            for c in graph.readers(t.tensor):
-                flag(c.name, f"reads {t.tensor}, whose small values flush to 0 in {fmt.name}")
 
 
 def _ranges_evidence(graph: GraphView, ranges: dict, fmt: Format, flag, weak) -> None:
@@ -116,7 +102,7 @@ def contribution(graph: GraphView, comp: Comparison) -> dict[str, float]:
     return out
 
 
-def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict | None = None, how: str = "cast") -> Localization:
+def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict, how: str) -> Localization:
     """Order candidates most suspicious first (see the module docstring)."""
     cands = candidates(graph)
     pos = {n: k for k, n in enumerate(cands)}
@@ -132,10 +118,7 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict | None = 
         if node in pos:
             weak_evidence.setdefault(node, why)
 
-    if ranges is not None:
-        _ranges_evidence(graph, ranges, fmt, flag, weak)
-    else:
-        _range_evidence(graph, comp, fmt, flag)
+    _ranges_evidence(graph, ranges, fmt, flag, weak)
     for node, why in flushed_constants(graph, fmt, how).items():
         flag(node, "reads " + why)
     for label, node in (("Inf/NaN origin", comp.origin), ("first divergence", comp.first_divergence)):
