@@ -74,7 +74,7 @@ def compare(graph: GraphView, plan: Plan, samples, backend, tol: Tolerance) -> C
             if any(bool((r != c_).any()) for r, c_ in dec.values()):
                 flipped.append(i)
     if flipped:
-        run = backend.runner(graph, plan)
+        run = backend.runner(graph, plan, [samples[i] for i in flipped])
         for i in flipped:
             pairs[i] = (pairs[i][0], run(samples[i]))
         notes.append(f"in {len(flipped)} sample(s) the {plan.precision} run takes another branch or trip count than FP32: "

@@ -142,8 +142,7 @@ def trtexec_check_words(spec: ScriptSpec, s: int, run: AccuracyRun, export: str 
     return words
 
 
-def _polygraphy_compare_words(spec: ScriptSpec, s: int) -> list[str]:
-    chk, _ = polygraphy_check(spec.needs, spec.references[s])
+def _polygraphy_compare_words(chk) -> list[str]:
 
     def tol(flag: str, d: dict) -> list[str]:
         return [flag] + [shell_word(f"{k}:{float(v)!r}" if k else repr(float(v))) for k, v in d.items()]
@@ -208,11 +207,11 @@ def verify_trt10(spec: ScriptSpec) -> str:
     def checks() -> list[str]:
         out = []
         for s, sample in enumerate(spec.manifest.samples):
-            _, notes = polygraphy_check(spec.needs, spec.references[s])
+            chk, notes = polygraphy_check(spec.needs, spec.references[s])
             out += [f"# sample {s}: {comment_safe(n)}" for n in notes]
             words = ["polygraphy", "run", f"{TRT10_DIR}/model.plan", "--model-type", "engine", "--trt", "--load-inputs",
                      f"{FOLDER}/{sample.polygraphy_inputs}", "--load-outputs", f"{FOLDER}/{sample.polygraphy_outputs}"]
-            out.append(_check(f"{TRT10_DIR}/s{s}.log", f"sample {s}", words + _polygraphy_compare_words(spec, s)))
+            out.append(_check(f"{TRT10_DIR}/s{s}.log", f"sample {s}", words + _polygraphy_compare_words(chk)))
         return out
 
     return _compose(spec, "TensorRT 8.6-10.x (trtexec to build, Polygraphy to check)", how, bad, TRT10_DIR,
