@@ -46,11 +46,7 @@ class Artifacts(Record):
     unexpressible: dict[str, list[str]] = field(default_factory=dict)  # format -> pins its file cannot name
 
     def validate(self, where: str) -> None:
-        """File names only: a run file naming a path (``/etc/passwd``, ``../x``) is refused."""
-        for f in _FILE_FIELDS:
-            name = getattr(self, f)
-            if name is not None and not plain_file_name(name):
-                raise BadInput(f"{where}.{f}: {name!r} is not a file name inside the run's folder")
+        check_file_names(self, _FILE_FIELDS, where)
 
     def command_files(self) -> dict[str, str]:
         """Artifact -> file name, for the command files the report shows."""
@@ -61,6 +57,14 @@ class Artifacts(Record):
 
 def plain_file_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def check_file_names(record, fields, where: str) -> None:
+    """File names only: a run file naming a path (``/etc/passwd``, ``../x``) is refused."""
+    for f in fields:
+        name = getattr(record, f)
+        if name is not None and not plain_file_name(name):
+            raise BadInput(f"{where}.{f}: {name!r} is not a file name inside the run's folder")
 
 
 def _split(fmt: str, pins) -> tuple[list[str], list[str]]:

@@ -39,15 +39,20 @@ KEEPS_SMALL = frozenset({"Add", "Sub", "Mul", "Clip", "Max", "Min", "Relu", "Abs
                          "Squeeze", "Unsqueeze", "Transpose", "Slice", "Gather", "Concat", "Split", "Expand", "Cast"})
 
 
-def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
-    """The bodies of a control-flow node (If branches, Loop and Scan bodies)."""
+def body_graphs(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
+    """(attribute name, body) for each body of a control-flow node (If branches, Loop and Scan bodies)."""
     out = []
     for attr in node.attribute:
         if attr.type == onnx.AttributeProto.GRAPH:
-            out.append(attr.g)
+            out.append((attr.name, attr.g))
         elif attr.type == onnx.AttributeProto.GRAPHS:
-            out.extend(attr.graphs)
+            out.extend((attr.name, g) for g in attr.graphs)
     return out
+
+
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The bodies of a control-flow node."""
+    return [g for _, g in body_graphs(node)]
 
 
 def is_control_flow(node: onnx.NodeProto) -> bool:

@@ -110,12 +110,9 @@ class RewriteFiles(Record):
     casts: int | None = None
 
     def validate(self, where: str) -> None:
-        from .artifacts import plain_file_name
+        from .artifacts import check_file_names
 
-        for f in ("model", "mixed_onnx", "trtexec", "trtexec11"):
-            name = getattr(self, f)
-            if name is not None and not plain_file_name(name):
-                raise BadInput(f"{where}.{f}: {name!r} is not a file name inside the run's folder")
+        check_file_names(self, ("model", "mixed_onnx", "trtexec", "trtexec11"), where)
 
 
 @dataclass

@@ -13,18 +13,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from ..ops import is_control_flow, subgraphs
-
-
-def body_graphs(node: onnx.NodeProto) -> list[tuple[str, onnx.GraphProto]]:
-    """(attribute name, body) for each body of a control-flow node."""
-    out = []
-    for attr in node.attribute:
-        if attr.type == onnx.AttributeProto.GRAPH:
-            out.append((attr.name, attr.g))
-        elif attr.type == onnx.AttributeProto.GRAPHS:
-            out.extend((attr.name, g) for g in attr.graphs)
-    return out
+from ..ops import body_graphs, is_control_flow, subgraphs
 
 
 def subgraph_inputs(node: onnx.NodeProto) -> set[str]:

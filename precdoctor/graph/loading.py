@@ -10,6 +10,7 @@ from google.protobuf.message import DecodeError
 from ..errors import BadInput
 from ..files import regular_file
 from ..limits import INLINE_LIMIT
+from .bodies import walk_graphs
 from .containers import normalize
 from .naming import name_nodes
 from .weights import inline_bytes
@@ -45,21 +46,17 @@ def _check_external_data(model: onnx.ModelProto, base: Path) -> None:
             raise BadInput(f"external data file {location!r} is shorter than tensor {tensor.name!r} needs")
 
 
-def _graph_strings(g: onnx.GraphProto):
-    for n in g.node:
-        yield n.name
-        yield n.op_type
-        yield from n.input
-        yield from n.output
-        for a in n.attribute:
-            if a.HasField("g"):
-                yield from _graph_strings(a.g)
-            for sub in a.graphs:
-                yield from _graph_strings(sub)
-    for vi in list(g.input) + list(g.output) + list(g.value_info):
-        yield vi.name
-    for t in g.initializer:
-        yield t.name
+def _graph_strings(graph: onnx.GraphProto):
+    for g in walk_graphs(graph):
+        for n in g.node:
+            yield n.name
+            yield n.op_type
+            yield from n.input
+            yield from n.output
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            yield vi.name
+        for t in g.initializer:
+            yield t.name
 
 
 def _check_strings(model: onnx.ModelProto, path: Path) -> None:
