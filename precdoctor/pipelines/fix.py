@@ -27,7 +27,7 @@ from ..mixed import mixed_model
 from ..plan import Plan, config_name
 from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
 from ..rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
-from ..rewrite.equivalence import measure
+from ..rewrite.equivalence import Reference, measure
 from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
 from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
 from .confirm import chained
@@ -62,6 +62,7 @@ class _Stage:
         self.order = [c.id for c in candidates]
         self.jobs: dict[frozenset, object] = {}
         self.extra = 0  # evaluations made outside the evaluator (alternatives, the auto pin search)
+        self.reference = Reference(job.graph, job.samples)  # the original's FP32 values, for every equivalence measure
 
     def rjob(self, ids) -> object:
         key = frozenset(ids)
@@ -121,7 +122,7 @@ def _necessity(stage: _Stage, ev: Evaluator, ids: list[str], pins=()) -> tuple[l
 def _equivalent(stage: _Stage, cands: list[Candidate]) -> tuple[list[str], dict[str, str]]:
     """The exact candidates that match FP32 within FP32_TOLERANCE on their own tensors (all applied together)."""
     job = stage.job
-    eq = measure(job.graph, stage.rjob(stage.order).graph, cands, job.samples)
+    eq = measure(job.graph, stage.rjob(stage.order).graph, cands, job.samples, stage.reference)
     ok, dropped = [], {}
     for c in cands:
         err = eq.rewrites.get(c.id, 0.0)
@@ -171,7 +172,7 @@ def _alternatives(stage: _Stage, ids: list[str]) -> list[RewriteAlternative]:
         stage.cands[alt.id] = alt
         stage.order.append(alt.id)
         others = [k for k in ids if k != i] + [alt.id]
-        eq = measure(job.graph, stage.rjob(others).graph, [alt], job.samples)
+        eq = measure(job.graph, stage.rjob(others).graph, [alt], job.samples, stage.reference)
         backends = {job.backend.info().profile or job.backend.name: job.backend}
         if isinstance(job.backend, EmulationBackend) and job.backend.profile != "strict":
             backends["strict"] = EmulationBackend(replace(job.backend.options, profile="strict"), job.backend.memory_budget_gb)
@@ -254,7 +255,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
 def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total) -> Fixed:
     job = stage.job
     rjob = stage.rjob(ids)
-    eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples)
+    eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples, stage.reference)
     rflops = rjob.node_flops
     checks = _checks(stage, ids, without, pin_result, per_node, rflops, eq)
     alternatives = _alternatives(stage, ids)

@@ -42,6 +42,22 @@ def fp32_values(graph: GraphView, samples, tensors: list[str]) -> list[dict[str,
     return [ort.run(sessions(s), s, [o.name for o in outs]) for s in samples]
 
 
+class Reference:
+    """The original graph's FP32 values, each tensor computed once: every measure of a rewrite stage (all candidates,
+    each alternative, the kept set) compares against the same run instead of running the original again."""
+
+    def __init__(self, graph: GraphView, samples):
+        self.graph, self.samples = graph, samples
+        self.values: list[dict[str, np.ndarray]] = [{} for _ in samples]
+
+    def __call__(self, tensors: list[str]) -> list[dict[str, np.ndarray]]:
+        missing = [t for t in tensors if self.values and t not in self.values[0]]
+        if missing:
+            for have, new in zip(self.values, fp32_values(self.graph, self.samples, missing)):
+                have.update(new)
+        return self.values
+
+
 def relative_error(ref: np.ndarray, got: np.ndarray) -> float:
     ref, got = np.asarray(ref, np.float64), np.asarray(got, np.float64)
     if ref.shape != got.shape:
@@ -55,8 +71,10 @@ def relative_error(ref: np.ndarray, got: np.ndarray) -> float:
     return diff / scale if scale > 0 else diff
 
 
-def measure(original: GraphView, rewritten: GraphView, candidates: list[Candidate], samples) -> Equivalence:
-    """Outputs, and for each candidate its kept tensors and its scaled ones (unscaled), original against rewritten."""
+def measure(original: GraphView, rewritten: GraphView, candidates: list[Candidate], samples,
+            reference: Reference | None = None) -> Equivalence:
+    """Outputs, and for each candidate its kept tensors and its scaled ones (unscaled), original against rewritten;
+    ``reference``: the original's values already computed (a Reference of ``original`` on ``samples``)."""
     pairs: dict[str, tuple[str, float]] = {o: (o, 1.0) for o in original.outputs}
     owner: dict[str, list[str]] = {}
     for c in candidates:
@@ -68,7 +86,7 @@ def measure(original: GraphView, rewritten: GraphView, candidates: list[Candidat
             owner.setdefault(s.tensor, []).append(c.id)
     pairs = {t: v for t, v in pairs.items() if (t in original.elem_type or t in original.outputs)
              and (v[0] in rewritten.elem_type or v[0] in rewritten.outputs)}
-    ref = fp32_values(original, samples, list(pairs))
+    ref = (reference or Reference(original, samples))(list(pairs))
     got = fp32_values(rewritten, samples, [h for h, _ in pairs.values()])
     err = {t: max(relative_error(r[t], g[h] / f) for r, g in zip(ref, got)) for t, (h, f) in pairs.items()}
     eq = Equivalence({o: err[o] for o in original.outputs if o in err})
