@@ -38,8 +38,12 @@ def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
 
 
 def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
-    """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell)."""
-    return {k: int(np.prod(v, dtype=np.int64)) for k, v in concrete_shapes(graph, feed).items()}
+    """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell); once per
+    input-shape signature and view (a decoder's steps or clips of one length share it; inference reads no values)."""
+    key = ("concrete_sizes", tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items())))
+    if key not in graph.derived:
+        graph.derived[key] = {k: int(np.prod(v, dtype=np.int64)) for k, v in concrete_shapes(graph, feed).items()}
+    return graph.derived[key]
 
 
 def node_flops(graph: GraphView, shapes: dict[str, list[int]]) -> dict[str, int]:
