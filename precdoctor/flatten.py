@@ -156,7 +156,18 @@ def _level(fl: FlatBuilder, pending: list[onnx.NodeProto], decision: tuple) -> F
 
 
 def flatten(graph: GraphView, feeds: list[dict]) -> list[Flat]:
-    """Flat graphs for the samples (see the module docstring), each with the sample indices it serves."""
+    """Flat graphs for the samples (see the module docstring), each with the sample indices it serves.
+
+    They depend on the graph and the samples only (FP32 decides every branch and trip count), so they are made
+    once per view and sample arrays: every plan a search compares, and the range scan, use the same flat graphs
+    (and their views' own caches). The entry holds the arrays, so their ids cannot be reused while it lives."""
+    key = ("flats", tuple(id(a) for f in feeds for a in f.values()))
+    if key not in graph.derived:
+        graph.derived[key] = (feeds, _flatten(graph, feeds))
+    return graph.derived[key][1]
+
+
+def _flatten(graph: GraphView, feeds: list[dict]) -> list[Flat]:
     groups = [(FlatBuilder(graph), list(range(len(feeds))))]
     finished = []
     while groups:
