@@ -17,6 +17,7 @@ from .flatten import Coverage
 from .graph import GraphView
 from .limits import DEFAULT_ATOL, DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE
 from .metrics import Metrics, metrics
+from .ops import is_control_flow
 from .outputs import OutputComparison, compare_outputs
 from .records import SKIP, Record
 
@@ -175,7 +176,9 @@ def reference_nonfinite(graph: GraphView, c: Comparison) -> ReferenceNonfinite |
     if not bad and not outputs:
         return None
     origin = None
-    for node in graph.nodes:
+    for node in graph.all_nodes():  # body nodes too: on the control-flow path their tensors are compared under their names
+        if is_control_flow(node):  # computes nothing itself: the body node that makes the value is the origin
+            continue
         outs = [per[o] for o in graph.float_outputs(node) if o in per and per[o].nonfinite_ref > 0]
         if outs and all(per[i].nonfinite_ref == 0 for i in node.input if i in per):
             origin = outs[0]

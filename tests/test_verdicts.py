@@ -179,6 +179,8 @@ def test_fp32_nan_born_inside_an_if_branch_is_refused_too(tmp_path):
     np.savez(tmp_path / "x.npz", x=-np.linspace(1, 2, 8, dtype=np.float32))  # sum < 0: the Log branch, log of negatives
     code, out, err = run_cli("compare", tmp_path / "m.onnx", "--inputs", tmp_path / "x.npz", "--json", tmp_path / "c.json")
     r = json.loads((tmp_path / "c.json").read_text())
-    assert code == 1 and r["verdict"] == "reference-nonfinite" and r["comparison"]["reference"]["nan_outputs"] == {"y": 8}, out + err
+    ref = r["comparison"]["reference"]
+    assert code == 1 and r["verdict"] == "reference-nonfinite" and ref["nan_outputs"] == {"y": 8}, out + err
+    assert ref["origin"] == "else/Log" and ref["origin_op"] == "Log"  # located inside the branch
     code, out, err = run_cli("bisect", tmp_path / "m.onnx", "--inputs", tmp_path / "x.npz", "--out", tmp_path / "o", "--quiet")
     assert code == 2 and "FP32 reference itself" in err and not (tmp_path / "o" / "run.json").exists()

@@ -69,7 +69,10 @@ def test_healthy_decoder_raises_no_alarm(kv_dir, tmp_path, precision, most):
     out = tmp_path / "c.json"
     code, stdout, err = _decoder_cli(kv_dir, "compare", "decoder_model_merged.onnx", 2, "--precision", precision, "--json", out)
     r = read_json(out)
-    assert code == 0 and r["verdict"] == "ok" and not r["warnings"], stdout + err
+    # the one note: FP32's own causal-mask -inf (first-step branch), which no output shows and the candidate matches,
+    # as every exported Whisper decoder carries it (decoder.onnx says the same)
+    assert code == 0 and r["verdict"] == "ok", stdout + err
+    assert [w for w in r["warnings"] if not ("born at node '/decoder/Slice_mask'" in w and "reaching no graph output" in w)] == []
     assert r["comparison"]["origin"] is None and r["comparison"]["first_divergence"] is None
     d = r["task"]["decodes"][0]
     errs = [e for c in d["clips"] for e in c["logit_rel_l2"]]
