@@ -12,7 +12,8 @@ from .numbers import count, flops, num, pct
 
 STATUS = {"fixed": "fixed by rewrites alone: every node in the low format",
           "partial": "fixed by rewrites and the pins they do not cover",
-          "insufficient": "the rewrites alone do not meet the acceptance", "none": "no rewrite applies"}
+          "insufficient": "the rewrites alone do not meet the acceptance",
+          "refused": "refused: the rewrites would add a failure", "none": "no rewrite applies"}
 
 
 def _error(x: float) -> str:
