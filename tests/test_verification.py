@@ -55,8 +55,9 @@ def _engine(folder: Path, pins, tmp_path: Path) -> Path:
     return path
 
 
-def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, **env):
-    """bash SCRIPT from its folder, trtexec and polygraphy on PATH as the stand-ins; (status, stdout, stderr)."""
+def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, cwd: Path | None = None, **env):
+    """bash SCRIPT (from ``cwd``, default tmp_path: the verify scripts cd to their folder themselves), trtexec and
+    polygraphy on PATH as the stand-ins; (status, stdout, stderr)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for tool in ("trtexec", "polygraphy"):
@@ -64,7 +65,7 @@ def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, **env):
         (bin_dir / tool).chmod(0o755)
     full = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "STANDIN_MODEL": str(engine),
             "PYTHONPATH": os.pathsep.join(sys.path), **env}
-    r = subprocess.run(["bash", str(folder / script)], cwd=tmp_path, env=full, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["bash", str(folder / script)], cwd=cwd or tmp_path, env=full, capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -184,6 +185,19 @@ def test_verify_trt10_builds_with_the_flags_and_checks_with_polygraphy(ln_run, t
     assert code == 1 and "FAIL  sample 0" in out
     log = (ln_run / "verify-trt10" / "s0.log").read_text()
     assert "Mismatched outputs" in log  # Polygraphy's own verdict line, which the script reads
+
+
+def test_polygraphy_txt_as_pasted_passes_the_plan_and_fails_the_naive_one(ln_run, tmp_path):
+    """polygraphy.txt run as written, from the run's folder, with ONNX Runtime running the plan's emulation in place of
+    TensorRT: the saved inputs and the acceptance's tolerances, so the fixed plan passes and the naive one fails."""
+    text = (ln_run / "polygraphy.txt").read_text()
+    assert "--load-inputs reference/s0.inputs.json" in text.replace(" \\\n    ", " ") and "--l2-threshold" in text
+    pins = json.loads((ln_run / "pins.json").read_text())["pins"]
+    good, bad = _engine(ln_run, pins, tmp_path), _engine(ln_run, [], tmp_path)
+    code, out, err = _run_script(ln_run, "polygraphy.txt", tmp_path, good, cwd=ln_run)
+    assert code == 0 and "PASSED" in out + err, (out, err)
+    code, out, err = _run_script(ln_run, "polygraphy.txt", tmp_path, bad, cwd=ln_run)
+    assert code == 1 and "FAILED" in out + err, (out, err)
 
 
 def test_verify_command_passes_on_the_plan_and_fails_on_a_wrong_one(ln_run, tmp_path):

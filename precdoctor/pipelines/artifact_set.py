@@ -33,17 +33,19 @@ if TYPE_CHECKING:
 RUN_FILES = ("pins.json", "run.json", "index.html") + tuple(f for files in FILES.values() for f in files) + VERIFY_FILES + REWRITE_FILES
 
 
-def _write_verification(job: Job, record: BisectRun, plan: Plan, stage: Path) -> None:
-    """reference/ and the verify scripts, for the plan the run found (the naive one when none passed)."""
+def _write_verification(job: Job, record: BisectRun, plan: Plan, stage: Path) -> tuple[str, list[str]]:
+    """reference/ and the verify scripts, for the plan the run found (the naive one when none passed); returns the
+    Polygraphy commands that check the same plan on the same references (polygraphy.txt)."""
     refs = [ref for ref, _ in job.compare(Plan(job.fmt.name)).pairs]
     beyond = [c.text() for c in job.task_criteria] + ([acc.INSIDE] if job.inside else [])
-    record.verification = write_verification(stage, job.p.subject, job.graph, plan, job.samples, refs, job.output_criteria, beyond,
-                                             record.target, job.p.engine.options(), record.tf32.allowed, relative_to=job.outdir)
-    record.artifacts.verify_trt11, record.artifacts.verify_trt10 = record.verification.scripts
+    record.verification, polygraphy = write_verification(stage, job.p.subject, job.graph, plan, job.samples, refs,
+                                                         job.output_criteria, beyond, record.target, job.p.engine.options(),
+                                                         record.tf32.allowed, relative_to=job.outdir)
     v = record.verification
     if v.samples < v.of_samples:
         record.warnings.append(f"reference/ holds {v.samples} of the {v.of_samples} samples, evenly spread (all of them would "
                                f"pass {REFERENCE_MAX_BYTES >> 20} MB): the verify scripts check those")
+    return polygraphy
 
 
 def _pins_file(job: Job, record: BisectRun, plan: Plan) -> PinsFile:
@@ -60,8 +62,10 @@ def write_set(job: Job, record: BisectRun, plan: Plan, clock: Clock, fixed=None)
     """See the module docstring; ``record`` gets the names of what was written, and the timing."""
     outdir = job.outdir
     with Staging(outdir, owned=RUN_FILES, marker="run.json", owned_dirs=OWNED_DIRS) as stage:
-        record.artifacts = write_artifacts(stage.dir, job.p.subject, job.graph, plan, relative_to=outdir, tf32=record.tf32.allowed)
-        _write_verification(job, record, plan, stage.dir)
+        polygraphy = _write_verification(job, record, plan, stage.dir)
+        record.artifacts = write_artifacts(stage.dir, job.p.subject, job.graph, plan, relative_to=outdir, tf32=record.tf32.allowed,
+                                           polygraphy=polygraphy)
+        record.artifacts.verify_trt11, record.artifacts.verify_trt10 = record.verification.scripts
         record.warnings += [f"{fmt} cannot name {len(names)} pinned node(s) exactly; see {getattr(record.artifacts, fmt)}"
                             for fmt, names in record.artifacts.unexpressible.items()]
         dump_json(stage.dir / "pins.json", _pins_file(job, record, plan))

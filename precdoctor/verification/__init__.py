@@ -26,7 +26,7 @@ from ..records import Record
 from ..schema import forced_fp32
 from .mapping import needs
 from .references import FOLDER, MANIFEST, Manifest, write_references
-from .scripts import ScriptSpec, verify_trt10, verify_trt11
+from .scripts import ScriptSpec, polygraphy_commands, verify_trt10, verify_trt11
 
 SCRIPTS = ("verify-trt11.sh", "verify-trt10.sh")
 FILES = SCRIPTS + (FOLDER,)
@@ -59,8 +59,9 @@ def dynamic_inputs(graph: GraphView) -> list[str]:
 
 def write_verification(outdir: Path, model_path: str, graph: GraphView, plan: Plan, samples: list[dict], references: list[dict],
                        criteria: list[Criterion], not_checked: list[str], target: str | None, options: EmulationOptions,
-                       tf32: bool, relative_to: Path | None = None) -> Verification:
-    """Write ``reference/``, verify-trt11.sh and verify-trt10.sh into ``outdir`` (see the module docstring)."""
+                       tf32: bool, relative_to: Path | None = None) -> tuple[Verification, tuple[str, list[str]]]:
+    """Write ``reference/``, verify-trt11.sh and verify-trt10.sh into ``outdir`` (see the module docstring); with the
+    Polygraphy commands (and their notes) that check the plan on the same references, for polygraphy.txt."""
     outdir = Path(outdir)
     model = os.path.relpath(Path(model_path).resolve(), Path(relative_to or outdir).resolve())
     floats = [o for o in graph.outputs if graph.is_float(o)]
@@ -75,7 +76,7 @@ def write_verification(outdir: Path, model_path: str, graph: GraphView, plan: Pl
                       nd, references, not_checked)
     write_text(outdir / SCRIPTS[0], verify_trt11(spec))
     write_text(outdir / SCRIPTS[1], verify_trt10(spec))
-    return Verification(FOLDER, list(SCRIPTS), len(samples), of, nd.unmapped, not_checked)
+    return Verification(FOLDER, list(SCRIPTS), len(samples), of, nd.unmapped, not_checked), polygraphy_commands(spec)
 
 
 def _bytes(arrays: dict) -> int:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..artifacts import trtexec_build_words
+from ..artifacts import polygraphy_build_words, trtexec_build_words
 from ..plan import Plan
 from ..quoting import comment_safe, shell_word, trtexec_name, unexpressible
 from .mapping import AccuracyRun, Needs, number, polygraphy_check, trtexec_runs
 from .references import FOLDER, Manifest
 
 TRT11_DIR, TRT10_DIR = "verify-trt11", "verify-trt10"
+POLYGRAPHY_ENGINE = "polygraphy.plan"  # polygraphy.txt builds once, then checks every other sample on the saved engine
 RUN_FLAGS = ["--iterations=1", "--warmUp=0", "--duration=0"]  # one inference is the check; no timing runs
 
 _PRELUDE = r"""set -u
@@ -154,6 +155,28 @@ def _polygraphy_compare_words(chk) -> list[str]:
     if "cosine_similarity" in chk.funcs:
         words += tol("--cosine-similarity-threshold", chk.cosine)
     return words
+
+
+def _polygraphy_reference_words(sample) -> list[str]:
+    return ["--load-inputs", f"{FOLDER}/{sample.polygraphy_inputs}", "--load-outputs", f"{FOLDER}/{sample.polygraphy_outputs}"]
+
+
+def polygraphy_commands(spec: ScriptSpec) -> tuple[str, list[str]]:
+    """polygraphy.txt's commands: the plan built from the FP32 model with Polygraphy's TensorRT flags, each saved sample
+    checked against its FP32 outputs with the acceptance's tolerances (mapping.py), one command per sample chained
+    by ``&&`` (the first failure is the exit status); and the notes on what a sample's check leaves out."""
+    cmds, notes = [], []
+    for s, sample in enumerate(spec.manifest.samples):
+        chk, why = polygraphy_check(spec.needs, spec.references[s])
+        notes += [f"sample {s}: {n}" for n in why]
+        check = _polygraphy_reference_words(sample) + _polygraphy_compare_words(chk)
+        if s == 0:
+            words = polygraphy_build_words(spec.model, spec.plan, spec.tf32, ["--save-engine", POLYGRAPHY_ENGINE] + check)
+        else:
+            words = ["polygraphy", "run", POLYGRAPHY_ENGINE, "--model-type", "engine", "--trt"] + check
+        cmds.append(_join(words))
+    return " &&\
+".join(cmds), notes
 
 
 def _check(log: str, what: str, words: list[str]) -> str:
