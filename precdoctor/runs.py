@@ -262,6 +262,18 @@ class SampleVerdict(Record):
     failed: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PlanVerdict(Record):
+    """One plan of the folder (the verdict's, or its alternative) run on the engine against the references."""
+
+    role: Literal["verdict", "alternative"]
+    fix: Literal["pins", "rewrite"]
+    model: str  # the mixed ONNX (what ort-cuda runs; emulate runs the plan it describes)
+    pins: list[str]
+    samples: list[SampleVerdict]
+    passed: bool
+
+
 @dataclass(kw_only=True)
 class VerifyRun(Run):
     """A shipped plan run on an engine against the FP32 references its bisect saved."""
@@ -276,6 +288,8 @@ class VerifyRun(Run):
     samples: list[SampleVerdict]
     passed: bool
     not_checked: list[str] = field(default_factory=list)  # criteria of the bisect that outputs alone cannot check
+    plans: list[PlanVerdict] = field(default_factory=list)  # every plan checked, the verdict's first (model, pins, samples:
+    #                                                        the verdict's; passed: every plan's)
 
 
 RUNS = {"compare": CompareRun, "scan": ScanRun, "bisect": BisectRun, "wer": WerRun, "verify": VerifyRun}

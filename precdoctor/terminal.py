@@ -219,11 +219,18 @@ def wer_summary(r: WerRun) -> str:
 def verify_summary(r: VerifyRun) -> str:
     lines = [f"precdoctor verify: {r.folder} ({r.precision.upper()}, {len(r.pins)} pin(s), target {r.target or '-'}) on "
              f"{r.engine.backend}: {r.engine.engine}"]
-    lines += table(["sample", "verdict", "measures"], [[v.sample, "pass" if v.passed else "FAIL: " + ", ".join(v.failed),
-                                                       ", ".join(f"{k} {g(m)}" for k, m in v.measures.items())] for v in r.samples])
+    for plan in r.plans or [None]:
+        samples = r.samples if plan is None else plan.samples
+        if plan is not None and len(r.plans) > 1:
+            what = "the rewritten model" if plan.fix == "rewrite" else "the pins"
+            lines.append(f"{'the verdict' if plan.role == 'verdict' else 'its alternative'}: {what} ({len(plan.pins)} pin(s), "
+                         f"{plan.model}): {'PASS' if plan.passed else 'FAIL'}")
+        lines += table(["sample", "verdict", "measures"], [[v.sample, "pass" if v.passed else "FAIL: " + ", ".join(v.failed),
+                                                           ", ".join(f"{k} {g(m)}" for k, m in v.measures.items())] for v in samples])
     if r.not_checked:
         lines.append("not checked here (outputs cannot show them; the bisect confirmed them): " + ", ".join(r.not_checked))
-    lines.append(f"verdict: {'PASS' if r.passed else 'FAIL'} - " + ", ".join(r.accept) + f" on {len(r.samples)} sample(s)")
+    lines.append(f"verdict: {'PASS' if r.passed else 'FAIL'} - " + ", ".join(r.accept) + f" on {len(r.samples)} sample(s)"
+                 + (f", for each of {len(r.plans)} plans" if len(r.plans) > 1 else ""))
     return "\n".join(lines)
 
 

@@ -150,7 +150,8 @@ def test_pins_command_reemits_the_same_files(hostile_run, tmp_path):
     for fmt, name in (("trtexec", "trtexec.txt"), ("polygraphy", "polygraphy.txt"), ("autocast", "autocast.txt")):
         code, stdout, err = run_cli("pins", out / "pins.json", "--format", fmt, "--out", re_dir)
         assert code == 0, err
-        assert (re_dir / name).read_text().replace("../", "", 1) == (out / name).read_text()
+        again = (re_dir / name).read_text().replace("../", "", 1).replace("../reference/", "reference/")  # polygraphy.txt's
+        assert again == (out / name).read_text()
         calls = _run_file(re_dir / name, re_dir, tmp_path)
         assert len(calls) == 1
 

@@ -214,6 +214,65 @@ def test_verify_command_passes_on_the_plan_and_fails_on_a_wrong_one(ln_run, tmp_
     assert v["not_checked"] == ["finite-inside"]
 
 
+@pytest.fixture(scope="module")
+def rewrite_run(planted_dir, tmp_path_factory):
+    """ln_overflow fixed by a rewrite (the verdict), with its 2 pins as the verified alternative."""
+    out = tmp_path_factory.mktemp("lnr") / "run"
+    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                           "--out", out, "--quiet", "--no-baselines", "--fix", "rewrite")
+    assert code == 0, err
+    return out
+
+
+def _emulated(model: Path, precision: str, pins, path: Path) -> Path:
+    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.graph import open_model
+    from precdoctor.plan import Plan
+
+    from onnx.external_data_helper import load_external_data_for_model
+
+    graph = open_model(model)
+    m = emulation_model(graph, Plan(precision, frozenset(pins)), EmulationOptions("fused", "steps", "clamp", True)).model
+    if graph.store is not None:
+        load_external_data_for_model(m, graph.store.dir)
+    onnx.save(m, path)
+    return path
+
+
+def test_verify_checks_the_rewrite_that_is_the_verdict_and_the_pins_beside_it(rewrite_run, planted_dir, tmp_path):
+    manifest = json.loads((rewrite_run / "reference" / "manifest.json").read_text())
+    assert [(p["role"], p["fix"], p["mixed"]) for p in manifest["plans"]] == [
+        ("verdict", "rewrite", "model.rewritten.mixed.onnx"), ("alternative", "pins", "model.mixed.onnx")]
+    code, out, err = run_cli("verify", rewrite_run, "--backend", "emulate", "--json", tmp_path / "v.json")
+    assert code == 0 and "the verdict: the rewritten model" in out and "its alternative: the pins" in out, (out, err)
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert [(p["role"], p["passed"]) for p in v["plans"]] == [("verdict", True), ("alternative", True)]
+    # the rewritten model swapped for the original: the verdict's plan (FP16 everywhere) must fail, the pins still pass
+    wrong = _copy(rewrite_run, tmp_path)
+    shutil.copy(planted_dir / "ln_overflow.onnx", wrong / "model.rewritten.onnx")
+    code, out, _ = run_cli("verify", wrong, "--backend", "emulate", "--json", tmp_path / "w.json")
+    w = json.loads((tmp_path / "w.json").read_text())
+    assert code == 1 and [(p["role"], p["passed"]) for p in w["plans"]] == [("verdict", False), ("alternative", True)]
+
+
+@pytest.mark.parametrize("script,trt", [("verify-trt11.sh", "11"), ("verify-trt10.sh", "10")])
+def test_verify_scripts_build_and_check_the_rewrite_and_its_alternative(script, trt, rewrite_run, planted_dir, tmp_path):
+    pins = json.loads((rewrite_run / "pins.json").read_text())["pins"]
+    rewritten = _emulated(rewrite_run / "model.rewritten.onnx", "fp16", [], tmp_path / "rewritten.onnx")
+    pinned = _emulated(planted_dir / "ln_overflow.onnx", "fp16", pins, tmp_path / "pinned.onnx")
+    naive = _emulated(planted_dir / "ln_overflow.onnx", "fp16", [], tmp_path / "naive.onnx")
+    built = {"11": ("model.rewritten.mixed.onnx", "model.mixed.onnx"),
+             "10": ("model.rewritten.onnx", os.path.relpath(planted_dir / "ln_overflow.onnx", rewrite_run))}[trt]
+    good = json.dumps({built[0]: str(rewritten), built[1]: str(pinned)})
+    code, out, err = _run_script(rewrite_run, script, tmp_path, naive, STANDIN_MODELS=good, STANDIN_TRT=trt)
+    assert code == 0 and "PASSED" in out, (out, err)
+    assert "== the verdict: the rewritten model" in out and "== its alternative: the pins" in out
+    assert "pass  alternative: sample 0" in out
+    bad = json.dumps({built[0]: str(naive), built[1]: str(pinned)})  # the rewrite's engine computes the naive FP16
+    code, out, _ = _run_script(rewrite_run, script, tmp_path, naive, STANDIN_MODELS=bad, STANDIN_TRT=trt)
+    assert code == 1 and "FAIL  sample 0" in out and "FAIL  alternative" not in out
+
+
 def test_verify_on_cuda_without_a_gpu_is_one_line(ln_run):
     import onnxruntime
 

@@ -61,6 +61,7 @@ class Fixed:
     graph: GraphView | None = None  # the rewritten graph to ship
     plan: Plan | None = None  # its plan (the pins ``auto`` left)
     task_row: object = None  # WerRow of the shipped fix
+    pins_fixed: bool = False  # the pin search fixed the model on its own: the pins are the rewrite's verified alternative
 
 
 class _Stage:
@@ -341,4 +342,4 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     if rjob.judge is not None:
         row = rjob.judge.row(rjob.judge.run_plan(job.backend, plan, ""), rjob.judge.references(rjob.judge.fp32()))
         row.config = config_name(job.fmt.name, pins, rewritten=True)  # the transcripts are the verdict's, cached
-    return Fixed(result, rjob.graph, plan, row)
+    return Fixed(result, rjob.graph, plan, row, pin_result.status == "fixed")

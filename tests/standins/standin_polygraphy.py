@@ -7,6 +7,7 @@ import os
 import sys
 
 from polygraphy.tools import main
+from standin_trtexec import engine_model
 
 
 def rewrite(argv):
@@ -15,7 +16,7 @@ def rewrite(argv):
     would write it, for the commands that load the engine next."""
     if argv[:1] != ["run"] or not os.path.isfile(argv[1]):
         raise SystemExit(f"stand-in: expected 'run ENGINE', an engine file that exists; got {argv[:2]}")
-    rest, out = argv[2:], ["run", os.environ["STANDIN_MODEL"]]
+    rest, out = argv[2:], ["run", engine_model(argv[1]) if "--model-type" in argv else os.environ["STANDIN_MODEL"]]
     k = 0
     while k < len(rest):
         if rest[k] == "--model-type":
