@@ -271,3 +271,24 @@ def test_edge_inputs_catch_an_epsilon_lost_on_zero_rows(rewrite_dir):
     found = edges.check(g, rg, EmulationBackend(), Plan("fp16"), derived)
     assert found[0].added > 0
     assert all(e.finite > 0 for e in found)
+
+
+def test_a_rewrite_that_is_the_verdict_leads_terminal_and_report(planted_dir, tmp_path):
+    """--fix auto, the rewrite the verdict: the summary and the report's first screen show it first and the pins after,
+    as its alternative; the progress lines never call one target's naive plan both PASS and fail."""
+    import re
+
+    code, stdout, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                                "--out", tmp_path, "--no-baselines", "--fix", "auto")
+    assert code == 0, err
+    assert stdout.index("rewrite (--fix auto): FIXED") < stdout.index("the pin alternative (") < stdout.index("verdict: FIXED")
+    assert "the pin alternative passes" in stdout and "this plan" not in stdout
+    naive: dict[str, set[str]] = {}
+    for target, word in re.findall(r"target (\S+): naive (PASS|fail)", stdout + err):
+        naive.setdefault(target, set()).add(word)
+    assert naive and all(len(words) == 1 for words in naive.values()), naive
+    assert "the rewritten model: PASS" in stdout + err
+    html = (tmp_path / "index.html").read_text()
+    fix = html[html.index('id="fix"'):html.index('id="rewrite"')]
+    assert fix.index("Apply 1 rewrite") < fix.index("The pin alternative: keep these 2 nodes in FP32 instead")
+    assert fix.index("trtexec-rewritten.txt") < fix.index("(trtexec.txt)")

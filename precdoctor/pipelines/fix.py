@@ -336,7 +336,8 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     # naive_of first: it leaves the rewritten graph's naive comparison in rjob, which the target checks read
     naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
     result.tf32 = check_tf32(rjob, plan, True)
-    result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)
+    result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok, what="the rewritten model"
+                                   + (f" with {len(plan.pins)} pin(s)" if plan.pins else ""))
     log.info(f"rewrite: {status}: {result.message} ({result.evaluations} evaluations)")
     row = None
     if rjob.judge is not None:
