@@ -16,8 +16,8 @@ A rewrite is proven as a model, not only on the samples: a candidate whose
 constants the engine's conversion loses is refused by the matcher; one that
 gives the rewritten model a high scan risk (risks.py) the original lacks is
 left out; and the fix that settles is run on edge inputs derived from the samples
-(rewrite.edges): a non-finite output where the original FP32 is finite
-refuses it (``refused``; ``auto`` then falls back to the pins).
+(rewrite.edges): a non-finite output where the original FP32 and the pins
+are finite refuses it (``refused``; ``auto`` then falls back to the pins).
 """
 from __future__ import annotations
 
@@ -311,10 +311,10 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         return _none(mode, "the rewrites alone do not meet the acceptance" + (": " + ", ".join(
             ev.evaluate(_keys(ids)).failed) if ids else ""), pins_total, dropped, ev.log)
     edges = edge_check.check(job.graph, stage.rjob(ids).graph, job.backend, Plan(fmt, frozenset(pins)),
-                             edge_check.edge_inputs(job.samples))
+                             Plan(fmt, frozenset(pin_result.pins)), edge_check.edge_inputs(job.samples))
     bad = [e for e in edges if e.added]
     if bad:
-        why = "refused: the rewritten model adds non-finite outputs where the original FP32 is finite, on " + "; ".join(
+        why = "refused: the rewritten model adds non-finite outputs where the original FP32 and the pins are finite, on " + "; ".join(
             f"{e.input}: {e.added} of {e.finite} element(s)" for e in bad)
         return _none(mode, why, pins_total, dropped, ev.log, status="refused", edges=edges)
     return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total, edges)

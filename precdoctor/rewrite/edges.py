@@ -11,9 +11,12 @@ edge inputs (``edge_inputs``):
   variance, zero and not, beside the sample's own values;
 - every float input zero (silence, padding, an empty cache).
 Integer inputs (token ids, lengths) are kept. ``check`` runs the original model
-in FP32 and the rewritten plan on the engine, and counts the output elements
-that are non-finite in the plan where the original FP32 is finite: any such
-element refuses the rewrite.
+in FP32, the rewritten plan and the plan it is the alternative to (the pins on
+the original model) on the engine, and counts the output elements the rewrite
+adds: non-finite in the rewritten plan where the original FP32 is finite and the
+pins keep them finite. Any such element refuses the rewrite. Where the pins fail
+an edge input too, the rewrite is no worse than what replaces it; that count is
+kept beside (``alternative``).
 """
 from __future__ import annotations
 
@@ -34,8 +37,9 @@ class EdgeCheck(Record):
     """One edge input run through the rewritten plan."""
 
     input: str  # how it was derived from the samples
-    added: int  # output elements non-finite in the rewritten plan where the original FP32 is finite
+    added: int  # output elements non-finite in the rewritten plan where the original FP32 and the pins are finite
     finite: int  # output elements the original FP32 computes finite
+    alternative: int = 0  # output elements non-finite under the pins (on the original model) where FP32 is finite
     skipped: str = ""  # why it was not judged (the original does not run on it)
 
 
@@ -74,12 +78,14 @@ def edge_inputs(samples: list[dict]) -> list[tuple[str, dict]]:
             ("every float input zero", zeros)]
 
 
-def check(original, rewritten, backend, plan, edges: list[tuple[str, dict]]) -> list[EdgeCheck]:
-    """Each edge input: the original in FP32 against the rewritten graph under ``plan`` on ``backend``."""
+def check(original, rewritten, backend, plan, alternative, edges: list[tuple[str, dict]]) -> list[EdgeCheck]:
+    """Each edge input: the original in FP32 against the rewritten graph under ``plan`` and the original under
+    ``alternative`` (the pins), on ``backend``."""
     if not edges:
         return []
     reference = ReferenceRunner(original)
-    runner = backend.runner(rewritten, plan, [f for _, f in edges])
+    feeds = [f for _, f in edges]
+    runner, pins = backend.runner(rewritten, plan, feeds), backend.runner(original, alternative, feeds)
     out = []
     for what, feed in edges:
         try:
@@ -88,14 +94,15 @@ def check(original, rewritten, backend, plan, edges: list[tuple[str, dict]]) -> 
             log.info(f"rewrite: edge input '{what}' not judged: the original model does not run on it ({e})")
             out.append(EdgeCheck(what, 0, 0, skipped=f"the original model does not run on it: {str(e).splitlines()[0][:200]}"))
             continue
-        got = runner(feed)
-        added = finite = 0
+        got, alt = runner(feed), pins(feed)
+        added = finite = worse = 0
         for name, r in ref.items():
-            r, g = np.asarray(r), np.asarray(got.get(name))
-            if r.dtype.kind != "f" or g.shape != r.shape:
+            r, g, a = np.asarray(r), np.asarray(got.get(name)), np.asarray(alt.get(name))
+            if r.dtype.kind != "f" or g.shape != r.shape or a.shape != r.shape:
                 continue
             ok = np.isfinite(r)
             finite += int(ok.sum())
-            added += int((ok & ~np.isfinite(g)).sum())
-        out.append(EdgeCheck(what, added, finite))
+            added += int((ok & ~np.isfinite(g) & np.isfinite(a)).sum())
+            worse += int((ok & ~np.isfinite(a)).sum())
+        out.append(EdgeCheck(what, added, finite, worse))
     return out
