@@ -100,14 +100,22 @@ def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None, tf32
     return _join(words), _split("trtexec", plan.pins)[1]
 
 
-def polygraphy_args(model: str, plan: Plan, tf32: bool | None = None) -> str:
+def polygraphy_build_words(model: str, plan: Plan, tf32: bool | None, check: list[str] = ()) -> list[str]:
+    """``polygraphy run`` building ``plan`` with TensorRT 8.6-10 from ``model``; ``check``: the words that say what to
+    compare against, placed before the layer precisions (argparse ends their list only at the next option)."""
     ok, _ = _split("polygraphy", plan.pins)
-    words = ["polygraphy", "run", path_word(model), "--trt", "--onnxrt", f"--{plan.format.name}"]
+    words = ["polygraphy", "run", path_word(model), "--trt", f"--{plan.format.name}"]
     if tf32:  # Polygraphy builds with TF32 off unless asked; trtexec and TensorRT's API with it on
         words.append("--tf32")
+    words += list(check)
     if ok:
         words += ["--precision-constraints", "obey", "--layer-precisions"] + [shell_word(f"{p}:float32") for p in ok]
-    return _join(words)
+    return words
+
+
+def polygraphy_args(model: str, plan: Plan, tf32: bool | None = None) -> str:
+    """Without references (``precdoctor pins``): the engine against ONNX Runtime's FP32 on Polygraphy's own inputs."""
+    return _join(polygraphy_build_words(model, plan, tf32, ["--onnxrt"]))
 
 
 def autocast_regexes(pins) -> list[str]:
@@ -169,10 +177,13 @@ def _rnn_note(graph: GraphView, plan: Plan) -> str:
 # ---- writing and reading the files
 
 def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan, formats=FORMATS,
-                    relative_to: Path | None = None, tf32: bool | None = None) -> Artifacts:
+                    relative_to: Path | None = None, tf32: bool | None = None,
+                    polygraphy: tuple[str, list[str]] | None = None) -> Artifacts:
     """Write the requested artifacts into ``outdir``; the model is named relative to ``relative_to``
     (default ``outdir``): the folder the files will finally live in, when ``outdir`` is a staging folder.
-    ``tf32``: whether the plan holds with TF32 in its FP32 islands (None: not verified); the commands say so."""
+    ``tf32``: whether the plan holds with TF32 in its FP32 islands (None: not verified); the commands say so.
+    ``polygraphy``: (commands, notes) that check the plan against saved references (verification/scripts.py), in
+    place of the comparison with ONNX Runtime on Polygraphy's own inputs."""
     outdir = Path(outdir)
     model = os.path.relpath(Path(model_path).resolve(), Path(relative_to or outdir).resolve())
     forced = forced_fp32(graph, plan)
@@ -185,7 +196,10 @@ def write_artifacts(outdir: Path, model_path: str, graph: GraphView, plan: Plan,
         "trtexec": ("trtexec.txt", "# TensorRT 8.6 - 10.x (weakly typed build with layer precision constraints)\n",
                     lambda: trtexec_command(model, plan, graph, tf32)[0]),
         "polygraphy": ("polygraphy.txt", "# TensorRT 8.6 - 10.x via Polygraphy (compares against ONNX Runtime)\n",
-                       lambda: polygraphy_args(model, plan, tf32)),
+                       lambda: polygraphy_args(model, plan, tf32)) if polygraphy is None else
+                      ("polygraphy.txt", "# TensorRT 8.6 - 10.x via Polygraphy: builds the plan, then checks each sample this run saved\n"
+                       "# (reference/) against its FP32 outputs with the acceptance's tolerances; exit status 0: every sample passes\n"
+                       + "".join(f"# NOT checked: {comment_safe(n)}\n" for n in polygraphy[1]), lambda: polygraphy[0]),
         "autocast": ("autocast.txt", "# ModelOpt AutoCast: the same FP32 islands as a mixed ONNX\n", lambda: autocast_command(model, plan)),
     }
     for fmt, (name, about, command) in commands.items():

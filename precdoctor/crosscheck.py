@@ -110,8 +110,10 @@ def check_tf32(job, plan: Plan, passed: bool) -> Tf32Check:
     return Tf32Check(v.passed, True, islands, v.failed, v.measures, note)
 
 
-def other_targets(job, plan: Plan, passed: bool, tf32: Tf32Check, naive_passed: bool) -> list[TargetVerdict]:
-    """Every target's verdicts on the naive plan and on ``plan``; the run's own first."""
+def other_targets(job, plan: Plan, passed: bool, tf32: Tf32Check, naive_passed: bool,
+                  what: str = "this plan") -> list[TargetVerdict]:
+    """Every target's verdicts on the naive plan and on ``plan``; the run's own first. ``what``: how the progress lines
+    name ``plan`` (a rewritten model's plan is not the run's pins, and its naive plan is the original's)."""
     if job.p.engine.backend != "emulate":
         return []
     own = replace(job.p.engine.options(), tf32=job.p.engine.options().tf32 and tf32.allowed)
@@ -125,6 +127,7 @@ def other_targets(job, plan: Plan, passed: bool, tf32: Tf32Check, naive_passed: 
             continue
         naive = _judge(job, options, ())
         v = _judge(job, options, plan.pins) if plan.pins else naive
-        log.info(f"target {name}: naive {'PASS' if naive.passed else 'fail'}, this plan {'PASS' if v.passed else 'fail'}")
+        log.info(f"target {name}: {what}: {'PASS' if v.passed else 'fail'}" if what.startswith("the rewritten") else
+                 f"target {name}: naive {'PASS' if naive.passed else 'fail'}, {what} {'PASS' if v.passed else 'fail'}")
         rows.append(TargetVerdict(name, describe(options), naive.passed, v.passed, v.failed))
     return rows

@@ -31,6 +31,14 @@ UNDERFLOW_SHARE = 0.01  # share of a tensor's nonzero values flushing to 0 that 
 SENSITIVE_HOPS = 4  # ops a flushed value may pass (sums, clamps, reshapes) on its way to a Log/Div/Sqrt and still be a suspect
 SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal range (few significant bits) worth a finding
 
+# --- fix by rewrite
+CONSTANT_DISTORTION = 0.25  # a constant the format holds this far off (relative) is lost: 0 under a Cast, 5.96e-8 for 1e-10
+#                             under clamping; 1e-5 * 2^-6 (1.5e-7 -> 1.8e-7 in FP16) still guards a zero variance
+MIN_HEADROOM = 2.0  # a value scaled before squaring may grow this much past the samples' largest before its square overflows
+#                     again: the least headroom a norm rewrite gives up to (from rewrite.HEADROOM) to hold its epsilon
+EDGE_ROW_STRIDE = 8  # edge inputs: every 8th position (all axes but the last) of a sample zeroed, every 8th + 4 made
+#                      constant (its row mean), so zero-variance rows sit beside the sample's own values
+
 # --- acceptance and search
 DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")
 DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend

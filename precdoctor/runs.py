@@ -21,6 +21,7 @@ from .records import Record, Signed
 from .flatten import Coverage
 from .ranges import TensorRange
 from .rewrite.core import Rewrite
+from .rewrite.edges import EdgeCheck
 from .risks import Risk
 from .search import Baselines, Evaluation
 from .tasks.judge import TaskReport
@@ -120,7 +121,9 @@ class RewriteResult(Record):
     """The fix by rewrite (``--fix rewrite|auto``): what was matched, verified and applied, and what it costs."""
 
     mode: Literal["rewrite", "auto"]
-    status: Literal["fixed", "partial", "insufficient", "none"]  # partial: rewrites plus pins (auto)
+    # partial: rewrites plus pins (auto); refused: the rewrites found would add a failure (a constant the format loses,
+    # a scan risk the original lacks, a non-finite output on an edge input): never shipped
+    status: Literal["fixed", "partial", "insufficient", "refused", "none"]
     message: str
     rewrites: list[RewriteCheck]
     dropped: dict[str, str]  # matched rewrite -> why it is not applied
@@ -136,6 +139,7 @@ class RewriteResult(Record):
     files: RewriteFiles = field(default_factory=RewriteFiles)
     targets: list[TargetVerdict] = field(default_factory=list)  # the rewritten model with and without its pins under every target
     tf32: Tf32Check | None = None  # the pins left (auto) with TF32 in their FP32 islands
+    edges: list[EdgeCheck] = field(default_factory=list)  # the settled fix on inputs derived from the samples (rewrite.edges)
 
     @property
     def applied(self) -> bool:
@@ -258,6 +262,18 @@ class SampleVerdict(Record):
     failed: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PlanVerdict(Record):
+    """One plan of the folder (the verdict's, or its alternative) run on the engine against the references."""
+
+    role: Literal["verdict", "alternative"]
+    fix: Literal["pins", "rewrite"]
+    model: str  # the mixed ONNX (what ort-cuda runs; emulate runs the plan it describes)
+    pins: list[str]
+    samples: list[SampleVerdict]
+    passed: bool
+
+
 @dataclass(kw_only=True)
 class VerifyRun(Run):
     """A shipped plan run on an engine against the FP32 references its bisect saved."""
@@ -272,6 +288,8 @@ class VerifyRun(Run):
     samples: list[SampleVerdict]
     passed: bool
     not_checked: list[str] = field(default_factory=list)  # criteria of the bisect that outputs alone cannot check
+    plans: list[PlanVerdict] = field(default_factory=list)  # every plan checked, the verdict's first (model, pins, samples:
+    #                                                        the verdict's; passed: every plan's)
 
 
 RUNS = {"compare": CompareRun, "scan": ScanRun, "bisect": BisectRun, "wer": WerRun, "verify": VerifyRun}

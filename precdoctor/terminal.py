@@ -167,7 +167,11 @@ def rewrite_lines(r: BisectRun) -> list[str]:
 
 
 def bisect_summary(r: BisectRun) -> str:
+    """The run, the verdict's plan first: a rewrite that is the verdict leads, the pins follow as its alternative."""
     lines = [f"precdoctor bisect: {r.model} in {r.precision.upper()} ({_inputs(r.inputs)})"]
+    lead = r.rewrite is not None and r.rewrite.applied
+    if lead:
+        lines += rewrite_lines(r)
     if r.pins:
         what = "pins" if r.fix == "pins" else "the pin alternative"
         lines.append(f"{what} ({len(r.pins)} node(s) in FP32, {r.artifacts.casts} Cast nodes at precision borders):")
@@ -180,14 +184,15 @@ def bisect_summary(r: BisectRun) -> str:
     lines += _bisect_tables(r)
     files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
     lines.append("artifacts: " + ", ".join(files))
-    lines += _target_lines(r)
-    lines += rewrite_lines(r)
+    lines += _target_lines(r, "the pin alternative" if lead else "this plan")
+    if not lead:
+        lines += rewrite_lines(r)
     lines += warning_lines(r)
     lines.append(f"verdict: {r.verdict.upper()} - {r.message}" + (f" (target {r.target})" if r.target else ""))
     return "\n".join(lines)
 
 
-def _target_lines(r: BisectRun) -> list[str]:
+def _target_lines(r: BisectRun, plan: str = "this plan") -> list[str]:
     """The target the plan is for, the TF32 choice of the commands, and the verdicts under the other targets."""
     lines = [f"target: {r.target} - {TARGETS[r.target].engine}" + (
         f"; constants {r.engine.constants}, profile {r.engine.profile}, recurrent ops {r.engine.recurrent}" if r.engine.constants else "")
@@ -195,7 +200,7 @@ def _target_lines(r: BisectRun) -> list[str]:
     if r.tf32 is not None:
         lines.append(f"TF32: {r.tf32.note}")
     word = lambda v: "-" if v is None else ("passes" if v else "FAILS")  # noqa: E731
-    others = [f"{t.target}: naive {word(t.naive)}, this plan {word(t.plan)}" for t in r.targets if not t.own]
+    others = [f"{t.target}: naive {word(t.naive)}, {plan} {word(t.plan)}" for t in r.targets if not t.own]
     if others:
         lines.append("other targets (output criteria): " + "; ".join(others))
     return lines
@@ -219,11 +224,18 @@ def wer_summary(r: WerRun) -> str:
 def verify_summary(r: VerifyRun) -> str:
     lines = [f"precdoctor verify: {r.folder} ({r.precision.upper()}, {len(r.pins)} pin(s), target {r.target or '-'}) on "
              f"{r.engine.backend}: {r.engine.engine}"]
-    lines += table(["sample", "verdict", "measures"], [[v.sample, "pass" if v.passed else "FAIL: " + ", ".join(v.failed),
-                                                       ", ".join(f"{k} {g(m)}" for k, m in v.measures.items())] for v in r.samples])
+    for plan in r.plans or [None]:
+        samples = r.samples if plan is None else plan.samples
+        if plan is not None and len(r.plans) > 1:
+            what = "the rewritten model" if plan.fix == "rewrite" else "the pins"
+            lines.append(f"{'the verdict' if plan.role == 'verdict' else 'its alternative'}: {what} ({len(plan.pins)} pin(s), "
+                         f"{plan.model}): {'PASS' if plan.passed else 'FAIL'}")
+        lines += table(["sample", "verdict", "measures"], [[v.sample, "pass" if v.passed else "FAIL: " + ", ".join(v.failed),
+                                                           ", ".join(f"{k} {g(m)}" for k, m in v.measures.items())] for v in samples])
     if r.not_checked:
         lines.append("not checked here (outputs cannot show them; the bisect confirmed them): " + ", ".join(r.not_checked))
-    lines.append(f"verdict: {'PASS' if r.passed else 'FAIL'} - " + ", ".join(r.accept) + f" on {len(r.samples)} sample(s)")
+    lines.append(f"verdict: {'PASS' if r.passed else 'FAIL'} - " + ", ".join(r.accept) + f" on {len(r.samples)} sample(s)"
+                 + (f", for each of {len(r.plans)} plans" if len(r.plans) > 1 else ""))
     return "\n".join(lines)
 
 

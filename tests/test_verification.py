@@ -55,8 +55,9 @@ def _engine(folder: Path, pins, tmp_path: Path) -> Path:
     return path
 
 
-def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, **env):
-    """bash SCRIPT from its folder, trtexec and polygraphy on PATH as the stand-ins; (status, stdout, stderr)."""
+def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, cwd: Path | None = None, **env):
+    """bash SCRIPT (from ``cwd``, default tmp_path: the verify scripts cd to their folder themselves), trtexec and
+    polygraphy on PATH as the stand-ins; (status, stdout, stderr)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for tool in ("trtexec", "polygraphy"):
@@ -64,7 +65,7 @@ def _run_script(folder: Path, script: str, tmp_path: Path, engine: Path, **env):
         (bin_dir / tool).chmod(0o755)
     full = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "STANDIN_MODEL": str(engine),
             "PYTHONPATH": os.pathsep.join(sys.path), **env}
-    r = subprocess.run(["bash", str(folder / script)], cwd=tmp_path, env=full, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(["bash", str(folder / script)], cwd=cwd or tmp_path, env=full, capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -186,6 +187,19 @@ def test_verify_trt10_builds_with_the_flags_and_checks_with_polygraphy(ln_run, t
     assert "Mismatched outputs" in log  # Polygraphy's own verdict line, which the script reads
 
 
+def test_polygraphy_txt_as_pasted_passes_the_plan_and_fails_the_naive_one(ln_run, tmp_path):
+    """polygraphy.txt run as written, from the run's folder, with ONNX Runtime running the plan's emulation in place of
+    TensorRT: the saved inputs and the acceptance's tolerances, so the fixed plan passes and the naive one fails."""
+    text = (ln_run / "polygraphy.txt").read_text()
+    assert "--load-inputs reference/s0.inputs.json" in text.replace(" \\\n    ", " ") and "--l2-threshold" in text
+    pins = json.loads((ln_run / "pins.json").read_text())["pins"]
+    good, bad = _engine(ln_run, pins, tmp_path), _engine(ln_run, [], tmp_path)
+    code, out, err = _run_script(ln_run, "polygraphy.txt", tmp_path, good, cwd=ln_run)
+    assert code == 0 and "PASSED" in out + err, (out, err)
+    code, out, err = _run_script(ln_run, "polygraphy.txt", tmp_path, bad, cwd=ln_run)
+    assert code == 1 and "FAILED" in out + err, (out, err)
+
+
 def test_verify_command_passes_on_the_plan_and_fails_on_a_wrong_one(ln_run, tmp_path):
     code, out, err = run_cli("verify", ln_run, "--backend", "emulate")
     assert code == 0 and "verdict: PASS" in out, err
@@ -198,6 +212,65 @@ def test_verify_command_passes_on_the_plan_and_fails_on_a_wrong_one(ln_run, tmp_
     v = json.loads((tmp_path / "v.json").read_text())
     assert v["command"] == "verify" and not v["passed"] and v["samples"][0]["failed"] == ["rel-l2<=0.05"]
     assert v["not_checked"] == ["finite-inside"]
+
+
+@pytest.fixture(scope="module")
+def rewrite_run(planted_dir, tmp_path_factory):
+    """ln_overflow fixed by a rewrite (the verdict), with its 2 pins as the verified alternative."""
+    out = tmp_path_factory.mktemp("lnr") / "run"
+    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                           "--out", out, "--quiet", "--no-baselines", "--fix", "rewrite")
+    assert code == 0, err
+    return out
+
+
+def _emulated(model: Path, precision: str, pins, path: Path) -> Path:
+    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.graph import open_model
+    from precdoctor.plan import Plan
+
+    from onnx.external_data_helper import load_external_data_for_model
+
+    graph = open_model(model)
+    m = emulation_model(graph, Plan(precision, frozenset(pins)), EmulationOptions("fused", "steps", "clamp", True)).model
+    if graph.store is not None:
+        load_external_data_for_model(m, graph.store.dir)
+    onnx.save(m, path)
+    return path
+
+
+def test_verify_checks_the_rewrite_that_is_the_verdict_and_the_pins_beside_it(rewrite_run, planted_dir, tmp_path):
+    manifest = json.loads((rewrite_run / "reference" / "manifest.json").read_text())
+    assert [(p["role"], p["fix"], p["mixed"]) for p in manifest["plans"]] == [
+        ("verdict", "rewrite", "model.rewritten.mixed.onnx"), ("alternative", "pins", "model.mixed.onnx")]
+    code, out, err = run_cli("verify", rewrite_run, "--backend", "emulate", "--json", tmp_path / "v.json")
+    assert code == 0 and "the verdict: the rewritten model" in out and "its alternative: the pins" in out, (out, err)
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert [(p["role"], p["passed"]) for p in v["plans"]] == [("verdict", True), ("alternative", True)]
+    # the rewritten model swapped for the original: the verdict's plan (FP16 everywhere) must fail, the pins still pass
+    wrong = _copy(rewrite_run, tmp_path)
+    shutil.copy(planted_dir / "ln_overflow.onnx", wrong / "model.rewritten.onnx")
+    code, out, _ = run_cli("verify", wrong, "--backend", "emulate", "--json", tmp_path / "w.json")
+    w = json.loads((tmp_path / "w.json").read_text())
+    assert code == 1 and [(p["role"], p["passed"]) for p in w["plans"]] == [("verdict", False), ("alternative", True)]
+
+
+@pytest.mark.parametrize("script,trt", [("verify-trt11.sh", "11"), ("verify-trt10.sh", "10")])
+def test_verify_scripts_build_and_check_the_rewrite_and_its_alternative(script, trt, rewrite_run, planted_dir, tmp_path):
+    pins = json.loads((rewrite_run / "pins.json").read_text())["pins"]
+    rewritten = _emulated(rewrite_run / "model.rewritten.onnx", "fp16", [], tmp_path / "rewritten.onnx")
+    pinned = _emulated(planted_dir / "ln_overflow.onnx", "fp16", pins, tmp_path / "pinned.onnx")
+    naive = _emulated(planted_dir / "ln_overflow.onnx", "fp16", [], tmp_path / "naive.onnx")
+    built = {"11": ("model.rewritten.mixed.onnx", "model.mixed.onnx"),
+             "10": ("model.rewritten.onnx", os.path.relpath(planted_dir / "ln_overflow.onnx", rewrite_run))}[trt]
+    good = json.dumps({built[0]: str(rewritten), built[1]: str(pinned)})
+    code, out, err = _run_script(rewrite_run, script, tmp_path, naive, STANDIN_MODELS=good, STANDIN_TRT=trt)
+    assert code == 0 and "PASSED" in out, (out, err)
+    assert "== the verdict: the rewritten model" in out and "== its alternative: the pins" in out
+    assert "pass  alternative: sample 0" in out
+    bad = json.dumps({built[0]: str(naive), built[1]: str(pinned)})  # the rewrite's engine computes the naive FP16
+    code, out, _ = _run_script(rewrite_run, script, tmp_path, naive, STANDIN_MODELS=bad, STANDIN_TRT=trt)
+    assert code == 1 and "FAIL  sample 0" in out and "FAIL  alternative" not in out
 
 
 def test_verify_on_cuda_without_a_gpu_is_one_line(ln_run):

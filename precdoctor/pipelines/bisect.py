@@ -123,7 +123,8 @@ def run(p: BisectParams) -> BisectRun:
     clock.lap("compare")
     tf32 = check_tf32(job, plan, result.status != "unfixed")
     naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
-    targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok)
+    lead = fixed is not None and fixed.result.applied  # the rewrite is the verdict: these are its alternative's checks
+    targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok, "the pin alternative" if lead else "this plan")
     clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)

@@ -11,6 +11,13 @@ out) -> ``auto``: what the rewrites do not cover, pinned by the same search
 on the rewritten graph, kept only where it beats the pins alone -> the
 alternatives (LayerNorm fusion) judged on each engine profile they depend
 on -> costs of both fixes, side by side.
+
+A rewrite is proven as a model, not only on the samples: a candidate whose
+constants the engine's conversion loses is refused by the matcher; one that
+gives the rewritten model a high scan risk (risks.py) the original lacks is
+left out; and the fix that settles is run on edge inputs derived from the samples
+(rewrite.edges): a non-finite output where the original FP32 and the pins
+are finite refuses it (``refused``; ``auto`` then falls back to the pins).
 """
 from __future__ import annotations
 
@@ -24,10 +31,13 @@ from ..backends.emulation import EmulationBackend
 from ..crosscheck import check_tf32, other_targets
 from ..graph import GraphView
 from ..mixed import mixed_model
+from ..ops import FUSED_NORMS
 from ..plan import Plan, config_name
 from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
+from ..rewrite import edges as edge_check
 from ..rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
 from ..rewrite.equivalence import Reference, measure
+from ..risks import SEVERITY, find_risks
 from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
 from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
 from .confirm import chained
@@ -51,6 +61,7 @@ class Fixed:
     graph: GraphView | None = None  # the rewritten graph to ship
     plan: Plan | None = None  # its plan (the pins ``auto`` left)
     task_row: object = None  # WerRow of the shipped fix
+    pins_fixed: bool = False  # the pin search fixed the model on its own: the pins are the rewrite's verified alternative
 
 
 class _Stage:
@@ -131,6 +142,39 @@ def _equivalent(stage: _Stage, cands: list[Candidate]) -> tuple[list[str], dict[
         else:
             ok.append(c.id)
     return ok, dropped
+
+
+def _new_risks(stage: _Stage, ids: list[str]) -> dict[str, str]:
+    """Rewrites that give the rewritten model a high scan risk the original lacks (a constant lost, a range passed, a
+    non-finite FP32 value; medium ones, a share of an intermediate flushing to 0, are what an exact logaddexp or a
+    softmax makes by design and are left to the acceptance and the edge inputs), with the risk: a risk on
+    a node a rewrite matched or added is its own; one on no rewrite's node counts against every rewrite. Risks are
+    keyed by kind and tensor: a tensor a rewrite keeps keeps its name and values (a Softmax replacing Exp/ReduceSum/Div
+    makes the same probabilities), a tensor it scales or creates has a new one."""
+    job = stage.job
+    how = job.p.engine.options().constants
+    if job.fmt.name != "fp16":  # scan judges ranges and constants against FP16 (risks.py); BF16 has the other checks
+        return {}
+    inside = not (isinstance(job.backend, EmulationBackend) and job.backend.profile == "strict")
+
+    def serious(graph):  # a fused norm's epsilon is computed in FP32 inside, unless the engine builds it from primitives
+        return [r for r in find_risks(graph, job.samples, how)[0] if SEVERITY[r.severity] == SEVERITY["high"]
+                and not (inside and r.kind == "epsilon" and r.op in FUSED_NORMS)]
+
+    def key(r):
+        return r.kind, r.tensor or r.node
+
+    have = {key(r) for r in serious(job.graph)}
+    rjob = stage.rjob(ids)  # a floor commuted past a Log makes log 0 = -inf by design (absorbed): not a risk it adds
+    new = [r for r in serious(rjob.graph) if key(r) not in have and r.tensor not in rjob.absorbed]
+    out: dict[str, str] = {}
+    for r in new:
+        nodes = set(r.node.split(", "))
+        owners = [i for i in ids if nodes & (set(stage.cands[i].record.nodes) | set(stage.cands[i].record.added))] or ids
+        for i in owners:
+            out[i] = (out[i] + "; " if i in out else "the rewritten model has a scan risk the original lacks: ") + \
+                f"{r.severity} {r.kind} at {r.node}: {r.detail}"
+    return out
 
 
 def _auto_pins(stage: _Stage, ids: list[str]) -> SearchResult:
@@ -216,10 +260,15 @@ def verdict(mode: str, r: RewriteResult, pin_result: SearchResult) -> tuple[str,
     return pin_result.status, f"--fix auto falls back to the pins ({r.message}): {pin_result.message}"
 
 
-def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=()) -> Fixed:
+def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=(), status: str | None = None, edges=()) -> Fixed:
     log.info(f"rewrite: {why}")
-    return Fixed(RewriteResult(mode, "none" if dropped is None else "insufficient", why, [], dropped or {}, [], [], len(log_),
-                               list(log_), {}, {}, {}, pins_cost, pins_cost))
+    status = status or ("none" if dropped is None else "insufficient")
+    return Fixed(RewriteResult(mode, status, why, [], dropped or {}, [], [], len(log_), list(log_), {}, {}, {}, pins_cost,
+                               pins_cost, edges=list(edges)))
+
+
+def _refusals(refused: dict[str, str]) -> str:
+    return "; ".join(f"{i}: {why}" for i, why in refused.items())
 
 
 def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hooks: Hooks) -> Fixed:
@@ -229,14 +278,27 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     pins_total = plan_cost(job.graph, Plan(fmt, frozenset(pin_result.pins)), per_node)
     culprits = set(pin_result.pins) | set(loc.order[: loc.suspects])
     strict = isinstance(job.backend, EmulationBackend) and job.backend.profile == "strict"
-    cands = match(Context(job.graph, job.fmt, ranges, culprits, primitive_norms=strict, constants=job.p.engine.options().constants))
+    ctx = Context(job.graph, job.fmt, ranges, culprits, primitive_norms=strict, constants=job.p.engine.options().constants)
+    cands = match(ctx)
     log.info(f"rewrite: {len(cands)} candidate(s) on {len(culprits)} localized culprit(s): " + ", ".join(c.id for c in cands))
+    for i, why in ctx.refused.items():
+        log.info(f"rewrite: {i} refused: {why}")
     if not cands:
+        if ctx.refused:
+            return _none(mode, "refused: " + _refusals(ctx.refused), pins_total, dict(ctx.refused), status="refused")
         return _none(mode, f"no rewrite family matches the {len(culprits)} localized culprit(s)", pins_total)
     stage = _Stage(job, naive, hooks, cands)
     ids, dropped = _equivalent(stage, cands)
+    dropped.update(ctx.refused)
     if not ids:
         return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
+    risky = _new_risks(stage, ids)
+    if risky:
+        log.info("rewrite: refused: " + _refusals(risky))
+        dropped.update(risky)
+        ids = [i for i in ids if i not in risky]
+        if not ids:
+            return _none(mode, "refused: " + _refusals(risky), pins_total, dropped, status="refused")
     # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
     checks = [c.name for c in hooks.checks(job, None)]
     journal = Journal(job.journal_path("rewrite"), fingerprint(job.fingerprint(), "rewrite", sorted(ids), checks))
@@ -249,10 +311,17 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     if status == "insufficient":
         return _none(mode, "the rewrites alone do not meet the acceptance" + (": " + ", ".join(
             ev.evaluate(_keys(ids)).failed) if ids else ""), pins_total, dropped, ev.log)
-    return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total)
+    edges = edge_check.check(job.graph, stage.rjob(ids).graph, job.backend, Plan(fmt, frozenset(pins)),
+                             Plan(fmt, frozenset(pin_result.pins)), edge_check.edge_inputs(job.samples))
+    bad = [e for e in edges if e.added]
+    if bad:
+        why = "refused: the rewritten model adds non-finite outputs where the original FP32 and the pins are finite, on " + "; ".join(
+            f"{e.input}: {e.added} of {e.finite} element(s)" for e in bad)
+        return _none(mode, why, pins_total, dropped, ev.log, status="refused", edges=edges)
+    return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total, edges)
 
 
-def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total) -> Fixed:
+def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total, edges) -> Fixed:
     job = stage.job
     rjob = stage.rjob(ids)
     eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples, stage.reference)
@@ -264,14 +333,15 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     cost.nodes_added, cost.flops_added = sum(c.cost.nodes_added for c in checks), sum(c.cost.flops_added for c in checks)
     result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
                            alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
-                           cost, pins_total)
+                           cost, pins_total, edges=edges)
     # naive_of first: it leaves the rewritten graph's naive comparison in rjob, which the target checks read
     naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
     result.tf32 = check_tf32(rjob, plan, True)
-    result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)
+    result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok, what="the rewritten model"
+                                   + (f" with {len(plan.pins)} pin(s)" if plan.pins else ""))
     log.info(f"rewrite: {status}: {result.message} ({result.evaluations} evaluations)")
     row = None
     if rjob.judge is not None:
         row = rjob.judge.row(rjob.judge.run_plan(job.backend, plan, ""), rjob.judge.references(rjob.judge.fp32()))
         row.config = config_name(job.fmt.name, pins, rewritten=True)  # the transcripts are the verdict's, cached
-    return Fixed(result, rjob.graph, plan, row)
+    return Fixed(result, rjob.graph, plan, row, pin_result.status == "fixed")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from ..errors import BadInput
 from ..graph import open_model
 from ..pinsfile import read_pins
 from ..plan import Plan
+from ..verification import saved_polygraphy_commands
 
 log = logging.getLogger("precdoctor")
 
@@ -42,7 +44,12 @@ def run(p: PinsParams) -> list[Path]:
     pins = saved.nodes_in(graph, p.pins_file, str(model))
     plan = Plan(saved.precision, frozenset(pins), saved.why)
     with Staging(p.out, owned=FILES[p.format]) as stage:
-        written = write_artifacts(stage.dir, str(model), graph, plan, (p.format,), relative_to=stage.outdir, tf32=saved.tf32)
+        polygraphy = None
+        if p.format == "polygraphy":  # the references the bisect saved beside pins.json, as the bisect's own file uses them
+            rel = os.path.relpath(model.resolve(), Path(stage.outdir).resolve())
+            polygraphy = saved_polygraphy_commands(Path(p.pins_file).parent, graph, plan, saved.tf32, rel, stage.outdir)
+        written = write_artifacts(stage.dir, str(model), graph, plan, (p.format,), relative_to=stage.outdir, tf32=saved.tf32,
+                                  polygraphy=polygraphy)
         paths = stage.commit()
     for fmt, names in written.unexpressible.items():
         log.warning(f"{fmt} cannot name {len(names)} pinned node(s) exactly (listed in the file): use the mixed ONNX")

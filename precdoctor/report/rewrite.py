@@ -12,7 +12,8 @@ from .numbers import count, flops, num, pct
 
 STATUS = {"fixed": "fixed by rewrites alone: every node in the low format",
           "partial": "fixed by rewrites and the pins they do not cover",
-          "insufficient": "the rewrites alone do not meet the acceptance", "none": "no rewrite applies"}
+          "insufficient": "the rewrites alone do not meet the acceptance",
+          "refused": "refused: the rewrites would add a failure", "none": "no rewrite applies"}
 
 
 def _error(x: float) -> str:
@@ -64,7 +65,7 @@ def rewrite_section(run: BisectRun, outdir: Path | None) -> dict | None:
     return {"mode": w.mode, "status": w.status, "status_text": STATUS[w.status], "message": w.message, "rows": _rows(run),
             "evaluations": w.evaluations, "outputs_error": _error(worst) if worst is not None else "-",
             "tensors": len(w.fp32_tensors), "pins_left": w.pins, "cost": _cost(w.cost, low=True), "pins_cost": _cost(w.pins_cost),
-            "dropped": w.dropped, "commands": commands, "log": w.evaluation_log,
+            "dropped": w.dropped, "commands": commands, "log": w.evaluation_log, "edges": w.edges,
             "targets": [{"target": t.target, "assumptions": t.assumptions, "verdict": t.plan_word(), "own": t.own} for t in w.targets], "model": w.files.model, "mixed": w.files.mixed_onnx,
             "alternatives": [{"id": a.rewrite.id, "replaces": a.replaces, "summary": a.rewrite.summary, "note": a.rewrite.note,
                               "error": _error(a.fp32_max_rel), "after": "\n".join(a.rewrite.after),

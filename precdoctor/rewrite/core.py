@@ -12,8 +12,8 @@ tensors that now hold a scaled value get new names (``scaled``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -22,6 +22,7 @@ from onnx import helper, numpy_helper
 from ..formats import Format
 from ..graph import GraphView, Namer, attrs, const_scalar, derived_model
 from ..graph.view import view
+from ..limits import CONSTANT_DISTORTION
 from ..ranges import TensorRange
 from ..records import Record
 
@@ -71,9 +72,9 @@ class Rewrite(Record):
 @dataclass
 class Candidate:
     record: Rewrite
-    apply: Callable[["Editor"], None]
+    apply: Callable[[Editor], None]
     touches: frozenset[str] = frozenset()  # nodes it drops or changes: candidates touching the same node exclude each other
-    alternative: "Candidate | None" = None  # another rewrite of the same culprit, verified and reported beside it
+    alternative: Candidate | None = None  # another rewrite of the same culprit, verified and reported beside it
 
     @property
     def id(self) -> str:
@@ -90,12 +91,41 @@ class Context:
     culprits: set[str]
     primitive_norms: bool = False  # the engine builds fused normalizations from low-precision primitives (profile strict)
     constants: str = "cast"  # how the engine converts FP32 constants (constants.py: cast or clamp)
+    refused: dict[str, str] = field(default_factory=dict)  # candidate id -> why a family matched but does not offer it
 
     def holds(self, value: float) -> float:
         """What the low format holds for the constant ``value``, converted as the engine converts constants."""
         from ..constants import convert
 
         return float(convert(np.array([value], np.float32), self.fmt, self.constants)[0])
+
+    def held(self, value) -> np.ndarray:
+        """Elementwise: does the format hold ``value`` (0 stays 0; anything else nonzero, finite where it is, within
+        CONSTANT_DISTORTION) under the engine's conversion?"""
+        from ..constants import convert
+
+        a = np.asarray(value, np.float32)
+        got = convert(a.reshape(-1), self.fmt, self.constants).reshape(a.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            off = np.abs(got.astype(np.float64) - a) <= CONSTANT_DISTORTION * np.abs(a.astype(np.float64))
+        return (a == 0) & (got == 0) | ~np.isfinite(a) & (got == a) | np.isfinite(a) & (a != 0) & (got != 0) & np.isfinite(got) & off
+
+    def unheld(self, created: dict[str, np.ndarray], sources: dict[str, np.ndarray | None]) -> list[str]:
+        """The constants a rewrite created that the format does not hold where what they replace was held (a rescaled
+        epsilon that a Cast makes 0 where the model's own epsilon survived), as lines."""
+        out = []
+        for name, arr in created.items():
+            if arr.dtype.kind != "f":
+                continue
+            lost = ~self.held(arr)
+            src = sources.get(name)
+            if src is not None and np.size(src) in (1, arr.size):  # only where the model's own constant was held
+                lost &= self.held(src).reshape(-1)[0] if np.size(src) == 1 else self.held(src).reshape(arr.shape)
+            if lost.any():
+                v = float(arr.reshape(-1)[np.argmax(lost.reshape(-1))])
+                out.append(f"{name} = {v:.3g} is {self.holds(v):.3g} in {self.fmt.name} ({self.constants})"
+                           + (f" ({int(lost.sum())} of {arr.size} values)" if arr.size > 1 else ""))
+        return out
 
     def max_of(self, tensor: str) -> float | None:
         r = self.ranges.get(tensor)
@@ -134,6 +164,7 @@ class Editor:
         self.inits: list[onnx.TensorProto] = []
         self.added: list[str] = []  # names of nodes added, in order (a rewrite's ``after``)
         self.arrays: dict[str, np.ndarray] = {}  # values of the initializers added
+        self.sources: dict[str, np.ndarray | None] = {}  # what each replaces (a rescaled constant's original), if anything
 
     def node(self, name: str) -> onnx.NodeProto:
         return self.nodes[name]
@@ -142,11 +173,13 @@ class Editor:
         for n in names:
             self.nodes.pop(n, None)
 
-    def const(self, value, hint: str, dtype=np.float32) -> str:
+    def const(self, value, hint: str, dtype=np.float32, source=None) -> str:
+        """A new initializer; ``source``: the model's constant it rescales (judged against how that one was held)."""
         name = self.namer(hint)
         arr = np.asarray(value, dtype)
         self.inits.append(numpy_helper.from_array(arr, name))
         self.arrays[name] = arr
+        self.sources[name] = None if source is None else np.asarray(source, np.float32)
         return name
 
     def tensor(self, hint: str) -> str:
@@ -195,6 +228,13 @@ class Editor:
         if name in self.arrays:
             return float(self.arrays[name].reshape(-1)[0]) if self.arrays[name].size == 1 else None
         return const_scalar(self.graph, name)
+
+
+def created_constants(graph: GraphView, candidate: Candidate) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray | None]]:
+    """The initializers ``candidate`` adds when applied alone to ``graph``, and what each rescales."""
+    ed = Editor(graph)
+    candidate.apply(ed)
+    return ed.arrays, ed.sources
 
 
 def apply_all(graph: GraphView, candidates: list[Candidate]) -> GraphView:

@@ -24,7 +24,6 @@ from .core import HEADROOM, Candidate, Context, Editor, Rewrite, describe
 from .patterns import nonnegative, scalar_input
 
 MONOTONE = {"Log": math.log, "Sqrt": math.sqrt}
-DISTORTED = 0.25  # a constant the format holds this far off (0 under a Cast, 5.96e-8 for 1e-10 under clamping) is lost
 GUARDED = {"Div": 1, "Pow": 0}  # the input an epsilon guards (the denominator, the base); the only input for the rest
 
 
@@ -83,7 +82,7 @@ def _rescale(ctx: Context, L, A, p: str, eps: float):
 
     def edit(ed: Editor) -> None:
         scope = L.name
-        t = ed.op("Add", [ed.pow2(p, k, f"{scope}/Lift"), ed.const(eps * 2.0 ** k, f"{scope}/eps_lifted")], f"{scope}/AddEps")
+        t = ed.op("Add", [ed.pow2(p, k, f"{scope}/Lift"), ed.const(eps * 2.0 ** k, f"{scope}/eps_lifted", source=eps)], f"{scope}/AddEps")
         v = ed.op(L.op_type, [t], f"{scope}/{L.op_type}")
         if L.op_type == "Log":
             ed.op("Sub", [v, ed.const(k * math.log(2.0), f"{scope}/k_ln2")], f"{scope}/Lower", output=L.output[0])
@@ -139,7 +138,7 @@ def _candidate(ctx: Context, A, L) -> Candidate | None:
     if found is None:
         return None
     kind, p, c, hi, position = found
-    if not c > 0 or abs(ctx.holds(c) - c) <= DISTORTED * c:
+    if not c > 0 or ctx.held(c):
         return None  # the format holds the constant: nothing vanishes
     nodes = [A.name, L.name]
     box: list[Rewrite] = []  # the record, for edits that name the tensors they make

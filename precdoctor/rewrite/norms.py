@@ -9,7 +9,11 @@ are exact in binary floating point (away from the subnormal range), so the
 FP32 model computes the same bits up to the rounding order of the sums. k
 is chosen from the FP32 |max| of ``a`` on the samples with ``HEADROOM``:
 the squares stay finite until the inputs grow that much past what was seen.
-Valid at any opset, built from the ops the pattern already uses.
+Valid at any opset, built from the ops the pattern already uses. Where the
+variance is scaled, eps * s^2 must be a constant the engine's conversion
+holds (a Cast makes 1e-5 * 2^-10 = 9.77e-9 zero in FP16, and a zero-variance
+row then gives 0/0): a larger s is taken, giving up headroom down to
+MIN_HEADROOM; where none holds epsilon, the rewrite is refused and says why.
 
 Where the opset allows (17+), a LayerNorm can instead be fused into
 ``LayerNormalization``: offered as an alternative, since how it computes in
@@ -24,7 +28,7 @@ import math
 import numpy as np
 
 from ..graph import const_array
-from ..limits import UNDERFLOW_SHARE
+from ..limits import MIN_HEADROOM, UNDERFLOW_SHARE
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, ScaledTensor, describe, pow2_exponent
 from .patterns import NormSite, norm_sites, reduce_axes
 
@@ -61,6 +65,24 @@ def _keep_variance(ctx: Context, site: NormSite, k: int) -> bool:
     return vanishes and v * HEADROOM <= ctx.fmt.max_finite
 
 
+def _holding_epsilon(ctx: Context, site: NormSite, k: int) -> tuple[int | None, str]:
+    """k, or where the variance is scaled and epsilon * 4^k is lost in the format, the largest power of two below it
+    (squares down to MIN_HEADROOM) whose epsilon the format holds; None with the reason where none does."""
+    if _keep_variance(ctx, site, k) or not site.eps > 0 or ctx.held(site.eps * 4.0 ** k) or not ctx.held(site.eps):
+        return k, ""
+    amax = ctx.max_of(site.a)
+    top = pow2_exponent(math.sqrt(ctx.fmt.max_finite), MIN_HEADROOM * amax)
+    for j in range(k + 1, min(top, -1) + 1):
+        if ctx.held(site.eps * 4.0 ** j) and not _keep_variance(ctx, site, j):
+            return j, (f"; 2^{k} would make epsilon * 2^{2 * k} = {site.eps * 4.0 ** k:.3g}, which is "
+                       f"{ctx.holds(site.eps * 4.0 ** k):.3g} in {ctx.fmt.name} ({ctx.constants}), so 2^{j} is used (headroom "
+                       f"down from {HEADROOM:g}x, at least {MIN_HEADROOM:g}x)")
+    return None, (f"epsilon * 2^{2 * k} = {site.eps * 4.0 ** k:.3g} is {ctx.holds(site.eps * 4.0 ** k):.3g} in {ctx.fmt.name} "
+                  f"({ctx.constants}): a zero-variance row would give 0/0; no power of two keeps the squares finite with "
+                  f"{MIN_HEADROOM:g}x headroom (|max| {amax:.4g}) and holds epsilon {site.eps:g}, and the variance "
+                  f"({ctx.max_of(site.mean.output[0]) or 0:.4g}) does not fit unscaled")
+
+
 def _apply(site: NormSite, k: int, keep_variance: bool, rec: Rewrite):
     s = 2.0 ** k
 
@@ -79,7 +101,7 @@ def _apply(site: NormSite, k: int, keep_variance: bool, rec: Rewrite):
             return
         for n in site.combine:
             ed.rewire(n.name, site.a, a2)
-        ed.node(site.add.name).input[site.eps_input] = ed.const(site.eps * s * s, f"{scope}/eps_scaled")
+        ed.node(site.add.name).input[site.eps_input] = ed.const(site.eps * s * s, f"{scope}/eps_scaled", source=site.eps)
         for t, f in ((site.add.output[0], s * s), (site.root.output[0], s ** (-1 if site.root.op_type == "Pow" else 1))):
             ed.rename(t, new := ed.tensor(f"{t}_scaled"))
             rec.scaled.append(ScaledTensor(t, new, f))
@@ -87,7 +109,7 @@ def _apply(site: NormSite, k: int, keep_variance: bool, rec: Rewrite):
     return edit
 
 
-def _record(ctx: Context, site: NormSite, k: int, keep_variance: bool) -> Rewrite:
+def _record(ctx: Context, site: NormSite, k: int, keep_variance: bool, why_k: str = "") -> Rewrite:
     s, fmt = 2.0 ** k, ctx.fmt
     what, name = ("LayerNorm", "x - mean") if site.kind == "layernorm" else ("RMSNorm", "x")
     amax = ctx.max_of(site.a)
@@ -102,7 +124,7 @@ def _record(ctx: Context, site: NormSite, k: int, keep_variance: bool) -> Rewrit
         how += f"; epsilon * 2^{2 * k} = {site.eps * s * s:.3g} is {ctx.holds(site.eps * s * s):.3g} in {fmt.name}"
     note = (f"FP32 |max| of {site.a} on the samples: {amax:.4g}, so its square reaches {amax * amax:.4g} "
             f"(largest finite {fmt.name}: {fmt.max_finite:.6g}); with 2^{k} the squares {grow} no more until the input grows "
-            f"{HEADROOM:g}x past that")
+            f"{math.sqrt(fmt.max_finite) / (amax * s) if why_k else HEADROOM:.3g}x past that{why_k}")
     nodes = [n.name for n in site.nodes]
     return Rewrite(f"norm-scale:{site.square.name}:2^{k}", "norm-scale", site.square.name, nodes,
                    f"{what}: {name} scaled by 2^{k} before squaring; {how}",
@@ -155,9 +177,13 @@ def find(ctx: Context) -> list[Candidate]:
         k = _exponent(ctx, site)
         if k is None:
             continue
+        k, why = _holding_epsilon(ctx, site, k)
+        if k is None:
+            ctx.refused[f"norm-scale:{site.square.name}"] = why
+            continue
         keep = _keep_variance(ctx, site, k)
         touched = {site.square.name, site.mean.name, site.add.name} | ({n.name for n in site.combine} if not keep else set())
-        rec = _record(ctx, site, k, keep)
+        rec = _record(ctx, site, k, keep, why)
         c = Candidate(rec, _apply(site, k, keep, rec), frozenset(touched))
         c.alternative = _fusion(ctx, site)
         out.append(c)

@@ -121,7 +121,7 @@ def _edit(ctx: Context, r: Region, k: int, rec: Rewrite):
 
     def edit(ed: Editor) -> None:
         for (node, pos), c in r.folded.items():
-            ed.node(node).input[pos] = ed.const(const_array(ctx.graph, c) * s, f"{c}_scaled")
+            ed.node(node).input[pos] = ed.const(const_array(ctx.graph, c) * s, f"{c}_scaled", source=const_array(ctx.graph, c))
         for t, readers in r.entries.items():
             m = ed.pow2(t, k, f"{_scope(t)}/EnterStream")
             for n in readers:
@@ -142,7 +142,7 @@ def _edit(ctx: Context, r: Region, k: int, rec: Rewrite):
 
 def _scale_epsilon(ed: Editor, norm, factor: float) -> None:
     if isinstance(norm, NormSite):
-        ed.node(norm.add.name).input[norm.eps_input] = ed.const(norm.eps * factor, f"{norm.add.name}/eps_scaled")
+        ed.node(norm.add.name).input[norm.eps_input] = ed.const(norm.eps * factor, f"{norm.add.name}/eps_scaled", source=norm.eps)
         return
     node = ed.node(norm.name)
     eps = next((a for a in node.attribute if a.name == "epsilon"), None)

@@ -18,6 +18,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -53,6 +54,27 @@ class SampleFiles(Record):
 
 
 @dataclass
+class CheckedPlan(Record):
+    """One plan the folder ships and its checks cover: the verdict's, and its alternative (the pins beside a rewrite)."""
+
+    role: Literal["verdict", "alternative"]
+    fix: Literal["pins", "rewrite"]
+    model: str  # the FP32 model the plan applies to, relative to the folder
+    mixed: str  # its mixed ONNX, in the folder
+    pins: list[str]  # every FP32 node (the schema's forced ones included)
+    tf32: bool
+
+    def validate(self, where: str) -> None:
+        if not _plain(self.mixed):
+            raise BadInput(f"{where}: {self.mixed!r} is not a file of the run's folder")
+
+    def title(self) -> str:
+        what = "the rewritten model" + (f" with {len(self.pins)} pin(s)" if self.pins else "") if self.fix == "rewrite" else \
+            f"the pins ({len(self.pins)} node(s) in FP32)"
+        return f"{'the verdict' if self.role == 'verdict' else 'its alternative'}: {what}, {self.mixed}"
+
+
+@dataclass
 class Manifest(Record):
     """What ``reference/`` holds and what it was verified with."""
 
@@ -67,6 +89,7 @@ class Manifest(Record):
     recurrent: str | None = None
     samples: list[SampleFiles] = field(default_factory=list)
     schema_version: int = MANIFEST_SCHEMA
+    plans: list[CheckedPlan] = field(default_factory=list)  # what the checks cover, the verdict's plan first
 
     def validate(self, where: str) -> None:
         if self.schema_version != MANIFEST_SCHEMA:

@@ -9,6 +9,11 @@ reads the tool's log for its verdict line. Every word is one bash word
 (quoting.shell_word); names appear in comments only JSON-quoted. What a script
 cannot check is said in its header (mapping.py).
 
+Where a rewrite is the verdict, a script checks two plans, each built and checked
+on its own (its engine and logs prefixed ``alternative.`` for the second): the
+verdict's (the rewritten model) and its alternative (the pins), each named by an
+``==`` line; the exit status is 1 when either fails.
+
 trtexec runs once per sample (and per algorithm), not once with ``--refPair``:
 ``--exportOutput`` holds the last inference's outputs only, and the NaN check needs
 every sample's; rel-l2's threshold depends on the sample's own reference too.
@@ -17,13 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..artifacts import trtexec_build_words
+from ..artifacts import polygraphy_build_words, trtexec_build_words
 from ..plan import Plan
-from ..quoting import comment_safe, shell_word, trtexec_name, unexpressible
+from ..quoting import comment_safe, path_word, shell_word, trtexec_name, unexpressible
 from .mapping import AccuracyRun, Needs, number, polygraphy_check, trtexec_runs
-from .references import FOLDER, Manifest
+from .references import FOLDER, CheckedPlan, Manifest
 
 TRT11_DIR, TRT10_DIR = "verify-trt11", "verify-trt10"
+POLYGRAPHY_ENGINE = "polygraphy.plan"  # polygraphy.txt builds once, then checks every other sample on the saved engine
 RUN_FLAGS = ["--iterations=1", "--warmUp=0", "--duration=0"]  # one inference is the check; no timing runs
 
 _PRELUDE = r"""set -u
@@ -54,16 +60,42 @@ exit "$status"
 
 
 @dataclass
+class PlanSpec:
+    """One plan a script builds and checks."""
+
+    checked: CheckedPlan  # its role, fix, files, as the manifest records it
+    plan: Plan  # every FP32 node of the verified plan (pins and the schema's)
+    outputs_of: dict[str, int]  # pinned node -> how many outputs (--layerOutputTypes)
+
+    @property
+    def tf32(self) -> bool:  # the plan holds with TF32 on in its FP32 islands
+        return self.checked.tf32
+
+    @property
+    def model(self) -> str:  # the FP32 model, relative to the folder
+        return self.checked.model
+
+    @property
+    def mixed(self) -> str:
+        return self.checked.mixed
+
+    @property
+    def prefix(self) -> str:
+        """Work files of the alternative apart from the verdict's."""
+        return "" if self.checked.role == "verdict" else "alternative."
+
+    @property
+    def label(self) -> str:
+        return "" if self.checked.role == "verdict" else "alternative: "
+
+
+@dataclass
 class ScriptSpec:
     """Everything both scripts need, gathered by the bisect that wrote them."""
 
-    plan: Plan  # every FP32 node of the verified plan (pins and the schema's)
+    plans: list[PlanSpec]  # the verdict's plan first
     target: str | None
-    tf32: bool  # the plan holds with TF32 on in its FP32 islands
-    model: str  # the FP32 model, relative to the folder
-    mixed: str  # the mixed ONNX
     dynamic: list[str]  # inputs with a dynamic dimension
-    outputs_of: dict[str, int]  # pinned node -> how many outputs (--layerOutputTypes)
     manifest: Manifest
     needs: Needs
     references: list[dict]  # per sample: output name -> FP32 array (thresholds derive from them)
@@ -93,13 +125,15 @@ def _build_shapes(spec: ScriptSpec) -> list[str]:
 
 
 def _header(spec: ScriptSpec, engine: str, how: list[str], script: str) -> str:
-    p = spec.plan
     lines = ["#!/usr/bin/env bash",
-             f"# precdoctor: check the {p.precision} plan ({len(p.pins)} node(s) in FP32) on {engine}, target {spec.target or '-'}.",
-             f"# Run from this folder: bash {script}. Exit status: 0 every checked criterion holds on every sample, 1 one fails,",
-             "# 2 the tool could not build or run (not a verdict).",
-             "# TF32: " + ("on in the FP32 islands (the default); the plan was verified so." if spec.tf32 else
-                           "off: the plan needs true FP32 in its FP32 islands."),
+             f"# precdoctor: check the {spec.manifest.precision} plan on {engine}, target {spec.target or '-'}."]
+    for ps in spec.plans:
+        lines.append(f"#   {comment_safe(ps.checked.title())}; TF32 " + (
+            "on in the FP32 islands (the default): the plan was verified so." if ps.tf32 else
+            "off: the plan needs true FP32 in its FP32 islands."))
+    lines += [f"# Run from this folder: bash {script}. Exit status: 0 every checked criterion holds on every sample"
+              + (" for every plan" if len(spec.plans) > 1 else "") + ", 1 one fails,",
+              "# 2 the tool could not build or run (not a verdict).",
              f"# References: {FOLDER}/ (FP32 outputs of {len(spec.manifest.samples)} sample(s), {FOLDER}/manifest.json)."]
     lines += ["# " + h for h in how]
     unchecked = spec.needs.unmapped + spec.not_checked
@@ -130,10 +164,10 @@ def _accuracy_words(run: AccuracyRun) -> list[str]:
     return words + [f"--accuracyThreshold={number(run.threshold)}"]
 
 
-def trtexec_check_words(spec: ScriptSpec, s: int, run: AccuracyRun, export: str | None) -> list[str]:
+def trtexec_check_words(spec: ScriptSpec, s: int, run: AccuracyRun, export: str | None, engine: str) -> list[str]:
     """One trtexec 11.1 accuracy run of sample ``s`` (every list flag once: a repeated one is an error to trtexec)."""
     sample = spec.manifest.samples[s]
-    words = ["trtexec", f"--loadEngine={TRT11_DIR}/model.plan"]
+    words = ["trtexec", f"--loadEngine={engine}"]
     if spec.dynamic:
         words.append(shell_word(f"--shapes={_trt_shapes(_shapes(spec, s))}"))
     words += [shell_word(f"--loadInputs={_pairs(sample.inputs)}"),
@@ -156,42 +190,74 @@ def _polygraphy_compare_words(chk) -> list[str]:
     return words
 
 
+def _polygraphy_reference_words(sample, folder: str = FOLDER) -> list[str]:
+    return ["--load-inputs", path_word(f"{folder}/{sample.polygraphy_inputs}"),
+            "--load-outputs", path_word(f"{folder}/{sample.polygraphy_outputs}")]
+
+
+def polygraphy_commands(spec: ScriptSpec, ps: PlanSpec, folder: str = FOLDER) -> tuple[str, list[str]]:
+    """polygraphy.txt's commands: the plan built from the FP32 model with Polygraphy's TensorRT flags, each saved sample
+    checked against its FP32 outputs with the acceptance's tolerances (mapping.py), one command per sample chained
+    by ``&&`` (the first failure is the exit status); and the notes on what a sample's check leaves out. ``folder``: the
+    references, relative to where the commands run."""
+    cmds, notes = [], []
+    for s, sample in enumerate(spec.manifest.samples):
+        chk, why = polygraphy_check(spec.needs, spec.references[s])
+        notes += [f"sample {s}: {n}" for n in why]
+        check = _polygraphy_reference_words(sample, folder) + _polygraphy_compare_words(chk)
+        if s == 0:
+            words = polygraphy_build_words(ps.model, ps.plan, ps.tf32, ["--save-engine", POLYGRAPHY_ENGINE] + check)
+        else:
+            words = ["polygraphy", "run", POLYGRAPHY_ENGINE, "--model-type", "engine", "--trt"] + check
+        cmds.append(_join(words))
+    return " &&\
+".join(cmds), notes
+
+
 def _check(log: str, what: str, words: list[str]) -> str:
     return f"check {log} {shell_word(what)} \\\n    " + _join(words)
 
 
 def _compose(spec: ScriptSpec, engine: str, how: list[str], problems: list[str], work: str, tool: str, verdict: str,
-             build: list[str], checks) -> str:
-    """A whole script: its header, or a refusal naming what its tool cannot express; else the build and ``checks()``."""
+             build, checks, extra: str = "") -> str:
+    """A whole script: its header, or a refusal naming what its tool cannot express; else, per plan, an ``==`` line
+    naming it, its build (``build(ps)``) and its checks (``checks(ps)``)."""
     header = _header(spec, engine, how, f"{work}.sh")
     if problems:
         return _refusal(header, problems)
-    body = [_PRELUDE.format(work=work, tool=tool, verdict=shell_word(verdict)), _check(f"{work}/build.log", "build", build)]
-    return header + "\n".join(body + checks()) + _END
+    body = [_PRELUDE.format(work=work, tool=tool, verdict=shell_word(verdict)) + extra]
+    for ps in spec.plans:
+        if len(spec.plans) > 1:
+            body.append(f"echo {shell_word('== ' + ps.checked.title())}")
+        body.append(_check(f"{work}/{ps.prefix}build.log", f"{ps.label}build", build(ps)))
+        body += checks(ps)
+    return header + "\n".join(body) + _END
 
 
 def verify_trt11(spec: ScriptSpec) -> str:
     how = ["Builds the mixed ONNX with trtexec (TensorRT 11.1+: --loadRefOutputs and --accuracy* are new in 11.1), then",
            "checks each sample with trtexec's own accuracy check (mapping.py: finite and max-abs -> l0, rel-l2 -> l2,",
            "cosine -> cos), and fails on a NaN in the exported outputs, which every trtexec algorithm passes."]
-    build = ["trtexec", shell_word(f"--onnx={spec.mixed}"), f"--saveEngine={TRT11_DIR}/model.plan"] + \
-        ([] if spec.tf32 else ["--noTF32"]) + _build_shapes(spec) + ["--skipInference"]
+    def build(ps: PlanSpec) -> list[str]:
+        return ["trtexec", shell_word(f"--onnx={ps.mixed}"), f"--saveEngine={TRT11_DIR}/{ps.prefix}model.plan"] + \
+            ([] if ps.tf32 else ["--noTF32"]) + _build_shapes(spec) + ["--skipInference"]
 
-    def checks() -> list[str]:
-        out = [_NAN_CHECK]
+    def checks(ps: PlanSpec) -> list[str]:
+        out = []
         for s, ref in enumerate(spec.references):
             runs, notes = trtexec_runs(spec.needs, ref)
             out += [f"# sample {s}: {comment_safe(n)}" for n in notes]
             for k, run in enumerate(runs):
-                export = f"{TRT11_DIR}/s{s}.outputs.json" if k == 0 else None
-                out.append(_check(f"{TRT11_DIR}/s{s}.{k}.log", f"sample {s}: {run.what} on {len(run.outputs)} output(s) ({run.algorithm})",
-                                  trtexec_check_words(spec, s, run, export)))
+                export = f"{TRT11_DIR}/{ps.prefix}s{s}.outputs.json" if k == 0 else None
+                out.append(_check(f"{TRT11_DIR}/{ps.prefix}s{s}.{k}.log",
+                                  f"{ps.label}sample {s}: {run.what} on {len(run.outputs)} output(s) ({run.algorithm})",
+                                  trtexec_check_words(spec, s, run, export, f"{TRT11_DIR}/{ps.prefix}model.plan")))
                 if export:
-                    out.append(f"no_nan {export} {shell_word(f'sample {s}')}")
+                    out.append(f"no_nan {export} {shell_word(f'{ps.label}sample {s}')}")
         return out
 
     return _compose(spec, "TensorRT 11.1+ (trtexec)", how, _io_problems(spec, "trtexec"), TRT11_DIR, "trtexec accuracy",
-                    "Accuracy validation FAILED", build, checks)
+                    "Accuracy validation FAILED", build, checks, _NAN_CHECK)
 
 
 def verify_trt10(spec: ScriptSpec) -> str:
@@ -199,19 +265,22 @@ def verify_trt10(spec: ScriptSpec) -> str:
            "--layerOutputTypes, as trtexec.txt), then checks each sample with Polygraphy against the FP32 outputs",
            "(--load-outputs; its elementwise check fails NaN itself). Needs Polygraphy 0.53+ (pip install polygraphy):",
            "older ones take one --compare function and no --l2-threshold (the script then stops with status 2)."]
-    bad = [f"pinned node {p}: {unexpressible('trtexec', p)}" for p in sorted(spec.plan.pins) if unexpressible("trtexec", p)]
+    bad = [f"pinned node {p}: {unexpressible('trtexec', p)}" for p in sorted({p for ps in spec.plans for p in ps.plan.pins})
+           if unexpressible("trtexec", p)]
     bad += [f"output {o}: {unexpressible('polygraphy', o)}" for o in spec.needs.outputs if unexpressible("polygraphy", o)]
-    build = trtexec_build_words(spec.model, spec.plan, spec.outputs_of, spec.tf32) + \
-        [f"--saveEngine={TRT10_DIR}/model.plan"] + _build_shapes(spec) + ["--skipInference"]
 
-    def checks() -> list[str]:
+    def build(ps: PlanSpec) -> list[str]:
+        return trtexec_build_words(ps.model, ps.plan, ps.outputs_of, ps.tf32) + \
+            [f"--saveEngine={TRT10_DIR}/{ps.prefix}model.plan"] + _build_shapes(spec) + ["--skipInference"]
+
+    def checks(ps: PlanSpec) -> list[str]:
         out = []
         for s, sample in enumerate(spec.manifest.samples):
             chk, notes = polygraphy_check(spec.needs, spec.references[s])
             out += [f"# sample {s}: {comment_safe(n)}" for n in notes]
-            words = ["polygraphy", "run", f"{TRT10_DIR}/model.plan", "--model-type", "engine", "--trt", "--load-inputs",
-                     f"{FOLDER}/{sample.polygraphy_inputs}", "--load-outputs", f"{FOLDER}/{sample.polygraphy_outputs}"]
-            out.append(_check(f"{TRT10_DIR}/s{s}.log", f"sample {s}", words + _polygraphy_compare_words(chk)))
+            words = ["polygraphy", "run", f"{TRT10_DIR}/{ps.prefix}model.plan", "--model-type", "engine", "--trt"]
+            out.append(_check(f"{TRT10_DIR}/{ps.prefix}s{s}.log", f"{ps.label}sample {s}",
+                              words + _polygraphy_reference_words(sample) + _polygraphy_compare_words(chk)))
         return out
 
     return _compose(spec, "TensorRT 8.6-10.x (trtexec to build, Polygraphy to check)", how, bad, TRT10_DIR,

@@ -8,7 +8,8 @@ splitNameAndValue: ',' then the last ':', single quotes); which flags a version 
 the accuracy losses in double (sampleUtils.cpp: l0, l1, l2, lInf, cos, NaN included) and "fail if loss >= threshold";
 --exportOutput's JSON (values printed as C++ prints them: nan, -nan, inf). What it does not: build anything. The
 "engine" is STANDIN_MODEL, an ONNX the test prepared (the plan's emulation), run with ONNX Runtime on CPU;
-STANDIN_NAN=1 puts a NaN into the first output, STANDIN_BUILD_FAIL=1 fails every build.
+STANDIN_MODELS (JSON, the --onnx of a build -> a model) one per plan where a script builds two; STANDIN_NAN=1 puts
+a NaN into the first output, STANDIN_BUILD_FAIL=1 fails every build.
 """
 import json
 import os
@@ -94,10 +95,24 @@ def c_float(v):
     return f"{v:g}"
 
 
+def engine_model(engine):
+    """The ONNX that stands in for ``engine``: STANDIN_MODELS (JSON: the --onnx a build was given -> a model) picks one
+    per plan where a script builds two; else STANDIN_MODEL."""
+    models = json.loads(os.environ.get("STANDIN_MODELS", "{}"))
+    if models:
+        try:
+            with open(engine) as fh:
+                built = json.load(fh)["onnx"]
+        except (ValueError, KeyError):  # an engine a Polygraphy build wrote (polygraphy.txt): one plan only
+            return os.environ["STANDIN_MODEL"]
+        return models.get(built, os.environ.get("STANDIN_MODEL"))
+    return os.environ["STANDIN_MODEL"]
+
+
 def run_engine(args):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(os.environ["STANDIN_MODEL"], providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(engine_model(args["--loadEngine"]), providers=["CPUExecutionProvider"])
     shapes = {k: [int(d) for d in v.split("x")] if v != "scalar" else [] for k, v in pairs(args.get("--shapes", "")).items()}
     feed = {}
     for name, file in pairs(args["--loadInputs"]).items():
