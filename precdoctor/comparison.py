@@ -37,6 +37,12 @@ class TensorComparison(Metrics):
     node: str
     op: str
     growth: float  # error over the largest error of the node's inputs (at least one unit roundoff)
+    benign: bool = field(default=False, kw_only=True)  # its new Inf/NaN are benign saturation (benign_saturation)
+
+    @property
+    def fault_nonfinite(self) -> int:
+        """New Inf/NaN that count as a failure: all of them unless they are benign saturation."""
+        return 0 if self.benign else self.nonfinite_new
 
 
 @dataclass
@@ -68,6 +74,7 @@ class Comparison(Record):
     pairs: list = field(default_factory=list, repr=False, metadata=SKIP)  # per sample (reference, candidate) outputs
     reference: ReferenceNonfinite | None = None  # non-finite values FP32 itself computes (reference_nonfinite)
     control_flow: list[Coverage] = field(default_factory=list)  # how each If/Loop/Scan was analysed
+    saturation: Saturation | None = None  # benign saturation: new infinities that change nothing (benign_saturation)
 
     def tensor(self, name: str) -> TensorComparison | None:
         return next((t for t in self.tensors if t.tensor == name), None)
@@ -79,8 +86,10 @@ class Comparison(Record):
 def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, plan, tol: Tolerance, notes=()) -> Comparison:
     fmt = plan.format
     per = {t: metrics(raw[i], fmt) for i, t in enumerate(labels)}
-    err = {t: m.error for t, m in per.items()}
     floor = max(FLOOR_ULPS * fmt.unit_roundoff, MIN_DIVERGENCE)
+    benign = benign_saturation(graph, per, floor, fmt.unit_roundoff)
+    err = {t: (m.finite_error if t in benign else m.error) for t, m in per.items()}
+    fault = {t for t, m in per.items() if m.nonfinite_new and t not in benign}
     tensors: list[TensorComparison] = []
     origin = origin_t = first_div = None
     for node in graph.nodes:
@@ -90,16 +99,91 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, plan, t
         for o in outs:
             m = per[o]
             growth = err[o] / base if math.isfinite(err[o]) else math.inf
-            if origin is None and m.nonfinite_new and all(per[i].nonfinite_new == 0 for i in ins):
+            if origin is None and o in fault and not any(i in fault for i in ins):
                 origin, origin_t = node.name, o
             if first_div is None and err[o] > floor and growth >= GROWTH and _propagates(graph, o, err, floor):
                 first_div = node.name
-            tensors.append(TensorComparison(**vars(m), index=len(tensors), tensor=o, node=node.name, op=node.op_type, growth=growth))
+            tensors.append(TensorComparison(**vars(m), index=len(tensors), tensor=o, node=node.name, op=node.op_type, growth=growth,
+                                            benign=o in benign))
     outputs = compare_outputs(pairs, graph.outputs, fmt, tol.rel_l2, tol.atol) if pairs else {}
     reasons = [f"{o}: {', '.join(c.reasons)}" for o, c in outputs.items() if c.diverges]
     start = origin_t or _tensor_of(graph, first_div)
     return Comparison(plan.precision, sorted(plan.pins), "diverges" if reasons else "ok", reasons, origin, origin_t, first_div,
-                      outputs, trace(graph, per, start, floor), tensors, tol, list(notes), pairs or [])
+                      outputs, trace(graph, per, start, floor, benign), tensors, tol, list(notes), pairs or [],
+                      saturation=saturation_of(tensors))
+
+
+def benign_saturation(graph: GraphView, per: dict[str, Metrics], floor: float, roundoff: float) -> set[str]:
+    """Tensors whose new Inf/NaN are benign saturation: decided by what the values do, never by op names.
+
+    Saturation: FP32 holds a finite value beyond the format's range and the candidate the infinity of the same
+    sign (a float32-min mask becomes -inf). It is benign unless it causes a failure: a tensor fed by it
+    that holds NaN or an infinity where FP32 is within the range (the Sqrt of an overflowed variance), or a
+    finite tensor fed by it that holds 0 where FP32 holds a value the format keeps nonzero (1 / inf = 0 against
+    FP32's 1.4e-5), or whose error jumps. A failure implicates the
+    saturated chain feeding it, up to where it starts (the Pow of that variance: the origin); a tensor that
+    reads an earlier failure carries that failure and implicates nothing (NaN flowing into a later -inf mask
+    Add does not make the mask the culprit). A graph output that saturates is never benign: the user reads
+    the inf.
+    """
+    order = [o for n in graph.nodes for o in graph.float_outputs(n) if o in per]
+    saturated = {t for t in order if per[t].nonfinite_new and per[t].nonfinite_new == per[t].saturated and t not in graph.outputs}
+    if not saturated:
+        return set()
+    ins = {t: [i for i in graph.producer[t].input if i in per] for t in order}
+    fault = {t for t in order if per[t].nonfinite_new and t not in saturated}  # failures on their own
+    implicating = set()
+    changed = True
+    while changed:  # a fixpoint: an implicated chain makes its readers carriers, which may implicate nothing more
+        changed = False
+        for t in order:
+            if t in implicating or (t in saturated and t in fault):
+                continue
+            carries = any(i in fault for i in ins[t])
+            if t in saturated:
+                if carries:
+                    fault.add(t)
+                    changed = True
+                continue
+            fed = [i for i in ins[t] if i in saturated and i not in fault]
+            if carries or not fed:
+                continue
+            m = per[t]
+            base = max(max([per[i].finite_error if i in saturated else per[i].error for i in ins[t]], default=0.0), roundoff)
+            if m.nonfinite_new or m.zeroed or (m.finite_error > floor and m.finite_error / base >= GROWTH):
+                chain, frontier = set(), list(fed)
+                while frontier:  # the saturated chain feeding this failure, back to where it starts
+                    u = frontier.pop()
+                    if u in saturated and u not in chain:
+                        chain.add(u)
+                        frontier += ins[u]
+                fault |= chain
+                implicating.add(t)
+                changed = True
+    return saturated - fault
+
+
+@dataclass
+class Saturation(Record):
+    """Benign saturation in a compared plan: FP32 values beyond the format's range that become infinities of the same
+    sign while everything downstream agrees with FP32. Noted, never the Inf/NaN origin, never a reason to pin."""
+
+    nodes: list[str]  # the nodes making the saturated tensors, topological order
+    tensors: int
+    elements: int  # saturated elements summed over those tensors and the samples
+
+    def sentence(self, precision: str) -> str:
+        shown = ", ".join(repr(n) for n in self.nodes[:4]) + (f" and {len(self.nodes) - 4} more" if len(self.nodes) > 4 else "")
+        return (f"benign saturation in {precision.upper()}: {self.elements} FP32 value(s) beyond the format's range become "
+                f"infinities of the same sign in {self.tensors} tensor(s) (made by {shown}) and everything they feed agrees "
+                "with FP32 (a float32-min mask is -inf here); not a failure, nothing to pin")
+
+
+def saturation_of(tensors: list[TensorComparison]) -> Saturation | None:
+    sat = [t for t in tensors if t.benign]
+    if not sat:
+        return None
+    return Saturation(list(dict.fromkeys(t.node for t in sat)), len(sat), sum(t.nonfinite_new for t in sat))
 
 
 def _propagates(graph: GraphView, tensor: str, err: dict, floor: float) -> bool:
@@ -117,8 +201,9 @@ def _tensor_of(graph: GraphView, node: str | None) -> str | None:
     return outs[0] if outs else None
 
 
-def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: float) -> list[TraceStep]:
-    """Tensors downstream of ``start`` that carry its Inf/NaN or corruption, in topological order."""
+def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: float, benign=frozenset()) -> list[TraceStep]:
+    """Tensors downstream of ``start`` that carry its Inf/NaN or corruption, in topological order (benign saturation
+    is not corruption)."""
     if start is None:
         return []
     bad, frontier = {start}, [start]
@@ -127,7 +212,7 @@ def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: f
         for node in graph.consumers.get(t, []):
             for o in graph.float_outputs(node):
                 m = per.get(o)
-                if o not in bad and m is not None and (m.nonfinite_new or m.error > floor):
+                if o not in bad and m is not None and ((m.nonfinite_new and o not in benign) or m.finite_error > floor):
                     bad.add(o)
                     frontier.append(o)
     order = {t: k for k, t in enumerate(t for n in graph.nodes for t in n.output)}
@@ -189,10 +274,16 @@ def reference_nonfinite(graph: GraphView, c: Comparison) -> ReferenceNonfinite |
 
 
 def hidden_nonfinite(c: Comparison) -> str | None:
-    """New Inf/NaN born inside the graph that no graph output shows: a plan passing with them passes by luck."""
+    """New Inf/NaN born inside the graph that no graph output shows: a plan passing with them passes by luck.
+    Benign saturation (``Comparison.saturation``) is not counted."""
     if c.origin is None or any(o.metrics is not None and o.metrics.nonfinite_new for o in c.outputs.values()):
         return None
-    inside = [t for t in c.tensors if t.nonfinite_new]
+    inside = [t for t in c.tensors if t.fault_nonfinite]
     t = c.tensor(c.origin_tensor) if c.origin_tensor else None
     return (f"{c.precision.upper()} computes new Inf/NaN inside the graph that the outputs do not show: born at node "
             f"{c.origin!r} ({t.op if t else '?'}, {t.nonfinite_new if t else '?'} element(s)), in {len(inside)} tensor(s)")
+
+
+def fault_nonfinite(c: Comparison) -> int:
+    """New Inf/NaN inside the graph that count against a plan (``finite-inside``): benign saturation excluded."""
+    return sum(t.fault_nonfinite for t in c.tensors)

@@ -5,6 +5,8 @@
   Inf/NaN FP32 computes and the candidate reproduces (a -inf mask) are agreement, and named.
 - New Inf/NaN born inside the graph that the outputs do not show (x/inf = 0 hides an overflow): a failure
   unless the user opts out (``--allow-internal-nonfinite``), and flagged either way.
+- Benign saturation (FP32 values beyond the format's range that become infinities of the same sign, changing
+  nothing downstream: a float32-min attention mask): noted, never a failure (comparison.benign_saturation).
 - Seeded random data: a model that breaks on real inputs often passes on random ones.
 """
 from __future__ import annotations
@@ -46,9 +48,14 @@ def reference_note(c: Comparison) -> str | None:
     return c.reference.sentence() + "; the candidate agrees where it holds the same values"
 
 
+def saturation_note(c: Comparison) -> str | None:
+    """One line naming benign saturation, where there is some."""
+    return c.saturation.sentence(c.precision) if c.saturation is not None else None
+
+
 def warnings_of(c: Comparison, allow_internal: bool) -> list[str]:
     """What a reader of a verdict on ``c`` must know even when it passes."""
-    out = [reference_note(c)] if reference_note(c) else []
+    out = [w for w in (reference_note(c), saturation_note(c)) if w]
     hidden = hidden_nonfinite(c)
     if hidden and allow_internal:
         out.append(hidden + f" (accepted: {ALLOW_INTERNAL})")

@@ -235,7 +235,9 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
         redo |= run(chunk, False, k == len(passes) - 1)
     if len(passes) > 1:
         m.notes.append(f"probes ran in {len(passes)} passes to stay within {memory_budget_gb} GB of activations")
-    if redo:
+    if redo:  # and what such tensors feed: whether a saturation there changed anything is counted by full probes
+        redo |= {o for t in list(redo) if t in graph.producer or t in graph.consumers for c in graph.consumers.get(t, [])
+                 for o in graph.float_outputs(c)}
         run([t for t in probed if t in redo], True, False)
         m.notes.append(f"{len(redo)} tensor(s) re-probed in full (FP32 reference not finite or out of range)")
     m.stats = np.stack([acc[alias.get(t, t)] for t in tensors]) if tensors else np.zeros((0, probes.K))

@@ -28,7 +28,7 @@ from ..targets import describe
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
 from ..verification import OWNED_DIRS
-from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
+from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference, saturation_note
 from .artifact_set import RUN_FILES, write_set
 from .common import Clock, refuse_empty_outputs, versions
 from .confirm import Check, confirm, finite_inside, merge
@@ -135,7 +135,7 @@ def run(p: BisectParams) -> BisectRun:
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
     verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
-    notes = [reference_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else [])
+    notes = [reference_note(naive), saturation_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else [])
     record = BisectRun(
         model=p.subject, precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),

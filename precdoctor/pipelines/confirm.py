@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import acceptance as acc
+from ..comparison import fault_nonfinite
 from ..limits import evaluation_bound
 from ..search import Evaluator, Journal, SearchResult, fingerprint, search
 
@@ -31,8 +32,9 @@ def merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
 
 
 def finite_inside(comparison) -> acc.Verdict:
-    """``finite-inside`` on a plan compared tensor by tensor: no new Inf/NaN anywhere in the graph."""
-    new = sum(t.nonfinite_new for t in comparison.tensors)
+    """``finite-inside`` on a plan compared tensor by tensor: no new Inf/NaN anywhere in the graph, benign
+    saturation aside (comparison.benign_saturation)."""
+    new = fault_nonfinite(comparison)
     return acc.Verdict(new == 0, {acc.INSIDE: float(new)}, [acc.INSIDE] if new else [])
 
 

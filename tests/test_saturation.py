@@ -1,0 +1,87 @@
+"""Benign saturation (issue 18): a float32-min attention mask is -inf in FP16/BF16 and changes nothing; an Inf that
+changes what follows stays a failure, its origin the first node of its chain."""
+import json
+import sys
+
+import numpy as np
+import pytest
+
+import precdoctor
+from helpers import ROOT, run_cli
+from precdoctor.formats import FORMATS
+from precdoctor.probes import IDX, numpy_stats
+
+sys.path.insert(0, str(ROOT / "fixtures"))
+
+import exports  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exp_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports")
+    exports.write(out, exports.build_all())
+    return out
+
+
+def test_probe_counts_saturation_and_zeroed_values():
+    fmt = FORMATS["fp16"]
+    ref = np.array([-3.4e38, 7e4, -7e4, 7e4, 5.0, 1.4e-5, 0.0, 1e-9], np.float32)
+    cand = np.array([-np.inf, np.inf, np.inf, np.nan, np.inf, 0.0, 0.0, 0.0], np.float32)
+    s = numpy_stats(ref, cand, fmt)
+    assert s[IDX["nonfinite_new"]] == 5
+    assert s[IDX["n_saturated"]] == 2  # same sign and beyond the range; not -7e4 -> +inf, not NaN, not 5 -> inf
+    assert s[IDX["n_zeroed"]] == 1  # 1.4e-5 -> 0 (1 / inf); not 0 -> 0, not 1e-9 (rounds to 0 anyway)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_healthy_mask_decoder_is_ok_and_the_mask_is_noted(exp_dir, precision, tmp_path):
+    model, npz = exp_dir / "mask_decoder.onnx", exp_dir / "mask_decoder.npz"
+    code, out, err = run_cli("compare", model, "--precision", precision, "--inputs", npz, "--json", tmp_path / "c.json")
+    assert code == 0 and "verdict: OK" in out, out + err
+    assert "Inf/NaN origin:    -" in out and "benign saturation" in out
+    r = json.loads((tmp_path / "c.json").read_text())
+    c = r["comparison"]
+    assert c["origin"] is None and "mask/Where" in c["saturation"]["nodes"]
+    assert all(t["benign"] for t in c["tensors"] if t["nonfinite_new"])
+    code, out, err = run_cli("bisect", model, "--precision", precision, "--inputs", npz, "--out", tmp_path / "b", "--quiet",
+                             "--no-baselines")
+    r = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert code == 0 and r["verdict"] == "healthy" and r["pins"] == [], out + err
+    assert not any(n.startswith("mask/") or n.endswith("Add_mask") for n in r["suspects"])
+
+
+def test_in_graph_probes_see_the_same_saturation(exp_dir, monkeypatch):
+    """Past limits.FETCH_ELEMENTS tensors are probed inside the graph: the same counts, the same verdict."""
+    monkeypatch.setattr("precdoctor.backends.paired.FETCH_ELEMENTS", -1)
+    for name, origin in (("mask_decoder", None), ("mask_decoder_fault", "layer1.cross/Exp")):
+        run = precdoctor.compare(exp_dir / f"{name}.onnx", inputs=[str(exp_dir / f"{name}.npz")])
+        assert run.comparison.origin == origin
+        assert run.comparison.saturation is not None and "mask/Where" in run.comparison.saturation.nodes
+        assert (run.verdict == "ok") == (origin is None)
+
+
+def test_planted_fault_beside_the_mask_is_found_and_pinned_exactly(exp_dir, tmp_path):
+    model, npz = exp_dir / "mask_decoder_fault.onnx", exp_dir / "mask_decoder_fault.npz"
+    code, out, err = run_cli("compare", model, "--inputs", npz)
+    assert code == 1 and "Inf/NaN origin:    layer1.cross/Exp" in out, out + err
+    code, out, err = run_cli("bisect", model, "--inputs", npz, "--out", tmp_path / "b", "--quiet", "--no-baselines")
+    r = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert code == 0 and r["verdict"] == "fixed", out + err
+    assert sorted(r["pins"]) == sorted(exports.mask_decoder_fault().culprits["fp16"])
+    assert r["comparison"]["naive"]["origin"] == "layer1.cross/Exp"
+
+
+def test_an_inf_that_changes_what_follows_stays_the_failure(tmp_path):
+    """The decomposed LayerNorm's (x - mean)^2 saturates like a mask does, but the Sqrt of the variance is inf where
+    FP32 is finite: the whole chain fails and its origin is the Pow (not the Sqrt)."""
+    import planted
+
+    fx = planted.ln_overflow()
+    import onnx
+
+    onnx.save(fx.model, tmp_path / "m.onnx")
+    np.savez(tmp_path / "m.npz", **fx.sample)
+    run = precdoctor.compare(tmp_path / "m.onnx", inputs=[str(tmp_path / "m.npz")])
+    assert run.comparison.origin == "layer1.ln/Pow" and run.comparison.saturation is None
+    pow_ = run.comparison.of_node("layer1.ln/Pow")
+    assert pow_.saturated == pow_.nonfinite_new > 0 and not pow_.benign  # saturated, but it changes what follows
