@@ -85,3 +85,30 @@ def test_an_inf_that_changes_what_follows_stays_the_failure(tmp_path):
     assert run.comparison.origin == "layer1.ln/Pow" and run.comparison.saturation is None
     pow_ = run.comparison.of_node("layer1.ln/Pow")
     assert pow_.saturated == pow_.nonfinite_new > 0 and not pow_.benign  # saturated, but it changes what follows
+
+
+def test_bf16_outputs_are_read_and_a_failure_in_our_graph_is_a_bug():
+    """ONNX Runtime's binding has no numpy type for BF16 (the ort-cuda bisect died on it, exit 2): read through
+    ml_dtypes; and a graph precdoctor built that fails to run is a bug (RuntimeFailure: exit 3), not bad input."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from precdoctor.backends import ort
+    from precdoctor.errors import BadInput
+
+    g = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.BFLOAT16), helper.make_node("Identity", ["x"], ["z"])],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.BFLOAT16, [3]), helper.make_tensor_value_info("z", TensorProto.FLOAT, [3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], producer_name="precdoctor-mixed")
+    m.ir_version = 8
+    sess = ort.session(m)
+    x = np.array([1.0, 2.5, 3e38], np.float32)
+    out = ort.run(sess, {"x": x})
+    assert out["y"].dtype == np.float32 and out["y"][0] == 1.0 and out["y"][1] == 2.5 and abs(out["y"][2] / 3e38 - 1) < 2 ** -7
+    assert np.array_equal(out["z"], x)
+    with pytest.raises(ort.RuntimeFailure):
+        ort.run(sess, {"x": np.zeros((2, 2), np.float32)})  # a rank our graph does not take
+    m.producer_name = "pytorch"
+    with pytest.raises(BadInput):
+        ort.run(ort.session(m), {"x": np.zeros((2, 2), np.float32)})
+    assert onnx.checker.check_model(m) is None
