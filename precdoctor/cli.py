@@ -18,6 +18,7 @@ from .exits import Cli, say
 from .exits import setup_logging as _logging
 from .backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS
 from .plan import FIX_MODES, PRECISIONS
+from .runs import BISECT_FAILED
 
 
 def _examples(*lines: str) -> str:
@@ -131,7 +132,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
                          baselines=not no_baselines, report=not no_report, json_out=json_out,
                          allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
     say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
-    sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
+    sys.exit(EXIT_FAILED if r.verdict in BISECT_FAILED else EXIT_OK)
 
 
 @main.command(name="wer", short_help='WER/CER per configuration on a dataset.', epilog=EXAMPLES['wer'])

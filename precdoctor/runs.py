@@ -142,6 +142,11 @@ class RewriteResult(Record):
         return self.status in ("fixed", "partial")
 
 
+# bisect verdicts that are failures (exit 1): no plan passed, or only one keeping (nearly) the whole model in FP32
+# (limits.MOSTLY_FP32_SHARE)
+BISECT_FAILED = ("unfixed", "mostly-fp32")
+
+
 @dataclass(kw_only=True)
 class Run(Record):
     """What every run record carries: the schema version, the command, the model, stage times and versions."""
@@ -190,7 +195,7 @@ class ScanRun(Run):
 class BisectRun(Run):
     command: Literal["bisect"] = "bisect"
     precision: Literal["fp16", "bf16"]
-    verdict: Literal["healthy", "fixed", "unfixed"]
+    verdict: Literal["healthy", "fixed", "mostly-fp32", "unfixed"]  # mostly-fp32: see BISECT_FAILED
     message: str
     pins: list[str]
     why: dict[str, str]

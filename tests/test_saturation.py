@@ -112,3 +112,17 @@ def test_bf16_outputs_are_read_and_a_failure_in_our_graph_is_a_bug():
     with pytest.raises(BadInput):
         ort.run(ort.session(m), {"x": np.zeros((2, 2), np.float32)})
     assert onnx.checker.check_model(m) is None
+
+
+def test_a_plan_keeping_the_whole_model_in_fp32_is_not_fixed(exp_dir, tmp_path):
+    """--accept 'max-abs<=0' is met only by pinning every node: its own verdict (mostly-fp32), exit 1, with its share."""
+    model, npz = exp_dir / "ln_mlp.onnx", exp_dir / "ln_mlp.npz"
+    code, out, err = run_cli("bisect", model, "--inputs", npz, "--accept", "max-abs<=0", "--out", tmp_path / "a", "--quiet",
+                             "--no-baselines")
+    r = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert code == 1 and r["verdict"] == "mostly-fp32" and "verdict: MOSTLY-FP32" in out, out + err
+    assert "100%" in r["message"] and len(r["pins"]) == r["candidates"]
+    assert "that is the FP32 model" in (tmp_path / "a" / "index.html").read_text()
+    code, out, err = run_cli("bisect", model, "--inputs", npz, "--out", tmp_path / "b", "--quiet", "--no-baselines")
+    r = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert code == 0 and r["verdict"] == "fixed" and 0 < len(r["pins"]) < r["candidates"] / 2

@@ -20,7 +20,7 @@ from ..crosscheck import check_tf32, other_targets
 from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
 from ..inputs import InputSpec
-from ..limits import DEFAULT_BUDGET, evaluation_bound
+from ..limits import DEFAULT_BUDGET, MOSTLY_FP32_SHARE, evaluation_bound
 from ..plan import FIX_MODES, PRECISIONS, Plan, other_precision
 from ..runs import BisectComparisons, BisectRun, Flops
 from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
@@ -135,6 +135,9 @@ def run(p: BisectParams) -> BisectRun:
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
     verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
+    flops = _flops(job, result.pins)
+    if verdict == "fixed" and (fixed is None or not fixed.result.applied):
+        verdict, message = _mostly_fp32(result.pins, len(loc.order), flops, message)
     notes = [reference_note(naive), saturation_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else [])
     record = BisectRun(
         model=p.subject, precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
@@ -143,7 +146,7 @@ def run(p: BisectParams) -> BisectRun:
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.all_nodes()}, inputs=info, engine=job.backend.info(), comparison=comparisons,
-        flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
+        flops=flops, evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
         allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
         target=p.engine.target_name, tf32=tf32, targets=targets,
         warnings=warnings + [w for w in notes if w],
@@ -219,6 +222,18 @@ def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
     if job.p.other_precision:
         other = job.compare(Plan(other_precision(plan.precision)))
     return BisectComparisons(naive, pinned, other)
+
+
+def _mostly_fp32(pins: list[str], candidates: int, flops: Flops, message: str) -> tuple[str, str]:
+    """``fixed`` unless the plan keeps (nearly) the whole model in FP32 (limits.MOSTLY_FP32_SHARE): then a verdict
+    of its own, a failure, with its share of nodes and FLOPs."""
+    nodes = len(pins) / max(candidates, 1)
+    share = flops.pinned_total / flops.total if flops.total else 0.0
+    if nodes < MOSTLY_FP32_SHARE and share < MOSTLY_FP32_SHARE:
+        return "fixed", message
+    return "mostly-fp32", (f"only a plan keeping {len(pins)} of {candidates} nodes ({nodes:.0%}) and {share:.0%} of the FLOPs in FP32 "
+                           f"meets the acceptance: that is the FP32 model, not a reduced-precision fix; relax the acceptance "
+                           "or look at the suspects")
 
 
 def _flops(job: Job, pins) -> Flops:

@@ -121,6 +121,8 @@ def _fix_sentence(run: BisectRun) -> list[str]:
         return [rewrite_sentence(run)]
     if run.verdict == "unfixed":
         return ["no plan met the acceptance: " + run.message]
+    if run.verdict == "mostly-fp32":
+        return [run.message]
     fails = [t.target for t in run.targets if t.plan is False]
     where = [f"on target {run.target} this plan passes; on {', '.join(fails)} it fails"] if fails else []
     fine = [t.target for t in run.targets if t.naive and not t.own]
