@@ -67,7 +67,9 @@ def _json_help(what: str) -> str:
 @pin_options
 @engine_options
 @click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
-@click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
+@click.option("--atol", type=float, default=None,
+              help="A position of an output is off past this max abs error [default: 1.0, or 16 roundings of the format at the "
+                   "output's FP32 |max| where larger (limits.POSITION_ULPS)].")
 @click.option("--top", default=8, show_default=True, type=click.IntRange(min=0), help="Offending tensors to list.")
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",

@@ -15,7 +15,7 @@ import numpy as np
 
 from .flatten import Coverage
 from .graph import GraphView
-from .limits import DEFAULT_ATOL, DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE
+from .limits import DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE
 from .metrics import Metrics, metrics
 from .ops import is_control_flow
 from .outputs import OutputComparison, compare_outputs
@@ -27,7 +27,8 @@ class Tolerance(Record):
     """When a graph output counts as diverged (compare's verdict)."""
 
     rel_l2: float = DEFAULT_REL_L2  # relative L2 error of the whole output
-    atol: float = DEFAULT_ATOL  # a position (all axes but the last) is off when its max abs error exceeds this
+    atol: float | None = None  # a position (all axes but the last) is off past this max abs error; None: follows the format
+    #                            and the output's magnitude (limits.POSITION_ULPS)
 
 
 @dataclass

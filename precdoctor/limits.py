@@ -23,7 +23,13 @@ FLAT_NODE_LIMIT = 20_000  # nodes of a flat analysis graph (If inlined, Loop/Sca
 
 # --- comparison
 DEFAULT_REL_L2 = 0.05  # an output diverges past this relative L2 error (compare's verdict)
-DEFAULT_ATOL = 1.0  # a position of an output is off past this max abs error (silent corruption)
+DEFAULT_ATOL = 1.0  # a position of an output is off past this max abs error (silent corruption) ...
+POSITION_ULPS = 16  # ... or past this many unit roundoffs of the format times the output's FP32 |max|, whichever is larger:
+#                     rounding is relative, so an absolute 1.0 flags BF16's own rounding on hidden states of ~500 (its 8
+#                     significant bits give ~1 per rounding there; issue 18: 72 of 4500 positions of a healthy encoder), while
+#                     16 unit roundoffs (FLOOR_ULPS) is what a few layers' rounding reach and far below a corrupted position
+#                     (an overflowed LayerNorm leaves the bias alone: an error of the output's own size). FP16 (u = 2^-11)
+#                     keeps 1.0 up to |max| 128; BF16 (u = 2^-9) up to 32. A --atol the user gives is used as given
 GROWTH = 8.0  # a node diverges when its error grows this much over its inputs ...
 FLOOR_ULPS = 16  # ... and exceeds this many unit roundoffs of the format ...
 MIN_DIVERGENCE = 0.05  # ... and this relative error (below it, rounding noise of near-zero tensors)

@@ -126,3 +126,13 @@ def test_a_plan_keeping_the_whole_model_in_fp32_is_not_fixed(exp_dir, tmp_path):
     code, out, err = run_cli("bisect", model, "--inputs", npz, "--out", tmp_path / "b", "--quiet", "--no-baselines")
     r = json.loads((tmp_path / "b" / "run.json").read_text())
     assert code == 0 and r["verdict"] == "fixed" and 0 < len(r["pins"]) < r["candidates"] / 2
+
+
+def test_positions_off_follow_the_format_and_the_magnitude(exp_dir, tmp_path):
+    """Hidden states of ~500 in BF16: max abs error ~5 is BF16's rounding there (rel-L2 0.005), not corruption; an
+    explicit --atol is used as given."""
+    model, npz = exp_dir / "large_activations.onnx", exp_dir / "large_activations.npz"
+    code, out, err = run_cli("compare", model, "--precision", "bf16", "--inputs", npz)
+    assert code == 0 and "verdict: OK" in out, out + err
+    code, out, err = run_cli("compare", model, "--precision", "bf16", "--inputs", npz, "--atol", "1")
+    assert code == 1 and "positions off by more than 1" in out

@@ -108,7 +108,8 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
             parts.append(f"{count(o.metrics.nonfinite_new)} Inf/NaN values reach output {name}")
         elif o.positions_off:
             parts.append(f"{count(o.positions_off)} of {count(o.positions)} positions of {name} are silently corrupted "
-                         f"(finite but off by more than {naive.tolerance.atol:g})")
+                         "(finite but off by more than " + (f"{naive.tolerance.atol:g})" if naive.tolerance.atol is not None
+                                                             else "the format's rounding at that magnitude)"))
         else:
             parts.append(f"output {name} is off by {o.metrics.rel_l2:.3g} relative L2")
     if isinstance(run, BisectRun):
