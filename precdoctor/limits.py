@@ -40,10 +40,11 @@ SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal r
 # --- acceptance and search
 DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")
 # a plan keeping this share of the candidate nodes (or of the FLOPs) in FP32 is not a reduced-precision model that
-# works: it is the FP32 model with a few ops lowered (an `--accept 'max-abs<=0'` met by pinning everything). Half is
+# works: it is the FP32 model with a few ops lowered (an `--accept 'max-abs<=0'` met by pinning everything). 90 % is
 # far past every real fix measured (the Whisper demo pins 2 of 224 nodes, the planted faults at most 5 of ~100) and
-# still a plan that keeps most of its cost in FP32; such a plan gets its own verdict, a failure
-MOSTLY_FP32_SHARE = 0.5
+# leaves room for tiny models whose minimal fix is most of them (3 of a 4-node Exp/ReduceSum/Div); such a plan gets
+# its own verdict, a failure
+MOSTLY_FP32_SHARE = 0.9
 DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend
 PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans on
 
