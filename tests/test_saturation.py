@@ -5,15 +5,15 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT, run_cli
 
 import precdoctor
-from helpers import ROOT, run_cli
 from precdoctor.formats import FORMATS
 from precdoctor.probes import IDX, numpy_stats
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-import exports  # noqa: E402
+import exports
 
 
 @pytest.fixture(scope="module")
