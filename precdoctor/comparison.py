@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
@@ -20,6 +19,7 @@ from .metrics import Metrics, metrics
 from .ops import is_control_flow
 from .outputs import OutputComparison, compare_outputs
 from .records import SKIP, Record
+from .status import CompareVerdict
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Comparison(Record):
 
     precision: str
     pins: list[str]
-    verdict: Literal["ok", "diverges"]
+    verdict: CompareVerdict  # the outputs alone: OK or DIVERGES
     reasons: list[str]
     origin: str | None  # first node with new Inf/NaN whose inputs had none
     origin_tensor: str | None
@@ -109,7 +109,7 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, plan, t
     outputs = compare_outputs(pairs, graph.outputs, fmt, tol.rel_l2, tol.atol) if pairs else {}
     reasons = [f"{o}: {', '.join(c.reasons)}" for o, c in outputs.items() if c.diverges]
     start = origin_t or _tensor_of(graph, first_div)
-    return Comparison(plan.precision, sorted(plan.pins), "diverges" if reasons else "ok", reasons, origin, origin_t, first_div,
+    return Comparison(plan.precision, sorted(plan.pins), CompareVerdict.DIVERGES if reasons else CompareVerdict.OK, reasons, origin, origin_t, first_div,
                       outputs, trace(graph, per, start, floor, benign), tensors, tol, list(notes), pairs or [],
                       saturation=saturation_of(tensors))
 

@@ -22,6 +22,7 @@ from .outputs import compare_outputs
 from .plan import Plan
 from .ranges import TensorRange, fp32_ranges, merge_ranges
 from .schema import fp32_nodes
+from .status import CompareVerdict
 
 
 def coverage(graph: GraphView, flats: list[Flat]) -> list[Coverage]:
@@ -110,7 +111,7 @@ def _fold(graph, plan, parts, raw, growth, faults, pairs, tol, notes, cov) -> Co
     outputs = compare_outputs(pairs, graph.outputs, fmt, tol.rel_l2, tol.atol) if pairs and pairs[0] else {}
     reasons = [f"{o}: {', '.join(c.reasons)}" for o, c in outputs.items() if c.diverges]
     cov_notes = [f"{c.op} {c.node}: {c.detail}" for c in cov if not c.analysed]
-    return Comparison(plan.precision, sorted(plan.pins), "diverges" if reasons else "ok", reasons,
+    return Comparison(plan.precision, sorted(plan.pins), CompareVerdict.DIVERGES if reasons else CompareVerdict.OK, reasons,
                       hit_o[0].base_node(hit_o[1].origin) if hit_o else None,
                       hit_o[0].base_tensor(hit_o[1].origin_tensor) if hit_o else None,
                       hit_d[0].base_node(hit_d[1].first_divergence) if hit_d else None,

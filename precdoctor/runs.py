@@ -16,13 +16,14 @@ from .comparison import Comparison
 from .crosscheck import TargetVerdict, Tf32Check
 from .errors import BadInput
 from .files import read_json
-from .graph import LayerNormPattern
-from .records import Record, Signed
 from .flatten import Coverage
+from .graph import LayerNormPattern
 from .ranges import TensorRange
+from .records import Record, Signed
 from .rewrite.core import Rewrite
 from .risks import Risk
 from .search import Baselines, Evaluation
+from .status import BisectVerdict, CompareVerdict, RewriteStatus
 from .tasks.judge import TaskReport
 from .verification import Verification
 
@@ -120,7 +121,7 @@ class RewriteResult(Record):
     """The fix by rewrite (``--fix rewrite|auto``): what was matched, verified and applied, and what it costs."""
 
     mode: Literal["rewrite", "auto"]
-    status: Literal["fixed", "partial", "insufficient", "none"]  # partial: rewrites plus pins (auto)
+    status: RewriteStatus
     message: str
     rewrites: list[RewriteCheck]
     dropped: dict[str, str]  # matched rewrite -> why it is not applied
@@ -139,12 +140,7 @@ class RewriteResult(Record):
 
     @property
     def applied(self) -> bool:
-        return self.status in ("fixed", "partial")
-
-
-# bisect verdicts that are failures (exit 1): no plan passed, or only one keeping (nearly) the whole model in FP32
-# (limits.MOSTLY_FP32_SHARE)
-BISECT_FAILED = ("unfixed", "mostly-fp32")
+        return RewriteStatus(self.status).applied
 
 
 @dataclass(kw_only=True)
@@ -168,7 +164,7 @@ class CompareRun(Run):
     inputs: InputInfo
     engine: EngineInfo
     comparison: Comparison
-    verdict: Literal["ok", "diverges", "reference-nonfinite"]  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
+    verdict: CompareVerdict  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
     reasons: list[str] = field(default_factory=list)
     allow_internal_nonfinite: bool = False
     task: TaskReport | None = None  # --task: the proxy clips' WER and decodes
@@ -195,7 +191,7 @@ class ScanRun(Run):
 class BisectRun(Run):
     command: Literal["bisect"] = "bisect"
     precision: Literal["fp16", "bf16"]
-    verdict: Literal["healthy", "fixed", "mostly-fp32", "unfixed"]  # mostly-fp32: see BISECT_FAILED
+    verdict: BisectVerdict
     message: str
     pins: list[str]
     why: dict[str, str]

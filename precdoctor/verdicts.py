@@ -11,12 +11,11 @@
 """
 from __future__ import annotations
 
-from typing import Literal
-
+from .acceptance import INSIDE
 from .comparison import Comparison, hidden_nonfinite
 from .errors import BadInput
+from .status import CompareVerdict
 
-CompareVerdict = Literal["ok", "diverges", "reference-nonfinite"]
 ALLOW_INTERNAL = "--allow-internal-nonfinite"
 RANDOM_DATA = ("the verdict is on seeded random data (seed {seed}), not on real inputs: models that break on real data "
                "often pass on random data; give --inputs with real samples")
@@ -33,12 +32,12 @@ def compare_verdict(c: Comparison, allow_internal: bool) -> tuple[CompareVerdict
     """The run's verdict and its reasons: the comparison's, with FP32 NaN and hidden Inf/NaN accounted for."""
     nan = reference_nan(c)
     if nan:
-        return "reference-nonfinite", [nan + "; the low precision is not to blame: check the inputs (or the model) in FP32"]
+        return CompareVerdict.REFERENCE_NONFINITE, [nan + "; the low precision is not to blame: check the inputs (or the model) in FP32"]
     reasons = list(c.reasons)
     hidden = hidden_nonfinite(c)
-    if hidden and not allow_internal:
-        reasons.append(hidden + f" (the outputs pass by luck; {ALLOW_INTERNAL} accepts this)")
-    return ("diverges" if reasons else "ok"), reasons
+    if hidden and not allow_internal:  # a failure in its own words: never "diverges ... passes" in one sentence
+        reasons.append(hidden + f" (a failure by itself: {INSIDE}; {ALLOW_INTERNAL} accepts it)")
+    return (CompareVerdict.DIVERGES if reasons else CompareVerdict.OK), reasons
 
 
 def reference_note(c: Comparison) -> str | None:

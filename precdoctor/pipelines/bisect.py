@@ -24,6 +24,7 @@ from ..limits import DEFAULT_BUDGET, MOSTLY_FP32_SHARE, evaluation_bound
 from ..plan import FIX_MODES, PRECISIONS, Plan, other_precision
 from ..runs import BisectComparisons, BisectRun, Flops
 from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
+from ..status import BisectVerdict, SearchStatus
 from ..targets import describe
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
@@ -112,7 +113,7 @@ def run(p: BisectParams) -> BisectRun:
     baselines = _baselines(job, naive, ev, result) if p.baselines else None
     clock.lap("baselines")
     fixed = None
-    if p.fix != "pins" and result.status != "healthy":
+    if p.fix != "pins" and result.status is not SearchStatus.HEALTHY:
         from .fix import Hooks, fix_by_rewrite
 
         fixed = fix_by_rewrite(job, naive, loc, result, ranges, Hooks(_judge_fn, _checks, _search))
@@ -121,9 +122,9 @@ def run(p: BisectParams) -> BisectRun:
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
     comparisons = _final_comparisons(job, naive, plan)
     clock.lap("compare")
-    tf32 = check_tf32(job, plan, result.status != "unfixed")
+    tf32 = check_tf32(job, plan, result.status is not SearchStatus.UNFIXED)
     naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
-    targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok)
+    targets = other_targets(job, plan, result.status is not SearchStatus.UNFIXED, tf32, naive_ok)
     clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
@@ -134,11 +135,11 @@ def run(p: BisectParams) -> BisectRun:
         task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
-    verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
+    verdict, message = (BisectVerdict(result.status), result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
     flops = _flops(job, result.pins)
-    if verdict == "fixed" and (fixed is None or not fixed.result.applied):
+    if verdict is BisectVerdict.FIXED and (fixed is None or not fixed.result.applied):
         verdict, message = _mostly_fp32(result.pins, len(loc.order), flops, message)
-    notes = [reference_note(naive), saturation_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else [])
+    notes = [reference_note(naive), saturation_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status is not SearchStatus.UNFIXED else [])
     record = BisectRun(
         model=p.subject, precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
@@ -147,7 +148,7 @@ def run(p: BisectParams) -> BisectRun:
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.all_nodes()}, inputs=info, engine=job.backend.info(), comparison=comparisons,
         flops=flops, evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
-        allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
+        allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status is not SearchStatus.UNFIXED else None,
         target=p.engine.target_name, tf32=tf32, targets=targets,
         warnings=warnings + [w for w in notes if w],
         fix=p.fix, rewrite=fixed.result if fixed is not None else None)
@@ -202,7 +203,7 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 
-        report.confirmations.append(Confirmation(c.result.pins, c.result.status == "fixed", search_evaluations=c.result.evaluations))
+        report.confirmations.append(Confirmation(c.result.pins, c.result.status is SearchStatus.FIXED, search_evaluations=c.result.evaluations))
     searched = first_pins if c.bound else c.result.pins  # a repair search adds its own bound to the first one's
     bound = evaluation_bound(len(searched), len(loc.order)) + c.bound
     return c.result, ev, list(ev.log) + c.log, report, bound
@@ -213,7 +214,7 @@ def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult) -> Baseline
     fresh = lambda: Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)  # noqa: E731
     rr = range_rule(job.graph, naive, fresh())
     prefix = prefix_bisection(candidates(job.graph), fresh())
-    return Baselines(rr, prefix, OurResult(len(result.pins), result.status != "unfixed", result.evaluations))
+    return Baselines(rr, prefix, OurResult(len(result.pins), result.status is not SearchStatus.UNFIXED, result.evaluations))
 
 
 def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
@@ -224,14 +225,14 @@ def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
     return BisectComparisons(naive, pinned, other)
 
 
-def _mostly_fp32(pins: list[str], candidates: int, flops: Flops, message: str) -> tuple[str, str]:
+def _mostly_fp32(pins: list[str], candidates: int, flops: Flops, message: str) -> tuple[BisectVerdict, str]:
     """``fixed`` unless the plan keeps (nearly) the whole model in FP32 (limits.MOSTLY_FP32_SHARE): then a verdict
     of its own, a failure, with its share of nodes and FLOPs."""
     nodes = len(pins) / max(candidates, 1)
     share = flops.pinned_total / flops.total if flops.total else 0.0
     if nodes < MOSTLY_FP32_SHARE and share < MOSTLY_FP32_SHARE:
-        return "fixed", message
-    return "mostly-fp32", (f"only a plan keeping {len(pins)} of {candidates} nodes ({nodes:.0%}) and {share:.0%} of the FLOPs in FP32 "
+        return BisectVerdict.FIXED, message
+    return BisectVerdict.MOSTLY_FP32, (f"only a plan keeping {len(pins)} of {candidates} nodes ({nodes:.0%}) and {share:.0%} of the FLOPs in FP32 "
                            f"meets the acceptance: that is the FP32 model, not a reduced-precision fix; relax the acceptance "
                            "or look at the suspects")
 

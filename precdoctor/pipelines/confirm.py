@@ -17,6 +17,7 @@ from .. import acceptance as acc
 from ..comparison import fault_nonfinite
 from ..limits import evaluation_bound
 from ..search import Evaluator, Journal, SearchResult, fingerprint, search
+from ..status import SearchStatus
 
 log = logging.getLogger("precdoctor")
 
@@ -66,7 +67,7 @@ class Confirmed:
 def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_path, fp: str, order: list[str],
             suspects: int, budget: int) -> Confirmed:
     """The plan, confirmed or repaired."""
-    if not checks or result.status == "unfixed":
+    if not checks or result.status is SearchStatus.UNFIXED:
         return Confirmed(result, {}, 0)
     verdict, first = _judged(checks, frozenset(result.pins))
     log.info(f"confirming {len(result.pins)} pin(s) with {', '.join(c.name for c in checks)}: "
@@ -84,7 +85,7 @@ def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_pa
     second = search(rest, sum(1 for n in order[:suspects] if n not in floor), ev2, base=floor)  # the seed still leads
     second.evaluations += result.evaluations
     names = ", ".join(c.name for c in checks)
-    if second.status == "fixed":
+    if second.status is SearchStatus.FIXED:
         second.message = (f"{len(second.pins)} node(s) pinned to FP32; the output-level proxy's {len(floor)} were not enough "
                           f"for {names}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
     else:

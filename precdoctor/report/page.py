@@ -17,6 +17,7 @@ from ..formats import get_format
 from ..limits import REPORT_TENSORS, REPORT_TRACE
 from ..plan import config_name
 from ..runs import BisectRun, CompareRun, WerRun
+from ..status import BisectVerdict, CompareVerdict
 from .numbers import count, flops, num, pct
 from .rewrite import rewrite_section, rewrite_sentence
 from .task import decode_steps, decodes, task_rows, worst
@@ -83,9 +84,9 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
     prec = run.precision.upper()
     if run.command == "wer":
         return f"word error rate of {run.model} per configuration, on {run.task.clips} clips."
-    if run.verdict == "reference-nonfinite":  # the FP32 reference itself is NaN: nothing is blamed on the format
+    if run.verdict == CompareVerdict.REFERENCE_NONFINITE:  # the FP32 reference itself is NaN: nothing is blamed on the format
         return "; ".join(run.reasons) + "."
-    if run.verdict in ("healthy", "ok"):
+    if run.verdict in (BisectVerdict.HEALTHY, CompareVerdict.OK):
         fails = [t.target for t in run.targets if t.naive is False] if isinstance(run, BisectRun) else []
         return f"{prec} is healthy on these inputs: no node needs FP32" + (
             f" on target {run.target}; on {', '.join(fails)} it fails." if fails else ".")
@@ -120,9 +121,9 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
 def _fix_sentence(run: BisectRun) -> list[str]:
     if run.rewrite is not None and run.rewrite.applied:
         return [rewrite_sentence(run)]
-    if run.verdict == "unfixed":
+    if run.verdict == BisectVerdict.UNFIXED:
         return ["no plan met the acceptance: " + run.message]
-    if run.verdict == "mostly-fp32":
+    if run.verdict == BisectVerdict.MOSTLY_FP32:
         return [run.message]
     fails = [t.target for t in run.targets if t.plan is False]
     where = [f"on target {run.target} this plan passes; on {', '.join(fails)} it fails"] if fails else []
