@@ -14,7 +14,7 @@ import numpy as np
 
 from .flatten import Coverage
 from .graph import GraphView
-from .limits import DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE
+from .limits import DEFAULT_REL_L2, FLOOR_ULPS, GROWTH, MIN_DIVERGENCE, ZEROED_SHARE
 from .metrics import Metrics, metrics
 from .ops import is_control_flow
 from .outputs import OutputComparison, compare_outputs
@@ -88,7 +88,7 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, plan, t
     fmt = plan.format
     per = {t: metrics(raw[i], fmt) for i, t in enumerate(labels)}
     floor = max(FLOOR_ULPS * fmt.unit_roundoff, MIN_DIVERGENCE)
-    benign = benign_saturation(graph, per, floor, fmt.unit_roundoff)
+    benign = benign_saturation(graph, per)
     err = {t: (m.finite_error if t in benign else m.error) for t, m in per.items()}
     fault = {t for t, m in per.items() if m.nonfinite_new and t not in benign}
     tensors: list[TensorComparison] = []
@@ -114,15 +114,17 @@ def analyse(graph: GraphView, labels: list[str], raw: np.ndarray, pairs, plan, t
                       saturation=saturation_of(tensors))
 
 
-def benign_saturation(graph: GraphView, per: dict[str, Metrics], floor: float, roundoff: float) -> set[str]:
+def benign_saturation(graph: GraphView, per: dict[str, Metrics]) -> set[str]:
     """Tensors whose new Inf/NaN are benign saturation: decided by what the values do, never by op names.
 
     Saturation: FP32 holds a finite value beyond the format's range and the candidate the infinity of the same
     sign (a float32-min mask becomes -inf). It is benign unless it causes a failure: a tensor fed by it
     that holds NaN or an infinity where FP32 is within the range (the Sqrt of an overflowed variance), or a
-    finite tensor fed by it that holds 0 where FP32 holds a value the format keeps nonzero (1 / inf = 0 against
-    FP32's 1.4e-5), or whose error jumps. A failure implicates the
-    saturated chain feeding it, up to where it starts (the Pow of that variance: the origin); a tensor that
+    finite tensor fed by it that turns the infinities into 0s FP32 does not have (``_zeroes_them``: 1 / inf = 0
+    against FP32's 1.4e-5). An error jump at a node that reads a mask is the node's own (exp amplifying BF16's
+    rounding of large logits), judged as any divergence. A failure implicates the
+    saturated chain feeding it, up to where it starts (the Pow of that variance: the origin; a chain of +inf does not
+    run back into a -inf mask the Exp reads: it starts at the Exp); a tensor that
     reads an earlier failure carries that failure and implicates nothing (NaN flowing into a later -inf mask
     Add does not make the mask the culprit). A graph output that saturates is never benign: the user reads
     the inf.
@@ -150,18 +152,35 @@ def benign_saturation(graph: GraphView, per: dict[str, Metrics], floor: float, r
             if carries or not fed:
                 continue
             m = per[t]
-            base = max(max([per[i].finite_error if i in saturated else per[i].error for i in ins[t]], default=0.0), roundoff)
-            if m.nonfinite_new or m.zeroed or (m.finite_error > floor and m.finite_error / base >= GROWTH):
+            if m.nonfinite_new or _zeroes_them(m, [per[i] for i in fed]):
                 chain, frontier = set(), list(fed)
                 while frontier:  # the saturated chain feeding this failure, back to where it starts
                     u = frontier.pop()
-                    if u in saturated and u not in chain:
-                        chain.add(u)
-                        frontier += ins[u]
+                    if u in chain:
+                        continue
+                    chain.add(u)
+                    frontier += [w for w in ins[u] if w in saturated and w not in fault and _same_sign(per[w], per[u])]
                 fault |= chain
                 implicating.add(t)
                 changed = True
     return saturated - fault
+
+
+def _zeroes_them(m: Metrics, fed: list[Metrics]) -> bool:
+    """A finite tensor reading infinities turns them into 0s that FP32 does not have (1 / inf = 0 against FP32's
+    1.4e-5; c / inf = 0 in a LayerNorm): at least one per ZEROED_SHARE of the infinities it reads. A few zeros from
+    rounding near a tie (x - max in a written-out softmax: FP32 1e-3, the format 0) are not the infinities' doing;
+    a change that is not a 0 (tanh(inf) = 1 = tanh(7e4), exp(-inf) = 0 = FP32's exp(-3.4e38)) is no change.
+    Measured by full probes only (None: not measured, and then not a change)."""
+    return bool(m.zeroed) and m.zeroed >= ZEROED_SHARE * min(f.saturated for f in fed)
+
+
+def _same_sign(src: Metrics, dst: Metrics) -> bool:
+    """Whether ``dst``'s infinities can be ``src``'s carried on: some of the same sign. Where they cannot (-inf read, +inf
+    made: exp of a masked score is 0, so an Exp's +inf is its own overflow), the chain starts at ``dst``."""
+    pos = lambda m: m.saturated_pos > 0  # noqa: E731
+    neg = lambda m: m.saturated - m.saturated_pos > 0  # noqa: E731
+    return (pos(src) and pos(dst)) or (neg(src) and neg(dst))
 
 
 @dataclass

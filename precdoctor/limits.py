@@ -33,6 +33,8 @@ POSITION_ULPS = 16  # ... or past this many unit roundoffs of the format times t
 GROWTH = 8.0  # a node diverges when its error grows this much over its inputs ...
 FLOOR_ULPS = 16  # ... and exceeds this many unit roundoffs of the format ...
 MIN_DIVERGENCE = 0.05  # ... and this relative error (below it, rounding noise of near-zero tensors)
+ZEROED_SHARE = 0.5  # a finite tensor reading saturated infinities changes them when it holds at least one 0 FP32 lacks per
+#                     two infinities read (1 / inf: one per infinity; a rounding tie in x - max: a handful among thousands)
 UNDERFLOW_SHARE = 0.01  # share of a tensor's nonzero values flushing to 0 that makes it a suspect
 SENSITIVE_HOPS = 4  # ops a flushed value may pass (sums, clamps, reshapes) on its way to a Log/Div/Sqrt and still be a suspect
 SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal range (few significant bits) worth a finding

@@ -34,6 +34,7 @@ class Metrics(Record):
     # of nonfinite_new: +-inf where FP32 holds a finite value beyond the format's range, of the same sign (saturation;
     # whether it is harmless is decided over the graph: comparison.benign_saturation)
     saturated: int = field(default=0, kw_only=True)
+    saturated_pos: int = field(default=0, kw_only=True)  # of those, +inf
     # 0 where FP32 holds a value the format keeps nonzero (x / inf = 0); None: not measured (fast probe)
     zeroed: int | None = field(default=None, kw_only=True)
 
@@ -84,4 +85,5 @@ def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
         sqnr_db=sqnr, nonfinite_ref=int(raw[IDX["nonfinite_ref"]]), nonfinite_cand=int(raw[IDX["nonfinite_cand"]]),
         nonfinite_new=new, ref_absmax=absmax, headroom=fmt.max_finite / absmax if absmax > 0 else math.inf,
         overflow=int(raw[IDX["n_overflow"]]), underflow=None if math.isnan(under) else int(under),
-        saturated=int(raw[IDX["n_saturated"]]), zeroed=None if math.isnan(raw[IDX["n_zeroed"]]) else int(raw[IDX["n_zeroed"]]))
+        saturated=int(raw[IDX["n_saturated"]]), saturated_pos=int(raw[IDX["n_saturated_pos"]]),
+        zeroed=None if math.isnan(raw[IDX["n_zeroed"]]) else int(raw[IDX["n_zeroed"]]))

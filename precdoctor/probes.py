@@ -22,7 +22,7 @@ from .limits import PROBE_GROUP
 FIELDS = (
     "n", "nonfinite_ref", "nonfinite_cand", "nonfinite_new", "max_abs", "sse", "ssr", "ssc",
     "dot", "ref_absmax", "n_overflow", "n_underflow", "n_saturated",
-    "n_zeroed",
+    "n_zeroed", "n_saturated_pos",
 )
 K = len(FIELDS)
 _MAX_FIELDS = {FIELDS.index("max_abs"), FIELDS.index("ref_absmax")}
@@ -58,7 +58,7 @@ def numpy_stats_many(refs: list, cands: list, fmt: Format) -> np.ndarray:
     cols = [sizes[full], add(nr.astype(np.int64)), add(nc.astype(np.int64)), add((nc & ~nr).astype(np.int64)), top(np.abs(d)),
             add(d * d), add(rm * rm), add(cm * cm), add(rm * cm), top(absr), add((absr > fmt.max_finite).astype(np.int64)),
             add(((absr > 0) & (absr < fmt.min_subnormal / 2)).astype(np.int64)), add(sat.astype(np.int64)),
-            add(((c == 0) & ~nr & (absr >= fmt.min_subnormal / 2)).astype(np.int64))]
+            add(((c == 0) & ~nr & (absr >= fmt.min_subnormal / 2)).astype(np.int64)), add((sat & (c > 0)).astype(np.int64))]
     out[full] = np.stack(cols, axis=1)
     return out
 
@@ -222,6 +222,7 @@ class ProbeBuilder(ProbeGroups):
             self._count(under, p + "n_under"),
             self._count(sat, p + "n_sat"),
             self._count(n("And", [zeroed, n("Not", [nr], p + "fin")], p + "zeroedf"), p + "n_zeroed"),
+            self._count(n("And", [sat, pos], p + "satpos"), p + "n_satpos"),
         ]
 
     def finish(self) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[str]]:
@@ -269,7 +270,7 @@ def complete_fast(raw: np.ndarray) -> np.ndarray:
     out[IDX["nonfinite_ref"]] = 0.0
     out[IDX["nonfinite_new"]] = bad
     out[IDX["n_overflow"]] = 0.0
-    out[IDX["n_saturated"]] = 0.0  # nothing of FP32 lies beyond the range: nothing can saturate
+    out[IDX["n_saturated"]] = out[IDX["n_saturated_pos"]] = 0.0  # nothing of FP32 lies beyond the range: nothing saturates
     with np.errstate(invalid="ignore"):
         out[IDX["dot"]] = (raw[IDX["ssr"]] + raw[IDX["ssc"]] - raw[IDX["sse"]]) / 2
     if bad:  # the sums ran over every position; the error is defined over those finite in both

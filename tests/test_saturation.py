@@ -136,3 +136,45 @@ def test_positions_off_follow_the_format_and_the_magnitude(exp_dir, tmp_path):
     assert code == 0 and "verdict: OK" in out, out + err
     code, out, err = run_cli("compare", model, "--precision", "bf16", "--inputs", npz, "--atol", "1")
     assert code == 1 and "positions off by more than 1" in out
+
+
+def test_a_fault_reading_the_masked_scores_starts_at_its_exp(exp_dir, tmp_path):
+    """The decomposed softmax reads the masked scores: the mask's -inf and the Exp's +inf meet in one computation.
+    exp(-inf) = 0 is FP32's value; the +inf is the Exp's own overflow: the origin is the Exp, the pins its three nodes."""
+    model, npz = exp_dir / "mask_decoder_masked_fault.onnx", exp_dir / "mask_decoder_masked_fault.npz"
+    run = precdoctor.compare(model, inputs=[str(npz)])
+    assert run.comparison.origin == "layer1.self/Exp"
+    assert run.comparison.saturation is not None and "mask/Where" in run.comparison.saturation.nodes
+    r = precdoctor.bisect(model, tmp_path / "b", inputs=[str(npz)], baselines=False, report=False)
+    assert r.verdict == "fixed" and sorted(r.pins) == sorted(exports.mask_decoder_masked_fault().culprits["fp16"])
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mask_inside_an_if_body(exp_dir, precision, tmp_path):
+    """The control-flow path (the If inlined, body tensors folded back): the same rule."""
+    run = precdoctor.compare(exp_dir / "masked_if.onnx", precision=precision, inputs=[str(exp_dir / "masked_if.npz")])
+    assert run.verdict == "ok" and run.comparison.origin is None and "then/Where" in run.comparison.saturation.nodes
+    run = precdoctor.compare(exp_dir / "masked_if_fault.onnx", precision=precision, inputs=[str(exp_dir / "masked_if_fault.npz")])
+    if precision == "fp16":
+        assert run.verdict == "diverges" and run.comparison.origin == "then/Exp"
+        r = precdoctor.bisect(exp_dir / "masked_if_fault.onnx", tmp_path / "b", inputs=[str(exp_dir / "masked_if_fault.npz")],
+                              baselines=False, report=False)
+        assert r.verdict == "fixed" and sorted(r.pins) == sorted(exports.masked_if_fault().culprits["fp16"])
+    else:  # BF16's range holds exp(50): no Inf; the Exp amplifies BF16's rounding: a divergence of precision, not the mask
+        assert run.comparison.origin is None and run.comparison.first_divergence == "then/Exp"
+
+
+def test_x_over_inf_stays_a_failure_through_in_graph_probes(monkeypatch, tmp_path):
+    """1 / (1 + exp(4x)) + x: exp saturates like a mask, but 1/inf = 0 where FP32 holds 1e-5 (oddinputs.hidden_inf_model).
+    With every tensor probed inside the graph, the Reciprocal (fed by the saturated Add) is re-probed in full to see it."""
+    import onnx
+
+    import oddinputs
+
+    monkeypatch.setattr("precdoctor.backends.paired.FETCH_ELEMENTS", -1)
+    m, sample = oddinputs.hidden_inf_model()
+    onnx.save(m, tmp_path / "h.onnx")
+    run = precdoctor.compare(tmp_path / "h.onnx", inputs=[sample])
+    assert run.verdict == "diverges" and run.comparison.origin == "exp" and run.comparison.saturation is None
+    recip = run.comparison.of_node("recip")
+    assert recip.zeroed and recip.nonfinite_new == 0

@@ -137,7 +137,7 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict, how: str
                                 else " (error jumps over its inputs)"))
             for i in graph.node(node).input:
                 p = graph.producer_of(i)
-                if p is not None and i in compared:
+                if p is not None and i in compared and i not in benign:
                     flag(p.name, f"feeds the {label} {node}")
     added = contribution(graph, comp)
     seed = sorted(evidence, key=pos.get)
