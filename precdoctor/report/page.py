@@ -209,7 +209,7 @@ def _verify_lines(run: BisectRun) -> list[str]:
 
 
 def _offenders(c: Comparison) -> list:
-    return sorted(c.tensors, key=lambda t: (t.nonfinite_new == 0, -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:REPORT_TENSORS]
+    return sorted(c.tensors, key=lambda t: (t.fault_nonfinite == 0, -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:REPORT_TENSORS]
 
 
 def _common(run, naive: Comparison) -> Page:
