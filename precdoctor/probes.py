@@ -208,8 +208,10 @@ class ProbeBuilder(ProbeGroups):
         neg = n("And", [n("Less", [cf, k["nbig"]], p + "cninf"), n("Less", [rf, k["nfmax"]], p + "rlo")], p + "satn")
         sat = n("And", [new, n("Or", [pos, neg], p + "satpn")], p + "sat")
         # zeroed: 0 where FP32 holds a value the format would keep nonzero (x / inf = 0: a saturation that changed something)
-        zeroed = n("And", [n("Equal", [cf, k["zero"]], p + "c0"), n("Not", [n("Less", [absr, k["tiny"]], p + "small")], p + "kept")],
-                   p + "zeroed")
+        # (c == 0 as neither > 0 nor < 0 nor NaN: Equal takes no floats before opset 11)
+        c0 = n("Not", [n("Or", [n("Greater", [cf, k["zero"]], p + "cpos"), n("Less", [cf, k["zero"]], p + "cneg")], p + "cnz")], p + "c0")
+        c0 = n("And", [c0, n("Not", [nc], p + "cfin")], p + "c0fin")
+        zeroed = n("And", [c0, n("Not", [n("Less", [absr, k["tiny"]], p + "small")], p + "kept")], p + "zeroed")
         return [
             self._size(rf, p), self._count(nr, p + "n_nr"), self._count(nc, p + "n_nc"), self._count(new, p + "n_new"),
             n("ReduceMax", [n("Abs", [d], p + "absd")], p + "maxd", keepdims=1),

@@ -178,3 +178,31 @@ def test_x_over_inf_stays_a_failure_through_in_graph_probes(monkeypatch, tmp_pat
     assert run.verdict == "diverges" and run.comparison.origin == "exp" and run.comparison.saturation is None
     recip = run.comparison.of_node("recip")
     assert recip.zeroed and recip.nonfinite_new == 0
+
+
+@pytest.mark.parametrize("opset", [9, 13, 17])
+def test_in_graph_full_probe_counts_as_numpy_does(opset):
+    """The probe nodes (IsNaN, comparisons, no float Equal) give the saturation and zero counts numpy gives, down to opset 9."""
+    from onnx import TensorProto, helper
+
+    from precdoctor.backends import ort
+    from precdoctor.graph import Namer
+    from precdoctor.probes import K, ProbeBuilder, unpack
+
+    fmt = FORMATS["fp16"]
+    ref = np.array([-3.4e38, 7e4, -7e4, 7e4, 5.0, 1.4e-5, 0.0, 1e-9, np.inf, 2.0], np.float32)
+    cand = np.array([-np.inf, np.inf, np.inf, np.nan, np.inf, 0.0, 0.0, 0.0, np.inf, 2.0], np.float32)
+    pb = ProbeBuilder(fmt, Namer({"r", "c"}), full=True)
+    pb.add("t", "r", "c", rank=1)
+    nodes, inits, outs = pb.finish()
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("r", "c")],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 7
+    res = ort.run(ort.session(m), {"r": ref, "c": cand})
+    got = unpack([res[o] for o in outs], pb.names, pb.sized, True, {})[0]
+    want = numpy_stats(ref, cand, fmt)
+    assert got.shape == (K,)
+    for f in ("nonfinite_new", "n_saturated", "n_saturated_pos", "n_zeroed", "n_overflow"):
+        assert got[IDX[f]] == want[IDX[f]], f
+    assert want[IDX["n_saturated"]] == 2 and want[IDX["n_saturated_pos"]] == 1 and want[IDX["n_zeroed"]] == 1
