@@ -206,3 +206,20 @@ def test_in_graph_full_probe_counts_as_numpy_does(opset):
     for f in ("nonfinite_new", "n_saturated", "n_saturated_pos", "n_zeroed", "n_overflow"):
         assert got[IDX[f]] == want[IDX[f]], f
     assert want[IDX["n_saturated"]] == 2 and want[IDX["n_saturated_pos"]] == 1 and want[IDX["n_zeroed"]] == 1
+
+
+def test_onnx_runtime_failing_inside_precdoctor_is_exit_3(exp_dir, monkeypatch):
+    """The ort-cuda bisect that died on BF16 outputs said "exit 2" (bad input): a graph precdoctor built failing to run
+    is a bug of ours, one line and exit 3."""
+    import onnxruntime
+
+    real = onnxruntime.InferenceSession.run
+
+    def failing(self, names, feed, *a, **k):
+        if self.get_modelmeta().producer_name.startswith("precdoctor"):
+            raise RuntimeError("No corresponding Numpy type for Tensor Type. bfloat16")
+        return real(self, names, feed, *a, **k)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "run", failing)
+    code, out, err = run_cli("compare", exp_dir / "ln_mlp.onnx", "--inputs", exp_dir / "ln_mlp.npz")
+    assert code == 3 and "internal error: RuntimeFailure" in err and "bfloat16" in err and len(err.strip().splitlines()) == 1
