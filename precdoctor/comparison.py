@@ -195,15 +195,16 @@ class Saturation(Record):
     def sentence(self, precision: str) -> str:
         shown = ", ".join(repr(n) for n in self.nodes[:4]) + (f" and {len(self.nodes) - 4} more" if len(self.nodes) > 4 else "")
         return (f"benign saturation in {precision.upper()}: {self.elements} FP32 value(s) beyond the format's range become "
-                f"infinities of the same sign in {self.tensors} tensor(s) (made by {shown}) and everything they feed agrees "
-                "with FP32 (a float32-min mask is -inf here); not a failure, nothing to pin")
+                f"infinities (or the format's largest value) of the same sign in {self.tensors} tensor(s) (made by {shown}) and "
+                "everything they feed agrees with FP32 (as a float32-min attention mask does); not a failure, nothing to pin")
 
 
 def saturation_of(tensors: list[TensorComparison]) -> Saturation | None:
-    sat = [t for t in tensors if t.benign]
+    """Benign saturation in ``tensors``: infinities (``benign``) and values held at the format's extreme (``clamped``)."""
+    sat = [t for t in tensors if t.benign or (t.clamped and not t.fault_nonfinite)]
     if not sat:
         return None
-    return Saturation(list(dict.fromkeys(t.node for t in sat)), len(sat), sum(t.nonfinite_new for t in sat))
+    return Saturation(list(dict.fromkeys(t.node for t in sat)), len(sat), sum(t.nonfinite_new + t.clamped for t in sat))
 
 
 def _propagates(graph: GraphView, tensor: str, err: dict, floor: float) -> bool:

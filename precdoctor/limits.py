@@ -36,6 +36,9 @@ POSITION_ULPS = 16  # ... or past this many unit roundoffs of the format times t
 GROWTH = 8.0  # a node diverges when its error grows this much over its inputs ...
 FLOOR_ULPS = 16  # ... and exceeds this many unit roundoffs of the format ...
 MIN_DIVERGENCE = 0.05  # ... and this relative error (below it, rounding noise of near-zero tensors)
+CLAMP_BAND = 1 / 16  # FP32 beyond the range held within this share of the format's largest value, same sign, is held at
+#                     the format's extreme (a float32-min constant clamped to -65504, plus a score: -65504 + s), not an error
+#                     of arithmetic: excluded from the error sums like an infinity, counted apart (probes.py)
 ZEROED_SHARE = 0.5  # a finite tensor reading saturated infinities changes them when it holds at least one 0 FP32 lacks per
 #                     two infinities read (1 / inf: one per infinity; a rounding tie in x - max: a handful among thousands)
 UNDERFLOW_SHARE = 0.01  # share of a tensor's nonzero values flushing to 0 that makes it a suspect

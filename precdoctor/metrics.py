@@ -35,6 +35,9 @@ class Metrics(Record):
     # whether it is harmless is decided over the graph: comparison.benign_saturation)
     saturated: int = field(default=0, kw_only=True)
     saturated_pos: int = field(default=0, kw_only=True)  # of those, +inf
+    # finite values FP32 holds beyond the range that the candidate holds at the format's extreme, same sign (a clamped
+    # constant): not compared, like non-finite ones (limits.CLAMP_BAND)
+    clamped: int = field(default=0, kw_only=True)
     # 0 where FP32 holds a value the format keeps nonzero (x / inf = 0); None: not measured (fast probe)
     zeroed: int | None = field(default=None, kw_only=True)
 
@@ -48,8 +51,8 @@ class Metrics(Record):
 
     @property
     def compared(self) -> int:
-        """Elements finite in both FP32 and the candidate: what the error norms are taken over."""
-        return max(self.elements - self.nonfinite_ref - self.nonfinite_new, 0)
+        """Elements finite in both FP32 and the candidate, clamped ones aside: what the error norms are taken over."""
+        return max(self.elements - self.nonfinite_ref - self.nonfinite_new - self.clamped, 0)
 
     @property
     def finite_error(self) -> float:
@@ -77,7 +80,7 @@ def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
     absmax = float(raw[IDX["ref_absmax"]])
     under = raw[IDX["n_underflow"]]
     max_abs = math.inf if new else float(raw[IDX["max_abs"]])
-    if raw[IDX["n"]] - raw[IDX["nonfinite_ref"]] - new <= 0:  # nothing finite in both: the norms are undefined
+    if raw[IDX["n"]] - raw[IDX["nonfinite_ref"]] - new - raw[IDX["n_clamped"]] <= 0:  # nothing finite in both: the norms are undefined
         rel = cos = sqnr = math.nan
         max_abs = math.inf if new else math.nan
     return Metrics(
@@ -85,5 +88,5 @@ def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
         sqnr_db=sqnr, nonfinite_ref=int(raw[IDX["nonfinite_ref"]]), nonfinite_cand=int(raw[IDX["nonfinite_cand"]]),
         nonfinite_new=new, ref_absmax=absmax, headroom=fmt.max_finite / absmax if absmax > 0 else math.inf,
         overflow=int(raw[IDX["n_overflow"]]), underflow=None if math.isnan(under) else int(under),
-        saturated=int(raw[IDX["n_saturated"]]), saturated_pos=int(raw[IDX["n_saturated_pos"]]),
+        saturated=int(raw[IDX["n_saturated"]]), saturated_pos=int(raw[IDX["n_saturated_pos"]]), clamped=int(raw[IDX["n_clamped"]]),
         zeroed=None if math.isnan(raw[IDX["n_zeroed"]]) else int(raw[IDX["n_zeroed"]]))

@@ -190,8 +190,8 @@ def test_in_graph_full_probe_counts_as_numpy_does(opset):
     from precdoctor.probes import K, ProbeBuilder, unpack
 
     fmt = FORMATS["fp16"]
-    ref = np.array([-3.4e38, 7e4, -7e4, 7e4, 5.0, 1.4e-5, 0.0, 1e-9, np.inf, 2.0], np.float32)
-    cand = np.array([-np.inf, np.inf, np.inf, np.nan, np.inf, 0.0, 0.0, 0.0, np.inf, 2.0], np.float32)
+    ref = np.array([-3.4e38, 7e4, -7e4, 7e4, 5.0, 1.4e-5, 0.0, 1e-9, np.inf, 2.0, -3.4e38, 7e4, 7e4], np.float32)
+    cand = np.array([-np.inf, np.inf, np.inf, np.nan, np.inf, 0.0, 0.0, 0.0, np.inf, 2.0, -65504, 6e4, -65504], np.float32)
     pb = ProbeBuilder(fmt, Namer({"r", "c"}), full=True)
     pb.add("t", "r", "c", rank=1)
     nodes, inits, outs = pb.finish()
@@ -203,9 +203,10 @@ def test_in_graph_full_probe_counts_as_numpy_does(opset):
     got = unpack([res[o] for o in outs], pb.names, pb.sized, True, {})[0]
     want = numpy_stats(ref, cand, fmt)
     assert got.shape == (K,)
-    for f in ("nonfinite_new", "n_saturated", "n_saturated_pos", "n_zeroed", "n_overflow"):
-        assert got[IDX[f]] == want[IDX[f]], f
+    for f in ("nonfinite_new", "n_saturated", "n_saturated_pos", "n_zeroed", "n_overflow", "n_clamped", "sse"):
+        assert got[IDX[f]] == pytest.approx(want[IDX[f]], rel=1e-6), f
     assert want[IDX["n_saturated"]] == 2 and want[IDX["n_saturated_pos"]] == 1 and want[IDX["n_zeroed"]] == 1
+    assert want[IDX["n_clamped"]] == 1  # -3.4e38 held at -65504; not 7e4 -> 6e4 (an error), not 7e4 -> -65504
 
 
 def test_onnx_runtime_failing_inside_precdoctor_is_exit_3(exp_dir, monkeypatch):
@@ -223,3 +224,15 @@ def test_onnx_runtime_failing_inside_precdoctor_is_exit_3(exp_dir, monkeypatch):
     monkeypatch.setattr(onnxruntime.InferenceSession, "run", failing)
     code, out, err = run_cli("compare", exp_dir / "ln_mlp.onnx", "--inputs", exp_dir / "ln_mlp.npz")
     assert code == 3 and "internal error: RuntimeFailure" in err and "bfloat16" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_clamped_mask_is_no_divergence(exp_dir):
+    """trt-weak clamps the float32-min constant to -65504 (no Inf at all): the mask's error is not an error of
+    arithmetic, so no first divergence at the Where; noted as benign saturation."""
+    from precdoctor.backends import EngineParams
+
+    run = precdoctor.compare(exp_dir / "mask_decoder.onnx", inputs=[str(exp_dir / "mask_decoder.npz")],
+                             engine=EngineParams(target="trt-weak"))
+    c = run.comparison
+    assert run.verdict == "ok" and c.first_divergence is None and c.origin is None
+    assert c.of_node("mask/Where").clamped == c.of_node("mask/Where").overflow > 0 and "mask/Where" in c.saturation.nodes
