@@ -47,7 +47,7 @@ SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal r
 
 # --- acceptance and search
 DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")  # DEFAULT_REL_L2 says why 0.05; task metrics decide where the user gives them
-# a plan keeping this share of the candidate nodes (or of the FLOPs) in FP32 is not a reduced-precision model that
+# a plan keeping this share of the candidate nodes in FP32 is not a reduced-precision model that
 # works: it is the FP32 model with a few ops lowered (an `--accept 'max-abs<=0'` met by pinning everything). 90 % is
 # far past every real fix measured (the Whisper demo pins 2 of 224 nodes, the planted faults at most 5 of ~100) and
 # leaves room for tiny models whose minimal fix is most of them (3 of a 4-node Exp/ReduceSum/Div); such a plan gets

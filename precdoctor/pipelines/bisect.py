@@ -230,7 +230,7 @@ def _mostly_fp32(pins: list[str], candidates: int, flops: Flops, message: str) -
     of its own, a failure, with its share of nodes and FLOPs."""
     nodes = len(pins) / max(candidates, 1)
     share = flops.pinned_total / flops.total if flops.total else 0.0
-    if nodes < MOSTLY_FP32_SHARE and share < MOSTLY_FP32_SHARE:
+    if nodes < MOSTLY_FP32_SHARE:  # by nodes: one heavy op kept FP32 (an LSTM, 95 % of a small model's FLOPs) is a fix
         return BisectVerdict.FIXED, message
     return BisectVerdict.MOSTLY_FP32, (f"only a plan keeping {len(pins)} of {candidates} nodes ({nodes:.0%}) and {share:.0%} of the FLOPs in FP32 "
                            f"meets the acceptance: that is the FP32 model, not a reduced-precision fix; relax the acceptance "
