@@ -235,3 +235,17 @@ def test_a_clamped_mask_is_no_divergence(exp_dir):
     c = run.comparison
     assert run.verdict == "ok" and c.first_divergence is None and c.origin is None
     assert c.of_node("mask/Where").clamped == c.of_node("mask/Where").overflow > 0 and "mask/Where" in c.saturation.nodes
+
+
+def test_an_output_of_another_shape_diverges_as_the_acceptance_says():
+    """compare's outputs and bisect's acceptance, one rule for shapes: a candidate of another shape (a branch taken
+    otherwise in the low precision) is off everywhere, never a crash."""
+    from precdoctor import acceptance as acc
+    from precdoctor.outputs import compare_outputs
+
+    ref = {"y": np.ones((2, 4), np.float32)}
+    pairs = [(ref, {"y": np.ones((2, 4), np.float32)}), (ref, {"y": np.ones((3, 4), np.float32)})]
+    out = compare_outputs(pairs, ["y"], FORMATS["fp16"], 0.05, None)["y"]
+    assert out.diverges and "shape differs" in out.reasons[0] and out.positions_off_per_sample == [0, 2]
+    v = acc.judge_outputs(acc.parse(["finite", "rel-l2<=0.05"]), pairs, ["y"])
+    assert not v.passed and v.failed == ["finite", "rel-l2<=0.05"]
