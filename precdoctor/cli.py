@@ -18,6 +18,7 @@ from .exits import Cli, say
 from .exits import setup_logging as _logging
 from .backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS
 from .plan import FIX_MODES, PRECISIONS
+from .status import BisectVerdict, CompareVerdict
 
 
 def _examples(*lines: str) -> str:
@@ -66,7 +67,9 @@ def _json_help(what: str) -> str:
 @pin_options
 @engine_options
 @click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
-@click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
+@click.option("--atol", type=float, default=None,
+              help="A position of an output is off past this max abs error [default: 1.0, or 16 roundings of the format at the "
+                   "output's FP32 |max| where larger (limits.POSITION_ULPS)].")
 @click.option("--top", default=8, show_default=True, type=click.IntRange(min=0), help="Offending tensors to list.")
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
@@ -82,7 +85,7 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
     r = run(CompareParams(model, precision, input_spec(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), engine_params(o),
                           Tolerance(rtol, atol), json_out, allow_internal_nonfinite, task_params(o)))
     say(terminal.compare_summary(r, top), to_stderr=is_stdout(json_out))
-    sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
+    sys.exit(EXIT_FAILED if CompareVerdict(r.verdict).failed else EXIT_OK)
 
 
 @main.command(short_help='FP32-only risk report (ranges, epsilons, norms).', epilog=EXAMPLES['scan'])
@@ -131,7 +134,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
                          baselines=not no_baselines, report=not no_report, json_out=json_out,
                          allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
     say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
-    sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
+    sys.exit(EXIT_FAILED if BisectVerdict(r.verdict).failed else EXIT_OK)
 
 
 @main.command(name="wer", short_help='WER/CER per configuration on a dataset.', epilog=EXAMPLES['wer'])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from . import probes
-from .comparison import Comparison, TensorComparison, Tolerance, TraceStep, analyse
+from .comparison import Comparison, TensorComparison, Tolerance, TraceStep, analyse, saturation_of
 from .flatten import Coverage, Flat, flatten
 from .graph import GraphView
 from .metrics import metrics
@@ -22,6 +22,7 @@ from .outputs import compare_outputs
 from .plan import Plan
 from .ranges import TensorRange, fp32_ranges, merge_ranges
 from .schema import fp32_nodes
+from .status import CompareVerdict
 
 
 def coverage(graph: GraphView, flats: list[Flat]) -> list[Coverage]:
@@ -52,6 +53,7 @@ def compare(graph: GraphView, plan: Plan, samples, backend, tol: Tolerance) -> C
     flats = flatten(graph, samples)
     raw: dict[str, object] = {}
     growth: dict[str, float] = {}
+    faults: set[str] = set()  # body tensors with an instance whose new Inf/NaN are not benign saturation
     parts, notes, pairs = [], [], [None] * len(samples)
     flipped = []
     for f in flats:
@@ -69,6 +71,8 @@ def compare(graph: GraphView, plan: Plan, samples, backend, tol: Tolerance) -> C
             b = f.base_tensor(t.tensor)
             if b is not None and not math.isnan(t.growth):
                 growth[b] = max(growth.get(b, 0.0), t.growth)
+            if b is not None and t.fault_nonfinite:
+                faults.add(b)
         for i, pair, dec in zip(f.samples, m.outputs, m.decisions or [{}] * len(fs)):
             pairs[i] = pair
             if any(bool((r != c_).any()) for r, c_ in dec.values()):
@@ -79,10 +83,10 @@ def compare(graph: GraphView, plan: Plan, samples, backend, tol: Tolerance) -> C
             pairs[i] = (pairs[i][0], run(samples[i]))
         notes.append(f"in {len(flipped)} sample(s) the {plan.precision} run takes another branch or trip count than FP32: "
                      "tensor statistics follow FP32's path, graph outputs come from the model's own emulation")
-    return _fold(graph, plan, parts, raw, growth, pairs, tol, notes, coverage(graph, flats))
+    return _fold(graph, plan, parts, raw, growth, faults, pairs, tol, notes, coverage(graph, flats))
 
 
-def _fold(graph, plan, parts, raw, growth, pairs, tol, notes, cov) -> Comparison:
+def _fold(graph, plan, parts, raw, growth, faults, pairs, tol, notes, cov) -> Comparison:
     fmt = plan.format
     tensors = []
     for b, r in raw.items():
@@ -91,7 +95,7 @@ def _fold(graph, plan, parts, raw, growth, pairs, tol, notes, cov) -> Comparison
             continue
         m = metrics(r, fmt)
         tensors.append(TensorComparison(**vars(m), index=len(tensors), tensor=b, node=node.name, op=node.op_type,
-                                        growth=growth.get(b, math.nan)))
+                                        growth=growth.get(b, math.nan), benign=bool(m.nonfinite_new) and b not in faults))
     hit_o = next(((f, c) for f, c in parts if c.origin), None)
     hit_d = next(((f, c) for f, c in parts if c.first_divergence), None)
     trace, seen = [], set()
@@ -107,11 +111,11 @@ def _fold(graph, plan, parts, raw, growth, pairs, tol, notes, cov) -> Comparison
     outputs = compare_outputs(pairs, graph.outputs, fmt, tol.rel_l2, tol.atol) if pairs and pairs[0] else {}
     reasons = [f"{o}: {', '.join(c.reasons)}" for o, c in outputs.items() if c.diverges]
     cov_notes = [f"{c.op} {c.node}: {c.detail}" for c in cov if not c.analysed]
-    return Comparison(plan.precision, sorted(plan.pins), "diverges" if reasons else "ok", reasons,
+    return Comparison(plan.precision, sorted(plan.pins), CompareVerdict.DIVERGES if reasons else CompareVerdict.OK, reasons,
                       hit_o[0].base_node(hit_o[1].origin) if hit_o else None,
                       hit_o[0].base_tensor(hit_o[1].origin_tensor) if hit_o else None,
                       hit_d[0].base_node(hit_d[1].first_divergence) if hit_d else None,
-                      outputs, trace, tensors, tol, notes + cov_notes, pairs, control_flow=cov)
+                      outputs, trace, tensors, tol, notes + cov_notes, pairs, control_flow=cov, saturation=saturation_of(tensors))
 
 
 def scan_ranges(graph: GraphView, samples, fmt) -> tuple[dict[str, TensorRange], list[Coverage]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -31,6 +31,15 @@ class Metrics(Record):
     headroom: float  # the format's largest finite value / FP32 |max|
     overflow: int  # FP32 values past the format's largest finite value
     underflow: int | None  # nonzero FP32 values below half the smallest subnormal (None: not measured)
+    # of nonfinite_new: +-inf where FP32 holds a finite value beyond the format's range, of the same sign (saturation;
+    # whether it is harmless is decided over the graph: comparison.benign_saturation)
+    saturated: int = field(default=0, kw_only=True)
+    saturated_pos: int = field(default=0, kw_only=True)  # of those, +inf
+    # finite values FP32 holds beyond the range that the candidate holds at the format's extreme, same sign (a clamped
+    # constant): not compared, like non-finite ones (limits.CLAMP_BAND)
+    clamped: int = field(default=0, kw_only=True)
+    # 0 where FP32 holds a value the format keeps nonzero (x / inf = 0); None: not measured (fast probe)
+    zeroed: int | None = field(default=None, kw_only=True)
 
     @property
     def overflow_frac(self) -> float:
@@ -42,8 +51,13 @@ class Metrics(Record):
 
     @property
     def compared(self) -> int:
-        """Elements finite in both FP32 and the candidate: what the error norms are taken over."""
-        return max(self.elements - self.nonfinite_ref - self.nonfinite_new, 0)
+        """Elements finite in both FP32 and the candidate, clamped ones aside: what the error norms are taken over."""
+        return max(self.elements - self.nonfinite_ref - self.nonfinite_new - self.clamped, 0)
+
+    @property
+    def finite_error(self) -> float:
+        """Relative L2 over the elements finite in both, whatever else is non-finite (0 when nothing was comparable)."""
+        return 0.0 if math.isnan(self.rel_l2) else self.rel_l2
 
     @property
     def error(self) -> float:
@@ -66,11 +80,13 @@ def metrics(raw: np.ndarray, fmt: Format) -> Metrics:
     absmax = float(raw[IDX["ref_absmax"]])
     under = raw[IDX["n_underflow"]]
     max_abs = math.inf if new else float(raw[IDX["max_abs"]])
-    if raw[IDX["n"]] - raw[IDX["nonfinite_ref"]] - new <= 0:  # nothing finite in both: the norms are undefined
+    if raw[IDX["n"]] - raw[IDX["nonfinite_ref"]] - new - raw[IDX["n_clamped"]] <= 0:  # nothing finite in both: the norms are undefined
         rel = cos = sqnr = math.nan
         max_abs = math.inf if new else math.nan
     return Metrics(
         elements=int(raw[IDX["n"]]), max_abs=max_abs, rel_l2=rel, cosine=cos,
         sqnr_db=sqnr, nonfinite_ref=int(raw[IDX["nonfinite_ref"]]), nonfinite_cand=int(raw[IDX["nonfinite_cand"]]),
         nonfinite_new=new, ref_absmax=absmax, headroom=fmt.max_finite / absmax if absmax > 0 else math.inf,
-        overflow=int(raw[IDX["n_overflow"]]), underflow=None if math.isnan(under) else int(under))
+        overflow=int(raw[IDX["n_overflow"]]), underflow=None if math.isnan(under) else int(under),
+        saturated=int(raw[IDX["n_saturated"]]), saturated_pos=int(raw[IDX["n_saturated_pos"]]), clamped=int(raw[IDX["n_clamped"]]),
+        zeroed=None if math.isnan(raw[IDX["n_zeroed"]]) else int(raw[IDX["n_zeroed"]]))

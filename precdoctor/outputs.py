@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from .limits import DEFAULT_ATOL, POSITION_ULPS
 from .metrics import Metrics, metrics
 from .probes import combine, numpy_stats
 from .records import Record
@@ -71,10 +72,31 @@ def _exact(name: str, pairs) -> OutputComparison:
     return OutputComparison(name, "exact", bool(diff), reasons, total, diff, per, mismatch=diff, elements=total)
 
 
-def _float(name: str, pairs, fmt, rel_l2: float, atol: float) -> OutputComparison:
+def position_atol(pairs, name: str, fmt) -> float:
+    """The default tolerance of a position: DEFAULT_ATOL, or POSITION_ULPS roundings at the output's FP32 |max| where
+    that is larger (limits.py says why)."""
+    top = 0.0
+    for ref, _ in pairs:
+        r = np.asarray(ref[name], np.float32)
+        fin = r[np.isfinite(r)]
+        top = max(top, float(np.max(np.abs(fin), initial=0.0)))
+    return max(DEFAULT_ATOL, POSITION_ULPS * fmt.unit_roundoff * top)
+
+
+def _float(name: str, pairs, fmt, rel_l2: float, atol: float | None) -> OutputComparison:
+    atol = position_atol(pairs, name, fmt) if atol is None else atol
     raw, off, total, per_sample = None, 0, 0, []
     nan_ref = inf_ref = lost = 0
-    for ref, cand in pairs:
+    shapes = []  # samples whose candidate has another shape than FP32 (a branch taken otherwise): off everywhere, as
+    #              the acceptance counts them (acceptance._output_measure: the same rule for shapes)
+    for k, (ref, cand) in enumerate(pairs):
+        if np.shape(ref[name]) != np.shape(cand[name]):
+            shapes.append(f"sample {k}: {list(np.shape(cand[name]))} where FP32 has {list(np.shape(ref[name]))}")
+            r = np.asarray(ref[name])
+            n = r.size // max(r.shape[-1], 1) if r.ndim else 1  # every position of FP32's is off
+            off, total = off + n, total + n
+            per_sample.append(n)
+            continue
         raw = combine(raw, numpy_stats(ref[name], cand[name], fmt))
         o, t, _ = position_stats(ref[name], cand[name], atol)
         off, total = off + o, total + t
@@ -82,8 +104,10 @@ def _float(name: str, pairs, fmt, rel_l2: float, atol: float) -> OutputCompariso
         r, c = np.asarray(ref[name], np.float32), np.asarray(cand[name], np.float32)
         nan_ref, inf_ref = nan_ref + int(np.isnan(r).sum()), inf_ref + int(np.isinf(r).sum())
         lost += int(_nonfinite_mismatch(r, c).sum()) if r.shape == c.shape else 0
+    if raw is None:  # no sample comparable
+        raw = numpy_stats(np.zeros(0, np.float32), np.zeros(0, np.float32), fmt)
     m = metrics(raw, fmt)
-    reasons = []
+    reasons = [f"shape differs from FP32 ({'; '.join(shapes)})"] if shapes else []
     if m.nonfinite_new:
         reasons.append(f"{m.nonfinite_new} non-finite values")
     if lost:
@@ -91,14 +115,14 @@ def _float(name: str, pairs, fmt, rel_l2: float, atol: float) -> OutputCompariso
     if m.compared and not m.rel_l2 <= rel_l2:
         reasons.append(f"relative L2 error {m.rel_l2:.3g} > {rel_l2}")
     if off:
-        reasons.append(f"{off} of {total} positions off by more than {atol}")
-    if reasons and not m.nonfinite_new and not lost:
+        reasons.append(f"{off} of {total} positions off by more than {atol:.3g}")
+    if reasons and not m.nonfinite_new and not lost and not shapes:
         reasons.append("silent corruption: the output is finite but wrong")
     return OutputComparison(name, "float", bool(reasons), reasons, total, off, per_sample, metrics=m, elements=m.elements,
                             nan_ref=nan_ref, inf_ref=inf_ref, nonfinite_mismatch=lost)
 
 
-def compare_outputs(pairs: list[tuple[dict, dict]], outputs: list[str], fmt, rel_l2: float, atol: float) -> dict[str, OutputComparison]:
+def compare_outputs(pairs: list[tuple[dict, dict]], outputs: list[str], fmt, rel_l2: float, atol: float | None) -> dict[str, OutputComparison]:
     """Every graph output present in the samples' (reference, candidate) dicts."""
     out: dict[str, OutputComparison] = {}
     for name in outputs:

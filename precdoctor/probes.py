@@ -17,11 +17,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .formats import Format
 from .graph import Namer
-from .limits import PROBE_GROUP
+from .limits import CLAMP_BAND, PROBE_GROUP
 
 FIELDS = (
     "n", "nonfinite_ref", "nonfinite_cand", "nonfinite_new", "max_abs", "sse", "ssr", "ssc",
-    "dot", "ref_absmax", "n_overflow", "n_underflow",
+    "dot", "ref_absmax", "n_overflow", "n_underflow", "n_saturated",
+    "n_zeroed", "n_saturated_pos", "n_clamped",
 )
 K = len(FIELDS)
 _MAX_FIELDS = {FIELDS.index("max_abs"), FIELDS.index("ref_absmax")}
@@ -44,7 +45,14 @@ def numpy_stats_many(refs: list, cands: list, fmt: Format) -> np.ndarray:
     r = np.concatenate([np.asarray(x, np.float32).ravel() for x in refs])
     c = np.concatenate([np.asarray(x, np.float32).ravel() for x in cands])
     nr, nc = ~np.isfinite(r), ~np.isfinite(c)
-    bad = nr | nc
+    with np.errstate(invalid="ignore", over="ignore"):
+        # saturation: FP32 already beyond the format's range, the candidate the infinity of the same sign; clamped: the
+        # candidate a finite value at the format's extreme of the same sign (limits.CLAMP_BAND): neither is an error
+        beyond = np.abs(np.where(nr, 0, r)) > fmt.max_finite
+        sat = nc & ~nr & np.isinf(c) & beyond & (np.sign(c) == np.sign(r))
+        ca = np.abs(np.where(nc, 0, c))
+        clamped = ~nr & ~nc & beyond & (ca >= fmt.max_finite * (1 - CLAMP_BAND)) & (ca <= fmt.max_finite) & (np.sign(c) == np.sign(r))
+    bad = nr | nc | clamped
     with np.errstate(invalid="ignore", over="ignore"):
         d = np.where(bad, 0, c - r).astype(np.float64)
         rm, cm = np.where(bad, 0, r).astype(np.float64), np.where(bad, 0, c).astype(np.float64)
@@ -54,7 +62,9 @@ def numpy_stats_many(refs: list, cands: list, fmt: Format) -> np.ndarray:
     top = lambda x: np.maximum.reduceat(x, starts)  # noqa: E731
     cols = [sizes[full], add(nr.astype(np.int64)), add(nc.astype(np.int64)), add((nc & ~nr).astype(np.int64)), top(np.abs(d)),
             add(d * d), add(rm * rm), add(cm * cm), add(rm * cm), top(absr), add((absr > fmt.max_finite).astype(np.int64)),
-            add(((absr > 0) & (absr < fmt.min_subnormal / 2)).astype(np.int64))]
+            add(((absr > 0) & (absr < fmt.min_subnormal / 2)).astype(np.int64)), add(sat.astype(np.int64)),
+            add(((c == 0) & ~nr & (absr >= fmt.min_subnormal / 2)).astype(np.int64)), add((sat & (c > 0)).astype(np.int64)),
+            add(clamped.astype(np.int64))]
     out[full] = np.stack(cols, axis=1)
     return out
 
@@ -124,7 +134,11 @@ class ProbeBuilder(ProbeGroups):
 
     def __init__(self, fmt: Format, namer: Namer, full: bool = True, group: int = PROBE_GROUP):
         super().__init__(namer, "probe", (("zero", 0.0, np.float32), ("fmax", fmt.max_finite, np.float32),
-                                          ("tiny", fmt.min_subnormal / 2, np.float32), ("flat", [-1], np.int64)), group)
+                                          ("tiny", fmt.min_subnormal / 2, np.float32), ("flat", [-1], np.int64),
+                                          ("nfmax", -fmt.max_finite, np.float32),
+                                          ("big", np.finfo(np.float32).max, np.float32),
+                                          ("nbig", -np.finfo(np.float32).max, np.float32),
+                                          ("band", fmt.max_finite * (1 - CLAMP_BAND), np.float32)), group)
         self.fmt, self.full = fmt, full
         self.sized: list[bool] = []  # whether each probe's vector carries the element count
 
@@ -189,13 +203,27 @@ class ProbeBuilder(ProbeGroups):
         n, k = self._n, self.const
         nr = n("IsNaN", [n("Sub", [rf, rf], p + "rr")], p + "nr")
         nc = n("IsNaN", [n("Sub", [cf, cf], p + "cc")], p + "nc")
-        bad = n("Or", [nr, nc], p + "bad")
+        absr = n("Abs", [n("Where", [nr, k["zero"], rf], p + "rfin")], p + "absr")
+        cabs = n("Abs", [n("Where", [nc, k["zero"], cf], p + "cfin0")], p + "cabs")
+        held = n("And", [n("Not", [n("Less", [cabs, k["band"]], p + "cband")], p + "inband"),
+                         n("Not", [n("Greater", [cabs, k["fmax"]], p + "cover")], p + "infmt")], p + "held")
+        clamped = n("And", [n("And", [n("Greater", [absr, k["fmax"]], p + "rbeyond"), held], p + "beyondheld"),
+                            n("Greater", [n("Mul", [rf, cf], p + "rxc"), k["zero"]], p + "samesign")], p + "clamped")
+        bad = n("Or", [n("Or", [nr, nc], p + "nonfin"), clamped], p + "bad")
         new = n("And", [nc, n("Not", [nr], p + "notnr")], p + "new")
         d = n("Where", [bad, k["zero"], n("Sub", [cf, rf], p + "d0")], p + "d")
         rm = n("Where", [bad, k["zero"], rf], p + "rm")
         cm = n("Where", [bad, k["zero"], cf], p + "cm")
-        absr = n("Abs", [n("Where", [nr, k["zero"], rf], p + "rfin")], p + "absr")
         under = n("And", [n("Less", [absr, k["tiny"]], p + "lt"), n("Greater", [absr, k["zero"]], p + "gt0")], p + "under")
+        # saturation: +inf where FP32 > max finite, -inf where FP32 < -max finite (comparisons, not IsInf: opset 9 too)
+        pos = n("And", [n("Greater", [cf, k["big"]], p + "cinf"), n("Greater", [rf, k["fmax"]], p + "rhi")], p + "satp")
+        neg = n("And", [n("Less", [cf, k["nbig"]], p + "cninf"), n("Less", [rf, k["nfmax"]], p + "rlo")], p + "satn")
+        sat = n("And", [new, n("Or", [pos, neg], p + "satpn")], p + "sat")
+        # zeroed: 0 where FP32 holds a value the format would keep nonzero (x / inf = 0: a saturation that changed something)
+        # (c == 0 as neither > 0 nor < 0 nor NaN: Equal takes no floats before opset 11)
+        c0 = n("Not", [n("Or", [n("Greater", [cf, k["zero"]], p + "cpos"), n("Less", [cf, k["zero"]], p + "cneg")], p + "cnz")], p + "c0")
+        c0 = n("And", [c0, n("Not", [nc], p + "cfin")], p + "c0fin")
+        zeroed = n("And", [c0, n("Not", [n("Less", [absr, k["tiny"]], p + "small")], p + "kept")], p + "zeroed")
         return [
             self._size(rf, p), self._count(nr, p + "n_nr"), self._count(nc, p + "n_nc"), self._count(new, p + "n_new"),
             n("ReduceMax", [n("Abs", [d], p + "absd")], p + "maxd", keepdims=1),
@@ -206,6 +234,10 @@ class ProbeBuilder(ProbeGroups):
             n("ReduceMax", [absr], p + "maxr", keepdims=1),
             self._count(n("Greater", [absr, k["fmax"]], p + "over"), p + "n_over"),
             self._count(under, p + "n_under"),
+            self._count(sat, p + "n_sat"),
+            self._count(n("And", [zeroed, n("Not", [nr], p + "fin")], p + "zeroedf"), p + "n_zeroed"),
+            self._count(n("And", [sat, pos], p + "satpos"), p + "n_satpos"),
+            self._count(clamped, p + "n_clamped"),
         ]
 
     def finish(self) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto], list[str]]:
@@ -253,10 +285,12 @@ def complete_fast(raw: np.ndarray) -> np.ndarray:
     out[IDX["nonfinite_ref"]] = 0.0
     out[IDX["nonfinite_new"]] = bad
     out[IDX["n_overflow"]] = 0.0
+    out[IDX["n_saturated"]] = out[IDX["n_saturated_pos"]] = out[IDX["n_clamped"]] = 0.0  # nothing of FP32 beyond the range
     with np.errstate(invalid="ignore"):
         out[IDX["dot"]] = (raw[IDX["ssr"]] + raw[IDX["ssc"]] - raw[IDX["sse"]]) / 2
     if bad:  # the sums ran over every position; the error is defined over those finite in both
         for f in ("sse", "ssr", "ssc", "dot", "max_abs"):
             out[IDX[f]] = np.nan
     out[IDX["n_underflow"]] = np.nan  # not measured on the fast path
+    out[IDX["n_zeroed"]] = np.nan  # not measured: a tensor fed by one out of range is re-probed in full (paired.py)
     return out

@@ -18,6 +18,7 @@ JSON has no infinities or NaN; non-finite floats are written as the strings
 from __future__ import annotations
 
 import dataclasses
+from enum import Enum
 import math
 import types
 import typing
@@ -38,6 +39,8 @@ def encode(value: Any) -> Any:
     """Plain JSON value of a record, list, dict, number or string."""
     if isinstance(value, Record):
         return value.to_json()
+    if isinstance(value, Enum):  # a status (status.py): its word
+        return value.value
     if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
         return value
     if isinstance(value, float):
@@ -102,6 +105,11 @@ def _decode(tp: Any, data: Any, where: str):
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is Any:
         return data
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        try:
+            return tp(data)
+        except ValueError:
+            raise _fail(where, " or ".join(repr(m.value) for m in tp), data) from None
     if origin in (Union, types.UnionType):
         if data is None and type(None) in args:
             return None

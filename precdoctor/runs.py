@@ -16,14 +16,15 @@ from .comparison import Comparison
 from .crosscheck import TargetVerdict, Tf32Check
 from .errors import BadInput
 from .files import read_json
-from .graph import LayerNormPattern
-from .records import Record, Signed
 from .flatten import Coverage
+from .graph import LayerNormPattern
 from .ranges import TensorRange
+from .records import Record, Signed
 from .rewrite.core import Rewrite
 from .rewrite.edges import EdgeCheck
 from .risks import Risk
 from .search import Baselines, Evaluation
+from .status import BisectVerdict, CompareVerdict, RewriteStatus
 from .tasks.judge import TaskReport
 from .verification import Verification
 
@@ -121,9 +122,7 @@ class RewriteResult(Record):
     """The fix by rewrite (``--fix rewrite|auto``): what was matched, verified and applied, and what it costs."""
 
     mode: Literal["rewrite", "auto"]
-    # partial: rewrites plus pins (auto); refused: the rewrites found would add a failure (a constant the format loses,
-    # a scan risk the original lacks, a non-finite output on an edge input): never shipped
-    status: Literal["fixed", "partial", "insufficient", "refused", "none"]
+    status: RewriteStatus  # partial: rewrites plus pins (auto); refused: never shipped (status.RewriteStatus)
     message: str
     rewrites: list[RewriteCheck]
     dropped: dict[str, str]  # matched rewrite -> why it is not applied
@@ -143,7 +142,7 @@ class RewriteResult(Record):
 
     @property
     def applied(self) -> bool:
-        return self.status in ("fixed", "partial")
+        return RewriteStatus(self.status).applied
 
 
 @dataclass(kw_only=True)
@@ -167,7 +166,7 @@ class CompareRun(Run):
     inputs: InputInfo
     engine: EngineInfo
     comparison: Comparison
-    verdict: Literal["ok", "diverges", "reference-nonfinite"]  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
+    verdict: CompareVerdict  # the comparison's, with FP32 NaN and hidden Inf/NaN (verdicts.py)
     reasons: list[str] = field(default_factory=list)
     allow_internal_nonfinite: bool = False
     task: TaskReport | None = None  # --task: the proxy clips' WER and decodes
@@ -194,7 +193,7 @@ class ScanRun(Run):
 class BisectRun(Run):
     command: Literal["bisect"] = "bisect"
     precision: Literal["fp16", "bf16"]
-    verdict: Literal["healthy", "fixed", "unfixed"]
+    verdict: BisectVerdict
     message: str
     pins: list[str]
     why: dict[str, str]

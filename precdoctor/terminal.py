@@ -64,7 +64,7 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
     lines += coverage_lines(c.control_flow) + [f"note: {n}" for n in c.notes]
     lines.append("outputs (all samples):")
     lines += _outputs(c)
-    worst = sorted(c.tensors, key=lambda t: (-(t.nonfinite_new > 0), -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:top]
+    worst = sorted(c.tensors, key=lambda t: (-(t.fault_nonfinite > 0), -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:top]
     if worst:
         lines.append(f"largest errors ({len(worst)} of {len(c.tensors)} tensors):")
         lines += table(["tensor #", "node", "op", "rel. L2", "SQNR dB", "new Inf/NaN", "FP32 |max|"],

@@ -5,16 +5,17 @@
   Inf/NaN FP32 computes and the candidate reproduces (a -inf mask) are agreement, and named.
 - New Inf/NaN born inside the graph that the outputs do not show (x/inf = 0 hides an overflow): a failure
   unless the user opts out (``--allow-internal-nonfinite``), and flagged either way.
+- Benign saturation (FP32 values beyond the format's range that become infinities of the same sign, changing
+  nothing downstream: a float32-min attention mask): noted, never a failure (comparison.benign_saturation).
 - Seeded random data: a model that breaks on real inputs often passes on random ones.
 """
 from __future__ import annotations
 
-from typing import Literal
-
+from .acceptance import INSIDE
 from .comparison import Comparison, hidden_nonfinite
 from .errors import BadInput
+from .status import CompareVerdict
 
-CompareVerdict = Literal["ok", "diverges", "reference-nonfinite"]
 ALLOW_INTERNAL = "--allow-internal-nonfinite"
 RANDOM_DATA = ("the verdict is on seeded random data (seed {seed}), not on real inputs: models that break on real data "
                "often pass on random data; give --inputs with real samples")
@@ -31,12 +32,12 @@ def compare_verdict(c: Comparison, allow_internal: bool) -> tuple[CompareVerdict
     """The run's verdict and its reasons: the comparison's, with FP32 NaN and hidden Inf/NaN accounted for."""
     nan = reference_nan(c)
     if nan:
-        return "reference-nonfinite", [nan + "; the low precision is not to blame: check the inputs (or the model) in FP32"]
+        return CompareVerdict.REFERENCE_NONFINITE, [nan + "; the low precision is not to blame: check the inputs (or the model) in FP32"]
     reasons = list(c.reasons)
     hidden = hidden_nonfinite(c)
-    if hidden and not allow_internal:
-        reasons.append(hidden + f" (the outputs pass by luck; {ALLOW_INTERNAL} accepts this)")
-    return ("diverges" if reasons else "ok"), reasons
+    if hidden and not allow_internal:  # a failure in its own words: never "diverges ... passes" in one sentence
+        reasons.append(hidden + f" (a failure by itself: {INSIDE}; {ALLOW_INTERNAL} accepts it)")
+    return (CompareVerdict.DIVERGES if reasons else CompareVerdict.OK), reasons
 
 
 def reference_note(c: Comparison) -> str | None:
@@ -46,9 +47,14 @@ def reference_note(c: Comparison) -> str | None:
     return c.reference.sentence() + "; the candidate agrees where it holds the same values"
 
 
+def saturation_note(c: Comparison) -> str | None:
+    """One line naming benign saturation, where there is some."""
+    return c.saturation.sentence(c.precision) if c.saturation is not None else None
+
+
 def warnings_of(c: Comparison, allow_internal: bool) -> list[str]:
     """What a reader of a verdict on ``c`` must know even when it passes."""
-    out = [reference_note(c)] if reference_note(c) else []
+    out = [w for w in (reference_note(c), saturation_note(c)) if w]
     hidden = hidden_nonfinite(c)
     if hidden and allow_internal:
         out.append(hidden + f" (accepted: {ALLOW_INTERNAL})")

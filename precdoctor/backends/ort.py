@@ -104,13 +104,56 @@ class ShapedSessions:
         return self.generic
 
 
+class RuntimeFailure(RuntimeError):
+    """ONNX Runtime failed running a graph precdoctor built (probes, the mixed ONNX, an emulation): a bug of ours,
+    exit 3 (exits.py), never bad input."""
+
+
 def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
     names = outputs or [o.name for o in sess.get_outputs()]
+    bf16 = {o.name for o in sess.get_outputs() if o.type == "tensor(bfloat16)"} & set(names)
     try:
-        values = sess.run(names, feed)
+        values = _run_bf16(sess, feed, names) if bf16 else sess.run(names, feed)
     except Exception as exc:
+        if _ours(sess):
+            raise RuntimeFailure(f"ONNX Runtime failed while running a graph precdoctor built: {_first_line(exc)}") from exc
         raise BadInput(f"ONNX Runtime failed while running the model: {_first_line(exc)}") from None
     return dict(zip(names, values))
+
+
+def _ours(sess) -> bool:
+    """Whether the session runs a model precdoctor derived (graph.assemble names the producer) rather than the user's."""
+    try:
+        return sess.get_modelmeta().producer_name.startswith("precdoctor")
+    except Exception:  # a stand-in session without metadata
+        return False
+
+
+def _run_bf16(sess, feed: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+    """A run whose outputs include BF16 tensors, which ONNX Runtime's Python binding cannot turn into numpy ("No
+    corresponding Numpy type for Tensor Type. bfloat16"): outputs bound to host memory, BF16 ones read from their raw
+    bits (``bf16_array``), then as float32 like every other output precdoctor compares."""
+    io = sess.io_binding()
+    for k, v in feed.items():
+        io.bind_cpu_input(k, np.ascontiguousarray(v))
+    for n in names:
+        io.bind_output(n, "cpu")
+    sess.run_with_iobinding(io)
+    return [bf16_array(v) if v.data_type() == "tensor(bfloat16)" else v.numpy() for v in io.get_outputs()]
+
+
+def bf16_array(value) -> np.ndarray:
+    """A host OrtValue of BF16 as a float32 array (its 16-bit patterns read through ml_dtypes' bfloat16)."""
+    import ctypes
+
+    import ml_dtypes
+
+    shape = tuple(value.shape())
+    n = int(np.prod(shape, dtype=np.int64))
+    if n == 0:
+        return np.zeros(shape, np.float32)
+    bits = np.ctypeslib.as_array((ctypes.c_uint16 * n).from_address(value.data_ptr())).copy()
+    return bits.view(ml_dtypes.bfloat16).astype(np.float32).reshape(shape)
 
 
 def _first_line(exc: Exception) -> str:

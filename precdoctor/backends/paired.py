@@ -235,8 +235,12 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
         redo |= run(chunk, False, k == len(passes) - 1)
     if len(passes) > 1:
         m.notes.append(f"probes ran in {len(passes)} passes to stay within {memory_budget_gb} GB of activations")
-    if redo:
-        run([t for t in probed if t in redo], True, False)
+    if redo:  # and what such tensors feed: whether a saturation there changed anything is counted by full probes
+        fed = {o for t in redo for c in graph.consumers.get(t, []) for o in graph.float_outputs(c)} - redo
+        run([t for t in probed if t in redo or t in fed], True, False)
         m.notes.append(f"{len(redo)} tensor(s) re-probed in full (FP32 reference not finite or out of range)")
+        fed &= set(probed)
+        if fed:
+            m.notes.append(f"{len(fed)} tensor(s) they feed probed in full too (to see whether an infinity there changed anything)")
     m.stats = np.stack([acc[alias.get(t, t)] for t in tensors]) if tensors else np.zeros((0, probes.K))
     return m

@@ -20,15 +20,16 @@ from ..crosscheck import check_tf32, other_targets
 from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
 from ..inputs import InputSpec
-from ..limits import DEFAULT_BUDGET, evaluation_bound
+from ..limits import DEFAULT_BUDGET, MOSTLY_FP32_SHARE, evaluation_bound
 from ..plan import FIX_MODES, PRECISIONS, Plan, other_precision
 from ..runs import BisectComparisons, BisectRun, Flops
 from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
+from ..status import BisectVerdict, SearchStatus
 from ..targets import describe
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
 from ..verification import OWNED_DIRS
-from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference
+from ..verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference, saturation_note
 from .artifact_set import RUN_FILES, write_set
 from .common import Clock, refuse_empty_outputs, versions
 from .confirm import Check, confirm, finite_inside, merge
@@ -112,7 +113,7 @@ def run(p: BisectParams) -> BisectRun:
     baselines = _baselines(job, naive, ev, result) if p.baselines else None
     clock.lap("baselines")
     fixed = None
-    if p.fix != "pins" and result.status != "healthy":
+    if p.fix != "pins" and result.status is not SearchStatus.HEALTHY:
         from .fix import Hooks, fix_by_rewrite
 
         fixed = fix_by_rewrite(job, naive, loc, result, ranges, Hooks(_judge_fn, _checks, _search))
@@ -121,10 +122,11 @@ def run(p: BisectParams) -> BisectRun:
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
     comparisons = _final_comparisons(job, naive, plan)
     clock.lap("compare")
-    tf32 = check_tf32(job, plan, result.status != "unfixed")
+    tf32 = check_tf32(job, plan, result.status is not SearchStatus.UNFIXED)
     naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
     lead = fixed is not None and fixed.result.applied  # the rewrite is the verdict: these are its alternative's checks
-    targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok, "the pin alternative" if lead else "this plan")
+    targets = other_targets(job, plan, result.status is not SearchStatus.UNFIXED, tf32, naive_ok,
+                            "the pin alternative" if lead else "this plan")
     clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
@@ -135,8 +137,11 @@ def run(p: BisectParams) -> BisectRun:
         task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
-    verdict, message = (result.status, result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
-    notes = [reference_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status != "unfixed" else [])
+    verdict, message = (BisectVerdict(result.status), result.message) if fixed is None else fix_verdict(p.fix, fixed.result, result)
+    flops = _flops(job, result.pins)
+    if verdict is BisectVerdict.FIXED and (fixed is None or not fixed.result.applied):
+        verdict, message = _mostly_fp32(result.pins, len(loc.order), flops, message)
+    notes = [reference_note(naive), saturation_note(naive)] + ([hidden + _accepted(p)] if hidden and result.status is not SearchStatus.UNFIXED else [])
     record = BisectRun(
         model=p.subject, precision=job.fmt.name, verdict=verdict, message=message, pins=result.pins, why=why,
         one_minimal=result.one_minimal, evaluations=result.evaluations, evaluations_resumed=sum(e.resumed for e in log_),
@@ -144,8 +149,8 @@ def run(p: BisectParams) -> BisectRun:
         accept=job.accept(), accept_default=not p.accept, candidates=len(loc.order),
         suspects=loc.order[: loc.suspects], evidence=loc.evidence, baselines=baselines, task=task_report, nodes=len(job.graph.nodes),
         node_ops={n.name: n.op_type for n in job.graph.all_nodes()}, inputs=info, engine=job.backend.info(), comparison=comparisons,
-        flops=_flops(job, result.pins), evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
-        allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status != "unfixed" else None,
+        flops=flops, evaluation_log=log_, artifacts=Artifacts(), timing={}, versions=versions(),
+        allow_internal_nonfinite=p.allow_internal_nonfinite, internal_nonfinite=hidden if result.status is not SearchStatus.UNFIXED else None,
         target=p.engine.target_name, tf32=tf32, targets=targets,
         warnings=warnings + [w for w in notes if w],
         fix=p.fix, rewrite=fixed.result if fixed is not None else None)
@@ -200,7 +205,7 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 
-        report.confirmations.append(Confirmation(c.result.pins, c.result.status == "fixed", search_evaluations=c.result.evaluations))
+        report.confirmations.append(Confirmation(c.result.pins, c.result.status is SearchStatus.FIXED, search_evaluations=c.result.evaluations))
     searched = first_pins if c.bound else c.result.pins  # a repair search adds its own bound to the first one's
     bound = evaluation_bound(len(searched), len(loc.order)) + c.bound
     return c.result, ev, list(ev.log) + c.log, report, bound
@@ -211,7 +216,7 @@ def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult) -> Baseline
     fresh = lambda: Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)  # noqa: E731
     rr = range_rule(job.graph, naive, fresh())
     prefix = prefix_bisection(candidates(job.graph), fresh())
-    return Baselines(rr, prefix, OurResult(len(result.pins), result.status != "unfixed", result.evaluations))
+    return Baselines(rr, prefix, OurResult(len(result.pins), result.status is not SearchStatus.UNFIXED, result.evaluations))
 
 
 def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
@@ -220,6 +225,18 @@ def _final_comparisons(job: Job, naive, plan: Plan) -> BisectComparisons:
     if job.p.other_precision:
         other = job.compare(Plan(other_precision(plan.precision)))
     return BisectComparisons(naive, pinned, other)
+
+
+def _mostly_fp32(pins: list[str], candidates: int, flops: Flops, message: str) -> tuple[BisectVerdict, str]:
+    """``fixed`` unless the plan keeps (nearly) the whole model in FP32 (limits.MOSTLY_FP32_SHARE): then a verdict
+    of its own, a failure, with its share of nodes and FLOPs."""
+    nodes = len(pins) / max(candidates, 1)
+    share = flops.pinned_total / flops.total if flops.total else 0.0
+    if nodes < MOSTLY_FP32_SHARE:  # by nodes: one heavy op kept FP32 (an LSTM, 95 % of a small model's FLOPs) is a fix
+        return BisectVerdict.FIXED, message
+    return BisectVerdict.MOSTLY_FP32, (f"only a plan keeping {len(pins)} of {candidates} nodes ({nodes:.0%}) and {share:.0%} of the FLOPs in FP32 "
+                           f"meets the acceptance: that is the FP32 model, not a reduced-precision fix; relax the acceptance "
+                           "or look at the suspects")
 
 
 def _flops(job: Job, pins) -> Flops:

@@ -54,7 +54,7 @@ class CompareParams:
 
 def check_tolerance(tol: Tolerance) -> None:
     for name, value in (("--rtol", tol.rel_l2), ("--atol", tol.atol)):
-        if math.isnan(value) or value < 0:
+        if value is not None and (math.isnan(value) or value < 0):
             raise BadInput(f"{name} must be 0 or more, not {value}")
 
 

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .. import acceptance as acc
+from ..comparison import fault_nonfinite
 from ..limits import evaluation_bound
 from ..search import Evaluator, Journal, SearchResult, fingerprint, search
+from ..status import SearchStatus
 
 log = logging.getLogger("precdoctor")
 
@@ -31,8 +33,9 @@ def merge(a: acc.Verdict, b: acc.Verdict) -> acc.Verdict:
 
 
 def finite_inside(comparison) -> acc.Verdict:
-    """``finite-inside`` on a plan compared tensor by tensor: no new Inf/NaN anywhere in the graph."""
-    new = sum(t.nonfinite_new for t in comparison.tensors)
+    """``finite-inside`` on a plan compared tensor by tensor: no new Inf/NaN anywhere in the graph, benign
+    saturation aside (comparison.benign_saturation)."""
+    new = fault_nonfinite(comparison)
     return acc.Verdict(new == 0, {acc.INSIDE: float(new)}, [acc.INSIDE] if new else [])
 
 
@@ -64,7 +67,7 @@ class Confirmed:
 def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_path, fp: str, order: list[str],
             suspects: int, budget: int) -> Confirmed:
     """The plan, confirmed or repaired."""
-    if not checks or result.status == "unfixed":
+    if not checks or result.status is SearchStatus.UNFIXED:
         return Confirmed(result, {}, 0)
     verdict, first = _judged(checks, frozenset(result.pins))
     log.info(f"confirming {len(result.pins)} pin(s) with {', '.join(c.name for c in checks)}: "
@@ -82,7 +85,7 @@ def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_pa
     second = search(rest, sum(1 for n in order[:suspects] if n not in floor), ev2, base=floor)  # the seed still leads
     second.evaluations += result.evaluations
     names = ", ".join(c.name for c in checks)
-    if second.status == "fixed":
+    if second.status is SearchStatus.FIXED:
         second.message = (f"{len(second.pins)} node(s) pinned to FP32; the output-level proxy's {len(floor)} were not enough "
                           f"for {names}" + ("; dropping any one breaks acceptance" if second.one_minimal else ""))
     else:

@@ -40,6 +40,7 @@ from ..rewrite.equivalence import Reference, measure
 from ..risks import SEVERITY, find_risks
 from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
 from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
+from ..status import BisectVerdict, RewriteStatus, SearchStatus
 from .confirm import chained
 
 log = logging.getLogger("precdoctor")
@@ -193,16 +194,16 @@ def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result:
              + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in first.measures.items()))
     if first.passed:
         keep, without, dropped = _necessity(stage, ev, ids)
-        return "fixed", keep, without, dropped, [], ev.evaluate(_keys(keep)).measures
+        return RewriteStatus.FIXED, keep, without, dropped, [], ev.evaluate(_keys(keep)).measures
     if mode != "auto":
-        return "insufficient", ids, {}, {}, [], first.measures
+        return RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures
     second = _auto_pins(stage, ids)
-    if second.status != "fixed" or (pin_result.status == "fixed" and len(second.pins) >= len(pin_result.pins)):
-        return "insufficient", ids, {}, {}, [], first.measures
+    if second.status is not SearchStatus.FIXED or (pin_result.status is SearchStatus.FIXED and len(second.pins) >= len(pin_result.pins)):
+        return RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures
     keep, without, dropped = _necessity(stage, ev, ids, second.pins)
     if not keep:
-        return "insufficient", ids, {}, dropped, [], first.measures
-    return "partial", keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures
+        return RewriteStatus.INSUFFICIENT, ids, {}, dropped, [], first.measures
+    return RewriteStatus.PARTIAL, keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures
 
 
 def _alternatives(stage: _Stage, ids: list[str]) -> list[RewriteAlternative]:
@@ -243,26 +244,26 @@ def _message(status: str, checks: list[RewriteCheck], pins: list[str], eq, pin_r
     fp32 = ("the rewritten model in FP32 gives bitwise the same outputs" if eq.worst_output == 0 else
             f"the rewritten model in FP32 differs from the original by at most {eq.worst_output:.2g} on the outputs (max relative "
             f"error)") + (f", with {changed} constant(s) changed (not exact: judged by the acceptance)" if changed else "")
-    need = ("each one necessary" if n > 1 else "necessary: the naive plan fails") if status == "fixed" else \
+    need = ("each one necessary" if n > 1 else "necessary: the naive plan fails") if status is RewriteStatus.FIXED else \
         ("each one necessary with the pins in place" if n > 1 else "necessary: the pins alone fail")
-    if status == "fixed":
+    if status is RewriteStatus.FIXED:
         return f"{n} rewrite(s), every node in {fmt.upper()} (no FP32 pin); {fp32}; {need}"
     return f"{n} rewrite(s) and {len(pins)} pin(s) on the rewritten graph, against {len(pin_result.pins)} pin(s) alone; {fp32}; {need}"
 
 
-def verdict(mode: str, r: RewriteResult, pin_result: SearchResult) -> tuple[str, str]:
+def verdict(mode: str, r: RewriteResult, pin_result: SearchResult) -> tuple[BisectVerdict, str]:
     """The run's verdict and message: ``rewrite`` stands or falls with the rewrites; ``auto`` falls back to the pins."""
     if r.applied:
-        return "fixed", r.message
+        return BisectVerdict.FIXED, r.message
     if mode == "rewrite":
-        alt = f"; the pin alternative: {pin_result.message}" if pin_result.status == "fixed" else ""
-        return "unfixed", f"--fix rewrite: {r.message}{alt}"
-    return pin_result.status, f"--fix auto falls back to the pins ({r.message}): {pin_result.message}"
+        alt = f"; the pin alternative: {pin_result.message}" if pin_result.status is SearchStatus.FIXED else ""
+        return BisectVerdict.UNFIXED, f"--fix rewrite: {r.message}{alt}"
+    return BisectVerdict(pin_result.status), f"--fix auto falls back to the pins ({r.message}): {pin_result.message}"
 
 
-def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=(), status: str | None = None, edges=()) -> Fixed:
+def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=(), status: RewriteStatus | None = None, edges=()) -> Fixed:
     log.info(f"rewrite: {why}")
-    status = status or ("none" if dropped is None else "insufficient")
+    status = status or (RewriteStatus.NONE if dropped is None else RewriteStatus.INSUFFICIENT)
     return Fixed(RewriteResult(mode, status, why, [], dropped or {}, [], [], len(log_), list(log_), {}, {}, {}, pins_cost,
                                pins_cost, edges=list(edges)))
 
@@ -285,7 +286,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         log.info(f"rewrite: {i} refused: {why}")
     if not cands:
         if ctx.refused:
-            return _none(mode, "refused: " + _refusals(ctx.refused), pins_total, dict(ctx.refused), status="refused")
+            return _none(mode, "refused: " + _refusals(ctx.refused), pins_total, dict(ctx.refused), status=RewriteStatus.REFUSED)
         return _none(mode, f"no rewrite family matches the {len(culprits)} localized culprit(s)", pins_total)
     stage = _Stage(job, naive, hooks, cands)
     ids, dropped = _equivalent(stage, cands)
@@ -298,7 +299,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         dropped.update(risky)
         ids = [i for i in ids if i not in risky]
         if not ids:
-            return _none(mode, "refused: " + _refusals(risky), pins_total, dropped, status="refused")
+            return _none(mode, "refused: " + _refusals(risky), pins_total, dropped, status=RewriteStatus.REFUSED)
     # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
     checks = [c.name for c in hooks.checks(job, None)]
     journal = Journal(job.journal_path("rewrite"), fingerprint(job.fingerprint(), "rewrite", sorted(ids), checks))
@@ -308,7 +309,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     except BudgetExhausted:
         return _none(mode, f"the budget of {job.p.budget} evaluations ran out", pins_total, dropped, ev.log)
     dropped.update(more)
-    if status == "insufficient":
+    if status is RewriteStatus.INSUFFICIENT:
         return _none(mode, "the rewrites alone do not meet the acceptance" + (": " + ", ".join(
             ev.evaluate(_keys(ids)).failed) if ids else ""), pins_total, dropped, ev.log)
     edges = edge_check.check(job.graph, stage.rjob(ids).graph, job.backend, Plan(fmt, frozenset(pins)),
@@ -317,7 +318,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     if bad:
         why = "refused: the rewritten model adds non-finite outputs where the original FP32 and the pins are finite, on " + "; ".join(
             f"{e.input}: {e.added} of {e.finite} element(s)" for e in bad)
-        return _none(mode, why, pins_total, dropped, ev.log, status="refused", edges=edges)
+        return _none(mode, why, pins_total, dropped, ev.log, status=RewriteStatus.REFUSED, edges=edges)
     return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total, edges)
 
 
@@ -344,4 +345,4 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     if rjob.judge is not None:
         row = rjob.judge.row(rjob.judge.run_plan(job.backend, plan, ""), rjob.judge.references(rjob.judge.fp32()))
         row.config = config_name(job.fmt.name, pins, rewritten=True)  # the transcripts are the verdict's, cached
-    return Fixed(result, rjob.graph, plan, row, pin_result.status == "fixed")
+    return Fixed(result, rjob.graph, plan, row, pin_result.status is SearchStatus.FIXED)

@@ -17,6 +17,7 @@ from ..formats import get_format
 from ..limits import REPORT_TENSORS, REPORT_TRACE
 from ..plan import config_name
 from ..runs import BisectRun, CompareRun, WerRun
+from ..status import BisectVerdict, CompareVerdict
 from .numbers import count, flops, num, pct
 from .rewrite import rewrite_section, rewrite_sentence
 from .task import decode_steps, decodes, task_rows, worst
@@ -83,9 +84,9 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
     prec = run.precision.upper()
     if run.command == "wer":
         return f"word error rate of {run.model} per configuration, on {run.task.clips} clips."
-    if run.verdict == "reference-nonfinite":  # the FP32 reference itself is NaN: nothing is blamed on the format
+    if run.verdict == CompareVerdict.REFERENCE_NONFINITE:  # the FP32 reference itself is NaN: nothing is blamed on the format
         return "; ".join(run.reasons) + "."
-    if run.verdict in ("healthy", "ok"):
+    if run.verdict in (BisectVerdict.HEALTHY, CompareVerdict.OK):
         fails = [t.target for t in run.targets if t.naive is False] if isinstance(run, BisectRun) else []
         return f"{prec} is healthy on these inputs: no node needs FP32" + (
             f" on target {run.target}; on {', '.join(fails)} it fails." if fails else ".")
@@ -108,7 +109,8 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
             parts.append(f"{count(o.metrics.nonfinite_new)} Inf/NaN values reach output {name}")
         elif o.positions_off:
             parts.append(f"{count(o.positions_off)} of {count(o.positions)} positions of {name} are silently corrupted "
-                         f"(finite but off by more than {naive.tolerance.atol:g})")
+                         "(finite but off by more than " + (f"{naive.tolerance.atol:g})" if naive.tolerance.atol is not None
+                                                             else "the format's rounding at that magnitude)"))
         else:
             parts.append(f"output {name} is off by {o.metrics.rel_l2:.3g} relative L2")
     if isinstance(run, BisectRun):
@@ -119,8 +121,10 @@ def verdict_sentence(run, naive: Comparison | None) -> str:
 def _fix_sentence(run: BisectRun) -> list[str]:
     if run.rewrite is not None and run.rewrite.applied:
         return [rewrite_sentence(run)]
-    if run.verdict == "unfixed":
+    if run.verdict == BisectVerdict.UNFIXED:
         return ["no plan met the acceptance: " + run.message]
+    if run.verdict == BisectVerdict.MOSTLY_FP32:
+        return [run.message]
     fails = [t.target for t in run.targets if t.plan is False]
     where = [f"on target {run.target} this plan passes; on {', '.join(fails)} it fails"] if fails else []
     fine = [t.target for t in run.targets if t.naive and not t.own]
@@ -205,7 +209,7 @@ def _verify_lines(run: BisectRun) -> list[str]:
 
 
 def _offenders(c: Comparison) -> list:
-    return sorted(c.tensors, key=lambda t: (t.nonfinite_new == 0, -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:REPORT_TENSORS]
+    return sorted(c.tensors, key=lambda t: (t.fault_nonfinite == 0, -t.rel_l2 if not math.isnan(t.rel_l2) else 0.0))[:REPORT_TENSORS]
 
 
 def _common(run, naive: Comparison) -> Page:

@@ -17,14 +17,14 @@ def _short(s: str, n: int = 44) -> str:
 
 def _series(page) -> list[Series]:
     out = []
-    errors = [[t.rel_l2 if math.isfinite(t.rel_l2) and not t.nonfinite_new else math.nan for t in comp.tensors]
+    errors = [[t.rel_l2 if math.isfinite(t.rel_l2) and not t.fault_nonfinite else math.nan for t in comp.tensors]
               for _, comp in page.series]
     # exact tensors (error 0) sit on the axis floor, a little under the smallest error drawn, not at 1e-9
     floor = max(min((y for ys in errors for y in ys if y > 0), default=1e-6) / 3, 1e-300)  # never 0: a log axis
     for k, ((label, comp), ys) in enumerate(zip(page.series, errors)):
         color, width, dash = SERIES_STYLE[k % len(SERIES_STYLE)]
         out.append(Series(label, [t.index for t in comp.tensors], [max(y, floor) if y == y else y for y in ys], color, width, dash,
-                          [t.index for t in comp.tensors if t.nonfinite_new], f"{label}: tensor holds new Inf/NaN"))
+                          [t.index for t in comp.tensors if t.fault_nonfinite], f"{label}: tensor holds new Inf/NaN"))
     return out
 
 

@@ -8,12 +8,13 @@ from ..artifacts import read_command_file
 from ..plan import config_name
 from ..rewrite import FAMILIES
 from ..runs import BisectRun, Cost
+from ..status import RewriteStatus
 from .numbers import count, flops, num, pct
 
-STATUS = {"fixed": "fixed by rewrites alone: every node in the low format",
-          "partial": "fixed by rewrites and the pins they do not cover",
-          "insufficient": "the rewrites alone do not meet the acceptance",
-          "refused": "refused: the rewrites would add a failure", "none": "no rewrite applies"}
+STATUS = {RewriteStatus.FIXED: "fixed by rewrites alone: every node in the low format",
+          RewriteStatus.PARTIAL: "fixed by rewrites and the pins they do not cover",
+          RewriteStatus.INSUFFICIENT: "the rewrites alone do not meet the acceptance",
+          RewriteStatus.REFUSED: "refused: the rewrites would add a failure", RewriteStatus.NONE: "no rewrite applies"}
 
 
 def _error(x: float) -> str:

@@ -40,23 +40,27 @@ def candidates(graph: GraphView) -> list[str]:
             and (graph.float_outputs(n) or any(graph.is_float(i) for i in n.input if i))]
 
 
-def flushed_constants(graph: GraphView, fmt: Format, how: str = "cast") -> dict[str, str]:
-    """Nodes reading a constant that the format turns to 0 (nonzero in FP32) or to inf, converted ``how`` (constants.py)."""
+def flushed_constants(graph: GraphView, fmt: Format, how: str = "cast", only_lost: bool = False) -> dict[str, str]:
+    """Nodes reading a constant that the format turns to 0 (nonzero in FP32) or to inf (unless ``only_lost``), converted
+    ``how`` (constants.py)."""
     hits: dict[str, str] = {}
     for name in graph.float_initializers():
         lost, inf = constants.lost(graph.array(name), fmt, how)
-        if lost or inf:
+        if lost or (inf and not only_lost):
             what = f"constant {name} " + (f"has {lost} value(s) that become 0" if lost else f"has {inf} value(s) that become inf") + f" in {fmt.name}"
             for c in graph.readers(name):
                 hits.setdefault(c.name, what)
     return hits
 
 
-def _ranges_evidence(graph: GraphView, ranges: dict, fmt: Format, flag, weak) -> None:
+def _ranges_evidence(graph: GraphView, ranges: dict, fmt: Format, flag, weak, benign=frozenset()) -> None:
     """FP32 range findings (scan's): values past the format's range or flushing to zero are strong evidence
     for the node making them and the nodes reading them; values in the subnormal range (fewer significant
-    bits: a drift with no jump) are weak evidence, tried right after the strong."""
+    bits: a drift with no jump) are weak evidence, tried right after the strong. Values past the range that
+    the comparison found to saturate benignly (``benign``: a float32-min mask) are no evidence."""
     for t, node, r, kind in findings(graph, ranges):
+        if kind == "overflow" and t in benign:
+            continue
         if kind == "overflow":
             flag(node.name, f"FP32 output |max| {r.absmax:.4g} exceeds {fmt.name} max {fmt.max_finite:.6g} on {r.overflow} of {r.elements} elements")
             for c in graph.readers(t):
@@ -92,7 +96,7 @@ def _reaches_sensitive(graph: GraphView, tensor: str, hops: int = SENSITIVE_HOPS
 def contribution(graph: GraphView, comp: Comparison) -> dict[str, float]:
     """Error each node adds: its output's relative L2 error over the largest of its inputs' (inf where Inf/NaN
     is born). Where no node jumps, the nodes adding most of the drift come first."""
-    err = {t.tensor: (math.inf if t.nonfinite_new else (t.rel_l2 if math.isfinite(t.rel_l2) else 0.0)) for t in comp.tensors}
+    err = {t.tensor: (math.inf if t.fault_nonfinite else (t.rel_l2 if math.isfinite(t.rel_l2) else 0.0)) for t in comp.tensors}
     out: dict[str, float] = {}
     for t in comp.tensors:
         node = graph.node(t.node) if graph.has_node(t.node) else None
@@ -118,8 +122,13 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict, how: str
         if node in pos:
             weak_evidence.setdefault(node, why)
 
-    _ranges_evidence(graph, ranges, fmt, flag, weak)
+    benign = {t.tensor for t in comp.tensors if t.benign}
+    _ranges_evidence(graph, ranges, fmt, flag, weak, benign)
+    lost = flushed_constants(graph, fmt, how, only_lost=True)
     for node, why in flushed_constants(graph, fmt, how).items():
+        outs = [o for o in graph.float_outputs(graph.node(node)) if comp.tensor(o) is not None]
+        if node not in lost and outs and all(comp.tensor(o).benign for o in outs):
+            continue  # a constant past the range that saturates benignly where it is read (a float32-min mask)
         flag(node, "reads " + why)
     for label, node in (("Inf/NaN origin", comp.origin), ("first divergence", comp.first_divergence)):
         if node:
@@ -128,7 +137,7 @@ def rank(graph: GraphView, comp: Comparison, fmt: Format, ranges: dict, how: str
                                 else " (error jumps over its inputs)"))
             for i in graph.node(node).input:
                 p = graph.producer_of(i)
-                if p is not None and i in compared:
+                if p is not None and i in compared and i not in benign:
                     flag(p.name, f"feeds the {label} {node}")
     added = contribution(graph, comp)
     seed = sorted(evidence, key=pos.get)

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Callable
 
 from ..records import Record
+from ..status import SearchStatus
 from .evaluator import BudgetExhausted, Evaluator
 
 
 @dataclass
 class SearchResult(Record):
-    status: Literal["healthy", "fixed", "unfixed"]
+    status: SearchStatus
     pins: list[str]
     one_minimal: bool
     evaluations: int
@@ -51,12 +52,12 @@ def search(order: list[str], seed_len: int, ev: Evaluator, base: tuple[str, ...]
     try:
         if ev(plan([])):
             if not base:
-                return SearchResult("healthy", [], True, ev.count, "the naive plan already passes: nothing to pin")
+                return SearchResult(SearchStatus.HEALTHY, [], True, ev.count, "the naive plan already passes: nothing to pin")
             necessity = minimize(base, ev)
-            return SearchResult("fixed", [n for n in base if n in necessity], True, ev.count, "", necessity)
+            return SearchResult(SearchStatus.FIXED, [n for n in base if n in necessity], True, ev.count, "", necessity)
         lo, hi = _passing_prefix(order, seed_len, ev, plan)
         if hi is None:
-            return SearchResult("unfixed", [], False, ev.count, IMPOSSIBLE)
+            return SearchResult(SearchStatus.UNFIXED, [], False, ev.count, IMPOSSIBLE)
         pool = order[:hi]
         if hi <= levels + 1:  # deletion costs hi + k: within the bound for any k
             found, how = _delete(pool, base, ev), "deletion"
@@ -64,7 +65,7 @@ def search(order: list[str], seed_len: int, ev: Evaluator, base: tuple[str, ...]
             found, how = _extract(pool, base, ev, lo), "extraction"
         necessity = minimize(base + found, ev)
         pins = [n for n in base + [n for n in order if n not in base] if n in necessity]
-        return SearchResult("fixed", pins, True, ev.count, f"{len(pins)} node(s) pinned to FP32; dropping any one breaks acceptance",
+        return SearchResult(SearchStatus.FIXED, pins, True, ev.count, f"{len(pins)} node(s) pinned to FP32; dropping any one breaks acceptance",
                             necessity, prefix=hi, seed=seed_len, strategy=how)
     except BudgetExhausted:
         return _out_of_budget(ev)
@@ -119,9 +120,9 @@ def _extract(pool: list[str], base: list[str], ev: Evaluator, known_failing: int
 def _out_of_budget(ev: Evaluator) -> SearchResult:
     best = ev.best_passing()
     if best is None:
-        return SearchResult("unfixed", [], False, ev.count, f"the budget of {ev.budget} evaluations ran out before any plan passed",
+        return SearchResult(SearchStatus.UNFIXED, [], False, ev.count, f"the budget of {ev.budget} evaluations ran out before any plan passed",
                             budget_exhausted=True)
-    return SearchResult("fixed", list(best.pins), False, ev.count,
+    return SearchResult(SearchStatus.FIXED, list(best.pins), False, ev.count,
                         f"the budget of {ev.budget} evaluations ran out; best passing plan found has {len(best.pins)} pins "
                         "(not verified 1-minimal)", budget_exhausted=True)
 
