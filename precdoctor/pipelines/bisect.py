@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .. import acceptance as acc
+from .. import progress
 from ..artifacts import Artifacts
 from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
@@ -99,17 +100,20 @@ def run(p: BisectParams) -> BisectRun:
              f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
     clock.lap("load")
-    naive = job.compare(Plan(job.fmt.name))
+    with progress.stage(f"naive {job.fmt.name} comparison", unit="pass"):
+        naive = job.compare(Plan(job.fmt.name))
     refuse_nan_reference(naive)
     refuse_empty_outputs(naive)
-    ranges, loc = job.localize(naive)  # FP32 range findings too: evidence where no node jumps
+    with progress.stage("FP32 ranges", unit="sample"):
+        ranges, loc = job.localize(naive)  # FP32 range findings too: evidence where no node jumps
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
     result, ev, log_, task_report, bound = _search(job, naive, loc)
     clock.lap("search")
     log.info(f"search: {result.status}, {len(result.pins)} pin(s), {result.evaluations} evaluation(s); {result.message}")
-    baselines = _baselines(job, naive, ev, result) if p.baselines else None
+    with progress.stage("baselines", unit="evaluation") as s:
+        baselines = _baselines(job, naive, ev, result, s) if p.baselines else None
     clock.lap("baselines")
     fixed = None
     if p.fix != "pins" and result.status != "healthy":
@@ -119,11 +123,13 @@ def run(p: BisectParams) -> BisectRun:
         clock.lap("rewrite")
     why = {pin: _why(pin, loc.evidence, result) for pin in result.pins}
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
-    comparisons = _final_comparisons(job, naive, plan)
+    with progress.stage("comparing the final plans", unit="pass"):
+        comparisons = _final_comparisons(job, naive, plan)
     clock.lap("compare")
-    tf32 = check_tf32(job, plan, result.status != "unfixed")
-    naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
-    targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok)
+    with progress.stage("TF32 and the other targets", unit="plan"):
+        tf32 = check_tf32(job, plan, result.status != "unfixed")
+        naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
+        targets = other_targets(job, plan, result.status != "unfixed", tf32, naive_ok)
     clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
@@ -191,11 +197,15 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     every evaluation made (the proxy's and a repair search's), the task report and the evaluation bound."""
     fp = job.fingerprint()
     journal = Journal(job.journal_path(), fp)
-    ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
-    result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
-    report = job.judge.report(job.task_criteria) if job.judge is not None else None
-    first_pins = list(result.pins)
-    c = confirm(result, _checks(job, report), ev, job.journal_path("confirm"), fp, loc.order, loc.suspects, job.p.budget)
+    # what the summary will promise if the evidence's suspects are the pins: the count is shown against it
+    expected = min(evaluation_bound(loc.suspects, len(loc.order)), job.p.budget)
+    ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget, bound=expected)
+    with progress.stage("search", expected, "evaluation") as ev.stage:
+        result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
+        report = job.judge.report(job.task_criteria) if job.judge is not None else None
+        first_pins = list(result.pins)
+        c = confirm(result, _checks(job, report), ev, job.journal_path("confirm"), fp, loc.order, loc.suspects, job.p.budget)
+    ev.stage = None
     if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 
@@ -205,9 +215,13 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     return c.result, ev, list(ev.log) + c.log, report, bound
 
 
-def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult) -> Baselines:
-    """Each baseline on its own evaluator (same journal and cache, its own count), quiet."""
-    fresh = lambda: Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)  # noqa: E731
+def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult, stage: progress.Stage | None = None) -> Baselines:
+    """Each baseline on its own evaluator (same journal and cache, its own count), quiet but for ``stage``'s count."""
+    def fresh() -> Evaluator:
+        e = Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)
+        e.stage = stage
+        return e
+
     rr = range_rule(job.graph, naive, fresh())
     prefix = prefix_bisection(candidates(job.graph), fresh())
     return Baselines(rr, prefix, OurResult(len(result.pins), result.status != "unfixed", result.evaluations))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+from .. import progress
 from ..backends import EngineParams
 from ..comparison import Tolerance, compare_plan
 from ..destinations import check_output_file
@@ -81,7 +82,8 @@ def run(p: CompareParams) -> CompareRun:
     plan = build_plan(graph, p.precision, p.pins, p.pin_files)
     backend = p.engine.make()
     clock.lap("load")
-    comparison = compare_plan(graph, plan, samples, backend, p.tolerance)
+    with progress.stage(f"{config_name(plan.precision, plan.pins)} comparison", unit="pass"):
+        comparison = compare_plan(graph, plan, samples, backend, p.tolerance)
     refuse_empty_outputs(comparison)
     clock.lap("compare")
     verdict, reasons = compare_verdict(comparison, p.allow_internal_nonfinite)
