@@ -18,7 +18,7 @@ from __future__ import annotations
 
 __version__ = "0.2.0"
 
-from . import progress as _progress  # noqa: E402
+from . import progress as _progress  # noqa: E402  (after __version__, as every import here)
 from .backends import EngineParams  # noqa: E402  (after __version__, which the pipelines read)
 from .comparison import Tolerance  # noqa: E402
 from .errors import BadInput  # noqa: E402

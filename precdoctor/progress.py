@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Iterator, Protocol, TextIO
+from typing import Protocol, TextIO
 
 
 @dataclass(frozen=True)
