@@ -151,7 +151,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
         r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o),
                              task_params(o), baselines=not no_baselines, report=not no_report, json_out=json_out,
                              allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
-    say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
+    say(terminal.bisect_summary(r, outdir), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 
 
