@@ -42,14 +42,16 @@ def _inputs(inputs, input_shapes, seed):
 
 
 def compare(model, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, pins=(), pin_files=(),
-            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False, task=None, progress=True):
+            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False, task=None, report=None,
+            progress=True):
     """FP32 and the plan side by side, every float tensor compared. ``inputs``: .npz/Polygraphy JSON paths or feed dicts;
     or ``task`` (a ``TaskParams``): the samples are the task's proxy clips, decoded against FP32 where the task decodes."""
     from .pipelines.compare import CompareParams, run
 
     with _progress.reporting(_progress.for_api(progress)):
         return run(CompareParams(str(model), precision, _inputs(inputs, input_shapes, seed), tuple(pins), tuple(pin_files),
-                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite, task))
+                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite, task,
+                                 str(report) if report is not None else None))
 
 
 def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, target: str | None = None, progress=True):
@@ -63,15 +65,16 @@ def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, t
 
 def bisect(model, out, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, accept=(), budget: int = 64,
            engine=None, task=None, baselines: bool = True, report: bool = True, json_out=None,
-           allow_internal_nonfinite: bool = False, fix: str = "pins", progress=True):
+           allow_internal_nonfinite: bool = False, fix: str = "pins", check: str | None = None, progress=True):
     """The fewest FP32 pins, verified, with artifacts written to ``out``. ``task``: a ``TaskParams``. ``fix``: pins,
-    rewrite (equivalent FP16/BF16-safe subgraphs instead of pins) or auto (rewrites, pins for the rest)."""
+    rewrite (equivalent FP16/BF16-safe subgraphs instead of pins) or auto (rewrites, pins for the rest). ``check``: a command
+    that judges each confirmed plan (its model.mixed.onnx and pins.json appended; exit 0 = pass; external.py)."""
     from .pipelines.bisect import BisectParams, run
 
     with _progress.reporting(_progress.for_api(progress)):
         return run(BisectParams(str(model), str(out), precision, _inputs(inputs, input_shapes, seed), tuple(accept), budget,
                             engine or EngineParams(), task, baselines, report, json_out=json_out,
-                            allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
+                            allow_internal_nonfinite=allow_internal_nonfinite, fix=fix, check_cmd=check))
 
 
 def verify(folder, *, backend: str = "ort-cuda", graph_opt: str = "all", json_out=None, progress=True):

@@ -88,10 +88,12 @@ def _json_help(what: str) -> str:
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the full per-tensor results here"))
+@click.option("--report", "report_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE.html",
+              help="Also write the HTML report of this comparison ('-': stdout).")
 @quiet_option
 @task_options
-def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, allow_internal_nonfinite, json_out, quiet,
-            **o):
+def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, allow_internal_nonfinite, json_out,
+            report_out, quiet, **o):
     """Run FP32 and reduced precision side by side and report where they part."""
     from .comparison import Tolerance
     from .files import is_stdout
@@ -99,8 +101,12 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
 
     with _reporting(quiet, info=False):
         r = run(CompareParams(model, precision, input_spec(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files),
-                              engine_params(o), Tolerance(rtol, atol), json_out, allow_internal_nonfinite, task_params(o)))
-    say(terminal.compare_summary(r, top), to_stderr=is_stdout(json_out))
+                              engine_params(o), Tolerance(rtol, atol), json_out, allow_internal_nonfinite, task_params(o), report_out))
+    to_stderr = is_stdout(json_out) or is_stdout(report_out)
+    lines = terminal.compare_summary(r, top).split("\n")
+    if report_out and not is_stdout(report_out):
+        lines.insert(len(lines) - 1, f"report: {report_out}")  # the verdict stays last
+    say("\n".join(lines), to_stderr=to_stderr)
     sys.exit(EXIT_OK if r.verdict == "ok" else EXIT_FAILED)
 
 
@@ -137,11 +143,15 @@ def scan(model, inputs, shapes, seed, target, json_out, quiet):
 @click.option("--fix", "fix", type=click.Choice(FIX_MODES), default="pins", show_default=True,
               help="pins: FP32 pins. rewrite: replace the culprits by equivalent FP16/BF16-safe subgraphs, verified "
                    "(model.rewritten.onnx). auto: rewrite what a verified rewrite covers, pin the rest.")
+@click.option("--check", "check", metavar="CMD",
+              help="An external judge of each plan the search confirms (your own script: a TensorRT build and WER, say): "
+                   "run without a shell with the plan's model.mixed.onnx and pins.json appended to its words (or in place of "
+                   "the words {model} and {pins}); exit 0 = the plan passes. Journaled and counted like any evaluation.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/index.html.")
 @quiet_option
 @task_options
-def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, fix, no_baselines,
+def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, fix, check, no_baselines,
            no_report, quiet, **o):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
     from .files import is_stdout
@@ -150,7 +160,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
     with _reporting(quiet, info=True):
         r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o),
                              task_params(o), baselines=not no_baselines, report=not no_report, json_out=json_out,
-                             allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
+                             allow_internal_nonfinite=allow_internal_nonfinite, fix=fix, check_cmd=check))
     say(terminal.bisect_summary(r, outdir), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 

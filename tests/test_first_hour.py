@@ -59,3 +59,55 @@ def test_a_repeated_run_replays_its_comparisons(planted_dir, tmp_path, monkeypat
     code, _, _ = run_cli("bisect", planted_dir / "two_culprits.onnx", "--inputs", tmp_path / "other.npz", "--out", out, "--quiet",
                          "--no-baselines")
     assert code == 0 and calls, "a comparison of other samples was replayed"
+
+
+JUDGE = """
+import json, sys
+import onnx
+model, pins = sys.argv[1], sys.argv[2]
+with open(sys.argv[3], "a") as fh:
+    fh.write(json.dumps(sys.argv[1:]) + "\\n")
+onnx.checker.check_model(model)  # the plan's mixed ONNX, as TensorRT 11 builds it
+plan = json.load(open(pins))["pins"]
+sys.exit(0 if "head/MatMul" in plan else 3)  # this engine also needs its head in FP32 (no output-level proxy says so)
+"""
+
+
+def test_an_external_check_judges_plans(planted_dir, tmp_path):
+    import shlex
+    import sys
+
+    script, calls = tmp_path / "my judge; rm -rf ~.py", tmp_path / "calls.jsonl"
+    script.write_text(JUDGE)
+    cmd = f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {{model}} {{pins}} {shlex.quote(str(calls))}"
+    out = tmp_path / "fix"
+    code, stdout, _ = _bisect(planted_dir, out, "ln_overflow", "--check", cmd)
+    assert code == 0, stdout
+    run = json.loads((out / "run.json").read_text())
+    assert "head/MatMul" in run["pins"] and run["one_minimal"]  # the check's verdict drove the search
+    assert f"check: {cmd}" in run["accept"]
+    argvs = [json.loads(x) for x in calls.read_text().splitlines()]
+    assert all(len(a) == 3 and a[0].endswith("model.mixed.onnx") and a[1].endswith("pins.json") for a in argvs)
+    n = len(argvs)
+    assert n >= 2 and run["evaluations"] >= n - 1  # each plan the check judged is an evaluation (the first: the confirmation)
+    code, _, _ = _bisect(planted_dir, out, "ln_overflow", "--check", cmd)
+    assert code == 0 and len(calls.read_text().splitlines()) == n  # journaled: a rerun does not run the command again
+
+
+def test_a_check_that_cannot_run_is_refused_before_any_work(planted_dir, tmp_path):
+    for cmd, says in (("no-such-command-here --x", "not an executable"), ("'unbalanced", "No closing quotation"), ("", "needs a command")):
+        code, _, err = _bisect(planted_dir, tmp_path / "fix", "ln_overflow", "--check", cmd)
+        assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "fix").exists()
+
+
+def test_compare_writes_its_report(planted_dir, tmp_path):
+    html = tmp_path / "cmp.html"
+    code, stdout, _ = run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                              "--report", html)
+    assert code == 1 and f"report: {html}" in stdout and stdout.splitlines()[-1].startswith("verdict:")
+    text = html.read_text()
+    assert text.lower().startswith("<!doctype html>") and "layer1.ln/Pow" in text
+    code, _, err = run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                           "--report", planted_dir / "ln_overflow.onnx")
+    assert code == 2 and "reads" in err

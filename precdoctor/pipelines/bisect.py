@@ -10,6 +10,7 @@ set (artifact_set.py; run.json is the record ``--json`` gets and the API returns
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from .. import acceptance as acc
@@ -20,11 +21,13 @@ from ..comparison import hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
 from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
+from ..external import CRITERION as CHECK
+from ..external import ExternalCheck
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
 from ..plan import FIX_MODES, PRECISIONS, Plan, other_precision
 from ..runs import BisectComparisons, BisectRun, Flops
-from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
+from ..search import Baselines, Evaluation, Evaluator, Journal, OurResult, SearchResult, candidates, fingerprint, prefix_bisection, range_rule, search
 from ..targets import describe
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
@@ -55,6 +58,7 @@ class BisectParams:
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
     fix: str = "pins"  # pins | rewrite | auto (pipelines/fix.py)
+    check_cmd: str | None = None  # an external command judging each confirmed plan (external.py)
 
     def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
         """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
@@ -81,6 +85,8 @@ class BisectParams:
         if not isinstance(self.budget, int) or self.budget < 1:
             raise BadInput(f"--budget must be 1 or more evaluations, not {self.budget}")
         self.criteria()
+        if self.check_cmd is not None:
+            ExternalCheck(self.check_cmd).check()
         self.inputs.check()
         self.engine.check()
         if self.task is not None:
@@ -189,7 +195,27 @@ def _checks(job: Job, report) -> list[Check]:
             return v
 
         checks.append(Check(acc.describe(job.task_criteria) + f" ({len(job.judge.clips)} clips)", task))
+    if job.p.check_cmd is not None:
+        checks.append(Check(f"{CHECK} {job.p.check_cmd}", _external(job)))
     return checks
+
+
+def _external(job: Job):
+    """--check CMD as a judge of pin sets, its verdicts journaled apart (a rerun does not run the command again)."""
+    external = ExternalCheck(job.p.check_cmd)
+    journal = Journal(job.journal_path(CHECK), fingerprint(job.fingerprint(), job.p.check_cmd))
+
+    def judge(pins: frozenset) -> acc.Verdict:
+        key = tuple(sorted(pins))
+        ev = journal.entries.get(key)
+        if ev is None:
+            t = time.perf_counter()
+            v = external.judge(job.graph, Plan(job.fmt.name, frozenset(key)))
+            journal.append(Evaluation(list(key), v.passed, v.measures, v.failed, time.perf_counter() - t))
+            return v
+        return acc.Verdict(ev.passed, ev.measures, ev.failed)
+
+    return judge
 
 
 def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object, int]:

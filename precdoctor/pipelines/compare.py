@@ -10,6 +10,7 @@ every step of FP32's decode (tasks/decoder_judge.py).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field, replace
 
 from .. import progress
@@ -38,6 +39,7 @@ class CompareParams:
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # new Inf/NaN inside the graph that the outputs do not show: not a failure
     task: TaskParams | None = None  # samples from the task's proxy clips, and their decode judged
+    report_out: str | None = None  # the HTML report of this comparison, written with the record
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -50,7 +52,9 @@ class CompareParams:
                 raise BadInput("--task gives compare its samples (the task's clips): leave out --inputs and --input-shapes")
             self.task.check()
         task_files = self.task.reads(self.model) if self.task is not None else ()
-        check_output_file(self.json_out, keep=(self.model, *task_files, *self.inputs.files, *self.pin_files))
+        reads = (self.model, *task_files, *self.inputs.files, *self.pin_files)
+        check_output_file(self.json_out, keep=reads)
+        check_output_file(self.report_out, keep=reads + ((self.json_out,) if self.json_out else ()))
 
 
 def check_tolerance(tol: Tolerance) -> None:
@@ -97,6 +101,10 @@ def run(p: CompareParams) -> CompareRun:
                         versions=versions(), task=task)
     if p.json_out:
         dump_json(p.json_out, result)
+    if p.report_out:
+        from ..report import render_to
+
+        render_to(result, Path(p.report_out))
     return result
 
 

@@ -97,7 +97,8 @@ class Job:
         return ranges, rank(self.graph, naive, self.fmt, ranges, self.p.engine.options().constants)
 
     def accept(self) -> list[str]:
-        return [c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
+        return ([c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
+                + ([f"check: {self.p.check_cmd}"] if self.p.check_cmd is not None else []))
 
     @property
     def fmt(self):
