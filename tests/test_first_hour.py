@@ -42,7 +42,7 @@ def test_a_repeated_run_replays_its_comparisons(planted_dir, tmp_path, monkeypat
     calls = []
     real = job_module.compare_plan
     monkeypatch.setattr(job_module, "compare_plan", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
-    code, stdout, _ = _bisect(planted_dir, out)
+    code, _, _ = _bisect(planted_dir, out)
     assert code == 0 and calls == []  # the naive, pinned and other-format comparisons all came from the journal
     again = json.loads((out / "run.json").read_text())
     assert again["comparison"] == first["comparison"] and again["pins"] == first["pins"]
