@@ -111,3 +111,34 @@ def test_compare_writes_its_report(planted_dir, tmp_path):
     code, _, err = run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
                            "--report", planted_dir / "ln_overflow.onnx")
     assert code == 2 and "reads" in err
+
+
+def test_a_missing_dataset_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    from precdoctor.pipelines import wer
+
+    monkeypatch.setattr(wer, "load_graph", lambda *a: (_ for _ in ()).throw(AssertionError("the model was loaded")))
+    (tmp_path / "model.onnx").write_bytes(b"not read")
+    code, _, err = run_cli("wer", tmp_path / "model.onnx", "--task", "ctc", "--data", tmp_path / "nonexistent")
+    assert code == 2 and err.strip() == f"precdoctor: error: dataset not found: {tmp_path / 'nonexistent'}"
+    (tmp_path / "m.json").write_text(json.dumps({"audio_filepath": "gone.wav", "text": "x"}) + "\n")
+    code, _, err = run_cli("wer", tmp_path / "model.onnx", "--task", "ctc", "--data", tmp_path / "m.json")
+    assert code == 2 and "audio file not found" in err and "gone.wav" in err
+
+
+def test_a_missing_decoder_names_every_file_looked_for(tmp_path):
+    (tmp_path / "encoder.onnx").write_bytes(b"not read")
+    audio = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
+    code, _, err = run_cli("wer", tmp_path / "encoder.onnx", "--task", "whisper", "--data", audio)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    for name in ("decoder_model_merged.onnx", "decoder_with_past_model.onnx", "decoder_model.onnx", "decoder.onnx", "--decoder"):
+        assert name in err, name
+
+
+def test_input_messages_say_where_the_input_came_from(planted_dir, tmp_path):
+    code, _, err = run_cli("compare", planted_dir / "healthy.onnx", "--input-shapes", "x:[1,48]")
+    assert code == 2 and "in --input-shapes" in err and "input sample" not in err
+    x = dict(np.load(planted_dir / "healthy.npz"))
+    np.savez(tmp_path / "wide.npz", **{k: v.astype(np.float64) for k, v in x.items()})
+    code, _, err = run_cli("compare", planted_dir / "healthy.onnx", "--inputs", tmp_path / "wide.npz")
+    warned = [line for line in err.splitlines() if "float64 -> float32" in line]
+    assert code == 0 and len(warned) == 1 and "rounded" in warned[0]

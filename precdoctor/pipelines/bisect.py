@@ -91,6 +91,7 @@ class BisectParams:
         self.engine.check()
         if self.task is not None:
             self.task.check()
+            self.task.check_files(self.model)
         check_output_dir(self.out)
         reads = (self.model, self.subject, *(self.task.reads(self.model) if self.task is not None else ()), *self.inputs.files)
         check_set(self.out, RUN_FILES, keep=reads)

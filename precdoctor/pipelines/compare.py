@@ -51,6 +51,7 @@ class CompareParams:
             if not self.inputs.random or self.inputs.shapes:
                 raise BadInput("--task gives compare its samples (the task's clips): leave out --inputs and --input-shapes")
             self.task.check()
+            self.task.check_files(self.model)
         task_files = self.task.reads(self.model) if self.task is not None else ()
         reads = (self.model, *task_files, *self.inputs.files, *self.pin_files)
         check_output_file(self.json_out, keep=reads)

@@ -64,6 +64,19 @@ class TaskParams:
             files += [self.decoder or default_decoder(folder), self.tokenizer or self.default_tokenizer(folder)]
         return tuple(str(f) for f in files if f)
 
+    def check_files(self, model_path: str | Path) -> None:
+        """The files the task will look for beside the model, before any work: a missing decoder names every
+        file looked for."""
+        if self.name != "whisper" or self.decoder:
+            return
+        from .whisper import DECODERS, FIRST_STEP, default_decoder
+
+        folder = Path(model_path).parent
+        if not default_decoder(folder).is_file():
+            looked = ", ".join(f"{n} (with {FIRST_STEP})" if n == "decoder_with_past_model.onnx" else n for n in DECODERS)
+            raise BadInput(f"whisper task: no decoder beside {model_path}: looked for {looked} in {folder}; "
+                           "or name one with --decoder FILE")
+
     @staticmethod
     def default_tokenizer(folder: Path) -> Path:
         return folder / "tokenizer.json"
@@ -86,6 +99,13 @@ class TaskParams:
             raise BadInput(f"--under-test {self.test_part} is for the whisper task; the {self.name} task tests its model")
         for module in ("soundfile", "soxr", "jiwer") + (("tokenizers",) if self.name == "whisper" else ()):
             require(module, "asr", "--task")
+        from .audio import dataset
+
+        clips = dataset(self.data, self.limit, self.label_free)  # a missing or empty dataset: said before the model loads
+        missing = [c.path for c in clips if not Path(c.path).is_file()]
+        if missing and self.on_bad_audio == "fail":
+            raise BadInput(f"audio file not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                           + f", listed in {self.data}")
 
 
 def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
