@@ -88,7 +88,7 @@ def _json_help(what: str) -> str:
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the full per-tensor results here"))
-@click.option("--report", "report_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE.html",
+@click.option("--report", "report_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help="Also write the HTML report of this comparison ('-': stdout).")
 @quiet_option
 @task_options
