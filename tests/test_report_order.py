@@ -1,0 +1,54 @@
+"""The report in the order of the answer: the plan first, the verify scripts folded away at the end, captions that
+match their charts, no two lines drawn over each other, names that wrap at their separators."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def report(planted_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("order") / "fix"
+    code, _, err = run_cli("bisect", planted_dir / "two_culprits.onnx", "--inputs", planted_dir / "two_culprits.npz", "--out", out,
+                           "--quiet")
+    assert code == 0, err
+    return (out / "index.html").read_text(), out
+
+
+def test_the_plan_comes_first_and_the_verify_scripts_last_folded(report):
+    page, out = report
+    at = {k: page.index(k) for k in ('id="fix"', "<h2>Where it breaks", "<h2>Baselines", 'id="artifacts"', "<h2>Run facts",
+                                     'id="verify-scripts"')}
+    assert at['id="fix"'] < at["<h2>Where it breaks"] < at["<h2>Baselines"] < at['id="artifacts"'] < at["<h2>Run facts"] \
+        < at['id="verify-scripts"']
+    folded = page[page.index('<details class="scripts" id="verify-scripts">'):]
+    folded = folded[:folded.index("</details>")]
+    for script in ("verify-trt11.sh", "verify-trt10.sh"):
+        body = (out / script).read_text().split("\n")[-3]  # a line of the script itself, escaped as the page shows it
+        assert body.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;").replace("'", "&#39;") \
+            in folded, script
+        before = page[:page.index('id="verify-scripts"')]
+        assert "#!/usr/bin/env bash" not in before  # no script text before the fold
+    assert 'href="#verify-scripts"' in page[:at["<h2>Where it breaks"]]  # the first screen says where they are
+
+
+def test_charts_say_what_they_show(report):
+    page, _ = report
+    assert "shaded on the left" not in page
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    error_chart = next(s for s in svgs if "All float tensors" in s)
+    lines = re.findall(r'<polyline fill="none" stroke="(#[0-9a-f]+)"[^>]*points="([^"]+)"', error_chart)
+    red = {p for c, pts in lines if c == "#d62728" for p in pts.split()}
+    green = {p for c, pts in lines if c == "#1a7f1a" for p in pts.split()}
+    assert red and green
+    # the pinned plan is drawn only where it differs: at most the joints of a segment touch the naive line
+    shared = red & green
+    assert len(shared) <= 2 * sum(1 for c, _ in lines if c == "#1a7f1a"), len(shared)
+    assert "drawn where it differs from naive FP16" in error_chart  # and the legend says so
+
+
+def test_names_wrap_at_their_separators(report):
+    page, _ = report
+    assert "layer0.<wbr>attn/<wbr>Exp" in page and "word-break: break-all" not in page.split("</style>")[0].split("td.mono")[1][:60]
