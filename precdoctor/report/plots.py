@@ -48,8 +48,15 @@ def _series(page) -> list[Series]:
 
 
 def _rules(page) -> list[Rule]:
+    """One rule per marked node: a node that is the origin, the first divergence and a pin gets one line and one
+    label naming all three (three dashed lines on one x would mix their colours, three labels crowd the lane)."""
     index = {t.node: t.index for t in page.naive.tensors}
-    return [Rule(f"{what}: {_short(node)}", MARK_COLORS.get(what, "#444"), x=index[node]) for node, what in page.marks if node in index]
+    kinds: dict[str, list[str]] = {}
+    for node, what in page.marks:
+        if node in index and what not in kinds.setdefault(node, []):
+            kinds[node].append(what)
+    return [Rule(f"{', '.join(ws)}: {_short(node)}", MARK_COLORS.get(ws[0], "#444"), x=index[node],
+                 legend=tuple((w, MARK_COLORS.get(w, "#444")) for w in ws)) for node, ws in kinds.items()]
 
 
 def zoom_range(page) -> tuple[float, float] | None:

@@ -47,6 +47,8 @@ class Rule:
     x: float | None = None
     y: float | None = None
     dash: str = "4 3"
+    legend: tuple[tuple[str, str], ...] = ()  # (kind, colour) the legend lists for it; default: the label up to ':'
+
 
 
 @dataclass
@@ -180,8 +182,8 @@ def _legend(chart: Chart) -> list[tuple[str, str, float, str, bool]]:
     items += [(s.marker_label or f"{s.label}: new Inf/NaN", s.color, 0, "", True) for s in chart.series if s.markers]
     kinds = {}
     for r in chart.rules:
-        key = r.label.split(":")[0] if r.x is not None else r.label
-        kinds.setdefault(key, (key, r.color, 1.0, r.dash, False))
+        for key, color in r.legend or ((r.label.split(":")[0] if r.x is not None else r.label, r.color),):
+            kinds.setdefault(key, (key, color, 1.0, r.dash, False))
     return items + list(kinds.values())
 
 
