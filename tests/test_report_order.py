@@ -52,3 +52,13 @@ def test_charts_say_what_they_show(report):
 def test_names_wrap_at_their_separators(report):
     page, _ = report
     assert "layer0.<wbr>attn/<wbr>Exp" in page and "word-break: break-all" not in page.split("</style>")[0].split("td.mono")[1][:60]
+
+
+def test_one_label_per_marked_node(report):
+    page, _ = report
+    chart = next(s for s in re.findall(r"<svg.*?</svg>", page, re.S) if "All float tensors" in s)
+    labels = re.findall(r'<text x="[^"]+" y="[^"]+" fill="[^"]+" text-anchor="(?:start|end)">([^<]*)</text>', chart)
+    on_exp = [t for t in labels if t.endswith(": layer0.attn/Exp")]
+    assert on_exp == ["Inf/NaN origin, first divergence, pin: layer0.attn/Exp"], labels  # origin and pin: one line, one label
+    legend = re.findall(r"<text x=\"[^\"]+\" y=\"[^\"]+\">([^<]*)</text>", chart)
+    assert {"Inf/NaN origin", "first divergence", "pin"} <= set(legend)
