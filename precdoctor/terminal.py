@@ -172,7 +172,10 @@ def where_lines(r: BisectRun, folder: str | None) -> list[str]:
     """Where everything went: the folder, the report to open, the plan, the run record, what to ship and to verify with."""
     a = r.artifacts
     root = Path(folder).resolve() if folder is not None else None
-    at = (lambda name: str(root / name)) if root is not None else (lambda name: name)  # noqa: E731
+
+    def at(name: str) -> str:
+        return str(root / name) if root is not None else name
+
     lines = [f"files in {root}{os.sep}" if root is not None else "files:"]
     if a.report:
         lines.append(f"  report:    {at(a.report)}  (open it in a browser)")

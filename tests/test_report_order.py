@@ -37,7 +37,7 @@ def test_the_plan_comes_first_and_the_verify_scripts_last_folded(report):
 def test_charts_say_what_they_show(report):
     page, _ = report
     assert "shaded on the left" not in page
-    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    svgs = re.findall(r"<svg.*?</svg>", page, re.DOTALL)
     error_chart = next(s for s in svgs if "All float tensors" in s)
     lines = re.findall(r'<polyline fill="none" stroke="(#[0-9a-f]+)"[^>]*points="([^"]+)"', error_chart)
     red = {p for c, pts in lines if c == "#d62728" for p in pts.split()}
@@ -56,7 +56,7 @@ def test_names_wrap_at_their_separators(report):
 
 def test_one_label_per_marked_node(report):
     page, _ = report
-    chart = next(s for s in re.findall(r"<svg.*?</svg>", page, re.S) if "All float tensors" in s)
+    chart = next(s for s in re.findall(r"<svg.*?</svg>", page, re.DOTALL) if "All float tensors" in s)
     labels = re.findall(r'<text x="[^"]+" y="[^"]+" fill="[^"]+" text-anchor="(?:start|end)">([^<]*)</text>', chart)
     on_exp = [t for t in labels if t.endswith(": layer0.attn/Exp")]
     assert on_exp == ["Inf/NaN origin, first divergence, pin: layer0.attn/Exp"], labels  # origin and pin: one line, one label

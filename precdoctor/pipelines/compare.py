@@ -10,8 +10,8 @@ every step of FP32's decode (tasks/decoder_judge.py).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .. import progress
 from ..backends import EngineParams

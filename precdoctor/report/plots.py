@@ -18,7 +18,8 @@ def _short(s: str, n: int = 44) -> str:
 def _where_it_differs(ys: list[float], first: dict, xs: list) -> list[float]:
     """``ys`` kept only where they differ from the first series' (and one point either side, so the line
     reaches the difference): two lines drawn over each other mix their colours into one no legend names."""
-    same = [x in first and (y == first[x] or (y == y and first[x] == first[x] and abs(y - first[x]) <= 1e-9 * max(abs(y), 1e-300)))
+    same = [x in first and (y == first[x] or (not math.isnan(y) and not math.isnan(first[x])
+                                              and abs(y - first[x]) <= 1e-9 * max(abs(y), 1e-300)))
             for x, y in zip(xs, ys)]
     keep = [not s or (k > 0 and not same[k - 1]) or (k + 1 < len(same) and not same[k + 1]) for k, s in enumerate(same)]
     return [y if k else math.nan for y, k in zip(ys, keep)]
@@ -39,7 +40,7 @@ def _series(page) -> list[Series]:
             first = dict(zip(xs, ys))
         else:
             drawn = _where_it_differs(ys, first, xs)
-            if sum(d == d for d in drawn) < sum(y == y for y in ys):
+            if sum(not math.isnan(d) for d in drawn) < sum(not math.isnan(y) for y in ys):
                 label += f" (drawn where it differs from {page.series[0][0]})"
             ys = drawn
         out.append(Series(label, xs, ys, color, width, dash,
