@@ -62,3 +62,28 @@ def test_one_label_per_marked_node(report):
     assert on_exp == ["Inf/NaN origin, first divergence, pin: layer0.attn/Exp"], labels  # origin and pin: one line, one label
     legend = re.findall(r"<text x=\"[^\"]+\" y=\"[^\"]+\">([^<]*)</text>", chart)
     assert {"Inf/NaN origin", "first divergence", "pin"} <= set(legend)
+
+
+@pytest.mark.parametrize("xs", [[216, 217], [1, 2, 3, 200, 218, 219, 220], [5, 5.5, 6, 110, 111]])
+def test_labels_never_collide(xs):
+    """Labels crowded at the right edge (Whisper's culprits are its last nodes): no two labels of a row overlap,
+    and no rule's line runs through another label."""
+    from precdoctor.report.svg import CHAR_W, Rule, _place_labels
+
+    left, right = 62.0, 624.0
+    def sx(x):
+        return left + x / 220 * (right - left)
+
+    rules = [Rule(f"pin: /encoder/ln_post/ReduceMean_{k}", "#1a7f1a", x=x) for k, x in enumerate(xs)]
+    layout = _place_labels(rules, sx, left, right)
+    spans = []
+    for r, tx, px, row, anchor in layout:
+        w = len(r.label) * CHAR_W + 6
+        a = tx if anchor == "start" else tx - w
+        assert left <= a and a + w <= right + 1, (r.label, a, a + w)
+        spans.append((a, a + w, px, row))
+    for i, (a, b, _, row) in enumerate(spans):
+        for j, (c, d, x, k) in enumerate(spans):
+            if i != j:
+                assert k != row or b < c or a > d, "two labels of one row overlap"
+                assert not (k < row and a <= x <= b), "a rule's line runs through a label"

@@ -31,7 +31,8 @@ def _environment():
     return env
 
 
-BREAK_AFTER = "/.:_"  # where an ONNX name (``/encoder/ln_post/Pow``, ``layer0.attn``) may wrap: after its separators
+BREAK_AFTER = "/.:"  # where an ONNX name (``/encoder/ln_post/Pow``, ``layer0.attn``) may wrap: after its separators ('_' joins
+# the parts of one word, as in ``ln_post``)
 
 
 def name_breaks(name, jinja2) -> object:
