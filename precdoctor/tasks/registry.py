@@ -85,6 +85,8 @@ class TaskParams:
         """What can be checked before any work."""
         if self.name not in TASKS and ":" not in self.name:
             raise BadInput(f"unknown task {self.name!r}; expected ctc, whisper or package.module:factory")
+        if self.name not in TASKS:
+            _plugin_name(self.name)
         if not self.data:
             raise BadInput("--task needs --data (a NeMo manifest or a folder of audio with .txt transcripts)")
         if self.limit is not None and self.limit < 1:
@@ -126,10 +128,15 @@ def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
     return Plugin(params.name, _make(params, model_path))
 
 
-def _factory(name: str):
+def _plugin_name(name: str) -> tuple[str, str]:
     mod, _, attr = name.partition(":")
     if not mod or not attr or not all(part.isidentifier() for part in mod.split(".") + attr.split(".")):
         raise BadInput(f"task plug-in {name!r} must be package.module:factory")
+    return mod, attr
+
+
+def _factory(name: str):
+    mod, attr = _plugin_name(name)
     try:
         obj = importlib.import_module(mod)
         for part in attr.split("."):
