@@ -1,11 +1,12 @@
-"""Plans compared tensor by tensor, kept across runs: a repeated bisect replays its comparisons as it replays
-its evaluations (the naive comparison alone is a minute on the Whisper demo).
+"""Plans compared tensor by tensor, and the FP32 ranges, kept across runs: a repeated bisect replays them as it
+replays its evaluations (the naive comparison and the range scan are a minute each on the Whisper demo).
 
 Keyed by the same fingerprint as the search's journal (code, model, samples, format, engine, variant:
 Job.fingerprint); a file of another run is set aside (recordlog.py). Each line holds one comparison's
 record; its graph outputs (the FP32 reference and the candidate per sample, which the search judges
 every plan against) are written first, to ``journal.arrays/<journal>/<digest>.npz`` beside the journal, so a line
 never names arrays that are not there. A line whose arrays are missing or unreadable is compared again.
+The FP32 ranges (one record per format) go to a journal of their own (``RangeLog``).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .comparison import Comparison
 from .files import plain_file, set_aside
+from .ranges import TensorRange
 from .recordlog import RecordLog
 from .records import Record
 
@@ -91,3 +93,18 @@ class ComparisonLog(RecordLog):
             os.fsync(fh.fileno())
         os.replace(tmp, folder / name)
         self.append(StoredComparison(key, c, outputs, name, len(c.pairs)))
+
+
+@dataclass
+class StoredRanges(Record):
+    """The FP32 range of every float tensor against one format."""
+
+    format: str
+    ranges: dict[str, TensorRange]
+
+
+class RangeLog(RecordLog):
+    RECORD, HEADER, NAME = StoredRanges, {"journal": "precdoctor bisect, FP32 ranges"}, "journal"
+
+    def key(self, entry: StoredRanges) -> str:
+        return entry.format

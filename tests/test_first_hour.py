@@ -39,11 +39,12 @@ def test_a_repeated_run_replays_its_comparisons(planted_dir, tmp_path, monkeypat
     out = tmp_path / "run"
     assert _bisect(planted_dir, out)[0] == 0
     first = json.loads((out / "run.json").read_text())
-    calls = []
-    real = job_module.compare_plan
+    calls, scans = [], []
+    real, real_scan = job_module.compare_plan, job_module.scan_ranges
     monkeypatch.setattr(job_module, "compare_plan", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    monkeypatch.setattr(job_module, "scan_ranges", lambda *a, **k: scans.append(1) or real_scan(*a, **k))
     code, _, _ = _bisect(planted_dir, out)
-    assert code == 0 and calls == []  # the naive, pinned and other-format comparisons all came from the journal
+    assert code == 0 and calls == [] and scans == []  # the naive, pinned and other-format comparisons, the FP32 ranges: replayed
     again = json.loads((out / "run.json").read_text())
     assert again["comparison"] == first["comparison"] and again["pins"] == first["pins"]
     # a damaged arrays file is compared again, not trusted
@@ -58,7 +59,7 @@ def test_a_repeated_run_replays_its_comparisons(planted_dir, tmp_path, monkeypat
     np.savez(tmp_path / "other.npz", **other)
     code, _, _ = run_cli("bisect", planted_dir / "two_culprits.onnx", "--inputs", tmp_path / "other.npz", "--out", out, "--quiet",
                          "--no-baselines")
-    assert code == 0 and calls, "a comparison of other samples was replayed"
+    assert code == 0 and calls and scans, "a comparison of other samples was replayed"
 
 
 JUDGE = """

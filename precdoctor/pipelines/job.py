@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .. import __version__, progress
 from .. import acceptance as acc
 from ..comparison import compare_plan
-from ..comparisonlog import ComparisonLog
+from ..comparisonlog import ComparisonLog, RangeLog, StoredRanges
 from ..controlflow import scan_ranges
 from ..errors import BadInput
 from ..files import ensure_dir
@@ -91,10 +91,21 @@ class Job:
         return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
 
     def localize(self, naive) -> tuple[dict, object]:
-        """The FP32 ranges and the ranked candidates (search.Localization) from the naive plan's comparison, with
-        constants judged as the target converts them."""
-        ranges, _ = scan_ranges(self.graph, self.samples, self.fmt)
+        """The FP32 ranges (replayed from an earlier run of the same fingerprint) and the ranked candidates
+        (search.Localization) from the naive plan's comparison, with constants judged as the target converts them."""
+        ranges = self.ranges()
         return ranges, rank(self.graph, naive, self.fmt, ranges, self.p.engine.options().constants)
+
+    def ranges(self) -> dict:
+        journal = RangeLog(self.journal_path("ranges"), self.fingerprint())
+        stored = journal.entries.get(self.fmt.name)
+        if stored is not None:
+            progress.step(note="replayed from the journal")
+            log.info(f"FP32 ranges replayed from {journal.path.name}")
+            return stored.ranges
+        ranges, _ = scan_ranges(self.graph, self.samples, self.fmt)
+        journal.append(StoredRanges(self.fmt.name, ranges))
+        return ranges
 
     def accept(self) -> list[str]:
         return ([c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
