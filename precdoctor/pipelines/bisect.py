@@ -142,8 +142,9 @@ def run(p: BisectParams) -> BisectRun:
         task_report = task_report or job.judge.report(job.task_criteria)
         other = p.other_precision
         task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins, other)
-        task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins, other),
-                                                       {key: c.pairs for key, c in job.comparisons.items()})
+        with progress.stage("decodes against FP32's", unit="step"):
+            task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins, other),
+                                                           {key: c.pairs for key, c in job.comparisons.items()})
         task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
@@ -161,7 +162,8 @@ def run(p: BisectParams) -> BisectRun:
         target=p.engine.target_name, tf32=tf32, targets=targets,
         warnings=warnings + [w for w in notes if w],
         fix=p.fix, rewrite=fixed.result if fixed is not None else None)
-    write_set(job, record, plan, clock, fixed)
+    with progress.stage("writing the artifacts, references and report", unit="step"):
+        write_set(job, record, plan, clock, fixed)
     return record
 
 
