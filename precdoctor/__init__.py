@@ -9,8 +9,9 @@ The same pipelines as the command line, for notebooks and CI scripts::
     print(fix.verdict, fix.pins)
 
 Each returns a typed run record (``CompareRun``, ``ScanRun``, ``BisectRun``,
-``WerRun``, ``VerifyRun``) with ``to_json()``. Progress: ``progress=True`` (default) draws tqdm.auto bars
-(a widget in a notebook, stderr elsewhere), ``progress=False`` nothing, or a callable receives each
+``WerRun``, ``VerifyRun``) with ``to_json()``. Progress: ``progress=True`` (default) draws tqdm bars where
+someone watches (a widget in a notebook, text on a terminal's stderr, nothing in a pipe), ``progress=False``
+nothing, or a callable receives each
 ``precdoctor.progress.Event`` (stage, done, total, unit, note); step-by-step lines go to the
 ``precdoctor`` logger. Bad input raises ``BadInput`` with a one-line message.
 """

@@ -5,7 +5,8 @@ under it says how many units it expects (``expect``) and when one is done (``ste
 open stage, so a backend need not know which stage it serves; a stage opened with a total is counted by its owner only. Every change goes to the ``Callback`` that
 ``reporting`` installed for the current context (none: nothing is reported, at no cost). ``TqdmProgress``
 renders events as tqdm bars with counts, rate and ETA: the CLI installs it on stderr when stderr is a terminal
-and ``--quiet`` is not given; the Python API installs ``tqdm.auto``'s (a widget in a notebook) by default.
+and ``--quiet`` is not given; the Python API does the same by default, and in a notebook installs ``tqdm.auto``'s
+(a widget).
 """
 from __future__ import annotations
 
@@ -173,10 +174,21 @@ def for_terminal(quiet: bool, stream: TextIO | None = None) -> TqdmProgress | No
     return TqdmProgress(stream) if not quiet and isatty is not None and isatty() else None
 
 
+def in_notebook() -> bool:
+    """A Jupyter kernel runs this process (its stderr is no terminal, yet a widget shows)."""
+    ipython = sys.modules.get("IPython")
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # noqa: BLE001  (an IPython that cannot say: not a notebook)
+        return False
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
 def for_api(progress) -> Callback | None:
-    """The API's ``progress`` argument: True (default) tqdm.auto's bars, False/None nothing, or a callback."""
+    """The API's ``progress`` argument: True (default) tqdm.auto's bars where someone watches (a notebook: a widget;
+    stderr a terminal: text), nothing in a pipe or a CI log; False/None nothing; or a callback of the caller's."""
     if progress is True:
-        return TqdmProgress(auto=True)
+        return TqdmProgress(auto=True) if in_notebook() else for_terminal(quiet=False)
     if progress is False or progress is None:
         return None
     if not callable(progress):

@@ -108,11 +108,25 @@ def test_api_reports_through_the_callback(planted_dir, tmp_path):
     assert naive[-1].done == naive[-1].total >= 1
 
 
-def test_api_without_progress_says_nothing(planted_dir, capfd):
-    import precdoctor
+def test_api_shows_progress_where_someone_watches(planted_dir, capfd, monkeypatch):
+    import io
 
-    precdoctor.compare(planted_dir / "ln_overflow.onnx", inputs=[planted_dir / "ln_overflow.npz"], progress=False)
-    assert "comparison" not in capfd.readouterr().err
+    import precdoctor
+    from precdoctor import progress
+
     data = dict(np.load(planted_dir / "ln_overflow.npz"))
-    precdoctor.compare(planted_dir / "ln_overflow.onnx", inputs=[data])  # the default: tqdm.auto's bars on stderr
-    assert "fp16 comparison" in capfd.readouterr().err
+    precdoctor.compare(planted_dir / "ln_overflow.onnx", inputs=[data], progress=False)
+    precdoctor.compare(planted_dir / "ln_overflow.onnx", inputs=[data])  # the default, stderr not a terminal (a CI log)
+    assert "comparison" not in capfd.readouterr().err
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr("sys.stderr", term)
+    precdoctor.compare(planted_dir / "ln_overflow.onnx", inputs=[data])  # the default in a script run from a terminal
+    assert "fp16 comparison" in term.getvalue()
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)  # a notebook: tqdm.auto's bar (text where no widget can show)
+    assert isinstance(progress.for_api(True), progress.TqdmProgress) and progress.for_api(True).auto
