@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import BadInput, require
+from ..files import regular_file
 from ..limits import PROXY_CLIPS
 
 TASKS = ("ctc", "whisper")
@@ -101,6 +102,10 @@ class TaskParams:
             raise BadInput(f"--under-test {self.test_part} is for the whisper task; the {self.name} task tests its model")
         for module in ("soundfile", "soxr", "jiwer") + (("tokenizers",) if self.name == "whisper" else ()):
             require(module, "asr", "--task")
+        for path, what in ((self.vocab, "vocabulary"), (self.decoder, "whisper task: decoder"),
+                           (self.tokenizer, "whisper task: tokenizer")):
+            if path:  # the files named on the command line, before the dataset they would be used on
+                regular_file(path, what)
         from .audio import dataset
 
         clips = dataset(self.data, self.limit, self.label_free)  # a missing or empty dataset: said before the model loads
