@@ -228,6 +228,8 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     journal = Journal(job.journal_path(), fp)
     # what the summary will promise if the evidence's suspects are the pins: the count is shown against it
     expected = min(evaluation_bound(loc.suspects, len(loc.order)), job.p.budget)
+    log.info(f"search: evaluations counted against {expected}, the bound k*ceil(log2 N)+3 for the {loc.suspects} suspect(s) "
+             f"among {len(loc.order)} candidates (the summary's bound counts the pins found; past it, the budget of {job.p.budget})")
     ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget, bound=expected)
     with progress.stage("search", expected, "evaluation") as ev.stage:
         result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
