@@ -2,8 +2,9 @@
 
 The library never prints: a pipeline opens a named ``stage`` at a stage boundary, and the code doing the work
 under it says how many units it expects (``expect``) and when one is done (``step``); both act on the innermost
-open stage, so a backend need not know which stage it serves; a stage opened with a total is counted by its owner only. Every change goes to the ``Callback`` that
-``reporting`` installed for the current context (none: nothing is reported, at no cost). ``TqdmProgress``
+open stage, so a backend need not know which stage it serves; a stage opened with a total is counted by its
+owner only (the search counts its evaluations, not the comparisons one of them runs). Every change goes to the
+``Callback`` that ``reporting`` installed for the current context (none: nothing is reported, at no cost). ``TqdmProgress``
 renders events as tqdm bars with counts, rate and ETA: the CLI installs it on stderr when stderr is a terminal
 and ``--quiet`` is not given; the Python API does the same by default, and in a notebook installs ``tqdm.auto``'s
 (a widget).
