@@ -9,13 +9,17 @@ The same pipelines as the command line, for notebooks and CI scripts::
     print(fix.verdict, fix.pins)
 
 Each returns a typed run record (``CompareRun``, ``ScanRun``, ``BisectRun``,
-``WerRun``, ``VerifyRun``) with ``to_json()``; progress goes to the ``precdoctor`` logger.
-Bad input raises ``BadInput`` with a one-line message.
+``WerRun``, ``VerifyRun``) with ``to_json()``. Progress: ``progress=True`` (default) draws tqdm bars where
+someone watches (a widget in a notebook, text on a terminal's stderr, nothing in a pipe), ``progress=False``
+nothing, or a callable receives each
+``precdoctor.progress.Event`` (stage, done, total, unit, note); step-by-step lines go to the
+``precdoctor`` logger. Bad input raises ``BadInput`` with a one-line message.
 """
 from __future__ import annotations
 
 __version__ = "0.2.0"
 
+from . import progress as _progress  # noqa: E402  (after __version__, as every import here)
 from .backends import EngineParams  # noqa: E402  (after __version__, which the pipelines read)
 from .comparison import Tolerance  # noqa: E402
 from .errors import BadInput  # noqa: E402
@@ -39,44 +43,52 @@ def _inputs(inputs, input_shapes, seed):
 
 
 def compare(model, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, pins=(), pin_files=(),
-            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False, task=None):
+            engine=None, tolerance=None, json_out=None, allow_internal_nonfinite: bool = False, task=None, report=None,
+            progress=True):
     """FP32 and the plan side by side, every float tensor compared. ``inputs``: .npz/Polygraphy JSON paths or feed dicts;
     or ``task`` (a ``TaskParams``): the samples are the task's proxy clips, decoded against FP32 where the task decodes."""
     from .pipelines.compare import CompareParams, run
 
-    return run(CompareParams(str(model), precision, _inputs(inputs, input_shapes, seed), tuple(pins), tuple(pin_files),
-                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite, task))
+    with _progress.reporting(_progress.for_api(progress)):
+        return run(CompareParams(str(model), precision, _inputs(inputs, input_shapes, seed), tuple(pins), tuple(pin_files),
+                             engine or EngineParams(), tolerance or Tolerance(), json_out, allow_internal_nonfinite, task,
+                                 str(report) if report is not None else None))
 
 
-def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, target: str | None = None):
+def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, target: str | None = None, progress=True):
     """FP32-only risk report; ``target`` (targets.py) decides how constants are judged."""
     from .pipelines.scan import ScanParams, run
     from .targets import DEFAULT_TARGET
 
-    return run(ScanParams(str(model), _inputs(inputs, input_shapes, seed), json_out, target or DEFAULT_TARGET))
+    with _progress.reporting(_progress.for_api(progress)):
+        return run(ScanParams(str(model), _inputs(inputs, input_shapes, seed), json_out, target or DEFAULT_TARGET))
 
 
 def bisect(model, out, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, accept=(), budget: int = 64,
            engine=None, task=None, baselines: bool = True, report: bool = True, json_out=None,
-           allow_internal_nonfinite: bool = False, fix: str = "pins"):
+           allow_internal_nonfinite: bool = False, fix: str = "pins", check: str | None = None, progress=True):
     """The fewest FP32 pins, verified, with artifacts written to ``out``. ``task``: a ``TaskParams``. ``fix``: pins,
-    rewrite (equivalent FP16/BF16-safe subgraphs instead of pins) or auto (rewrites, pins for the rest)."""
+    rewrite (equivalent FP16/BF16-safe subgraphs instead of pins) or auto (rewrites, pins for the rest). ``check``: a command
+    that judges each confirmed plan (its model.mixed.onnx and pins.json appended; exit 0 = pass; external.py)."""
     from .pipelines.bisect import BisectParams, run
 
-    return run(BisectParams(str(model), str(out), precision, _inputs(inputs, input_shapes, seed), tuple(accept), budget,
+    with _progress.reporting(_progress.for_api(progress)):
+        return run(BisectParams(str(model), str(out), precision, _inputs(inputs, input_shapes, seed), tuple(accept), budget,
                             engine or EngineParams(), task, baselines, report, json_out=json_out,
-                            allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
+                            allow_internal_nonfinite=allow_internal_nonfinite, fix=fix, check_cmd=check))
 
 
-def verify(folder, *, backend: str = "ort-cuda", graph_opt: str = "all", json_out=None):
+def verify(folder, *, backend: str = "ort-cuda", graph_opt: str = "all", json_out=None, progress=True):
     """A bisect's shipped plan (its --out folder) against the FP32 references it saved; ``.passed``."""
     from .pipelines.verify import VerifyParams, run
 
-    return run(VerifyParams(str(folder), backend, graph_opt, json_out))
+    with _progress.reporting(_progress.for_api(progress)):
+        return run(VerifyParams(str(folder), backend, graph_opt, json_out))
 
 
-def wer(model, task, *, precision: str = "fp16", pins=(), pin_files=(), other: bool = False, engine=None, json_out=None):
+def wer(model, task, *, precision: str = "fp16", pins=(), pin_files=(), other: bool = False, engine=None, json_out=None, progress=True):
     """WER/CER per configuration on the task's dataset. ``task``: a ``TaskParams``."""
     from .pipelines.wer import WerParams, run
 
-    return run(WerParams(str(model), task, precision, tuple(pins), tuple(pin_files), other, engine or EngineParams(), json_out))
+    with _progress.reporting(_progress.for_api(progress)):
+        return run(WerParams(str(model), task, precision, tuple(pins), tuple(pin_files), other, engine or EngineParams(), json_out))

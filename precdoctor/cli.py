@@ -6,6 +6,7 @@ input (one line on stderr), 3 a bug in precdoctor (one line; the traceback with
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
@@ -34,7 +35,8 @@ EXAMPLES = {
     "bisect": _examples("precdoctor bisect model.onnx --inputs a.npz --inputs b.npz --accept 'max-abs<=1' --out fix",
                         "precdoctor bisect encoder.onnx --task whisper --data clips/ --accept 'wer<=+0.5' --out fix",
                         "precdoctor bisect encoder.onnx --task whisper --data clips/ --under-test decoder \\",
-                        "    --decoder decoder_model_merged.onnx --accept 'token-agreement>=1' --out fix-decoder"),
+                        "    --decoder decoder_model_merged.onnx --accept 'token-agreement>=1' --out fix-decoder",
+                        "precdoctor bisect model.onnx --inputs a.npz --check './wer_on_my_engine.sh {model} {pins}' --out fix"),
     "wer": _examples("precdoctor wer encoder.onnx --task whisper --data clips/ --precision fp16 --other",
                      "precdoctor wer model.onnx --task ctc --vocab vocab.json --data manifest.json --pins fix/pins.json"),
     "report": _examples("precdoctor report fix/run.json -o postmortem.html"),
@@ -51,6 +53,22 @@ EXAMPLES = {
 @click.option("--debug", is_flag=True, help="Show the traceback of an internal error.")
 def main(debug):
     """Find and fix reduced-precision failures of ONNX models (FP16/BF16, TensorRT)."""
+
+
+quiet_option = click.option("--quiet", is_flag=True,
+                            help="No progress on stderr (bars with counts and ETA are drawn only when stderr is a terminal).")
+
+
+@contextlib.contextmanager
+def _reporting(quiet: bool, info: bool):
+    """Progress bars on stderr when it is a terminal and not --quiet; the info log lines when ``info`` and not
+    --quiet (warnings always), written above the bars."""
+    from . import progress
+
+    bars = progress.for_terminal(quiet)
+    _logging(quiet or not info, bars.write if bars is not None else None)
+    with progress.reporting(bars):
+        yield
 
 
 ALLOW_INTERNAL_HELP = ("Accept a plan whose outputs pass while new Inf/NaN is born inside the graph (x/inf = 0 can hide an "
@@ -74,17 +92,25 @@ def _json_help(what: str) -> str:
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the full per-tensor results here"))
+@click.option("--report", "report_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+              help="Also write the HTML report of this comparison ('-': stdout).")
+@quiet_option
 @task_options
-def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, allow_internal_nonfinite, json_out, **o):
+def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rtol, atol, top, allow_internal_nonfinite, json_out,
+            report_out, quiet, **o):
     """Run FP32 and reduced precision side by side and report where they part."""
     from .comparison import Tolerance
     from .files import is_stdout
     from .pipelines.compare import CompareParams, run
 
-    _logging(quiet=True)
-    r = run(CompareParams(model, precision, input_spec(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files), engine_params(o),
-                          Tolerance(rtol, atol), json_out, allow_internal_nonfinite, task_params(o)))
-    say(terminal.compare_summary(r, top), to_stderr=is_stdout(json_out))
+    with _reporting(quiet, info=False):
+        r = run(CompareParams(model, precision, input_spec(inputs, shapes, seed), tuple(pin_selectors), tuple(pin_files),
+                              engine_params(o), Tolerance(rtol, atol), json_out, allow_internal_nonfinite, task_params(o), report_out))
+    to_stderr = is_stdout(json_out) or is_stdout(report_out)
+    lines = terminal.compare_summary(r, top).split("\n")
+    if report_out and not is_stdout(report_out):
+        lines.insert(len(lines) - 1, f"report: {report_out}")  # the verdict stays last
+    say("\n".join(lines), to_stderr=to_stderr)
     sys.exit(EXIT_FAILED if CompareVerdict(r.verdict).failed else EXIT_OK)
 
 
@@ -93,13 +119,15 @@ def compare(model, inputs, shapes, seed, precision, pin_files, pin_selectors, rt
 @target_option
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the risks and per-tensor ranges here"))
-def scan(model, inputs, shapes, seed, target, json_out):
+@quiet_option
+def scan(model, inputs, shapes, seed, target, json_out, quiet):
     """FP32-only risk report: ranges past FP16/BF16, vanishing epsilons, decomposed norms."""
     from .files import is_stdout
     from .pipelines.scan import ScanParams, run
 
-    _logging(quiet=True)
-    say(terminal.scan_summary(run(ScanParams(model, input_spec(inputs, shapes, seed), json_out, target))), to_stderr=is_stdout(json_out))
+    with _reporting(quiet, info=False):
+        r = run(ScanParams(model, input_spec(inputs, shapes, seed), json_out, target))
+    say(terminal.scan_summary(r), to_stderr=is_stdout(json_out))
 
 
 @main.command(short_help='Fewest FP32 pins, proven, with artifacts and report.', epilog=EXAMPLES['bisect'])
@@ -119,21 +147,25 @@ def scan(model, inputs, shapes, seed, target, json_out):
 @click.option("--fix", "fix", type=click.Choice(FIX_MODES), default="pins", show_default=True,
               help="pins: FP32 pins. rewrite: replace the culprits by equivalent FP16/BF16-safe subgraphs, verified "
                    "(model.rewritten.onnx). auto: rewrite what a verified rewrite covers, pin the rest.")
+@click.option("--check", "check", metavar="CMD",
+              help="An external judge of each plan the search confirms (your own script: a TensorRT build and WER, say): "
+                   "run without a shell with the plan's model.mixed.onnx and pins.json appended to its words (or in place of "
+                   "the words {model} and {pins}); exit 0 = the plan passes. Journaled and counted like any evaluation.")
 @click.option("--no-baselines", is_flag=True, help="Skip the range-rule and prefix-bisection baselines.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/index.html.")
-@click.option("--quiet", is_flag=True, help="No progress on the terminal.")
+@quiet_option
 @task_options
-def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, fix, no_baselines,
+def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, fix, check, no_baselines,
            no_report, quiet, **o):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
     from .files import is_stdout
     from .pipelines.bisect import BisectParams, run
 
-    _logging(quiet)
-    r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o), task_params(o),
-                         baselines=not no_baselines, report=not no_report, json_out=json_out,
-                         allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
-    say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
+    with _reporting(quiet, info=True):
+        r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o),
+                             task_params(o), baselines=not no_baselines, report=not no_report, json_out=json_out,
+                             allow_internal_nonfinite=allow_internal_nonfinite, fix=fix, check_cmd=check))
+    say(terminal.bisect_summary(r, outdir), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if BisectVerdict(r.verdict).failed else EXIT_OK)
 
 
@@ -146,8 +178,9 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
 @click.option("--other/--no-other", default=False, show_default=True, help="Also the other reduced format (bf16 next to fp16).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
               help=_json_help("Write the WER table here"))
+@quiet_option
 @task_options
-def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
+def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, quiet, **o):
     """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
     from .files import is_stdout
     from .pipelines.wer import WerParams, run
@@ -155,8 +188,8 @@ def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     task = task_params(o)
     if task is None:
         raise BadInput("wer needs --task (ctc, whisper or package.module:factory) and --data")
-    _logging(quiet=False)
-    r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, engine_params(o), json_out))
+    with _reporting(quiet, info=True):
+        r = run(WerParams(model, task, precision, tuple(pin_selectors), tuple(pin_files), other, engine_params(o), json_out))
     say(terminal.wer_summary(r), to_stderr=is_stdout(json_out))
 
 

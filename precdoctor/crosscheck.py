@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from . import acceptance as acc
+from . import progress
 from .backends.emulation import EmulationBackend
 from .emulation import EmulationOptions
 from .ops import TF32_INPUTS
@@ -85,6 +86,7 @@ def _judge(job, options: EmulationOptions, pins) -> acc.Verdict:
     refs = [ref for ref, _ in job.comparisons[Plan(job.fmt.name).key()].pairs]
     verdict = job.judge_plan(pins, refs, EmulationBackend(options, job.p.engine.memory_budget_gb))
     journal.append(TargetEvaluation(key[0], list(key[1]), verdict))
+    progress.step()
     return verdict
 
 

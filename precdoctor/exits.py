@@ -41,8 +41,23 @@ class _Messages(logging.Formatter):
         return msg if record.levelno < logging.WARNING else f"precdoctor: {record.levelname.lower()}: {msg}"
 
 
-def setup_logging(quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+class _Through(logging.StreamHandler):
+    """Log lines written by ``write`` (the progress renderer's, which redraws its bars below the line)."""
+
+    def __init__(self, write):
+        super().__init__(sys.stderr)
+        self.write = write
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write(self.format(record))
+        except Exception:  # noqa: BLE001  (logging's own policy: a failed log line never stops the run)
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool, write=None) -> None:
+    """Info lines unless ``quiet`` (warnings always) on stderr; through ``write`` when progress bars are drawn."""
+    handler = logging.StreamHandler(sys.stderr) if write is None else _Through(write)
     handler.setFormatter(_Messages())
     log.handlers[:] = [handler]
     log.setLevel(logging.WARNING if quiet else logging.INFO)

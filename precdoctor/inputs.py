@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import logging
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from .files import read_json, regular_file
 from .graph import GraphView
 
 Sample = dict[str, np.ndarray]
+
+log = logging.getLogger("precdoctor")
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ def random_inputs(graph: GraphView, shapes: dict[str, list[int]], seed: int = 0)
             sample[name] = np.ones(shape, dtype=bool)
         else:
             raise BadInput(f"cannot make random data for input {name!r} of type {dtype}")
-    validate(graph, [sample])
+    validate(graph, [sample], where="--input-shapes")
     return sample
 
 
@@ -236,7 +239,8 @@ def _as_array(value, name: str, where: str) -> np.ndarray:
     return arr
 
 
-def _check_sample(graph: GraphView, specs: dict, sample, where: str) -> Sample:
+def _check_sample(graph: GraphView, specs: dict, sample, where: str, casts: dict | None = None) -> Sample:
+    """One sample checked and cast; ``casts`` collects (input, from dtype, to dtype) -> samples cast that way."""
     if not isinstance(sample, dict) or not all(isinstance(k, str) for k in sample):
         raise BadInput(f"{where} is not a feed dict of input names to arrays")
     unknown = set(sample) - set(specs)
@@ -256,6 +260,9 @@ def _check_sample(graph: GraphView, specs: dict, sample, where: str) -> Sample:
                 if isinstance(want, int) and want > 0 and want != got:
                     raise BadInput(f"input {name!r} has shape {list(arr.shape)} in {where}; axis {axis} must be {want}")
         if dtype is not None:
+            if casts is not None and arr.dtype != dtype:
+                key = (name, str(arr.dtype), str(dtype))
+                casts[key] = casts.get(key, 0) + 1
             arr = _cast(arr, dtype, name, where)
         if arr.dtype.kind == "f" and np.isnan(arr).any():
             raise BadInput(f"input {name!r} in {where} holds {int(np.isnan(arr).sum())} NaN value(s): "
@@ -272,8 +279,14 @@ def validate(graph: GraphView, samples: list[Sample], where: str | None = None) 
     if not samples:
         raise BadInput("no input samples")
     specs = input_specs(graph)
-    return [_check_sample(graph, specs, sample, where or (f"sample {k}" if len(samples) > 1 else "the input sample"))
-            for k, sample in enumerate(samples)]
+    casts: dict[tuple[str, str, str], int] = {}
+    out = [_check_sample(graph, specs, sample, where or (f"sample {k}" if len(samples) > 1 else "the input sample"), casts)
+           for k, sample in enumerate(samples)]
+    if casts:  # one line for every input and sample: a float64 file cast to float32 is rounded, and says so
+        log.warning("input(s) cast to the model's types: " + ", ".join(
+            f"{name!r} {a} -> {b}" + (" (values rounded)" if np.dtype(a).kind == np.dtype(b).kind == "f" and np.dtype(a).itemsize > np.dtype(b).itemsize else "")
+            + (f" in {n} of {len(samples)} samples" if len(samples) > 1 else "") for (name, a, b), n in casts.items()))
+    return out
 
 
 def infinite_inputs(samples: list[Sample]) -> list[str]:

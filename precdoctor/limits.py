@@ -75,6 +75,9 @@ COMMAND_FILE_MAX_BYTES = 16 << 20  # the report embeds a run's command files onl
 REFERENCE_MAX_BYTES = 256 << 20
 MAX_VOCAB_ID = 10_000_000  # a vocabulary id past this is a damaged file, not a tokenizer (a list this long would be GBs)
 
+# --- an external judge (bisect --check CMD)
+CHECK_OUTPUT_CHARS = 300  # the end of a failing check's stderr (else stdout) the log shows: its reason, not its whole log
+
 # --- presentation
 TOP_TENSORS = 8  # offending tensors the terminal lists
 REPORT_TENSORS = 25  # largest errors the report lists

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from . import progress
 from .backends import ort
 from .formats import Format
 from .graph import GraphView, Namer, concrete_sizes, derived_model
@@ -120,6 +121,7 @@ def fp32_ranges(graph: GraphView, samples, fmt: Format, fetch_small: bool = True
     sessions = ort.ShapedSessions(m, graph_opt="none", lean=True, weights=graph.store, samples=samples)
     names = [o.name for o in outs]
     total: dict[str, np.ndarray] = {}
+    progress.expect(len(samples))
     for feed in samples:
         res = ort.run(sessions(feed), feed, names)
         flat = np.concatenate([res[o].astype(np.float64).reshape(-1) for o in rp.outputs]) if rp.outputs else np.zeros(0)
@@ -127,6 +129,7 @@ def fp32_ranges(graph: GraphView, samples, fmt: Format, fetch_small: bool = True
             total[t] = combine(total.get(t), flat[k * len(FIELDS):(k + 1) * len(FIELDS)], _MAXIMA)
         for t in fetch:
             total[t] = combine(total.get(t), numpy_range(res[t], fmt), _MAXIMA)
+        progress.step()
     return {t: _record(total[t]) for t in tensors if t in total}
 
 

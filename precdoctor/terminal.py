@@ -3,6 +3,8 @@ count, and the verdict last, in words."""
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from collections import Counter
 
 from .backends.trt_layers import PinCheck
@@ -166,7 +168,38 @@ def rewrite_lines(r: BisectRun) -> list[str]:
     return lines + ([f"  artifacts (rewrite): {', '.join(files)}"] if files else [])
 
 
-def bisect_summary(r: BisectRun) -> str:
+def where_lines(r: BisectRun, folder: str | None) -> list[str]:
+    """Where everything went: the folder, the report to open, the plan, the run record, what to ship and to verify with."""
+    a = r.artifacts
+    root = Path(folder).resolve() if folder is not None else None
+
+    def at(name: str) -> str:
+        return str(root / name) if root is not None else name
+
+    lines = [f"files in {root}{os.sep}" if root is not None else "files:"]
+    if a.report:
+        lines.append(f"  report:    {at(a.report)}  (open it in a browser)")
+    lines.append("  the plan:  pins.json (pins and why; `precdoctor pins` re-emits any artifact from it)")
+    lines.append("  the run:   run.json (this whole record; `precdoctor report run.json -o FILE.html` renders it)")
+    ship = [f for f in (a.trtexec, a.polygraphy, a.autocast) if f]
+    if a.trtexec11 or a.mixed_onnx:
+        ship.append(" + ".join(f for f in (a.trtexec11, a.mixed_onnx) if f))
+    if ship:
+        lines.append("  to ship:   " + ", ".join(ship))
+    w = r.rewrite.files if r.rewrite is not None else None
+    rewritten = [f for f in (w.model, w.mixed_onnx, w.trtexec, w.trtexec11) if f] if w is not None else []
+    if rewritten:
+        lines.append("  rewritten: " + ", ".join(rewritten))
+    v = r.verification
+    if v is not None:
+        held = f"{v.samples} sample(s)" + (f" of {v.of_samples}" if v.of_samples > v.samples else "")
+        lines.append(f"  to verify: {', '.join(v.scripts)} on your TensorRT, against {v.references}/ ({held} and their FP32 "
+                     "outputs); `precdoctor verify " + (str(root) if root is not None else "DIR") + "` on ONNX Runtime")
+    lines.append("  journals:  journal*.jsonl (a rerun with the same inputs replays every judged plan from them)")
+    return lines
+
+
+def bisect_summary(r: BisectRun, folder: str | None = None) -> str:
     """The run, the verdict's plan first: a rewrite that is the verdict leads, the pins follow as its alternative."""
     lines = [f"precdoctor bisect: {r.model} in {r.precision.upper()} ({_inputs(r.inputs)})"]
     lead = r.rewrite is not None and r.rewrite.applied
@@ -182,12 +215,11 @@ def bisect_summary(r: BisectRun) -> str:
     if r.bound_note:
         lines.append(f"  BOUND EXCEEDED: {r.bound_note}")
     lines += _bisect_tables(r)
-    files = list(r.artifacts.command_files().values()) + [f for f in (r.artifacts.mixed_onnx, r.artifacts.report) if f]
-    lines.append("artifacts: " + ", ".join(files))
     lines += _target_lines(r, "the pin alternative" if lead else "this plan")
     if not lead:
         lines += rewrite_lines(r)
     lines += warning_lines(r)
+    lines += where_lines(r, folder)
     lines.append(f"verdict: {r.verdict.upper()} - {r.message}" + (f" (target {r.target})" if r.target else ""))
     return "\n".join(lines)
 

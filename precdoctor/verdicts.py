@@ -17,7 +17,7 @@ from .errors import BadInput
 from .status import CompareVerdict
 
 ALLOW_INTERNAL = "--allow-internal-nonfinite"
-RANDOM_DATA = ("the verdict is on seeded random data (seed {seed}), not on real inputs: models that break on real data "
+RANDOM_DATA = ("{what} on seeded random data (seed {seed}), not on real inputs: models that break on real data "
                "often pass on random data; give --inputs with real samples")
 
 
@@ -68,6 +68,9 @@ def refuse_nan_reference(c: Comparison) -> None:
         raise BadInput(nan + "; no precision plan can be judged against it: check the inputs (or the model) in FP32")
 
 
-def input_warnings(source: str, seed: int | None, infinite: list[str]) -> list[str]:
-    out = [RANDOM_DATA.format(seed=seed)] if source == "random" else []
+VERDICT = "the verdict is"  # what a command's results are, in the random-data warning (scan has risks, not a verdict)
+
+
+def input_warnings(source: str, seed: int | None, infinite: list[str], what: str = VERDICT) -> list[str]:
+    out = [RANDOM_DATA.format(seed=seed, what=what)] if source == "random" else []
     return out + [f"{w}: the FP32 reference computes with them as given" for w in infinite]

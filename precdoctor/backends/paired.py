@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .. import probes
+from .. import probes, progress
 from ..graph import GraphView, Namer, aliases, concrete_sizes, derived_model
 from ..limits import FETCH_BUDGET_BYTES, FETCH_ELEMENTS, MEMORY_BUDGET_GB
 from . import Measurement, ort
@@ -212,6 +212,7 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
             if last:
                 m.outputs.append(({o: res[r] for o, r in zip(graph.outputs, pm.ref_outputs)}, {o: res[o] for o in graph.outputs}))
                 m.decisions[k] = {c: (res[r], res[c]) for c, r in pm.decisions}
+            progress.step()
         return redo
 
     def split(subset, last):
@@ -227,15 +228,18 @@ def measure_paired(graph: GraphView, fmt, samples, cand: Candidate, providers=No
             if last:
                 m.outputs.append(({o: r[o] for o in graph.outputs}, {o: c[o] for o in graph.outputs}))
                 m.decisions[k] = {d: (r[d], c[d]) for d in graph.decisions}
+            progress.step()
         return set()
 
     passes = _chunks(probed, sizes, memory_budget_gb)
     redo = set()
+    progress.expect(len(passes) * len(samples))  # one step per sample and pass (a session build delays the first)
     for k, chunk in enumerate(passes):
         redo |= run(chunk, False, k == len(passes) - 1)
     if len(passes) > 1:
         m.notes.append(f"probes ran in {len(passes)} passes to stay within {memory_budget_gb} GB of activations")
     if redo:  # and what such tensors feed: whether a saturation there changed anything is counted by full probes
+        progress.expect(len(samples))
         fed = {o for t in redo for c in graph.consumers.get(t, []) for o in graph.float_outputs(c)} - redo
         run([t for t in probed if t in redo or t in fed], True, False)
         m.notes.append(f"{len(redo)} tensor(s) re-probed in full (FP32 reference not finite or out of range)")

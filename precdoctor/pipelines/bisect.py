@@ -10,20 +10,24 @@ set (artifact_set.py; run.json is the record ``--json`` gets and the API returns
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from .. import acceptance as acc
+from .. import progress
 from ..artifacts import Artifacts
 from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
 from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
+from ..external import CRITERION as CHECK
+from ..external import ExternalCheck
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, MOSTLY_FP32_SHARE, evaluation_bound
 from ..plan import FIX_MODES, PRECISIONS, Plan, other_precision
 from ..runs import BisectComparisons, BisectRun, Flops
-from ..search import Baselines, Evaluator, Journal, OurResult, SearchResult, candidates, prefix_bisection, range_rule, search
+from ..search import Baselines, Evaluation, Evaluator, Journal, OurResult, SearchResult, candidates, fingerprint, prefix_bisection, range_rule, search
 from ..status import BisectVerdict, SearchStatus
 from ..targets import describe
 from ..tasks.judge import configs
@@ -55,6 +59,7 @@ class BisectParams:
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
     fix: str = "pins"  # pins | rewrite | auto (pipelines/fix.py)
+    check_cmd: str | None = None  # an external command judging each confirmed plan (external.py)
 
     def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
         """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
@@ -81,10 +86,13 @@ class BisectParams:
         if not isinstance(self.budget, int) or self.budget < 1:
             raise BadInput(f"--budget must be 1 or more evaluations, not {self.budget}")
         self.criteria()
+        if self.check_cmd is not None:
+            ExternalCheck(self.check_cmd).check()
         self.inputs.check()
         self.engine.check()
         if self.task is not None:
             self.task.check()
+            self.task.check_files(self.model)
         check_output_dir(self.out)
         reads = (self.model, self.subject, *(self.task.reads(self.model) if self.task is not None else ()), *self.inputs.files)
         check_set(self.out, RUN_FILES, keep=reads)
@@ -100,17 +108,20 @@ def run(p: BisectParams) -> BisectRun:
              f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
     clock.lap("load")
-    naive = job.compare(Plan(job.fmt.name))
+    with progress.stage(f"naive {job.fmt.name} comparison", unit="pass"):
+        naive = job.compare(Plan(job.fmt.name))
     refuse_nan_reference(naive)
     refuse_empty_outputs(naive)
-    ranges, loc = job.localize(naive)  # FP32 range findings too: evidence where no node jumps
+    with progress.stage("FP32 ranges", unit="sample"):
+        ranges, loc = job.localize(naive)  # FP32 range findings too: evidence where no node jumps
     clock.lap("localize")
     log.info(f"naive {job.fmt.name}: {naive.verdict}; Inf/NaN origin {naive.origin or '-'}; first divergence "
              f"{naive.first_divergence or '-'}; {loc.suspects} suspect(s) among {len(loc.order)} candidate nodes")
     result, ev, log_, task_report, bound = _search(job, naive, loc)
     clock.lap("search")
     log.info(f"search: {result.status}, {len(result.pins)} pin(s), {result.evaluations} evaluation(s); {result.message}")
-    baselines = _baselines(job, naive, ev, result) if p.baselines else None
+    with progress.stage("baselines", unit="evaluation") as s:
+        baselines = _baselines(job, naive, ev, result, s) if p.baselines else None
     clock.lap("baselines")
     fixed = None
     if p.fix != "pins" and result.status is not SearchStatus.HEALTHY:
@@ -120,20 +131,23 @@ def run(p: BisectParams) -> BisectRun:
         clock.lap("rewrite")
     why = {pin: _why(pin, loc.evidence, result) for pin in result.pins}
     plan = Plan(job.fmt.name, frozenset(result.pins), why)
-    comparisons = _final_comparisons(job, naive, plan)
+    with progress.stage("comparing the final plans", unit="pass"):
+        comparisons = _final_comparisons(job, naive, plan)
     clock.lap("compare")
-    tf32 = check_tf32(job, plan, result.status is not SearchStatus.UNFIXED)
-    naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
-    lead = fixed is not None and fixed.result.applied  # the rewrite is the verdict: these are its alternative's checks
-    targets = other_targets(job, plan, result.status is not SearchStatus.UNFIXED, tf32, naive_ok,
-                            "the pin alternative" if lead else "this plan")
+    with progress.stage("TF32 and the other targets", unit="plan"):
+        tf32 = check_tf32(job, plan, result.status is not SearchStatus.UNFIXED)
+        naive_ok = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs).passed
+        lead = fixed is not None and fixed.result.applied  # the rewrite is the verdict: these are its alternative's checks
+        targets = other_targets(job, plan, result.status is not SearchStatus.UNFIXED, tf32, naive_ok,
+                                "the pin alternative" if lead else "this plan")
     clock.lap("targets")
     if job.judge is not None:
         task_report = task_report or job.judge.report(job.task_criteria)
         other = p.other_precision
         task_report.rows, task_report.worst, task_report.normalization = job.judge.table(job.backend, job.fmt.name, plan.pins, other)
-        task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins, other),
-                                                       {key: c.pairs for key, c in job.comparisons.items()})
+        with progress.stage("decodes against FP32's", unit="step"):
+            task_report.decodes = job.judge.decode_reports(job.backend, configs(job.fmt.name, plan.pins, other),
+                                                           {key: c.pairs for key, c in job.comparisons.items()})
         task_report.rows += [fixed.task_row] if fixed is not None and fixed.task_row is not None else []
         clock.lap("task")
     hidden = hidden_nonfinite(comparisons.pinned or naive)
@@ -154,7 +168,8 @@ def run(p: BisectParams) -> BisectRun:
         target=p.engine.target_name, tf32=tf32, targets=targets,
         warnings=warnings + [w for w in notes if w],
         fix=p.fix, rewrite=fixed.result if fixed is not None else None)
-    write_set(job, record, plan, clock, fixed)
+    with progress.stage("writing the artifacts, references and report", unit="step"):
+        write_set(job, record, plan, clock, fixed)
     return record
 
 
@@ -189,7 +204,27 @@ def _checks(job: Job, report) -> list[Check]:
             return v
 
         checks.append(Check(acc.describe(job.task_criteria) + f" ({len(job.judge.clips)} clips)", task))
+    if job.p.check_cmd is not None:
+        checks.append(Check(f"{CHECK} {job.p.check_cmd}", _external(job)))
     return checks
+
+
+def _external(job: Job):
+    """--check CMD as a judge of pin sets, its verdicts journaled apart (a rerun does not run the command again)."""
+    external = ExternalCheck(job.p.check_cmd)
+    journal = Journal(job.journal_path(CHECK), fingerprint(job.fingerprint(), job.p.check_cmd))
+
+    def judge(pins: frozenset) -> acc.Verdict:
+        key = tuple(sorted(pins))
+        ev = journal.entries.get(key)
+        if ev is None:
+            t = time.perf_counter()
+            v = external.judge(job.graph, Plan(job.fmt.name, frozenset(key)))
+            journal.append(Evaluation(list(key), v.passed, v.measures, v.failed, time.perf_counter() - t))
+            return v
+        return acc.Verdict(ev.passed, ev.measures, ev.failed)
+
+    return judge
 
 
 def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object, int]:
@@ -197,11 +232,17 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     every evaluation made (the proxy's and a repair search's), the task report and the evaluation bound."""
     fp = job.fingerprint()
     journal = Journal(job.journal_path(), fp)
-    ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget)
-    result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
-    report = job.judge.report(job.task_criteria) if job.judge is not None else None
-    first_pins = list(result.pins)
-    c = confirm(result, _checks(job, report), ev, job.journal_path("confirm"), fp, loc.order, loc.suspects, job.p.budget)
+    # what the summary will promise if the evidence's suspects are the pins: the count is shown against it
+    expected = min(evaluation_bound(loc.suspects, len(loc.order)), job.p.budget)
+    log.info(f"search: evaluations counted against {expected}, the bound k*ceil(log2 N)+3 for the {loc.suspects} suspect(s) "
+             f"among {len(loc.order)} candidates (the summary's bound counts the pins found; past it, the budget of {job.p.budget})")
+    ev = Evaluator(_judge_fn(job, naive), journal, job.p.budget, bound=expected)
+    with progress.stage("search", expected, "evaluation") as ev.stage:
+        result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
+        report = job.judge.report(job.task_criteria) if job.judge is not None else None
+        first_pins = list(result.pins)
+        c = confirm(result, _checks(job, report), ev, job.journal_path("confirm"), fp, loc.order, loc.suspects, job.p.budget)
+    ev.stage = None
     if report is not None and c.first and c.result.pins != first_pins:
         from ..tasks.judge import Confirmation
 
@@ -211,9 +252,13 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
     return c.result, ev, list(ev.log) + c.log, report, bound
 
 
-def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult) -> Baselines:
-    """Each baseline on its own evaluator (same journal and cache, its own count), quiet."""
-    fresh = lambda: Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)  # noqa: E731
+def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult, stage: progress.Stage | None = None) -> Baselines:
+    """Each baseline on its own evaluator (same journal and cache, its own count), quiet but for ``stage``'s count."""
+    def fresh() -> Evaluator:
+        e = Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)
+        e.stage = stage
+        return e
+
     rr = range_rule(job.graph, naive, fresh())
     prefix = prefix_bisection(candidates(job.graph), fresh())
     return Baselines(rr, prefix, OurResult(len(result.pins), result.status is not SearchStatus.UNFIXED, result.evaluations))

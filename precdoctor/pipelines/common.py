@@ -11,7 +11,7 @@ from ..graph import GraphView, open_model
 from ..comparison import Comparison
 from ..inputs import InputSpec, Sample, infinite_inputs
 from ..runs import InputInfo
-from ..verdicts import input_warnings
+from ..verdicts import VERDICT, input_warnings
 
 VERSIONED = ("onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
 
@@ -53,19 +53,20 @@ def load_graph(model: str) -> GraphView:
     return graph
 
 
-def gather(graph: GraphView, spec: InputSpec) -> tuple[list[Sample], InputInfo, list[str]]:
-    """The samples, where they came from, and the warnings they call for (random data, infinite values)."""
+def gather(graph: GraphView, spec: InputSpec, what: str = VERDICT) -> tuple[list[Sample], InputInfo, list[str]]:
+    """The samples, where they came from, and the warnings they call for (random data, infinite values); ``what``:
+    the command's results, as the random-data warning names them."""
     samples = spec.samples(graph)
     source = "files" if spec.files else ("arrays" if spec.arrays else "random")
     info = InputInfo(len(samples), source, list(spec.files), spec.seed if source == "random" else None)
-    return samples, info, input_warnings(source, info.seed, infinite_inputs(samples))
+    return samples, info, input_warnings(source, info.seed, infinite_inputs(samples), what)
 
 
-def begin(model: str, spec: InputSpec) -> tuple[Clock, GraphView, list[Sample], InputInfo, list[str]]:
+def begin(model: str, spec: InputSpec, what: str = VERDICT) -> tuple[Clock, GraphView, list[Sample], InputInfo, list[str]]:
     """The start of a command on input samples: clock started, model loaded once, samples gathered."""
     clock = Clock()
     graph = load_graph(model)
-    samples, info, warnings = gather(graph, spec)
+    samples, info, warnings = gather(graph, spec, what)
     return clock, graph, samples, info, warnings
 
 

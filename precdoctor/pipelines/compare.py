@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from .. import progress
 from ..backends import EngineParams
 from ..comparison import Tolerance, compare_plan
 from ..destinations import check_output_file
@@ -37,6 +39,7 @@ class CompareParams:
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # new Inf/NaN inside the graph that the outputs do not show: not a failure
     task: TaskParams | None = None  # samples from the task's proxy clips, and their decode judged
+    report_out: str | None = None  # the HTML report of this comparison, written with the record
 
     def check(self) -> None:
         if self.precision not in PRECISIONS:
@@ -48,8 +51,11 @@ class CompareParams:
             if not self.inputs.random or self.inputs.shapes:
                 raise BadInput("--task gives compare its samples (the task's clips): leave out --inputs and --input-shapes")
             self.task.check()
+            self.task.check_files(self.model)
         task_files = self.task.reads(self.model) if self.task is not None else ()
-        check_output_file(self.json_out, keep=(self.model, *task_files, *self.inputs.files, *self.pin_files))
+        reads = (self.model, *task_files, *self.inputs.files, *self.pin_files)
+        check_output_file(self.json_out, keep=reads)
+        check_output_file(self.report_out, keep=reads + ((self.json_out,) if self.json_out else ()))
 
 
 def check_tolerance(tol: Tolerance) -> None:
@@ -81,7 +87,8 @@ def run(p: CompareParams) -> CompareRun:
     plan = build_plan(graph, p.precision, p.pins, p.pin_files)
     backend = p.engine.make()
     clock.lap("load")
-    comparison = compare_plan(graph, plan, samples, backend, p.tolerance)
+    with progress.stage(f"{config_name(plan.precision, plan.pins)} comparison", unit="pass"):
+        comparison = compare_plan(graph, plan, samples, backend, p.tolerance)
     refuse_empty_outputs(comparison)
     clock.lap("compare")
     verdict, reasons = compare_verdict(comparison, p.allow_internal_nonfinite)
@@ -95,6 +102,10 @@ def run(p: CompareParams) -> CompareRun:
                         versions=versions(), task=task)
     if p.json_out:
         dump_json(p.json_out, result)
+    if p.report_out:
+        from ..report import render_to
+
+        render_to(result, Path(p.report_out))
     return result
 
 

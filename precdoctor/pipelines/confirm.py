@@ -80,6 +80,7 @@ def confirm(result: SearchResult, checks: list[Check], ev: Evaluator, journal_pa
 
     journal = Journal(journal_path, fingerprint(fp, [c.name for c in checks]))
     ev2 = Evaluator(together, journal, max(budget - ev.count, 1))
+    ev2.stage = ev.stage  # the repair search counts on in the search's progress
     floor = tuple(result.pins)
     rest = [n for n in order if n not in floor]
     second = search(rest, sum(1 for n in order[:suspects] if n not in floor), ev2, base=floor)  # the seed still leads

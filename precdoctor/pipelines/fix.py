@@ -87,7 +87,7 @@ class _Stage:
             variant = "rewrite-" + hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()[:12]
             absorbed = frozenset(t for i in key for t in self.cands[i].record.absorbed)
             self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed,
-                                     target_journal=None)
+                                     target_journal=None, comparison_log=None)
         return self.jobs[key]
 
     def naive_of(self, rjob):
@@ -108,7 +108,8 @@ class _Stage:
 
     def output_verdict(self, ids, backend) -> acc.Verdict:
         """Outputs and every tensor finite on another engine profile (alternatives)."""
-        rjob = replace(self.rjob(ids), backend=backend, comparisons={}, target_journal=None)
+        rjob = replace(self.rjob(ids), backend=backend, comparisons={}, target_journal=None,
+                       comparison_log=None)
         naive = self.naive_of(rjob)
         self.extra += 1
         return self.hooks.judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan

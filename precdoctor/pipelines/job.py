@@ -7,14 +7,16 @@ evaluations journal apart and its comparisons are its own.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import __version__
+from .. import __version__, progress
 from .. import acceptance as acc
 from ..comparison import compare_plan
+from ..comparisonlog import ComparisonLog, RangeLog, StoredRanges
 from ..controlflow import scan_ranges
 from ..errors import BadInput
 from ..files import ensure_dir
@@ -27,6 +29,8 @@ from .common import gather, load_graph
 
 if TYPE_CHECKING:
     from .bisect import BisectParams
+
+log = logging.getLogger("precdoctor")
 
 
 def _samples_digest(samples) -> str:
@@ -56,13 +60,24 @@ class Job:
     variant: str = ""  # a rewritten graph's (fix.py): its own journals and fingerprint
     absorbed: frozenset = frozenset()  # a rewritten graph's tensors whose Inf a floor takes by design (log 0 -> max): not judged
     target_journal: object = None  # crosscheck.TargetJournal, opened on first use
+    comparison_log: ComparisonLog | None = None  # comparisons kept across runs, opened on first use
 
     def compare(self, plan: Plan):
-        if plan.key() not in self.comparisons:
-            c = compare_plan(self.graph, plan, self.samples, self.backend)
+        """The plan compared tensor by tensor: once per run, and replayed from an earlier run of the same fingerprint."""
+        key = plan.key()
+        if key not in self.comparisons:
+            if self.comparison_log is None:
+                self.comparison_log = ComparisonLog(self.journal_path("comparisons"), self.fingerprint())
+            c = self.comparison_log.get(key)
+            if c is None:
+                c = compare_plan(self.graph, plan, self.samples, self.backend)
+                self.comparison_log.put(key, c)
+            else:
+                progress.step(note="replayed from the journal")
+                log.info(f"{plan.precision} plan with {len(plan.pins)} pin(s): comparison replayed from {self.comparison_log.path.name}")
             c.tensors = [t for t in c.tensors if t.tensor not in self.absorbed]
-            self.comparisons[plan.key()] = c
-        return self.comparisons[plan.key()]
+            self.comparisons[key] = c
+        return self.comparisons[key]
 
     @cached_property
     def node_flops(self) -> dict[str, int]:
@@ -76,13 +91,25 @@ class Job:
         return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
 
     def localize(self, naive) -> tuple[dict, object]:
-        """The FP32 ranges and the ranked candidates (search.Localization) from the naive plan's comparison, with
-        constants judged as the target converts them."""
-        ranges, _ = scan_ranges(self.graph, self.samples, self.fmt)
+        """The FP32 ranges (replayed from an earlier run of the same fingerprint) and the ranked candidates
+        (search.Localization) from the naive plan's comparison, with constants judged as the target converts them."""
+        ranges = self.ranges()
         return ranges, rank(self.graph, naive, self.fmt, ranges, self.p.engine.options().constants)
 
+    def ranges(self) -> dict:
+        journal = RangeLog(self.journal_path("ranges"), self.fingerprint())
+        stored = journal.entries.get(self.fmt.name)
+        if stored is not None:
+            progress.step(note="replayed from the journal")
+            log.info(f"FP32 ranges replayed from {journal.path.name}")
+            return stored.ranges
+        ranges, _ = scan_ranges(self.graph, self.samples, self.fmt)
+        journal.append(StoredRanges(self.fmt.name, ranges))
+        return ranges
+
     def accept(self) -> list[str]:
-        return [c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
+        return ([c.text() for c in self.output_criteria + self.task_criteria] + ([acc.INSIDE] if self.inside else [])
+                + ([f"check: {self.p.check_cmd}"] if self.p.check_cmd is not None else []))
 
     @property
     def fmt(self):

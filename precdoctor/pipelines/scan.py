@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import progress
 from ..destinations import check_output_file
 from ..files import dump_json
 from ..inputs import InputSpec
@@ -27,9 +28,10 @@ class ScanParams:
 
 def run(p: ScanParams) -> ScanRun:
     p.check()
-    clock, graph, samples, info, warnings = begin(p.model, p.inputs)
+    clock, graph, samples, info, warnings = begin(p.model, p.inputs, what="these ranges and risks are")
     clock.lap("load")
-    risks, norms, ranges, coverage = find_risks(graph, samples, get_target(p.target).constants)
+    with progress.stage("FP32 ranges", unit="sample"):
+        risks, norms, ranges, coverage = find_risks(graph, samples, get_target(p.target).constants)
     clock.lap("scan")
     result = ScanRun(model=str(p.model), nodes=len(graph.nodes), tensors=len(ranges), inputs=info, risks=risks,
                      decomposed_norms=norms, ranges=ranges, warnings=warnings, control_flow=coverage, timing=clock.timing(), versions=versions(),

@@ -29,6 +29,7 @@ class WerParams:
         if self.precision not in PRECISIONS + ("fp32",):
             raise BadInput(f"unknown precision {self.precision!r}; expected fp32, {', '.join(PRECISIONS)}")
         self.task.check()
+        self.task.check_files(self.model)
         self.engine.check()
         check_output_file(self.json_out, keep=(self.model, *self.task.reads(self.model), *self.pin_files))
 

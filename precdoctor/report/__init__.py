@@ -27,7 +27,21 @@ def _environment():
     env.filters["pct"] = pct
     env.filters["count"] = count  # the same thousands separator as the verdict sentence
     env.filters["measure"] = measure_label
+    env.filters["name"] = lambda s: name_breaks(s, jinja2)
     return env
+
+
+BREAK_AFTER = "/.:"  # where an ONNX name (``/encoder/ln_post/Pow``, ``layer0.attn``) may wrap: after its separators ('_' joins
+# the parts of one word, as in ``ln_post``)
+
+
+def name_breaks(name, jinja2) -> object:
+    """A node or tensor name, escaped, with a line-break opportunity (``<wbr>``) after each separator, so a long
+    name wraps between its parts rather than inside a word."""
+    text = str(jinja2.utils.markupsafe.escape(name))
+    for sep in BREAK_AFTER:
+        text = text.replace(sep, sep + "<wbr>")
+    return jinja2.utils.markupsafe.Markup(text)
 
 
 def render(run, outdir: Path | None = None) -> str:

@@ -177,7 +177,7 @@ def _artifacts(run: BisectRun, outdir: Path | None) -> list[dict]:
         text = read_command_file(outdir, name)
         if text is None:
             continue  # not a plain file inside the run's folder: nothing is read
-        blocks.append({"key": key, "title": ARTIFACT_TITLES[key], "file": name, "text": text,
+        blocks.append({"key": key, "title": ARTIFACT_TITLES[key], "file": name, "text": text, "lines": text.count("\n") + 1,
                        "command": "\n".join(ln for ln in text.split("\n") if ln and not ln.startswith("#"))})
     return blocks
 

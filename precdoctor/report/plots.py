@@ -15,22 +15,49 @@ def _short(s: str, n: int = 44) -> str:
     return s if len(s) <= n else "…" + s[-(n - 1):]
 
 
+def _where_it_differs(ys: list[float], first: dict, xs: list) -> list[float]:
+    """``ys`` kept only where they differ from the first series' (and one point either side, so the line
+    reaches the difference): two lines drawn over each other mix their colours into one no legend names."""
+    same = [x in first and (y == first[x] or (not math.isnan(y) and not math.isnan(first[x])
+                                              and abs(y - first[x]) <= 1e-9 * max(abs(y), 1e-300)))
+            for x, y in zip(xs, ys)]
+    keep = [not s or (k > 0 and not same[k - 1]) or (k + 1 < len(same) and not same[k + 1]) for k, s in enumerate(same)]
+    return [y if k else math.nan for y, k in zip(ys, keep)]
+
+
 def _series(page) -> list[Series]:
     out = []
     errors = [[t.rel_l2 if math.isfinite(t.rel_l2) and not t.fault_nonfinite else math.nan for t in comp.tensors]
               for _, comp in page.series]
     # exact tensors (error 0) sit on the axis floor, a little under the smallest error drawn, not at 1e-9
     floor = max(min((y for ys in errors for y in ys if y > 0), default=1e-6) / 3, 1e-300)  # never 0: a log axis
+    first: dict = {}
     for k, ((label, comp), ys) in enumerate(zip(page.series, errors)):
         color, width, dash = SERIES_STYLE[k % len(SERIES_STYLE)]
-        out.append(Series(label, [t.index for t in comp.tensors], [max(y, floor) if y == y else y for y in ys], color, width, dash,
-                          [t.index for t in comp.tensors if t.fault_nonfinite], f"{label}: tensor holds new Inf/NaN"))
+        xs = [t.index for t in comp.tensors]
+        ys = [max(y, floor) if y == y else y for y in ys]
+        if k == 0:
+            first = dict(zip(xs, ys))
+        else:
+            drawn = _where_it_differs(ys, first, xs)
+            if sum(not math.isnan(d) for d in drawn) < sum(not math.isnan(y) for y in ys):
+                label += f" (drawn where it differs from {page.series[0][0]})"
+            ys = drawn
+        out.append(Series(label, xs, ys, color, width, dash,
+                          [t.index for t in comp.tensors if t.fault_nonfinite], f"{page.series[k][0]}: tensor holds new Inf/NaN"))
     return out
 
 
 def _rules(page) -> list[Rule]:
+    """One rule per marked node: a node that is the origin, the first divergence and a pin gets one line and one
+    label naming all three (three dashed lines on one x would mix their colours, three labels crowd the lane)."""
     index = {t.node: t.index for t in page.naive.tensors}
-    return [Rule(f"{what}: {_short(node)}", MARK_COLORS.get(what, "#444"), x=index[node]) for node, what in page.marks if node in index]
+    kinds: dict[str, list[str]] = {}
+    for node, what in page.marks:
+        if node in index and what not in kinds.setdefault(node, []):
+            kinds[node].append(what)
+    return [Rule(f"{', '.join(ws)}: {_short(node)}", MARK_COLORS.get(ws[0], "#444"), x=index[node],
+                 legend=tuple((w, MARK_COLORS.get(w, "#444")) for w in ws)) for node, ws in kinds.items()]
 
 
 def zoom_range(page) -> tuple[float, float] | None:
@@ -55,7 +82,7 @@ def error_figures(page) -> dict[str, str]:
                                     title="All float tensors", width=640 if zoom else 1300))}
     if zoom:
         out["zoom"] = render(Chart(series, rules, X_LABEL, "relative L2 error vs FP32", x_range=zoom,
-                                   title=f"Tensors {zoom[0]:g} to {zoom[1]:g}, zoomed (shaded on the left)"))
+                                   title=f"Tensors {zoom[0]:g} to {zoom[1]:g}, zoomed: the shaded band of \"All float tensors\""))
     return out
 
 

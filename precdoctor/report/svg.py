@@ -47,6 +47,8 @@ class Rule:
     x: float | None = None
     y: float | None = None
     dash: str = "4 3"
+    legend: tuple[tuple[str, str], ...] = ()  # (kind, colour) the legend lists for it; default: the label up to ':'
+
 
 
 @dataclass
@@ -77,23 +79,64 @@ def _fmt_tick(v: float) -> str:
     return f"1e{e}" if abs(e) > 3 else f"{v:g}"
 
 
+LINE_GAP = 3  # px a label keeps clear of another rule's line
+CROSSING_CHECK_MAX = 40  # marked nodes past which labels only avoid each other (the check is cubic; such charts are dense anyway)
+
+
 def _place_labels(rules: list[Rule], sx, left: float, right: float) -> list[tuple[Rule, float, float, int, str]]:
-    """(rule, text x, rule x, row, anchor) with no two labels of a row overlapping."""
-    rows: list[list[tuple[float, float]]] = []
+    """(rule, text x, rule x, row, anchor): no two labels of a row overlap, and no rule's line (drawn from its
+    label's row down to the plot) crosses another label where that can be had. A label goes right of its rule,
+    or left of it (where the chart ends on the right, or where that row is free); each takes the first row where
+    it fits, else the first row where it overlaps no label. A label right of its rule runs over the rules after
+    it, so those are placed after it (a row lower); one left of its rule, over the rules before it: labels right
+    of their rules are placed left to right, then those left of them right to left. That order and the two plain
+    ones are tried; the layout with fewer crossings, then fewer rows, is kept."""
+    marked = sorted((r for r in rules if r.x is not None), key=lambda r: r.x)
+    if len(marked) > CROSSING_CHECK_MAX:
+        return _placed(marked, sx, left, right, lines=False)
+    right_of = [r for r in marked if sx(r.x) + 3 + len(r.label) * CHAR_W + 6 < right]
+    left_of = [r for r in marked if r not in right_of][::-1]
+    layouts = [_placed(order, sx, left, right) for order in (right_of + left_of, marked, marked[::-1])]
+    return min(layouts, key=lambda lay: (_crossings(lay), max((row for *_, row, _ in lay), default=0)))
+
+
+def _crossings(layout) -> int:
+    """Labels some other rule's line runs through."""
+    n = 0
+    for r, tx, px, row, anchor in layout:
+        w = len(r.label) * CHAR_W + 6
+        a = tx if anchor == "start" else tx - w
+        n += any(k < row and a - LINE_GAP <= x <= a + w + LINE_GAP for _, _, x, k, _ in layout)
+    return n
+
+
+def _placed(order: list[Rule], sx, left: float, right: float, lines: bool = True) -> list[tuple[Rule, float, float, int, str]]:
+    """Each label in ``order`` in the first row where it fits (``lines``: crossing no rule's line, if any row allows)."""
+    placed: list[tuple[float, float, float, int]] = []  # (start, end, rule x, row)
     out = []
-    for r in sorted((r for r in rules if r.x is not None), key=lambda r: r.x):
+    for r in order:
         px = sx(r.x)
         w = len(r.label) * CHAR_W + 6
-        start, anchor = (px + 3, "start") if px + w < right else (px - 3 - w, "end")
-        start = max(start, left)
-        span = (start, start + w)
-        row = next((k for k, taken in enumerate(rows) if all(span[1] < a or span[0] > b for a, b in taken)), None)
-        if row is None:
-            rows.append([])
-            row = len(rows) - 1
-        rows[row].append(span)
+        sides = [(max(px + 3, left), "start")] if px + 3 + w < right else []
+        sides.append((max(px - 3 - w, left), "end"))
+
+        def fits(row: int, a: float, lines: bool, w: float = w, px: float = px) -> bool:
+            b = a + w
+            for s, e, x, k in placed:
+                if k == row and not (b < s or a > e):
+                    return False  # two labels of one row
+                if lines and k < row and a - LINE_GAP <= x <= b + LINE_GAP:
+                    return False  # an earlier rule's line runs down through this label
+                if lines and k > row and s - LINE_GAP <= px <= e + LINE_GAP:
+                    return False  # this rule's line would run down through a label below
+            return True
+
+        rows = range(len(placed) + 1)
+        row, start, anchor = next(((k, a, side) for check in ((True, False) if lines else (False,)) for k in rows for a, side in sides
+                                   if fits(k, a, check)))
+        placed.append((start, start + w, px, row))
         out.append((r, start if anchor == "start" else start + w, px, row, anchor))
-    return out
+    return sorted(out, key=lambda o: o[2])
 
 
 def _polyline(s: Series, sx, sy, x0, x1, lo) -> list[str]:
@@ -180,8 +223,8 @@ def _legend(chart: Chart) -> list[tuple[str, str, float, str, bool]]:
     items += [(s.marker_label or f"{s.label}: new Inf/NaN", s.color, 0, "", True) for s in chart.series if s.markers]
     kinds = {}
     for r in chart.rules:
-        key = r.label.split(":")[0] if r.x is not None else r.label
-        kinds.setdefault(key, (key, r.color, 1.0, r.dash, False))
+        for key, color in r.legend or ((r.label.split(":")[0] if r.x is not None else r.label, r.color),):
+            kinds.setdefault(key, (key, color, 1.0, r.dash, False))
     return items + list(kinds.values())
 
 

@@ -6,6 +6,7 @@ import math
 import time
 from typing import Callable
 
+from .. import progress
 from ..acceptance import Verdict, measure_label
 from .journal import Evaluation, Journal
 
@@ -23,8 +24,11 @@ def _g(v) -> str:
 class Evaluator:
     """Evaluates pin sets once each (cached, then journaled), at most ``budget`` new ones."""
 
-    def __init__(self, judge: Callable[[frozenset], Verdict], journal: Journal, budget: int, verbose: bool = True):
+    def __init__(self, judge: Callable[[frozenset], Verdict], journal: Journal, budget: int, verbose: bool = True,
+                 bound: int | None = None):
         self.judge, self.journal, self.budget, self.verbose = judge, journal, budget, verbose
+        self.bound = bound  # the evaluations the search expects (limits.evaluation_bound); counts are shown against it
+        self.stage: progress.Stage | None = None  # the progress stage these evaluations count in (its owner opens it)
         self.log: list[Evaluation] = []
         self.seen: dict[tuple[str, ...], Evaluation] = {}
 
@@ -49,11 +53,22 @@ class Evaluator:
             self.journal.append(ev)
         self.seen[key] = ev
         self.log.append(ev)
+        verdict = f"{len(key)} pins -> {'PASS' if ev.passed else 'fail'}" + (" (journal)" if ev.resumed else "")
+        if self.stage is not None:
+            if self.bound is not None and self.count > self.bound:
+                self.stage.retotal(self.budget)  # past the promised bound: what is left is the budget
+            self.stage.advance(note=verdict)
         if self.verbose:
             m = ", ".join(f"{measure_label(k)}: {_g(v)}" for k, v in ev.measures.items())
-            log.info(f"  evaluation {self.count}/{self.budget}: {len(key):3d} pins -> {'PASS' if ev.passed else 'fail'}"
+            log.info(f"  evaluation {self.count}/{self.of()}: {len(key):3d} pins -> {'PASS' if ev.passed else 'fail'}"
                      f"{' (journal)' if ev.resumed else f' ({ev.seconds:.1f}s)'}  {m}")
         return ev
+
+    def of(self) -> str:
+        """What the count is shown against: the expected bound, or the budget once the count passed it."""
+        if self.bound is None:
+            return f"{self.budget} (budget)"
+        return str(self.bound) if self.count <= self.bound else f"{self.budget} (budget; past the bound {self.bound})"
 
     def best_passing(self) -> Evaluation | None:
         passing = [e for e in self.seen.values() if e.passed]

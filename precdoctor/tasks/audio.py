@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import progress
 from ..errors import BadInput, require
 from ..files import read_text, regular_file
 
@@ -109,13 +110,15 @@ def dataset(path: str | Path, limit: int | None = None, label_free: bool = False
 
 def load_clips(clips: list[Clip], rate: int, on_bad: str = "fail") -> list[tuple[Clip, np.ndarray]]:
     loaded = []
-    for clip in clips:
-        try:
-            loaded.append((clip, load_audio(clip.path, rate)))
-        except BadInput as exc:
-            if on_bad == "fail":
-                raise
-            log.warning(f"skipping {clip.id}: {exc}")
+    with progress.stage("loading audio", len(clips), "clip") as s:
+        for clip in clips:
+            try:
+                loaded.append((clip, load_audio(clip.path, rate)))
+            except BadInput as exc:
+                if on_bad == "fail":
+                    raise
+                log.warning(f"skipping {clip.id}: {exc}")
+            s.advance()
     if not loaded:
         raise BadInput("no usable audio clip in the dataset")
     return loaded

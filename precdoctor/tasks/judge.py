@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import progress
 from ..acceptance import Criterion, Verdict
 from ..errors import BadInput
 from ..plan import Plan, config_name, other_precision
@@ -105,11 +106,15 @@ class TaskJudge:
         """Transcripts of every clip with ``runner`` as the model under test; a decode-loop task gets the
         configuration's precision too (Whisper's ``--under-test both`` runs its decoder naive in it)."""
         t = time.perf_counter()
-        if not self.decodes:
-            return Transcripts(config, [self.task.transcribe(runner(self.feed(k))) for k in range(len(self.audio))], time.perf_counter() - t)
         precision = None if config == "fp32" else config.split("+")[0]
-        done = [self.task.transcribe_tokens(runner(self.feed(k)), precision) for k in range(len(self.audio))]
-        return Transcripts(config, [h for h, _ in done], time.perf_counter() - t, [s for _, s in done])
+        done = []
+        with progress.stage(f"transcribing ({config})", len(self.audio), "clip") as s:
+            for k in range(len(self.audio)):
+                outputs = runner(self.feed(k))
+                done.append((self.task.transcribe(outputs), None) if not self.decodes else self.task.transcribe_tokens(outputs, precision))
+                s.advance()
+        tokens = [s for _, s in done] if self.decodes else None
+        return Transcripts(config, [h for h, _ in done], time.perf_counter() - t, tokens)
 
     def _fp32_runner(self):
         if "_fp32_runner" not in self.cache:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import BadInput, require
+from ..files import regular_file
 from ..limits import PROXY_CLIPS
 
 TASKS = ("ctc", "whisper")
@@ -64,6 +65,19 @@ class TaskParams:
             files += [self.decoder or default_decoder(folder), self.tokenizer or self.default_tokenizer(folder)]
         return tuple(str(f) for f in files if f)
 
+    def check_files(self, model_path: str | Path) -> None:
+        """The files the task will look for beside the model, before any work: a missing decoder names every
+        file looked for."""
+        if self.name != "whisper" or self.decoder:
+            return
+        from .whisper import DECODERS, FIRST_STEP, default_decoder
+
+        folder = Path(model_path).parent
+        if not default_decoder(folder).is_file():
+            looked = ", ".join(f"{n} (with {FIRST_STEP})" if n == "decoder_with_past_model.onnx" else n for n in DECODERS)
+            raise BadInput(f"whisper task: no decoder beside {model_path}: looked for {looked} in {folder}; "
+                           "or name one with --decoder FILE")
+
     @staticmethod
     def default_tokenizer(folder: Path) -> Path:
         return folder / "tokenizer.json"
@@ -72,6 +86,8 @@ class TaskParams:
         """What can be checked before any work."""
         if self.name not in TASKS and ":" not in self.name:
             raise BadInput(f"unknown task {self.name!r}; expected ctc, whisper or package.module:factory")
+        if self.name not in TASKS:
+            _plugin_name(self.name)
         if not self.data:
             raise BadInput("--task needs --data (a NeMo manifest or a folder of audio with .txt transcripts)")
         if self.limit is not None and self.limit < 1:
@@ -86,6 +102,17 @@ class TaskParams:
             raise BadInput(f"--under-test {self.test_part} is for the whisper task; the {self.name} task tests its model")
         for module in ("soundfile", "soxr", "jiwer") + (("tokenizers",) if self.name == "whisper" else ()):
             require(module, "asr", "--task")
+        for path, what in ((self.vocab, "vocabulary"), (self.decoder, "whisper task: decoder"),
+                           (self.tokenizer, "whisper task: tokenizer")):
+            if path:  # the files named on the command line, before the dataset they would be used on
+                regular_file(path, what)
+        from .audio import dataset
+
+        clips = dataset(self.data, self.limit, self.label_free)  # a missing or empty dataset: said before the model loads
+        missing = [c.path for c in clips if not Path(c.path).is_file()]
+        if missing and self.on_bad_audio == "fail":
+            raise BadInput(f"audio file not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                           + f", listed in {self.data}")
 
 
 def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
@@ -106,10 +133,15 @@ def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
     return Plugin(params.name, _make(params, model_path))
 
 
-def _factory(name: str):
+def _plugin_name(name: str) -> tuple[str, str]:
     mod, _, attr = name.partition(":")
     if not mod or not attr or not all(part.isidentifier() for part in mod.split(".") + attr.split(".")):
         raise BadInput(f"task plug-in {name!r} must be package.module:factory")
+    return mod, attr
+
+
+def _factory(name: str):
+    mod, attr = _plugin_name(name)
     try:
         obj = importlib.import_module(mod)
         for part in attr.split("."):
