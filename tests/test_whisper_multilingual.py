@@ -238,7 +238,7 @@ def test_english_only_prompt_on_multilingual_checkpoint_refused_before_any_searc
                                 "--precision", "fp32", "--force", "--json", tmp_path / "w.json")
     assert code == 0, err
     b = read_json(tmp_path / "w.json")["task"]["baseline"]
-    assert b["forced"] and b["looping"] == 2 and b["wer"] > 2.0
+    assert b["forced"] and b["looping"] == 2 and b["wer"] > 1.0  # capped at 40 tokens: 143 % here, 778 % at 224
     assert "BROKEN" in stdout.splitlines()[1]
 
 
