@@ -281,3 +281,37 @@ def test_ctc_reads_transformers_conventions(tmp_path):
         logits[0, i, k] = 5.0
     assert t.transcribe({"logits": logits}) == "aa a"
     assert CtcTask(tmp_path / "vocab.json", blank=2, delimiter="|", normalize=True).blank == 2  # the user's word wins
+
+
+# ------------------------------------------------------------------ language detection in every decoder layout
+
+
+def test_detected_language_slot_in_every_decoder_layout(tmp_path):
+    """A DETECT slot is filled the same way whatever the layout (prefix, with past + first step, merged): the
+    most likely of the candidate tokens after the prompt before it, then the decode goes on from the full prompt."""
+    import toy_decoders
+
+    from precdoctor.backends.reference import ReferenceRunner
+    from precdoctor.tasks.decoding import DecodeLoop, Greedy, last_logits
+    from precdoctor.tasks.whisper import WhisperTask
+
+    toy = toy_decoders.write(tmp_path / "toy")
+    rng = np.random.default_rng(0)
+    candidates = (3, 4, 5)
+    states = [rng.standard_normal((1, toy_decoders.T, toy_decoders.D)).astype(np.float32) for _ in range(4)]
+    prompts, seqs = {}, {}
+    for name in ("decoder.onnx", "decoder_with_past_model.onnx", "decoder_model_merged.onnx"):
+        task = WhisperTask(toy / name, toy / "tokenizer.json")
+        rules = Greedy((toy_decoders.SOT, DETECT, toy_decoders.NO_TS), toy_decoders.EOT, (toy_decoders.SOT, toy_decoders.NO_TS),
+                       (toy_decoders.EOT,), 12, languages=candidates)
+        loop = DecodeLoop(task.loop.layout, rules, task.loop.first)
+        first = ReferenceRunner(task.first_graph) if task.first_graph is not None else None
+        step = task.decoder_for(None)
+        prompts[name] = [loop.prompt(step, s, first) for s in states]
+        seqs[name] = [loop.run(step, s, first) for s in states]
+    prefix = ReferenceRunner(WhisperTask(toy / "decoder.onnx", toy / "tokenizer.json").decoder_graph)
+    want = [candidates[int(np.argmax(last_logits(prefix({"tokens": np.array([[toy_decoders.SOT]]), "encoder_hidden_states": s})
+                                                 ["logits"])[list(candidates)]))] for s in states]
+    assert [p[1] for p in prompts["decoder.onnx"]] == want
+    assert prompts["decoder.onnx"] == prompts["decoder_with_past_model.onnx"] == prompts["decoder_model_merged.onnx"]
+    assert seqs["decoder.onnx"] == seqs["decoder_with_past_model.onnx"] == seqs["decoder_model_merged.onnx"]
