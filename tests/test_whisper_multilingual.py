@@ -12,11 +12,11 @@ import pytest
 from helpers import ROOT, read_json, run_cli, shared
 
 from precdoctor.errors import BadInput
-from precdoctor.tasks.decoding import DETECT
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 
 FLEURS = ("audio", "fleurs-en")
+DETECT = -1  # precdoctor.tasks.decoding.DETECT: the prompt's language slot, detected per clip
 HF_FILES = ("encoder_model.onnx", "decoder_model.onnx", "config.json", "generation_config.json", "preprocessor_config.json",
             "tokenizer.json")
 
@@ -132,6 +132,21 @@ def test_language_detected_per_clip(base_dir):
     t.decode(states, run)
     assert run.feeds[0][t.loop.layout.tokens].tolist() == [[50258]]  # the detection step
     assert run.feeds[1][t.loop.layout.tokens].tolist() == [_ids(t, "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>")]
+
+
+def test_the_issues_whisper_json_now_gets_the_multilingual_prompt(base_dir, tmp_path):
+    """The issue's folder: encoder, prefix decoder, tokenizer.json and a whisper.json naming sot 50258,
+    no_timestamps 50363, eot 50257, no transformers config: multilingual by the decoder's 51865 logits."""
+    d = tmp_path / "issue"
+    d.mkdir()
+    for f in ("encoder_model.onnx", "tokenizer.json"):
+        (d / f).symlink_to(base_dir / f)
+    (d / "decoder.onnx").symlink_to(base_dir / "decoder_model.onnx")
+    (d / "whisper.json").write_text(json.dumps({"sot": 50258, "no_timestamps": 50363, "eot": 50257}))
+    t = _task(d)
+    assert t.setup.multilingual and "51865" in t.setup.sources["multilingual"]
+    assert t.setup.prompt == [50258, DETECT, 50359, 50363] and t.setup.suppress_begin == [220, 50257]
+    assert _task(d, language="hi").setup.prompt == [50258, 50276, 50359, 50363]
 
 
 def test_english_only_checkpoint_keeps_the_two_token_prompt(whisper_dir):
