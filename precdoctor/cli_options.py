@@ -87,7 +87,7 @@ def assumption_options() -> list:
 
 
 def task_options(fn):
-    from .tasks.registry import WHISPER_PARTS
+    from .tasks.registry import SPEECH_TASKS, WHISPER_PARTS
 
     return _stack(fn, [
         click.option("--task", "task_name", metavar="NAME", help="Task metric: ctc, whisper, or package.module:factory."),
@@ -99,9 +99,21 @@ def task_options(fn):
                           "decoder_model_merged.onnx, decoder_with_past_model.onnx, else decoder.onnx)."),
         click.option("--tokenizer", type=click.Path(dir_okay=False), metavar="FILE", help="whisper: tokenizer.json (default: beside the model)."),
         click.option("--vocab", type=click.Path(dir_okay=False), metavar="FILE", help="ctc: vocab.json (token -> id) or one token per line."),
-        click.option("--blank", default=0, show_default=True, help="ctc: blank id."),
-        click.option("--delimiter", default="|", show_default=True, help="ctc: word delimiter token."),
-        click.option("--normalize-audio/--no-normalize-audio", default=True, show_default=True, help="ctc: zero-mean unit-variance waveform."),
+        click.option("--blank", type=int, default=None,
+                     help="ctc: blank id (default: config.json's pad_token_id, else the vocabulary's <pad>, else 0)."),
+        click.option("--delimiter", default=None, help="ctc: word delimiter token (default: tokenizer_config.json's, else |)."),
+        click.option("--normalize-audio/--no-normalize-audio", default=None,
+                     help="ctc: zero-mean unit-variance waveform (default: preprocessor_config.json's do_normalize, else on)."),
+        click.option("--language", metavar="CODE",
+                     help="whisper: the language token of the prompt (hi, en, ...; auto: detected per clip). Default: the "
+                          "checkpoint's forced_decoder_ids, else detected; English-only checkpoints have none."),
+        click.option("--whisper-task", "speech_task", type=click.Choice(SPEECH_TASKS), default=None,
+                     help="whisper: the task token (default: the checkpoint's forced_decoder_ids, else transcribe)."),
+        click.option("--prompt", "prompt", metavar="TOKENS",
+                     help="whisper: the whole decode prompt, comma-separated token ids or special tokens "
+                          "(e.g. '<|startoftranscript|>,<|hi|>,<|transcribe|>,<|notimestamps|>'); default: from the checkpoint."),
+        click.option("--force", is_flag=True,
+                     help="Go on when the FP32 baseline looks broken (WER far past 100 %, looping or empty decodes)."),
         click.option("--numbers", is_flag=True, help="WER: spell out digits before scoring."),
         click.option("--on-bad-audio", type=click.Choice(["skip", "fail"]), default="fail", show_default=True,
                      help="A clip that cannot be decoded: skip it with a warning, or stop."),
@@ -133,4 +145,6 @@ def task_params(o: dict):
         return None
     return TaskParams(o["task_name"], o["data"] or "", o["limit"], o["label_free"], o["numbers"], o["on_bad_audio"],
                       decoder=o["decoder"], tokenizer=o["tokenizer"], test_part=o["test_part"], vocab=o["vocab"], blank=o["blank"],
-                      delimiter=o["delimiter"], normalize_audio=o["normalize_audio"])
+                      delimiter=o["delimiter"], normalize_audio=o["normalize_audio"], language=o["language"],
+                      speech_task=o["speech_task"], force=o["force"],
+                      prompt=tuple(t for t in o["prompt"].split(",") if t.strip()) if o["prompt"] is not None else None)

@@ -87,3 +87,12 @@ REPORT_TRACE = 60  # origin trace rows the report lists before "... more"
 def evaluation_bound(pins: int, candidates: int) -> int:
     """Evaluations the pin search promises to stay within: k * ceil(log2 N) + 3 for k pins among N candidates."""
     return max(pins, 1) * math.ceil(math.log2(max(candidates, 2))) + 3
+
+# --- the FP32 baseline of a task (tasks/baseline.py): a setup this broken is the task's fault, not the precision's
+BASELINE_MAX_WER = 2.0  # FP32 WER past 200 %: more errors than twice the reference words. A weak model on a hard
+#                         language stays well below it; a decode looping to the token limit on a 20-word clip reaches
+#                         ~1000 % (the multilingual Whisper decoded with the English-only prompt: 673-1480 %)
+BASELINE_LOOP_SHARE = 0.5  # more than half the decodes loop: a setup problem (a healthy model loops on the odd clip)
+BASELINE_EMPTY_SHARE = 0.5  # more than half the transcripts empty where the reference is not
+LOOP_TAIL = 16  # a decode loops when its last 16 tokens (or words) repeat ...
+LOOP_PERIOD = 4  # ... a cycle of at most 4 ("The The The ...", "I'm not. I'm not. ..."): 4+ repetitions of the cycle

@@ -72,11 +72,16 @@ def compare_summary(r: CompareRun, top: int = TOP_TENSORS) -> str:
         lines += table(["tensor #", "node", "op", "rel. L2", "SQNR dB", "new Inf/NaN", "FP32 |max|"],
                        [[t.index, t.node, t.op, g(t.rel_l2), g(t.sqnr_db, ".1f"), t.nonfinite_new, g(t.ref_absmax)] for t in worst],
                        {0, 3, 4, 5, 6})
-    lines += decode_lines(r.task)
+    lines += baseline_lines(r.task) + decode_lines(r.task)
     lines += warning_lines(r)
     lines.append(f"verdict: {r.verdict.upper()}" + (" - " + "; ".join(r.reasons) if r.reasons else " - every output within tolerance")
                  + (f" (target {r.engine.target})" if r.engine.target else ""))
     return "\n".join(lines)
+
+
+def baseline_lines(task) -> list[str]:
+    """The FP32 baseline first (tasks/baseline.py): what every other task number is measured against."""
+    return [task.baseline.summary()] if task is not None and task.baseline is not None else []
 
 
 def decode_lines(task, departures: int = 3) -> list[str]:
@@ -137,6 +142,7 @@ def _bisect_tables(r: BisectRun) -> list[str]:
                          b.prefix_bisection.evaluations],
                         ["precdoctor", g(b.precdoctor.pins), _yes(b.precdoctor.passed), b.precdoctor.evaluations]], {1, 3})
     if r.task and r.task.rows:
+        lines += baseline_lines(r.task)
         lines.append(f"task metric ({r.task.clips} clips):")
         lines += table(["configuration", "WER", "CER"], [[row.config, f"{100 * row.wer:.2f} %", f"{100 * row.cer:.2f} %"]
                                                           for row in r.task.rows], {1, 2})
@@ -241,7 +247,7 @@ def _target_lines(r: BisectRun, plan: str = "this plan") -> list[str]:
 def wer_summary(r: WerRun) -> str:
     t = r.task
     lines = [f"precdoctor wer: {r.model} ({t.task.get('task', '?')}, {t.clips} clips, {r.engine.backend}"
-             + (f", target {r.engine.target}" if r.engine.target else "") + ")"]
+             + (f", target {r.engine.target}" if r.engine.target else "") + ")"] + baseline_lines(t)
     lines += table(["configuration", "WER", "CER", "substitutions", "insertions", "deletions", "words", "clips", "time"],
                    [[row.config, f"{100 * row.wer:.2f} %", f"{100 * row.cer:.2f} %", row.substitutions, row.insertions,
                      row.deletions, row.words, row.utterances, f"{row.seconds:.1f} s"] for row in t.rows], set(range(1, 9)))

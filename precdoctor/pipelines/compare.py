@@ -73,6 +73,7 @@ def _begin_task(p: CompareParams):
     model = task.under_test(p.model)
     graph = load_graph(model)
     judge = make_judge(graph, p.model, task)
+    judge.check_baseline(task.force)  # before the comparison: a broken FP32 setup is refused here
     samples = judge.samples()
     return clock, model, graph, judge, samples, InputInfo(len(samples), "task"), []
 

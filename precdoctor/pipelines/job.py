@@ -139,6 +139,9 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
         judge = make_judge(graph, p.model, p.task)
         if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
             raise BadInput(f"--accept {TOKEN_AGREEMENT}>=X needs a task that decodes tokens in a loop (--task whisper)")
+        if Path(p.out).is_dir():  # a repeated run: FP32's transcripts are kept there already
+            judge.keep(_transcript_store(judge, p, Path(p.out)))
+        judge.check_baseline(p.task.force)  # before any comparison or search: a broken FP32 setup is refused here
         samples = judge.samples()
         info = InputInfo(len(samples), "task")
     else:
@@ -146,8 +149,8 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
     # the search computes FP32 islands in true FP32; crosscheck.check_tf32 then decides what the commands say about TF32
     backend = (replace(p.engine, tf32=False) if p.engine.backend == "emulate" else p.engine).make()
     outdir = ensure_dir(p.out)  # only now: a run refused for its input leaves no folder behind
-    if judge is not None:
-        judge.store = _transcript_store(judge, p, outdir)
+    if judge is not None and judge.store is None:
+        judge.keep(_transcript_store(judge, p, outdir))
     job = Job(p, graph, samples, backend, output_criteria, task_criteria, inside, outdir, judge)
     return job, info, warnings
 

@@ -42,6 +42,7 @@ def run(p: WerParams) -> WerRun:
     model = p.task.under_test(p.model)
     graph = load_graph(model)
     judge = make_judge(graph, p.model, p.task)
+    judge.check_baseline(p.task.force)  # FP32 first: a broken setup stops here, before any reduced precision runs
     low = "fp16" if p.precision == "fp32" else p.precision
     pins = build_plan(graph, low, p.pins, p.pin_files).pins
     backend = p.engine.make()

@@ -1,4 +1,10 @@
-"""CTC: raw waveform in, logits or log-probs [B, T, V] out, greedy decoding."""
+"""CTC: raw waveform in, logits or log-probs [B, T, V] out, greedy decoding.
+
+A transformers CTC export (wav2vec2, HuBERT, WavLM: input_values in, logits out, vocab.json beside it) is
+read with its own conventions where the user gives none: the blank is the pad token (config.json's
+pad_token_id, else the vocabulary's <pad>), the word delimiter tokenizer_config.json's word_delimiter_token
+(else "|"), and the waveform normalized (zero mean, unit variance) unless preprocessor_config.json's do_normalize is false.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,19 +45,47 @@ def load_vocab(path: str | Path) -> list[str]:
     return [t.rstrip("\r") for t in vocab]
 
 
+PAD = "<pad>"  # transformers' CTC tokenizers: the pad token is the blank
+
+
+def _conventions(folder: Path) -> dict:
+    """pad_token_id (config.json), word_delimiter_token (tokenizer_config.json), do_normalize (preprocessor_config.json)."""
+    out: dict = {"_files": []}
+    for name, keys in (("config.json", ("pad_token_id",)), ("tokenizer_config.json", ("word_delimiter_token",)),
+                       ("preprocessor_config.json", ("do_normalize",))):
+        path = folder / name
+        if path.is_file():
+            data = read_json(path, f"the CTC checkpoint's {name}")
+            if isinstance(data, dict):
+                out.update({k: data[k] for k in keys if k in data})
+                out["_files"].append(str(path))
+    return out
+
+
 class CtcTask:
     name = "ctc"
 
-    def __init__(self, vocab: str | Path, blank: int = 0, delimiter: str = "|", normalize: bool = True, rate: int = 16000):
+    def __init__(self, vocab: str | Path, blank: int | None = None, delimiter: str | None = None, normalize: bool | None = None,
+                 rate: int = 16000):
         self.vocab_path = str(vocab)
         self.vocab = load_vocab(vocab)
+        conv = _conventions(Path(vocab).parent)
+        self.files_read = [self.vocab_path] + conv.pop("_files")
+        if blank is None:
+            blank = conv.get("pad_token_id")
+            if not isinstance(blank, int) or isinstance(blank, bool):
+                blank = self.vocab.index(PAD) if PAD in self.vocab else 0
         if not 0 <= blank < len(self.vocab):
             raise BadInput(f"--blank {blank} is not an id of the vocabulary (0 to {len(self.vocab) - 1})")
+        if delimiter is None:
+            delimiter = conv.get("word_delimiter_token") if isinstance(conv.get("word_delimiter_token"), str) else "|"
+        if normalize is None:
+            normalize = conv.get("do_normalize") is not False
         self.blank, self.delimiter, self.normalize, self.rate = blank, delimiter, normalize, rate
         self.special = {t for t in self.vocab if t.startswith("<") and t.endswith(">")}
 
     def files(self) -> list[str]:
-        return [self.vocab_path]
+        return list(self.files_read)
 
     def describe(self) -> dict:
         return {"task": self.name, "vocab": len(self.vocab), "blank": self.blank, "delimiter": self.delimiter, "normalize": self.normalize}

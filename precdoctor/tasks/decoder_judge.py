@@ -134,8 +134,8 @@ def make_decoder_judge(graph, encoder_path: str, params: TaskParams) -> DecoderJ
     """``graph``: the decoder (the model under test); ``encoder_path``: the model the task is rooted at."""
     from ..graph import open_model
 
-    task = make_task(encoder_path, params, decoder_graph=graph)
     encoder = open_model(encoder_path)
+    task = make_task(encoder_path, params, decoder_graph=graph, encoder_graph=encoder)
     if len(encoder.inputs) != 1:
         raise BadInput(f"the {task.name} task expects an encoder with one input; {encoder_path} has {encoder.inputs}")
     clips, audio = dataset(params, task.rate)

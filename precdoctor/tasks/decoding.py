@@ -116,6 +116,9 @@ def read_layout(graph, where: str, first_outputs: tuple[str, ...] = ()) -> Layou
     return Layout(tokens, str(specs[tokens][0]), logits, encoder, cache, empty, bools[0] if bools else None, branch_rank)
 
 
+DETECT = -1  # a prompt slot filled per clip: the most likely of ``Greedy.languages`` after the prompt before it
+
+
 @dataclass(frozen=True)
 class Greedy:
     """Greedy decoding's rules: the prompt, what is suppressed, when to stop."""
@@ -125,6 +128,11 @@ class Greedy:
     suppress: tuple[int, ...] = ()
     suppress_begin: tuple[int, ...] = ()  # suppressed on the first step only
     max_tokens: int = 224
+    languages: tuple[int, ...] = ()  # what a DETECT slot chooses among (Whisper's language tokens)
+
+    def detect(self, logits: np.ndarray) -> int:
+        ids = np.asarray(self.languages, np.int64)
+        return int(ids[int(np.argmax(np.asarray(logits, np.float32)[ids]))])
 
     def pick(self, logits: np.ndarray, first: bool) -> int:
         x = logits.astype(np.float32).copy()
@@ -152,7 +160,7 @@ class DecodeLoop:
     def run(self, step: Runner, states: np.ndarray, first: Runner | None = None, record: list | None = None,
             logits: list | None = None) -> list[int]:
         lay, rules = self.layout, self.rules
-        tokens, cache, seq = list(rules.prompt), {}, []
+        tokens, cache, seq = self.prompt(step, states, first), {}, []
         for k in range(rules.max_tokens):
             if k == 0 and lay.kind == "with past":
                 out = first({self.first.tokens: np.array([tokens], self.first.token_dtype), self.first.encoder: states})
@@ -170,6 +178,21 @@ class DecodeLoop:
                 break
             tokens.append(nxt)
         return seq
+
+    def prompt(self, step: Runner, states: np.ndarray, first: Runner | None = None) -> list[int]:
+        """The prompt of this clip: a DETECT slot filled from one step on the prompt before it (openai/whisper's
+        language detection); that step is neither recorded nor counted."""
+        prompt = list(self.rules.prompt)
+        if DETECT not in prompt:
+            return prompt
+        at = prompt.index(DETECT)
+        if self.layout.kind == "with past":
+            out = first({self.first.tokens: np.array([prompt[:at]], self.first.token_dtype), self.first.encoder: states})
+            name = self.first.logits
+        else:
+            out, name = step(self._feed(prompt[:at], states, {}, 0)), self.layout.logits
+        prompt[at] = self.rules.detect(last_logits(out[name]))
+        return prompt
 
     def _feed(self, tokens: list[int], states: np.ndarray, cache: dict, k: int) -> dict:
         lay = self.layout

@@ -15,6 +15,7 @@ from ..errors import BadInput
 from ..plan import Plan, config_name, other_precision
 from ..records import Record
 from . import audio, wer
+from .baseline import Baseline, check, refusal
 from .decodes import DecodeReport, StepErrors, decode_report
 from .decoding import agreement
 from .registry import TaskParams, make_task
@@ -56,6 +57,7 @@ class TaskReport(Record):
     worst: list[Utterance] = field(default_factory=list)
     normalization: str | None = None
     decodes: list[DecodeReport] = field(default_factory=list)  # per configuration, against FP32's decode (decode-loop tasks)
+    baseline: Baseline | None = None  # the FP32 baseline gate's findings (tasks/baseline.py), checked before any comparison
 
     def row(self, config: str) -> WerRow | None:
         return next((r for r in self.rows if r.config == config), None)
@@ -81,6 +83,7 @@ class TaskJudge:
     input_name: str
     cache: dict = field(default_factory=dict)  # plan key -> Transcripts
     store: Any = None  # cache.TranscriptStore: transcripts kept beside the journal across runs
+    baseline: Baseline | None = None  # set by check_baseline
 
     @property
     def label_free(self) -> bool:
@@ -146,6 +149,31 @@ class TaskJudge:
                     self.store.append(CachedTranscripts(key, config, tr.hyps, tr.seconds, tr.tokens))
         return self.cache[key]
 
+    def check_baseline(self, force: bool = False) -> Baseline:
+        """The FP32 baseline gate (tasks/baseline.py), run before any comparison or search: a broken FP32 setup
+        stops the run with one line (BadInput, exit 2) unless ``force``."""
+        if self.baseline is None:
+            base = self.fp32()
+            labelled = not self.label_free
+            refs = [c.text if labelled else None for c in self.clips]
+            rate = wer.score(self.references(base), base.hyps, self.params.numbers).wer if labelled else None
+            b = check([c.id for c in self.clips], base.hyps, refs, rate, base.tokens, getattr(self.task, "eot", None))
+            if b.broken and not force:
+                hint = getattr(self.task, "setup_hint", None)
+                raise BadInput(refusal(b, hint() if callable(hint) else ""))
+            b.forced = b.broken
+            self.baseline = b
+        return self.baseline
+
+    def keep(self, store) -> None:
+        """Transcripts are kept in ``store`` from now on, those already made (the baseline's FP32) included."""
+        self.store = store
+        from .cache import CachedTranscripts
+
+        for key, tr in self.cache.items():
+            if isinstance(tr, Transcripts) and store.get(key) is None:
+                store.append(CachedTranscripts(key, tr.config, tr.hyps, tr.seconds, tr.tokens))
+
     def files(self) -> list[str]:
         """Files the task reads besides the model (decoder, tokenizer, vocabulary), for fingerprints."""
         return [str(f) for f in getattr(self.task, "files", lambda: [])()]
@@ -172,7 +200,7 @@ class TaskJudge:
 
     def report(self, criteria) -> TaskReport:
         return TaskReport(self.task.describe(), len(self.clips), min(self.params.proxy_clips, len(self.clips)), self.label_free,
-                          [c.text() for c in criteria])
+                          [c.text() for c in criteria], baseline=self.baseline)
 
     def table(self, backend, precision: str, pins=frozenset(), other: bool = True) -> tuple[list[WerRow], list[Utterance], str]:
         """WER rows (FP32, naive low precision, the other format, the pinned plan), worst utterances, normalization."""
@@ -226,7 +254,7 @@ def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
         from .decoder_judge import make_decoder_judge
 
         return make_decoder_judge(graph, model_path, params)
-    task = make_task(model_path, params)
+    task = make_task(model_path, params, encoder_graph=graph)
     if len(graph.inputs) != 1:
         raise BadInput(f"the {task.name} task expects a model with one input; this one has {graph.inputs}")
     clips, audio_ = dataset(params, task.rate)

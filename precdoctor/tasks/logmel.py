@@ -1,8 +1,10 @@
-"""Whisper's log-mel frontend in numpy (80 bins, 16 kHz, 25 ms window, 10 ms hop, 30 s).
+"""Whisper's log-mel frontend in numpy (80 or 128 bins, 16 kHz, 25 ms window, 10 ms hop, 30 s).
 
 Matches openai/whisper's ``log_mel_spectrogram``: periodic Hann window,
 centred reflect-padded STFT, power spectrum, Slaney mel filters, log10 with a
-1e-10 floor, dynamic range clipped to 8 (log10 units), then (x + 4) / 4.
+1e-10 floor, dynamic range clipped to 8 (log10 units), then (x + 4) / 4. The filters are librosa's
+``mel(sr=16000, n_fft=400, n_mels=n)`` (Slaney scale, area-normalized) for any n: the 80 of most
+checkpoints and the 128 of large-v3 and turbo, as openai/whisper's mel_filters.npz stores them.
 """
 from __future__ import annotations
 
@@ -54,8 +56,8 @@ def pad_or_trim(audio: np.ndarray, length: int = CHUNK_SAMPLES) -> np.ndarray:
     return np.pad(audio, (0, length - audio.shape[-1]))
 
 
-def log_mel(audio: np.ndarray) -> np.ndarray:
-    """16 kHz mono float audio -> [1, 80, 3000] float32 log-mel (padded/trimmed to 30 s)."""
+def log_mel(audio: np.ndarray, n_mels: int = N_MELS) -> np.ndarray:
+    """16 kHz mono float audio -> [1, n_mels, 3000] float32 log-mel (padded/trimmed to 30 s)."""
     audio = pad_or_trim(audio)
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
     padded = np.pad(audio, (N_FFT // 2, N_FFT // 2), mode="reflect")
@@ -63,7 +65,7 @@ def log_mel(audio: np.ndarray) -> np.ndarray:
     idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n_frames)[:, None]
     spec = np.fft.rfft(padded[idx] * window, axis=-1)
     power = (np.abs(spec[:-1]) ** 2).T.astype(np.float32)  # whisper drops the last frame
-    mel = mel_filters() @ power
+    mel = mel_filters(n_mels) @ power
     log_spec = np.log10(np.maximum(mel, 1e-10))
     log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
     return ((log_spec + 4.0) / 4.0)[None].astype(np.float32)

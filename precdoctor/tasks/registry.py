@@ -16,9 +16,10 @@ from typing import Literal
 from ..errors import BadInput, require
 from ..files import regular_file
 from ..limits import PROXY_CLIPS
+from .whisper_setup import SPEECH_TASKS, WHISPER_PARTS
 
 TASKS = ("ctc", "whisper")
-WHISPER_PARTS = ("encoder", "decoder", "both")
+__all__ = ["SPEECH_TASKS", "TASKS", "WHISPER_PARTS", "TaskParams", "make_task"]
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,15 @@ class TaskParams:
     decoder: str | None = None
     tokenizer: str | None = None
     test_part: Literal["encoder", "decoder", "both"] = "encoder"
+    language: str | None = None  # a code (hi) or "auto"; None: the checkpoint's configuration, else detected
+    speech_task: str | None = None  # transcribe or translate; None: the configuration's, else transcribe
+    prompt: tuple[str, ...] | None = None  # the whole decode prompt: token ids or special tokens by name
+    force: bool = False  # go on past an FP32 baseline that looks broken (tasks/baseline.py)
     # ctc
     vocab: str | None = None
-    blank: int = 0
-    delimiter: str = "|"
-    normalize_audio: bool = True
+    blank: int | None = None  # None: the checkpoint's pad token (config.json pad_token_id, vocab's <pad>), else 0
+    delimiter: str | None = None  # None: tokenizer_config.json's word_delimiter_token, else "|"
+    normalize_audio: bool | None = None  # None: the checkpoint's do_normalize (preprocessor_config.json), else True
 
     @property
     def decoder_under_test(self) -> bool:
@@ -92,7 +97,7 @@ class TaskParams:
             raise BadInput("--task needs --data (a NeMo manifest or a folder of audio with .txt transcripts)")
         if self.limit is not None and self.limit < 1:
             raise BadInput(f"--limit must be 1 or more, not {self.limit}")
-        if self.blank < 0:
+        if self.blank is not None and self.blank < 0:
             raise BadInput(f"--blank must be a token id (0 or more), not {self.blank}")
         if self.proxy_clips < 1:
             raise BadInput(f"proxy clips must be 1 or more, not {self.proxy_clips}")
@@ -100,6 +105,13 @@ class TaskParams:
             raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {self.test_part!r}")
         if self.test_part != "encoder" and self.name != "whisper":
             raise BadInput(f"--under-test {self.test_part} is for the whisper task; the {self.name} task tests its model")
+        given = [o for o, v in (("--language", self.language), ("--whisper-task", self.speech_task), ("--prompt", self.prompt)) if v]
+        if given and self.name != "whisper":
+            raise BadInput(f"{', '.join(given)}: for the whisper task, not {self.name}")
+        if self.speech_task is not None and self.speech_task not in SPEECH_TASKS:
+            raise BadInput(f"--whisper-task must be {' or '.join(SPEECH_TASKS)}, not {self.speech_task!r}")
+        if self.prompt is not None and (self.language or self.speech_task):
+            raise BadInput("--prompt gives the whole prompt: leave --language and --whisper-task out")
         for module in ("soundfile", "soxr", "jiwer") + (("tokenizers",) if self.name == "whisper" else ()):
             require(module, "asr", "--task")
         for path, what in ((self.vocab, "vocabulary"), (self.decoder, "whisper task: decoder"),
@@ -115,14 +127,20 @@ class TaskParams:
                            + f", listed in {self.data}")
 
 
-def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None):
-    """The task object; ``decoder_graph``: Whisper's decoder, already loaded as the model under test."""
+def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None, encoder_graph=None):
+    """The task object; ``decoder_graph``: Whisper's decoder, already loaded as the model under test;
+    ``encoder_graph``: the model the task feeds (Whisper's mel bins are its input width)."""
     model_dir = Path(model_path).parent
     if params.name == "whisper":
-        from .whisper import WhisperTask, default_decoder
+        from .whisper import WhisperTask, default_decoder, static_dim
+        from .whisper_setup import PromptChoice
 
+        mels = None
+        if encoder_graph is not None and len(encoder_graph.inputs) == 1:
+            mels = static_dim(encoder_graph.model.graph.input, encoder_graph.inputs[0], 1)
         return WhisperTask(params.decoder or default_decoder(model_dir), params.tokenizer or params.default_tokenizer(model_dir),
-                           test=params.test_part, graph=decoder_graph)
+                           test=params.test_part, graph=decoder_graph,
+                           choice=PromptChoice(params.language, params.speech_task, params.prompt), encoder_mels=mels)
     if params.name == "ctc":
         from .ctc import CtcTask
 

@@ -1,13 +1,14 @@
-"""Whisper: log-mel in, greedy decoding with the English-only prompt; the encoder or the decoder under test.
+"""Whisper: log-mel in, greedy decoding with the checkpoint's own prompt; the encoder or the decoder under test.
 
-The decoder is read as exported (tasks/decoding.py): decoder.onnx recomputing the prefix at every
-step, or optimum's KV-cache decoders. Beside the encoder, the first found of
-decoder_model_merged.onnx, decoder_with_past_model.onnx (with decoder_model.onnx for its first
-step) and decoder.onnx is used: the cache makes each step read one token instead of the prefix.
+The prompt, the special tokens, the suppressed ids and the mel bins are read from the checkpoint's files
+(tasks/whisper_setup.py: generation_config.json, config.json, tokenizer.json, whisper.json) and the user's
+--language / --whisper-task / --prompt. The decoder is read as exported (tasks/decoding.py): a decoder
+recomputing the prefix at every step, or optimum's KV-cache decoders. Beside the encoder, the first found of
+decoder_model_merged.onnx, decoder_with_past_model.onnx (with decoder_model.onnx for its first step),
+decoder.onnx and decoder_model.onnx is used: the cache makes each step read one token instead of the prefix.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,39 +16,36 @@ import numpy as np
 from ..errors import BadInput, require
 from ..files import read_json, regular_file
 from ..graph import open_model
-from ..records import Record
-from .decoding import DecodeLoop, Greedy, needs_first_step, read_layout
+from .decoding import DETECT, DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
-from .registry import WHISPER_PARTS
+from .whisper_setup import (
+    MAX_DECODE_TOKENS,
+    WHISPER_PARTS,
+    PromptChoice,
+    WhisperMeta,
+    WhisperSetup,
+    resolve,
+)
 
-MAX_DECODE_TOKENS = 448  # Whisper's text context: no greedy decode runs longer
-DECODERS = ("decoder_model_merged.onnx", "decoder_with_past_model.onnx", "decoder.onnx")  # preferred first, beside the encoder
+__all__ = ["MAX_DECODE_TOKENS", "WhisperMeta", "WhisperTask", "default_decoder", "read_meta"]
+
+# preferred first, beside the encoder; decoder_model.onnx last: optimum's decoder without past, read as a prefix decoder
+DECODERS = ("decoder_model_merged.onnx", "decoder_with_past_model.onnx", "decoder.onnx", "decoder_model.onnx")
 FIRST_STEP = "decoder_model.onnx"  # optimum's decoder without past: the with-past decoder's first step
 
 
-@dataclass
-class WhisperMeta(Record):
-    """whisper.json beside the decoder: the special tokens and what greedy decoding suppresses."""
-
-    model: str | None = None
-    source: str | None = None
-    sot: int = 50257
-    no_timestamps: int = 50362
-    eot: int = 50256
-    suppress_ids: list[int] = field(default_factory=list)
-    suppress_ids_begin: list[int] | None = None  # default: [220, eot]
-    max_tokens: int = 224
-
-    def validate(self, where: str) -> None:
-        ids = [self.sot, self.no_timestamps, self.eot, *self.suppress_ids, *(self.suppress_ids_begin or [])]
-        if any(i < 0 for i in ids):
-            raise BadInput(f"{where}: token ids are 0 or more")
-        if not 1 <= self.max_tokens <= MAX_DECODE_TOKENS:
-            raise BadInput(f"{where}.max_tokens: expected 1 to {MAX_DECODE_TOKENS}, found {self.max_tokens}")
+def read_meta(path: Path) -> WhisperMeta | None:
+    return WhisperMeta.from_json(read_json(path, "whisper metadata"), where=str(path)) if path.is_file() else None
 
 
-def read_meta(path: Path) -> WhisperMeta:
-    return WhisperMeta.from_json(read_json(path, "whisper metadata"), where=str(path)) if path.is_file() else WhisperMeta()
+def static_dim(value_infos, name: str, axis: int) -> int | None:
+    """A declared, fixed dimension of a graph input or output (None where dynamic or undeclared)."""
+    for vi in value_infos:
+        if vi.name == name and vi.type.tensor_type.HasField("shape"):
+            dims = vi.type.tensor_type.shape.dim
+            if -len(dims) <= axis < len(dims) and dims[axis].HasField("dim_value") and dims[axis].dim_value > 0:
+                return dims[axis].dim_value
+    return None
 
 
 def default_decoder(folder: Path) -> Path:
@@ -55,7 +53,7 @@ def default_decoder(folder: Path) -> Path:
     for name in DECODERS:
         if (folder / name).is_file() and (name != "decoder_with_past_model.onnx" or (folder / FIRST_STEP).is_file()):
             return folder / name
-    return folder / DECODERS[-1]
+    return folder / "decoder.onnx"
 
 
 class WhisperTask:
@@ -69,30 +67,37 @@ class WhisperTask:
     rate = SAMPLE_RATE
 
     def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder",
-                 graph=None):
+                 graph=None, choice: PromptChoice | None = None, encoder_mels: int | None = None):
         tokenizers = require("tokenizers", "asr", "the whisper task")
 
         for p, what in ((decoder, "whisper task: decoder"), (tokenizer, "whisper task: tokenizer")):
             regular_file(p, what)
-        meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
-        m = read_meta(meta_path)
-        self.eot, self.max_tokens = m.eot, m.max_tokens
-        self.rules = Greedy((m.sot, m.no_timestamps), m.eot, tuple(m.suppress_ids),
-                            tuple([220, m.eot] if m.suppress_ids_begin is None else m.suppress_ids_begin), m.max_tokens)
+        if test not in WHISPER_PARTS:
+            raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {test!r}")
         try:
             self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
         except Exception as exc:  # the tokenizers binding raises a bare Exception for any bad file
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
-        self._files = [str(decoder), str(tokenizer)] + ([str(meta_path)] if meta_path.is_file() else [])
-        if test not in WHISPER_PARTS:
-            raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {test!r}")
         self.test, self.decoder_path = test, Path(decoder)
         self.decoder_graph = graph if graph is not None else open_model(decoder)
-        self._open_decoder(Path(decoder))
+        self._files = [str(decoder), str(tokenizer)]
+        layout, first = self._open_decoder(Path(decoder))
+        meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
+        vocab = static_dim(self.decoder_graph.model.graph.output, layout.logits, -1)
+        self.setup: WhisperSetup = resolve(Path(decoder).parent, self.tokenizer, choice or PromptChoice(), read_meta(meta_path),
+                                           meta_path, vocab, encoder_mels)
+        self._files += [str(f) for f in (meta_path, *(Path(decoder).with_name(n) for n in
+                        ("generation_config.json", "config.json", "preprocessor_config.json"))) if f.is_file()]
+        st = self.setup
+        self.eot, self.max_tokens, self.mel_bins = st.eot, st.max_tokens, st.mel_bins
+        self.rules = Greedy(tuple(st.prompt), st.eot, tuple(st.suppress), tuple(st.suppress_begin), st.max_tokens,
+                            tuple(st.languages))
+        self.loop = DecodeLoop(layout, self.rules, first)
         self._decoders: dict[str | None, object] = {}
 
-    def _open_decoder(self, decoder: Path) -> None:
+    def _open_decoder(self, decoder: Path):
+        """The decoder's layout, and the first-step decoder's where it needs one."""
         self.first_graph = first = None
         if needs_first_step(self.decoder_graph):
             path = decoder.with_name(FIRST_STEP)
@@ -104,9 +109,8 @@ class WhisperTask:
             if first.kind != "prefix" or not first.encoder:
                 raise BadInput(f"whisper task: {path} must read the prompt and the encoder states (no past key/values)")
             self._files.append(str(path))
-        layout = read_layout(self.decoder_graph, f"whisper task: {decoder}", tuple(self.first_graph.outputs) if first else ())
-        self.loop = DecodeLoop(layout, self.rules, first)
         self._first_runner = None
+        return read_layout(self.decoder_graph, f"whisper task: {decoder}", tuple(self.first_graph.outputs) if first else ()), first
 
     def decoder_for(self, precision: str | None):
         """The decoder runner for a configuration: FP32 unless the decoder runs the naive plan too (``both``)."""
@@ -130,11 +134,25 @@ class WhisperTask:
         first = f", first step {FIRST_STEP} in FP32" if self.first_graph is not None else ""
         decoder = {"encoder": "FP32 (onnxruntime)", "both": "naive low precision per configuration (emulated)",
                    "decoder": "the model under test; the encoder FP32, computed once per clip"}[self.test]
+        st = self.setup
         return {"task": self.name, "under_test": self.test, "max_tokens": self.max_tokens, "decoder": decoder,
-                "decoder_file": self.decoder_path.name, "decoder_layout": self.loop.layout.kind + first}
+                "decoder_file": self.decoder_path.name, "decoder_layout": self.loop.layout.kind + first,
+                "multilingual": st.multilingual, "language": st.language, "speech_task": st.task,
+                "prompt": self.prompt_text(), "prompt_ids": st.prompt, "mel_bins": st.mel_bins}
+
+    def prompt_text(self) -> str:
+        """The prompt as the tokenizer writes it; a detected language slot as <|?|>."""
+        return "".join("<|?|>" if t == DETECT else self.tokenizer.decode([t], skip_special_tokens=False) for t in self.setup.prompt)
+
+    def setup_hint(self) -> str:
+        """What to check when the FP32 decode is broken (tasks/baseline.py): the prompt and where it came from."""
+        st = self.setup
+        return (f"the decode prompt {self.prompt_text()} (from {st.sources.get('prompt', 'the checkpoint configuration')}; "
+                f"{'a multilingual' if st.multilingual else 'an English-only'} checkpoint by {st.sources.get('multilingual')}): "
+                "set --language / --whisper-task or --prompt, or check the decoder and tokenizer")
 
     def feeds(self, audio: np.ndarray, input_name: str) -> dict:
-        return {input_name: log_mel(audio)}
+        return {input_name: log_mel(audio, self.mel_bins)}
 
     def decode(self, states: np.ndarray, decoder, record: list | None = None, logits: list | None = None) -> list[int]:
         """Greedy tokens of one clip, the end token included when the decode stopped on it (decoding.DecodeLoop)."""
