@@ -166,9 +166,14 @@ def test_bad_language_and_prompt_are_one_line(base_dir):
 
 
 def test_mel_filters_match_openai_whisper_for_80_and_128_bins():
+    import whisper_base
+
     from precdoctor.tasks.logmel import log_mel, mel_filters
 
-    ref = np.load(ROOT / "fixtures" / "openai_whisper" / "mel_filters.npz")
+    try:
+        ref = whisper_base.openai_mel_filters()
+    except subprocess.CalledProcessError:
+        pytest.skip("could not download openai-whisper's sdist from PyPI")
     for n in (80, 128):
         np.testing.assert_allclose(mel_filters(n), ref[f"mel_{n}"], atol=1e-7)
         assert log_mel(np.zeros(16000, np.float32), n).shape == (1, n, 3000)
