@@ -77,6 +77,20 @@ def regular_file(path: str | Path, what: str) -> Path:
     return p
 
 
+def inside_folder(folder: str | Path, name: str | Path, what: str) -> Path:
+    """``folder/name``, a file a command reads from a run folder, refused in one BadInput line when it resolves
+    outside ``folder`` (a symlink out of it, of the file or of a folder on the way): a tampered folder must not
+    make a command read, judge or overwrite what lies elsewhere."""
+    root = Path(os.path.realpath(folder))
+    path = Path(folder) / name
+    if "\0" in str(path):
+        raise BadInput(f"{what} path {str(path)!r} holds a NUL byte")
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise BadInput(f"{what} {path} resolves outside {folder} (to {real}); refusing to read it")
+    return path
+
+
 def read_text(path: str | Path, what: str) -> str:
     """A user's text file (JSON, manifest, transcript, vocabulary) as UTF-8 text; a missing, unreadable or
     non-UTF-8 file is one BadInput line."""

@@ -8,6 +8,11 @@ shipped file's constant conversion and TF32 choice. Either is judged by the
 output criteria the plan was verified with, on every saved sample (exit 0 all
 pass, 1 one fails); the criteria outputs cannot show (a task metric,
 finite-inside) are listed, not silently dropped.
+
+The folder is input, not trusted: every file read from it must resolve inside
+it (a ``reference/`` or a file symlinked out is refused), ``--json`` may not
+name any file the command reads (pins.json, the manifest, a reference file, the
+models), and a pin naming no node of the model refuses the pins file.
 """
 from __future__ import annotations
 
@@ -19,11 +24,17 @@ from .. import acceptance as acc
 from ..backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS, EngineInfo, EngineParams
 from ..destinations import check_output_file
 from ..errors import BadInput
-from ..files import dump_json
+from ..files import dump_json, inside_folder
 from ..pinsfile import read_pins
 from ..plan import Plan
 from ..runs import SampleVerdict, VerifyRun
-from ..verification.references import FOLDER, Manifest, read_manifest, read_sample
+from ..verification.references import (
+    FOLDER,
+    MANIFEST,
+    Manifest,
+    read_manifest,
+    read_sample,
+)
 from .common import Clock, versions
 
 log = logging.getLogger("precdoctor")
@@ -44,7 +55,27 @@ class VerifyParams:
             raise BadInput(f"unknown graph optimization level {self.graph_opt!r}; expected one of {', '.join(GRAPH_OPT_LEVELS)}")
         if not Path(self.folder).is_dir():
             raise BadInput(f"{self.folder} is not a folder (give the --out folder of a bisect)")
-        check_output_file(self.json_out, keep=())
+        check_output_file(self.json_out, keep=())  # unwritable places; what it must not replace: _protect, once read
+
+    def file(self, name: str, what: str) -> Path:
+        """A file of the run folder, refused when it resolves outside it."""
+        return inside_folder(self.folder, name, what)
+
+
+def _protect(p: VerifyParams, manifest: Manifest, model: Path | None) -> None:
+    """Refuse, before any run, a --json naming one of the files this command reads."""
+    ref = Path(p.folder) / FOLDER
+    reads = [p.file("pins.json", "pins file"), p.file(MIXED, "mixed ONNX"), ref / MANIFEST, model,
+             *(ref / f for f in manifest.files())]
+    check_output_file(p.json_out, keep=tuple(reads))
+
+
+def _plan_nodes(saved, pins_file: Path, names, model: str) -> frozenset:
+    """The nodes pins.json pins on a model with nodes ``names``; one naming none of them refuses the file."""
+    missing = next((n for n in [*saved.pins, *saved.forced] if n not in names), None)
+    if missing is not None:
+        raise BadInput(f"{pins_file} pins node {missing!r}, which {model} does not have")
+    return frozenset(saved.pins) | frozenset(saved.forced)
 
 
 def _ort_cuda(p: VerifyParams, manifest: Manifest):
@@ -54,14 +85,19 @@ def _ort_cuda(p: VerifyParams, manifest: Manifest):
     from ..backends import ort
     from ..backends.ort_cuda import cuda_providers
 
-    path = Path(p.folder) / MIXED
+    path = p.file(MIXED, "mixed ONNX")
     if not path.is_file():
         raise BadInput(f"{path} not found: verify runs the mixed ONNX a bisect wrote")
     providers = cuda_providers(tf32=manifest.tf32)
     try:
         model = onnx.load(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnx raises assorted types for a damaged file
         raise BadInput(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    pins_file = p.file("pins.json", "pins file")
+    if pins_file.is_file():
+        from ..graph.bodies import walk_graphs
+
+        _plan_nodes(read_pins(pins_file), pins_file, {n.name for g in walk_graphs(model.graph) for n in g.node}, str(path))
     sessions = ort.ShapedSessions(model, providers=providers, graph_opt=p.graph_opt)
     import onnxruntime
 
@@ -74,28 +110,38 @@ def _emulated(p: VerifyParams, manifest: Manifest):
     """The CPU stand-in: the plan's emulation under the run's target, converting constants as the mixed ONNX does."""
     from ..graph import open_model
 
-    pins_file = Path(p.folder) / "pins.json"
+    pins_file = p.file("pins.json", "pins file")
     saved = read_pins(pins_file)
-    model = saved.model_path(pins_file)
-    if model is None or not model.is_file():
-        raise BadInput(f"{pins_file} names no model file that exists ({saved.model!r}); verify --backend emulate emulates it")
+    model = _emulated_model(p)
     graph = open_model(model)
-    plan = Plan(saved.precision, frozenset(saved.pins) | frozenset(saved.forced))
+    names = {n.name for n in graph.all_nodes()}
+    plan = Plan(saved.precision, _plan_nodes(saved, pins_file, names, str(model)) | frozenset(
+        saved.nodes_in(graph, str(pins_file), str(model))))
     backend = EngineParams(profile=manifest.profile, recurrent=manifest.recurrent, target=manifest.target,
                            constants=manifest.constants, tf32=manifest.tf32).make()
     return backend.runner(graph, plan), backend.info()
 
 
+def _emulated_model(p: VerifyParams) -> Path:
+    pins_file = p.file("pins.json", "pins file")
+    saved = read_pins(pins_file)
+    model = saved.model_path(pins_file)
+    if model is None or not model.is_file():
+        raise BadInput(f"{pins_file} names no model file that exists ({saved.model!r}); verify --backend emulate emulates it")
+    return model
+
+
 def run(p: VerifyParams) -> VerifyRun:
     p.check()
     clock = Clock()
-    manifest = read_manifest(Path(p.folder) / FOLDER)
+    manifest = read_manifest(Path(p.folder) / FOLDER, root=p.folder)
+    _protect(p, manifest, _emulated_model(p) if p.backend == "emulate" else None)
     criteria = acc.parse(manifest.accept)
     runner, info = _ort_cuda(p, manifest) if p.backend == "ort-cuda" else _emulated(p, manifest)
     clock.lap("load")
     verdicts = []
     for k, s in enumerate(manifest.samples):
-        feed, ref = read_sample(Path(p.folder) / FOLDER, s)
+        feed, ref = read_sample(Path(p.folder) / FOLDER, s, root=p.folder)
         out = runner(feed)
         missing = [o for o in ref if o not in out]
         if missing:
@@ -104,7 +150,7 @@ def run(p: VerifyParams) -> VerifyRun:
         log.info(f"sample {k}: {'PASS' if v.passed else 'FAIL'}")
         verdicts.append(SampleVerdict(k, v.passed, v.measures, v.failed))
     clock.lap("verify")
-    pins_file = Path(p.folder) / "pins.json"
+    pins_file = p.file("pins.json", "pins file")
     pins = sorted(read_pins(pins_file).pins) if pins_file.is_file() else manifest.pins  # the plan the folder holds now
     result = VerifyRun(model=str(Path(p.folder) / MIXED), folder=str(p.folder), precision=manifest.precision, pins=pins,
                        target=manifest.target, engine=info, accept=manifest.accept, samples=verdicts,

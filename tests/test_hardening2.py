@@ -1,0 +1,86 @@
+"""Hardening, second round (issue 22): verify's folder as hostile input, one run per output folder, journals that
+never replay another run's entries, limits on what a model or a selector may ask for, parse errors of the user's
+files and third-party noise kept to one line of ours."""
+import json
+import os
+import shutil
+
+import pytest
+from helpers import run_cli
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory, planted_dir):
+    """A bisect's folder (pins, mixed ONNX, reference/) to tamper with."""
+    out = tmp_path_factory.mktemp("h2run") / "run"
+    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz", "--out", out,
+                           "--quiet", "--no-baselines", "--no-report")
+    assert code == 0, err
+    return out
+
+
+def _copy(run_folder, tmp_path):
+    d = tmp_path / "run"
+    shutil.copytree(run_folder, d, symlinks=True)
+    return d
+
+
+def _one_error(code, err, needle):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("precdoctor: error:") and needle in lines[0], lines
+
+
+# --- 1. verify: its inputs protected from its outputs, its folder's files read only from inside it
+
+
+@pytest.mark.parametrize("target", ["pins.json", "reference/manifest.json", "reference/s0.out0.bin", "reference/s0.in0.bin"])
+def test_verify_refuses_a_json_naming_a_file_it_reads(target, run_folder, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    before = (d / target).read_bytes()
+    code, _, err = run_cli("verify", d, "--backend", "emulate", "--json", d / target)
+    _one_error(code, err, "which this command reads")
+    assert (d / target).read_bytes() == before
+    assert run_cli("verify", d, "--backend", "emulate")[0] == 0  # the folder still verifies
+
+
+def test_verify_refuses_a_json_naming_the_model_it_emulates(run_folder, planted_dir, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    model = d / json.loads((d / "pins.json").read_text())["model"]
+    before = model.read_bytes()
+    _one_error(*run_cli("verify", d, "--backend", "emulate", "--json", model)[::2], "which this command reads")
+    assert model.read_bytes() == before
+
+
+@pytest.mark.parametrize("what", ["folder", "file", "manifest"])
+def test_verify_refuses_a_reference_symlinked_out_of_its_folder(what, run_folder, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    if what == "folder":
+        shutil.move(d / "reference", outside / "reference")
+        os.symlink(outside / "reference", d / "reference")
+    else:
+        name = "s0.out0.bin" if what == "file" else "manifest.json"
+        shutil.move(d / "reference" / name, outside / name)
+        os.symlink(outside / name, d / "reference" / name)
+    _one_error(*run_cli("verify", d, "--backend", "emulate")[::2], "resolves outside")
+
+
+def test_verify_follows_a_symlink_that_stays_inside(run_folder, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    shutil.move(d / "reference" / "s0.out0.bin", d / "kept.bin")
+    os.symlink("../kept.bin", d / "reference" / "s0.out0.bin")
+    assert run_cli("verify", d, "--backend", "emulate")[0] == 0
+
+
+@pytest.mark.parametrize("field", ["pins", "forced"])
+def test_verify_refuses_a_pin_naming_no_node(field, run_folder, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    pins = json.loads((d / "pins.json").read_text())
+    if field == "pins":
+        pins["pins"].append("no such node")
+    else:
+        pins["forced"]["no such node"] = "typed FP32 by the schema"
+    (d / "pins.json").write_text(json.dumps(pins))
+    _one_error(*run_cli("verify", d, "--backend", "emulate")[::2], "'no such node'")
