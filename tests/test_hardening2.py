@@ -4,9 +4,14 @@ files and third-party noise kept to one line of ours."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
+import numpy as np
+import onnx
 import pytest
-from helpers import run_cli
+from helpers import ROOT, run_cli
+from onnx import TensorProto, helper
 
 
 @pytest.fixture(scope="module")
@@ -84,3 +89,49 @@ def test_verify_refuses_a_pin_naming_no_node(field, run_folder, tmp_path):
         pins["forced"]["no such node"] = "typed FP32 by the schema"
     (d / "pins.json").write_text(json.dumps(pins))
     _one_error(*run_cli("verify", d, "--backend", "emulate")[::2], "'no such node'")
+
+
+# --- 5. the user's files: parse errors in one line, third-party noise off stderr
+
+
+def _cli(*args, env=None, **kw):
+    return subprocess.run([sys.executable, "-m", "precdoctor.cli", *map(str, args)], check=False, capture_output=True,
+                          timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, **kw)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".textproto", ".txt"])
+def test_a_model_path_of_any_suffix_is_read_as_onnx(suffix, planted_dir, tmp_path):
+    """onnx picks a text or JSON protobuf parser by the suffix; its ParseError was an internal error (exit 3)."""
+    (tmp_path / f"m{suffix}").write_text('{"version": 1, "model": "whisper"}\n')
+    _one_error(*run_cli("scan", tmp_path / f"m{suffix}")[::2], "is not a readable ONNX model")
+    shutil.copy(planted_dir / "healthy.onnx", tmp_path / f"ok{suffix}")  # the bytes decide, not the name
+    assert run_cli("scan", tmp_path / f"ok{suffix}", "--inputs", planted_dir / "healthy.npz")[0] == 0
+
+
+@pytest.mark.parametrize("bad", [10**20, 2**70])
+def test_whisper_metadata_ids_past_any_vocabulary(bad, tmp_path):
+    from precdoctor.errors import BadInput
+    from precdoctor.tasks.whisper import read_meta
+
+    for field in ("eot", "suppress_ids"):
+        meta = {"sot": 5, "eot": 4, "suppress_ids": [1, 2]}
+        meta[field] = bad if field == "eot" else [1, bad]
+        (tmp_path / "whisper.json").write_text(json.dumps(meta))
+        with pytest.raises(BadInput, match="past any vocabulary"):
+            read_meta(tmp_path / "whisper.json")
+
+
+def test_onnx_runtime_log_lines_do_not_reach_stderr(tmp_path):
+    """A kernel failing at run time: ONNX Runtime logged a coloured ERROR line to fd 2 before our one line."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])
+    i = helper.make_tensor_value_info("i", TensorProto.INT64, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 6])
+    g = helper.make_graph([helper.make_node("Gather", ["x", "i"], ["r"], name="g"), helper.make_node("Relu", ["r"], ["y"], name="q")],
+                          "g", [x, i], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "gather.onnx")
+    np.savez(tmp_path / "in.npz", x=np.ones((4, 6), np.float32), i=np.array([0, 1, 99]))
+    r = _cli("compare", tmp_path / "gather.onnx", "--inputs", tmp_path / "in.npz")
+    _one_error(r.returncode, r.stderr.decode(), "ONNX Runtime failed")

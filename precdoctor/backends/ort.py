@@ -12,6 +12,8 @@ from ..errors import BadInput
 from ..graph import inline_bytes, with_input_shapes
 from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
+ORT_LOG_SEVERITY = 4  # FATAL: what ONNX Runtime still prints goes with a crash, not a failure we report
+
 if TYPE_CHECKING:
     from ..graph.weights import WeightStore
 
@@ -39,7 +41,10 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[graph_opt]
-    so.log_severity_level = 3
+    # ONNX Runtime's own log (coloured ERROR lines of a failing kernel) stays off stderr: the failure comes back as
+    # an exception that we say in one line; FATAL only (4) is ORT's quietest level
+    ort.set_default_logger_severity(ORT_LOG_SEVERITY)
+    so.log_severity_level = ORT_LOG_SEVERITY
     if lean:
         so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         so.enable_cpu_mem_arena = False
@@ -62,7 +67,7 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
             path = os.path.join(tmp, "model.onnx")
             onnx.save(model, path, save_as_external_data=True, location="model.data")
             return ort.InferenceSession(path, so, providers=providers)
-    except Exception as exc:  # ORT raises its own exception types per failure
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
 
 
@@ -108,7 +113,7 @@ def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> 
     names = outputs or [o.name for o in sess.get_outputs()]
     try:
         values = sess.run(names, feed)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         raise BadInput(f"ONNX Runtime failed while running the model: {_first_line(exc)}") from None
     return dict(zip(names, values))
 

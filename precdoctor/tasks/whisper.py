@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import BadInput, require
 from ..files import read_json, regular_file
 from ..graph import open_model
+from ..limits import MAX_VOCAB_ID
 from ..records import Record
 from .decoding import DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
@@ -42,6 +43,9 @@ class WhisperMeta(Record):
         ids = [self.sot, self.no_timestamps, self.eot, *self.suppress_ids, *(self.suppress_ids_begin or [])]
         if any(i < 0 for i in ids):
             raise BadInput(f"{where}: token ids are 0 or more")
+        big = next((i for i in ids if i >= MAX_VOCAB_ID), None)
+        if big is not None:  # numpy indexing would overflow (2**70) or allocate for it: a damaged file, not a vocabulary
+            raise BadInput(f"{where}: token id {big} is past any vocabulary (ids are below {MAX_VOCAB_ID})")
         if not 1 <= self.max_tokens <= MAX_DECODE_TOKENS:
             raise BadInput(f"{where}.max_tokens: expected 1 to {MAX_DECODE_TOKENS}, found {self.max_tokens}")
 
@@ -81,7 +85,7 @@ class WhisperTask:
                             tuple([220, m.eot] if m.suppress_ids_begin is None else m.suppress_ids_begin), m.max_tokens)
         try:
             self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
-        except Exception as exc:  # the tokenizers binding raises a bare Exception for any bad file
+        except Exception as exc:  # noqa: BLE001 - the tokenizers binding raises a bare Exception for any bad file
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
         self._files = [str(decoder), str(tokenizer)] + ([str(meta_path)] if meta_path.is_file() else [])
