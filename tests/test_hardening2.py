@@ -135,3 +135,71 @@ def test_onnx_runtime_log_lines_do_not_reach_stderr(tmp_path):
     np.savez(tmp_path / "in.npz", x=np.ones((4, 6), np.float32), i=np.array([0, 1, 99]))
     r = _cli("compare", tmp_path / "gather.onnx", "--inputs", tmp_path / "in.npz")
     _one_error(r.returncode, r.stderr.decode(), "ONNX Runtime failed")
+
+
+# --- 2. one run per output folder; journals never replay another run's entries
+
+
+def _bisect_args(model, npz, out):
+    return ["bisect", model, "--inputs", npz, "--out", out, "--quiet", "--no-baselines", "--no-report"]
+
+
+def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(planted_dir, tmp_path):
+    from precdoctor.destinations import LOCK_NAME, FolderLock
+
+    out = tmp_path / "out"
+    with FolderLock(out, "bisect other.onnx"):
+        code, _, err = run_cli(*_bisect_args(planted_dir / "ln_overflow.onnx", planted_dir / "ln_overflow.npz", out))
+        _one_error(code, err, f"pid {os.getpid()}: precdoctor bisect other.onnx")
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_NAME]  # nothing of the refused run
+    assert not out.exists()  # the lock made the folder and the run left nothing in it
+    assert run_cli(*_bisect_args(planted_dir / "ln_overflow.onnx", planted_dir / "ln_overflow.npz", out))[0] == 0
+    assert LOCK_NAME not in {p.name for p in out.iterdir()}  # a finished run leaves no lock file
+
+
+def _reweighted(src, dst, scale):
+    """The same graph and node names, other weights."""
+    m = onnx.load(src)
+    for t in m.graph.initializer:
+        if t.data_type == TensorProto.FLOAT and len(t.dims) >= 2:  # weight matrices, not exponents or epsilons
+            t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t) * np.float32(scale), t.name))
+    onnx.save(m, dst)
+
+
+def test_a_journal_never_replays_entries_another_run_wrote_into_it(planted_dir, tmp_path):
+    """Two models with the same node names bisected into one folder at once: one run's header, the other's entries.
+    A rerun must not take the other model's verdicts for its own."""
+    npz = planted_dir / "two_culprits.npz"
+    other = tmp_path / "other.onnx"
+    _reweighted(planted_dir / "two_culprits.onnx", other, 1.01)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(*_bisect_args(planted_dir / "two_culprits.onnx", npz, a))[0] == 0
+    assert run_cli(*_bisect_args(other, npz, b))[0] == 0
+    header = (a / "journal.jsonl").read_text().splitlines()[0]
+    foreign = (b / "journal.jsonl").read_text().splitlines()[1:]
+    (a / "journal.jsonl").write_text("\n".join([header, *foreign]) + "\n")
+    assert run_cli(*_bisect_args(planted_dir / "two_culprits.onnx", npz, a))[0] == 0
+    assert json.loads((a / "run.json").read_text())["evaluations_resumed"] == 0
+
+
+def test_the_journal_fingerprint_covers_external_weights(planted_dir, tmp_path):
+    npz = planted_dir / "ln_overflow.npz"
+    d = tmp_path / "m"
+    d.mkdir()
+    m = onnx.load(planted_dir / "ln_overflow.onnx")
+    onnx.save(m, d / "model.onnx", save_as_external_data=True, location="w.data", size_threshold=0, all_tensors_to_one_file=True)
+    out = tmp_path / "out"
+    assert run_cli(*_bisect_args(d / "model.onnx", npz, out))[0] == 0
+    assert run_cli(*_bisect_args(d / "model.onnx", npz, out))[0] == 0
+    assert json.loads((out / "run.json").read_text())["evaluations_resumed"] > 0  # the same model replays
+    onnx_bytes = (d / "model.onnx").read_bytes()
+    data = bytearray((d / "w.data").read_bytes())
+    for t in onnx.load(d / "model.onnx", load_external_data=False).graph.initializer:
+        info = {e.key: e.value for e in t.external_data}
+        if len(t.dims) >= 2:  # the weight matrices, scaled in place in the weights file
+            at, n = int(info.get("offset", 0)), int(info["length"])
+            data[at:at + n] = (np.frombuffer(bytes(data[at:at + n]), np.float32) * np.float32(1.01)).tobytes()
+    (d / "w.data").write_bytes(bytes(data))
+    assert (d / "model.onnx").read_bytes() == onnx_bytes  # only the weights file changed
+    assert run_cli(*_bisect_args(d / "model.onnx", npz, out))[0] == 0
+    assert json.loads((out / "run.json").read_text())["evaluations_resumed"] == 0

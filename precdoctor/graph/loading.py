@@ -94,3 +94,20 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     normalize(model, str(path))
     name_nodes(model)
     return model
+
+
+def external_files(path: str | os.PathLike) -> list[Path]:
+    """The external-data files the model at ``path`` reads its weights from (checked inside its folder by
+    ``load_model``): what a fingerprint of the model must hash beside the .onnx file itself."""
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
+    except Exception:  # noqa: BLE001 - load_model already said what is wrong with the file
+        return []
+    found = set()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if onnx.external_data_helper.uses_external_data(tensor):
+            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            if location and (path.parent / location).is_file():
+                found.add(path.parent / location)
+    return sorted(found)

@@ -17,7 +17,7 @@ from ..artifacts import Artifacts
 from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
-from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
+from ..destinations import FolderLock, check_output_dir, check_output_file, check_owned_dirs, check_set
 from ..errors import BadInput
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
@@ -93,6 +93,11 @@ class BisectParams:
 
 def run(p: BisectParams) -> BisectRun:
     p.check()
+    with FolderLock(p.out, f"bisect {p.subject}"):  # one run per --out: journals and staging are the folder's
+        return _run(p)
+
+
+def _run(p: BisectParams) -> BisectRun:
     clock = Clock()
     job, info, warnings = setup(p)
     log.info(f"precdoctor bisect: {p.subject} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "

@@ -18,7 +18,7 @@ from ..comparison import compare_plan
 from ..controlflow import scan_ranges
 from ..errors import BadInput
 from ..files import ensure_dir
-from ..graph import concrete_shapes, node_flops
+from ..graph import concrete_shapes, external_files, node_flops
 from ..plan import Plan
 from ..runs import InputInfo
 from ..search import code_digest, fingerprint, rank
@@ -94,8 +94,10 @@ class Job:
         return self.outdir / ".".join(["journal", *([self.variant] if self.variant else []), *([kind] if kind else []), "jsonl"])
 
     def fingerprint(self) -> str:
-        """What the journal's verdicts were judged on: code, model, samples, format, acceptance, engine, variant."""
-        return fingerprint(__version__, code_digest(), self.p.subject, _samples_digest(self.samples), self.fmt.name,
+        """What the journal's verdicts were judged on: code, model (its bytes, external weights included), samples,
+        format, acceptance, engine, variant."""
+        return fingerprint(__version__, code_digest(), self.p.subject, *external_files(self.p.subject),
+                           _samples_digest(self.samples), self.fmt.name,
                            acc.describe(self.output_criteria) + (f", {acc.INSIDE}" if self.inside else ""),
                            self.backend.info().to_json(), self.variant)
 
@@ -128,6 +130,6 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
 def _transcript_store(judge, p: BisectParams, outdir: Path):
     from ..tasks.cache import TranscriptStore, audio_digest
 
-    fp = fingerprint(code_digest(), p.model, *judge.files(), judge.task.describe(), audio_digest(judge.audio),
+    fp = fingerprint(code_digest(), p.model, *external_files(p.model), *judge.files(), judge.task.describe(), audio_digest(judge.audio),
                      [c.text for c in judge.clips], p.engine, p.task.numbers, p.task.label_free)
     return TranscriptStore(outdir / "transcripts.jsonl", fp)
