@@ -94,10 +94,9 @@ def test_verify_refuses_a_pin_naming_no_node(field, run_folder, tmp_path):
 # --- 5. the user's files: parse errors in one line, third-party noise off stderr
 
 
-def _cli(*args, env=None, **kw):
+def _cli(*args, env=None, timeout=300):
     return subprocess.run([sys.executable, "-m", "precdoctor.cli", *map(str, args)], check=False, capture_output=True,
-                          timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, **kw)
+                          timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 @pytest.mark.parametrize("suffix", [".json", ".textproto", ".txt"])
@@ -203,3 +202,106 @@ def test_the_journal_fingerprint_covers_external_weights(planted_dir, tmp_path):
     assert (d / "model.onnx").read_bytes() == onnx_bytes  # only the weights file changed
     assert run_cli(*_bisect_args(d / "model.onnx", npz, out))[0] == 0
     assert json.loads((out / "run.json").read_text())["evaluations_resumed"] == 0
+
+
+# --- 3. limits: what a model or a selector may ask for, refused before any work, each raisable
+
+
+def _long_named(planted_dir, tmp_path, name):
+    m = onnx.load(planted_dir / "healthy.onnx")
+    m.graph.node[0].name = name
+    onnx.save(m, tmp_path / "m.onnx")
+    return tmp_path / "m.onnx"
+
+
+def test_a_backtracking_selector_ends(planted_dir, tmp_path):
+    """re:^(a+)+$ against a name of 40 a's and a '!' ran for hours in a backtracking engine."""
+    model = _long_named(planted_dir, tmp_path, "a" * 40 + "!")
+    r = _cli("compare", model, "--inputs", planted_dir / "healthy.npz", "--pin", "re:^(a+)+$", timeout=60)
+    _one_error(r.returncode, r.stderr.decode(), "matches no node")
+
+
+def test_a_selector_past_its_time_bound_is_one_line(planted_dir, tmp_path, monkeypatch):
+    model = _long_named(planted_dir, tmp_path, "x" * 3000)
+    monkeypatch.setenv("PRECDOCTOR_SELECTOR_MATCH_SECONDS", "0.05")
+    code, _, err = run_cli("compare", model, "--inputs", planted_dir / "healthy.npz", "--pin", "re:(x+x+)+y")
+    _one_error(code, err, "PRECDOCTOR_SELECTOR_MATCH_SECONDS")
+    monkeypatch.setenv("PRECDOCTOR_SELECTOR_MATCH_SECONDS", "0.05")
+    assert run_cli("compare", model, "--inputs", planted_dir / "healthy.npz", "--pin", "re:x+")[0] == 0  # a sane one matches
+
+
+def _loop(trips, cond_out="Identity"):
+    """y = x * 0.5^trips by a Loop with a constant trip count, and a scan output of every iteration."""
+    body_in = [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+               helper.make_tensor_value_info("a", TensorProto.FLOAT, [4])]
+    body_out = [helper.make_tensor_value_info("co", TensorProto.BOOL, []), helper.make_tensor_value_info("ao", TensorProto.FLOAT, [4]),
+                helper.make_tensor_value_info("so", TensorProto.FLOAT, [4])]
+    cond = (helper.make_node("Identity", ["c"], ["co"], name="b_cond") if cond_out == "Identity" else
+            helper.make_node("Less", ["ao", "tiny"], ["lt"], name="b_less"))
+    nodes = [helper.make_node("Mul", ["a", "half"], ["ao"], name="b_mul"), cond, helper.make_node("Identity", ["ao"], ["so"], name="b_scan")]
+    if cond_out != "Identity":  # stops when the first element falls under 1e-3: a while loop with a huge bound
+        nodes += [helper.make_node("Gather", ["lt", "zero"], ["first"], name="b_first"),
+                  helper.make_node("Not", ["first"], ["co"], name="b_not")]
+    body = helper.make_graph(nodes, "body", body_in, body_out)
+    g = helper.make_graph([helper.make_node("Loop", ["M", "cond", "x"], ["y", "s"], name="loop", body=body)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4]), helper.make_tensor_value_info("s", TensorProto.FLOAT, [None, 4])],
+                          [onnx.numpy_helper.from_array(np.array(trips, np.int64), "M"), onnx.numpy_helper.from_array(np.array(True), "cond"),
+                           onnx.numpy_helper.from_array(np.float32(0.5), "half"), onnx.numpy_helper.from_array(np.float32(1e-3), "tiny"),
+                           onnx.numpy_helper.from_array(np.array(0, np.int64), "zero")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_a_constant_trip_count_past_the_limit_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A trip count of 1e9 hung the run or aborted it with std::bad_alloc."""
+    onnx.save(_loop(10**9), tmp_path / "loop.onnx")
+    code, _, err = run_cli("compare", tmp_path / "loop.onnx", "--input-shapes", "x:[4]")
+    _one_error(code, err, "PRECDOCTOR_MAX_LOOP_TRIPS")
+    onnx.save(_loop(50), tmp_path / "small.onnx")
+    monkeypatch.setenv("PRECDOCTOR_MAX_LOOP_TRIPS", "10")
+    _one_error(*run_cli("compare", tmp_path / "small.onnx", "--input-shapes", "x:[4]")[::2], "50 iterations")
+    monkeypatch.setenv("PRECDOCTOR_MAX_LOOP_TRIPS", "100")  # raised: it runs
+    assert run_cli("compare", tmp_path / "small.onnx", "--input-shapes", "x:[4]")[0] in (0, 1)
+
+
+def test_a_while_loop_with_a_huge_bound_is_not_refused(tmp_path):
+    """Exporters write while loops as a Loop with trip count INT64_MAX and a condition: the condition stops it."""
+    onnx.save(_loop(2**63 - 1, cond_out="Less"), tmp_path / "while.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones(4, np.float32))
+    assert run_cli("compare", tmp_path / "while.onnx", "--inputs", tmp_path / "x.npz")[0] in (0, 1)
+
+
+def _chain(n):
+    nodes = [helper.make_node("Relu" if k % 2 else "Neg", ["x" if k == 0 else f"t{k - 1}"], ["y" if k == n - 1 else f"t{k}"], name=f"n{k}")
+             for k in range(n)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_a_graph_past_the_node_limit_is_refused_and_the_limit_can_be_raised(tmp_path, monkeypatch):
+    onnx.save(_chain(300), tmp_path / "chain.onnx")
+    monkeypatch.setenv("PRECDOCTOR_MAX_GRAPH_NODES", "200")
+    _one_error(*run_cli("scan", tmp_path / "chain.onnx", "--input-shapes", "x:[1,8]")[::2], "300 nodes")
+    monkeypatch.setenv("PRECDOCTOR_MAX_GRAPH_NODES", "not a number")
+    _one_error(*run_cli("scan", tmp_path / "chain.onnx", "--input-shapes", "x:[1,8]")[::2], "is not a number")
+    monkeypatch.setenv("PRECDOCTOR_MAX_GRAPH_NODES", "1000")
+    assert run_cli("scan", tmp_path / "chain.onnx", "--input-shapes", "x:[1,8]")[0] == 0
+
+
+def test_a_tensor_past_the_element_limit_is_refused_before_any_run(tmp_path):
+    """Expand to [100000 * n, n]: on n = 50000 that is 5e9 elements, which ONNX Runtime failed to allocate."""
+    g = helper.make_graph([helper.make_node("Shape", ["x"], ["s"], name="shape"), helper.make_node("Mul", ["s", "k"], ["s2"], name="mul"),
+                           helper.make_node("Expand", ["x", "s2"], ["e"], name="expand"), helper.make_node("Relu", ["e"], ["y"], name="relu")],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "n"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, None])],
+                          [onnx.numpy_helper.from_array(np.array([100000, 1], np.int64), "k")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "expand.onnx")
+    _one_error(*run_cli("compare", tmp_path / "expand.onnx", "--input-shapes", "x:[1,50000]")[::2], "PRECDOCTOR_MAX_TENSOR_ELEMENTS")
+    assert run_cli("compare", tmp_path / "expand.onnx", "--input-shapes", "x:[1,5]")[0] in (0, 1)

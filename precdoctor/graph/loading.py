@@ -78,6 +78,9 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first})") from None
     if not model.graph.node:
         raise BadInput(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    from .bounds import check_node_count
+
+    check_node_count(model, str(path))
     _check_strings(model, path)
     _check_external_data(model, path.parent)
     try:

@@ -23,7 +23,7 @@ from ..plan import Plan
 from ..runs import InputInfo
 from ..search import code_digest, fingerprint, rank
 from ..tasks.judge import TOKEN_AGREEMENT
-from .common import gather, load_graph
+from .common import check_sizes, gather, load_graph
 
 if TYPE_CHECKING:
     from .bisect import BisectParams
@@ -115,6 +115,7 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
         if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
             raise BadInput(f"--accept {TOKEN_AGREEMENT}>=X needs a task that decodes tokens in a loop (--task whisper)")
         samples = judge.samples()
+        check_sizes(graph, samples)
         info = InputInfo(len(samples), "task")
     else:
         samples, info, warnings = gather(graph, p.inputs)
