@@ -4,8 +4,10 @@ files and third-party noise kept to one line of ours."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -305,3 +307,38 @@ def test_a_tensor_past_the_element_limit_is_refused_before_any_run(tmp_path):
     onnx.save(m, tmp_path / "expand.onnx")
     _one_error(*run_cli("compare", tmp_path / "expand.onnx", "--input-shapes", "x:[1,50000]")[::2], "PRECDOCTOR_MAX_TENSOR_ELEMENTS")
     assert run_cli("compare", tmp_path / "expand.onnx", "--input-shapes", "x:[1,5]")[0] in (0, 1)
+
+
+def _cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads CPU time from /proc")
+def test_sigterm_inside_a_long_onnx_runtime_run_ends_the_command(tmp_path):
+    """One ORT run of minutes (400 MatMuls of 2048 x 2048): SIGTERM used to wait for the run to end (Python runs
+    signal handlers between bytecodes only); the run is now stopped and the command exits 143 at once."""
+    nodes = [helper.make_node("MatMul", ["x" if k == 0 else f"t{k - 1}", "w"], ["y" if k == 399 else f"t{k}"], name=f"mm{k}")
+             for k in range(400)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2048, 2048])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2048, 2048])],
+                          [onnx.numpy_helper.from_array(np.eye(2048, dtype=np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "slow.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones((2048, 2048), np.float32))
+    proc = subprocess.Popen([sys.executable, "-m", "precdoctor.cli", "compare", str(tmp_path / "slow.onnx"), "--inputs",
+                             str(tmp_path / "x.npz")], env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while proc.poll() is None and _cpu_seconds(proc.pid) < 6:  # past start-up: inside the first run's MatMuls
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)  # the whole run would take minutes
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, err
+    assert err.decode().strip().splitlines()[-1].startswith("precdoctor: terminated"), err

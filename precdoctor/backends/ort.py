@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..graph import inline_bytes, with_input_shapes
 from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
 ORT_LOG_SEVERITY = 4  # FATAL: what ONNX Runtime still prints goes with a crash, not a failure we report
+STOP_GRACE_SECONDS = 1.0  # how long a signalled command waits for ONNX Runtime to stop a run before it exits anyway
 
 if TYPE_CHECKING:
     from ..graph.weights import WeightStore
@@ -58,15 +60,16 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
             with os.fdopen(fd, "wb") as fh:
                 fh.write(model.SerializeToString())
             try:
-                return ort.InferenceSession(path, so, providers=providers)
+                return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
             finally:
                 os.remove(path)
         if inline_bytes(model) < INLINE_LIMIT:
-            return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+            data = model.SerializeToString()
+            return interruptible(lambda: ort.InferenceSession(data, so, providers=providers))
         with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
             path = os.path.join(tmp, "model.onnx")
             onnx.save(model, path, save_as_external_data=True, location="model.data")
-            return ort.InferenceSession(path, so, providers=providers)
+            return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
 
@@ -110,12 +113,58 @@ class ShapedSessions:
 
 
 def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
     names = outputs or [o.name for o in sess.get_outputs()]
+    opts = ort.RunOptions()
+    opts.log_severity_level = ORT_LOG_SEVERITY
     try:
-        values = sess.run(names, feed)
+        values = interruptible(lambda: sess.run(names, feed, opts), stop=lambda: setattr(opts, "terminate", True))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         raise BadInput(f"ONNX Runtime failed while running the model: {_first_line(exc)}") from None
     return dict(zip(names, values))
+
+
+WORKER = "precdoctor-ort"  # the name of the threads ONNX Runtime's calls run in
+# a signal stopped a call inside ONNX Runtime: the process must then leave by os._exit once its own clean-up is done
+# (exits.py), as ONNX Runtime aborts in its static destructors after a terminated run or under a running one
+interrupted = False
+
+
+def interruptible(call, stop=None):
+    """``call()``, run so that a signal can end the command while it is inside ONNX Runtime's C++ code.
+
+    Python runs its signal handlers in the main thread between bytecodes: during one ``sess.run`` of a large
+    model SIGTERM and Ctrl-C waited for the run to end (6-26 s measured). So, on the main thread, the call
+    runs in a daemon worker while the main thread waits in short, interruptible joins; a signal's exception
+    (Terminated, KeyboardInterrupt) then calls ``stop`` (RunOptions.terminate: ORT stops at the next node),
+    waits a moment for the worker and goes on up the stack (``interrupted`` is then set). Off the main thread
+    no signal arrives: it runs in place."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    box: dict = {}
+
+    def work():
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=WORKER, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except BaseException:
+        global interrupted
+        interrupted = True
+        if stop is not None:
+            stop()
+        worker.join(STOP_GRACE_SECONDS)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _first_line(exc: Exception) -> str:
