@@ -342,3 +342,29 @@ def test_sigterm_inside_a_long_onnx_runtime_run_ends_the_command(tmp_path):
             proc.wait()
     assert proc.returncode == 143, err
     assert err.decode().strip().splitlines()[-1].startswith("precdoctor: terminated"), err
+
+
+def test_a_full_disk_is_said_in_words(tmp_path):
+    """A weight store that cannot be written whole (here a file size limit, which fails the write as a full disk
+    does) read "409600 requested and 75000 written"."""
+    import resource
+
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 640])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 640])],
+                          [onnx.numpy_helper.from_array(np.eye(640, dtype=np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones((1, 640), np.float32))
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    r = subprocess.run([sys.executable, "-m", "precdoctor.cli", "compare", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz")],
+                       check=False, capture_output=True, timeout=300, preexec_fn=limited,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(tmp_path)})
+    _one_error(r.returncode, r.stderr.decode(), "no space left")
+    assert "weight store" in r.stderr.decode() and "TMPDIR" in r.stderr.decode()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("precdoctor-weights-")]  # and its folder removed

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from ..errors import BadInput
+from ..files import write_error
 from ..graph import inline_bytes, with_input_shapes
 from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
@@ -57,8 +58,12 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
     try:
         if weights is not None:
             fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights.dir)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(model.SerializeToString())
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(model.SerializeToString())
+            except OSError as exc:
+                os.remove(path)
+                raise write_error(path, exc, "a model for ONNX Runtime") from None
             try:
                 return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
             finally:
