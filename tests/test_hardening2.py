@@ -368,3 +368,29 @@ def test_a_full_disk_is_said_in_words(tmp_path):
     _one_error(r.returncode, r.stderr.decode(), "no space left")
     assert "weight store" in r.stderr.decode() and "TMPDIR" in r.stderr.decode()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("precdoctor-weights-")]  # and its folder removed
+
+
+def test_a_decoder_cache_that_does_not_fit_is_said_naming_the_cache_and_the_step(tmp_path):
+    """The with-past decoder's present comes out transposed ([1, past+1, 1, D] for a past declared [1, 1, past, D]):
+    ONNX Runtime's message named neither the cache nor the decode step."""
+    import toy_decoders
+
+    from precdoctor.errors import BadInput
+    from precdoctor.tasks.whisper import WhisperTask
+
+    toy = toy_decoders.write(tmp_path / "toy")
+    m = onnx.load(toy / "decoder_with_past_model.onnx")
+    present = "present.0.decoder.key"
+    for n in m.graph.node:
+        n.input[:] = ["kv_cat" if i == present else i for i in n.input]
+        n.output[:] = ["kv_cat" if o == present else o for o in n.output]
+    m.graph.node.append(helper.make_node("Transpose", ["kv_cat"], [present], name="/decoder/k/Transpose", perm=[0, 2, 1, 3]))
+    out = next(o for o in m.graph.output if o.name == present)
+    out.CopyFrom(helper.make_tensor_value_info(present, TensorProto.FLOAT, [1, "past + 1", 1, toy_decoders.D]))
+    onnx.save(m, toy / "decoder_with_past_model.onnx")
+    task = WhisperTask(toy / "decoder_with_past_model.onnx", toy / "tokenizer.json")
+    states = np.random.default_rng(0).standard_normal((1, toy_decoders.T, toy_decoders.D)).astype(np.float32)
+    with pytest.raises(BadInput) as got:
+        task.decode(states, task.decoder_for(None))
+    msg = str(got.value)
+    assert "decode step 1" in msg and present in msg and "past_key_values.0.decoder.key" in msg and "\n" not in msg
