@@ -394,3 +394,18 @@ def test_a_decoder_cache_that_does_not_fit_is_said_naming_the_cache_and_the_step
         task.decode(states, task.decoder_for(None))
     msg = str(got.value)
     assert "decode step 1" in msg and present in msg and "past_key_values.0.decoder.key" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("command", ["compare", "pins", "check-engine"])
+def test_a_forced_node_naming_no_node_refuses_the_pins_file_everywhere(command, run_folder, planted_dir, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    pins = json.loads((d / "pins.json").read_text())
+    pins["forced"]["no such node"] = "typed FP32 by the schema"
+    (d / "pins.json").write_text(json.dumps(pins))
+    model = planted_dir / "ln_overflow.onnx"
+    layers = tmp_path / "layers.json"
+    layers.write_text(json.dumps({"Layers": [{"Name": "x", "Outputs": [{"Name": "x:0", "Format/Datatype": "Float"}]}]}))
+    args = {"compare": ["compare", model, "--inputs", planted_dir / "ln_overflow.npz", "--pins", d / "pins.json"],
+            "pins": ["pins", d / "pins.json", "--format", "trtexec", "--out", tmp_path / "o"],
+            "check-engine": ["check-engine", model, "--pins", d / "pins.json", "--layer-info", layers]}[command]
+    _one_error(*run_cli(*args)[::2], "'no such node'")
