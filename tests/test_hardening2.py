@@ -409,3 +409,27 @@ def test_a_forced_node_naming_no_node_refuses_the_pins_file_everywhere(command, 
             "pins": ["pins", d / "pins.json", "--format", "trtexec", "--out", tmp_path / "o"],
             "check-engine": ["check-engine", model, "--pins", d / "pins.json", "--layer-info", layers]}[command]
     _one_error(*run_cli(*args)[::2], "'no such node'")
+
+
+@pytest.mark.parametrize("target", ["whisper.json", "decoder_model.onnx", "clips/jfk.txt", "clips/jfk.wav"])
+def test_wer_refuses_a_json_naming_a_file_the_whisper_task_reads(target, tmp_path):
+    """whisper.json and the first-step decoder beside the decoder, and a folder dataset's files, are inputs too."""
+    import toy_decoders
+
+    toy = toy_decoders.write(tmp_path / "toy")
+    clips = toy / "clips"
+    clips.mkdir()
+    shutil.copy(ROOT / "fixtures" / "audio" / "jfk.wav", clips / "jfk.wav")
+    (clips / "jfk.txt").write_text("red cat\n")
+    before = (toy / target).read_bytes()
+    code, _, err = run_cli("wer", toy / "encoder.onnx", "--task", "whisper", "--data", clips,
+                           "--decoder", toy / "decoder_with_past_model.onnx", "--json", toy / target)
+    _one_error(code, err, "which this command reads")
+    assert (toy / target).read_bytes() == before
+
+
+def test_report_refuses_an_output_naming_a_command_file_it_embeds(run_folder, tmp_path):
+    d = _copy(run_folder, tmp_path)
+    before = (d / "trtexec.txt").read_bytes()
+    _one_error(*run_cli("report", d / "run.json", "-o", d / "trtexec.txt")[::2], "which this command reads")
+    assert (d / "trtexec.txt").read_bytes() == before
