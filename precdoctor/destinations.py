@@ -82,6 +82,23 @@ def check_set(outdir: str | Path, names, keep: tuple = ()) -> None:
                 raise BadInput(f"refusing to write into {outdir}: its {name} would replace {k}, which this command reads")
 
 
+def check_outside_set(path: str | Path | None, outdir: str | Path, names, patterns=()) -> None:
+    """Refuse, before any work, an output file (``--json``) that would be one of the files a run keeps in ``outdir``:
+    a name of its set or a folder of it (``names``), or a state file it reads back (``patterns``: journals, caches).
+    The set would replace it, or it would replace the set's file or the state a rerun resumes from."""
+    import fnmatch
+
+    if path is None or str(path) == STDOUT:
+        return
+    real, root = Path(os.path.realpath(plain_path(path))), Path(os.path.realpath(outdir))
+    if root not in real.parents:
+        return
+    first = real.relative_to(root).parts[0]
+    nested = len(real.relative_to(root).parts) > 1
+    if first in names or (not nested and any(fnmatch.fnmatchcase(first, pat) for pat in patterns)):
+        raise BadInput(f"refusing to write {path}: {first} is the run's own in {outdir}; give a path outside its files")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -433,3 +433,16 @@ def test_report_refuses_an_output_naming_a_command_file_it_embeds(run_folder, tm
     before = (d / "trtexec.txt").read_bytes()
     _one_error(*run_cli("report", d / "run.json", "-o", d / "trtexec.txt")[::2], "which this command reads")
     assert (d / "trtexec.txt").read_bytes() == before
+
+
+@pytest.mark.parametrize("target", ["journal.jsonl", "journal.targets.jsonl", "reference/s0.in0.bin", "pins.json"])
+def test_bisect_refuses_a_json_onto_its_own_set_or_journal(target, planted_dir, tmp_path):
+    """--json into --out onto the journal replaced the state a rerun resumes from; onto reference/ it replaced a file
+    the verify scripts read, after the set was moved into place."""
+    out = tmp_path / "out"
+    args = _bisect_args(planted_dir / "ln_overflow.onnx", planted_dir / "ln_overflow.npz", out)
+    assert run_cli(*args)[0] == 0
+    before = (out / target).read_bytes()
+    _one_error(*run_cli(*args, "--json", out / target)[::2], "the run's own")
+    assert (out / target).read_bytes() == before
+    assert run_cli(*args, "--json", out / "result.json")[0] == 0  # a file of its own beside the set is fine

@@ -17,7 +17,8 @@ from ..artifacts import Artifacts
 from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
-from ..destinations import FolderLock, check_output_dir, check_output_file, check_owned_dirs, check_set
+from ..destinations import (FolderLock, check_output_dir, check_output_file, check_outside_set, check_owned_dirs,
+                            check_set)
 from ..errors import BadInput
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
@@ -36,6 +37,7 @@ from .fix import verdict as fix_verdict
 from .job import Job, setup
 
 log = logging.getLogger("precdoctor")
+RUN_STATE = ("journal*.jsonl", "transcripts*.jsonl", ".precdoctor*")  # what a rerun in --out reads back: journals, caches, lock
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class BisectParams:
         check_set(self.out, RUN_FILES, keep=reads)
         check_owned_dirs(self.out, OWNED_DIRS)
         check_output_file(self.json_out, keep=reads)
+        check_outside_set(self.json_out, self.out, RUN_FILES + tuple(OWNED_DIRS), RUN_STATE)
 
 
 def run(p: BisectParams) -> BisectRun:
