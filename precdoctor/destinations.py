@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Self
 
 from .errors import BadInput
 from .files import STDOUT, ensure_dir, in_place, is_stdout, plain_path
@@ -81,6 +82,23 @@ def check_set(outdir: str | Path, names, keep: tuple = ()) -> None:
                 raise BadInput(f"refusing to write into {outdir}: its {name} would replace {k}, which this command reads")
 
 
+def check_outside_set(path: str | Path | None, outdir: str | Path, names, patterns=()) -> None:
+    """Refuse, before any work, an output file (``--json``) that would be one of the files a run keeps in ``outdir``:
+    a name of its set or a folder of it (``names``), or a state file it reads back (``patterns``: journals, caches).
+    The set would replace it, or it would replace the set's file or the state a rerun resumes from."""
+    import fnmatch
+
+    if path is None or str(path) == STDOUT:
+        return
+    real, root = Path(os.path.realpath(plain_path(path))), Path(os.path.realpath(outdir))
+    if root not in real.parents:
+        return
+    first = real.relative_to(root).parts[0]
+    nested = len(real.relative_to(root).parts) > 1
+    if first in names or (not nested and any(fnmatch.fnmatchcase(first, pat) for pat in patterns)):
+        raise BadInput(f"refusing to write {path}: {first} is the run's own in {outdir}; give a path outside its files")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -117,7 +135,7 @@ class Staging:
             if p.is_dir() and not p.is_symlink() and pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(p, ignore_errors=True)
 
-    def __enter__(self) -> "Staging":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> bool:
@@ -159,8 +177,74 @@ def owned_folder(path: Path, owned_dirs: dict[str, str]) -> bool:
 
 def check_owned_dirs(outdir: str | Path, owned_dirs: dict[str, str]) -> None:
     """Refuse, before any work, a folder of one of precdoctor's names that precdoctor did not write."""
-    for name in owned_dirs:
+    for name, marker in owned_dirs.items():
         p = Path(outdir) / name
         if p.is_dir() and not p.is_symlink() and not owned_folder(p, owned_dirs):
             raise BadInput(f"refusing to write into {outdir}: its folder {name} is not one precdoctor wrote "
-                           f"(no {owned_dirs[name]} inside); move it away")
+                           f"(no {marker} inside); move it away")
+
+
+LOCK_NAME = ".precdoctor.lock"  # in an output folder: held (flock) by the one run writing there
+
+
+class FolderLock:
+    """One run per output folder at a time: an exclusive ``flock`` on ``DIR/.precdoctor.lock`` for the whole run.
+
+    Two runs writing one folder would interleave their journals and staging (one run's entries under the
+    other's header); the second is refused in one line naming the holder (pid, command, since when), which
+    the holder writes into the lock file. The kernel releases the lock when the holder exits however it
+    exits (SIGKILL included), so a file left by a killed run never blocks a later one; a run that ends
+    unlinks it (while still holding it: a newcomer re-checks that the file it locked is still the one under
+    the name). A folder this lock created is removed again when the run leaves nothing in it (a run refused
+    for its input leaves no folder).
+    """
+
+    def __init__(self, outdir: str | Path, command: str):
+        self.outdir, self.command = plain_path(outdir), command
+        self.fd: int | None = None
+        self.created = False
+
+    def __enter__(self) -> Self:
+        import fcntl
+        import time
+
+        self.created = not self.outdir.exists()
+        ensure_dir(self.outdir)
+        path = self.outdir / LOCK_NAME
+        while True:  # the file locked must still be the one under the name: a holder unlinks it on its way out
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:
+                raise BadInput(f"cannot lock output folder {self.outdir}: {path}: {exc.strerror or exc}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 400, 0).decode("utf-8", errors="replace").strip() or "another process"
+                os.close(fd)
+                raise BadInput(f"output folder {self.outdir} is in use by another precdoctor run "
+                               f"({' '.join(holder.split())}); wait for it to finish or give another --out") from None
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False)):
+                    break
+            except OSError:
+                pass
+            os.close(fd)
+        note = f"pid {os.getpid()}: precdoctor {self.command}, since {time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, note.encode("utf-8", errors="replace")[:400], 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.fd is None:
+            return False
+        try:
+            os.unlink(self.outdir / LOCK_NAME)  # while still held: a run starting now locks a fresh file
+            if self.created and not any(self.outdir.iterdir()):
+                self.outdir.rmdir()
+        except OSError:
+            pass
+        finally:
+            os.close(self.fd)
+            self.fd = None
+        return False

@@ -22,7 +22,15 @@ import warnings
 
 import click
 
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, BadInput, Terminated
+from .errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TERMINATED,
+    BadInput,
+    Terminated,
+)
 
 log = logging.getLogger("precdoctor")
 
@@ -77,6 +85,14 @@ def _stopped(how: str, code: int) -> None:
     if weights is not None:
         weights.cleanup_all()  # staging folders went on the way up (their finally blocks)
     click.echo(f"precdoctor: {how}; temporary files removed (a bisect resumes from its journal)", err=True)
+    ort = sys.modules.get("precdoctor.backends.ort")
+    if ort is not None and ort.interrupted:
+        # a call into ONNX Runtime was stopped (backends/ort.interruptible): its static destructors abort the process
+        # after a terminated run or under one still going, so leave without them; everything of ours is cleaned up
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -142,7 +158,7 @@ class Cli(click.Group):
                 _stopped("interrupted", EXIT_INTERRUPTED)
             except Terminated:
                 _stopped("terminated (SIGTERM)", EXIT_TERMINATED)
-            except Exception as exc:  # a bug of ours: say so in one line
+            except Exception as exc:  # noqa: BLE001 - a bug of ours: say so in one line
                 if debug:
                     traceback.print_exc()
                 first = (str(exc).strip().splitlines() or [""])[0][:300]

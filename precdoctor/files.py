@@ -77,6 +77,40 @@ def regular_file(path: str | Path, what: str) -> Path:
     return p
 
 
+def inside_folder(folder: str | Path, name: str | Path, what: str) -> Path:
+    """``folder/name``, a file a command reads from a run folder, refused in one BadInput line when it resolves
+    outside ``folder`` (a symlink out of it, of the file or of a folder on the way): a tampered folder must not
+    make a command read, judge or overwrite what lies elsewhere."""
+    root = Path(os.path.realpath(folder))
+    path = Path(folder) / name
+    if "\0" in str(path):
+        raise BadInput(f"{what} path {str(path)!r} holds a NUL byte")
+    real = Path(os.path.realpath(path))
+    if real != root and root not in real.parents:
+        raise BadInput(f"{what} {path} resolves outside {folder} (to {real}); refusing to read it")
+    return path
+
+
+def write_error(path: str | Path, exc: OSError, what: str = "") -> BadInput:
+    """A failed write, said in words: a full disk (ENOSPC, or the short write numpy's ``tofile`` reports as
+    "N requested and M written", with no errno) names the folder and what is free there, and how to move
+    temporary files elsewhere."""
+    import errno
+
+    folder = Path(path).parent
+    short = exc.errno is None and "requested and" in str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or short:
+        try:
+            st = os.statvfs(folder)
+            free = f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free there"
+        except OSError:
+            free = "free space unknown"
+        why = "no space left on the device (or past a file size limit)" if short else (exc.strerror or "no space left").lower()
+        return BadInput(f"cannot write {what or path}: {why} in {folder} ({free}, {exc}); free space there"
+                        + (" or set TMPDIR to a larger disk" if str(folder).startswith(tempfile.gettempdir()) else ""))
+    return BadInput(f"cannot write {what or path}: {exc.strerror or exc}")
+
+
 def read_text(path: str | Path, what: str) -> str:
     """A user's text file (JSON, manifest, transcript, vocabulary) as UTF-8 text; a missing, unreadable or
     non-UTF-8 file is one BadInput line."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 # --- protobuf and model size
 PROTOBUF_LIMIT = 2_000_000_000  # protobuf refuses to serialize one message past 2 GB
@@ -20,6 +21,45 @@ MEMORY_BUDGET_GB = 8.0  # activations (reference + candidate) one probe pass may
 # --- control flow
 FLAT_NODE_LIMIT = 20_000  # nodes of a flat analysis graph (If inlined, Loop/Scan unrolled); ONNX Runtime's session start-up
 #                           grows with node count, and a body unrolled past this is analysed at its boundary only
+
+# --- what a model, a sample or a selector may ask for: checked before any work, each raisable by an environment
+# variable PRECDOCTOR_<NAME> (README: Limits), read when the check runs
+MAX_GRAPH_NODES = 100_000  # nodes of a model, control-flow bodies included: ONNX Runtime's session start-up and every
+#                            per-node pass grow with it (20,000 nodes: 18 s of one compare); the largest ASR exports
+#                            this tool is for (Whisper large, Qwen3-ASR 1.7B, decomposed) stay well below
+MAX_LOOP_TRIPS = 1_000_000  # iterations of a Loop whose trip count is a constant and whose condition cannot stop it:
+#                             ONNX Runtime runs them all, and a scan output of each iteration is allocated whole
+#                             (a trip count of 1e9 hung the run or aborted it with std::bad_alloc)
+MAX_TENSOR_ELEMENTS = 1 << 31  # elements of one tensor by shape inference on the largest sample (8 GiB in FP32):
+#                                past it ONNX Runtime fails in an allocation, after minutes, with no word of ours
+SELECTOR_MATCH_SECONDS = 2.0  # time one re: pin selector may take to match every node name (a backtracking
+#                               pattern such as ^(a+)+$ on a long name runs for minutes in a backtracking engine)
+RAISABLE = ("MAX_GRAPH_NODES", "MAX_LOOP_TRIPS", "MAX_TENSOR_ELEMENTS", "SELECTOR_MATCH_SECONDS")
+ENV_PREFIX = "PRECDOCTOR_"
+
+
+def limit(name: str) -> float:
+    """The limit ``name`` of RAISABLE: ``PRECDOCTOR_<name>`` from the environment where set (a positive number),
+    else the default above. A value that is not one is an error, said in one line."""
+    from .errors import BadInput
+
+    default = globals()[name]
+    text = os.environ.get(ENV_PREFIX + name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = type(default)(float(text)) if isinstance(default, int) else float(text)
+    except (ValueError, OverflowError):
+        raise BadInput(f"{ENV_PREFIX}{name}={text!r} is not a number") from None
+    if not value > 0:
+        raise BadInput(f"{ENV_PREFIX}{name}={text!r} must be more than 0")
+    return value
+
+
+def raise_hint(name: str) -> str:
+    """How a user raises the limit ``name``: said in each message that refuses for it."""
+    return f"set {ENV_PREFIX}{name} to raise the limit"
+
 
 # --- comparison
 DEFAULT_REL_L2 = 0.05  # an output diverges past this relative L2 error (compare's verdict; bisect's default acceptance). Relative,

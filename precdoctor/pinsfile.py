@@ -63,8 +63,9 @@ class PinsFile(Record):
         return p if p.is_absolute() else Path(pins_file).parent / p
 
     def check_nodes(self, graph, where: str, model: str = "the model") -> None:
-        """Refuse exact pins naming a node ``graph`` lacks: the plan was verified on another model."""
-        missing = [n for n in self.pins if not graph.has_node(n)]
+        """Refuse exact pins (or forced FP32 nodes) naming a node ``graph`` lacks: the plan was verified on another
+        model, and a pin silently dropped would judge another plan than the file's."""
+        missing = [n for n in [*self.pins, *self.forced] if not graph.has_node(n)]
         if missing:
             raise BadInput(f"{where} pins node {missing[0]!r}, which {model} does not have")
 

@@ -7,12 +7,13 @@ the plan is built, so a saved plan means the same thing everywhere.
 from __future__ import annotations
 
 import fnmatch
-import re
+import time
 from dataclasses import dataclass, field
 
 from .errors import BadInput
 from .formats import FORMATS, Format, get_format
 from .graph import GraphView
+from .limits import limit, raise_hint
 
 PRECISIONS = tuple(FORMATS)
 # how bisect ships a fix: FP32 pins, rewritten subgraphs with no FP32 island, or rewrites with pins for the rest
@@ -60,11 +61,7 @@ def resolve_selectors(graph: GraphView, selectors) -> dict[str, str]:
         elif sel.startswith("glob:"):
             hit = fnmatch.filter(names, sel[5:])
         elif sel.startswith("re:"):
-            try:
-                rx = re.compile(sel[3:])
-            except re.error as exc:
-                raise BadInput(f"bad regex in pin selector {sel!r}: {exc}") from None
-            hit = [n for n in names if rx.fullmatch(n)]
+            hit = _regex_hits(sel, names)
         else:
             hit = [sel] if graph.has_node(sel) else []
         if not hit:
@@ -72,6 +69,30 @@ def resolve_selectors(graph: GraphView, selectors) -> dict[str, str]:
         for n in hit:
             picked.setdefault(n, sel)
     return picked
+
+
+def _regex_hits(sel: str, names: list[str]) -> list[str]:
+    """The names a ``re:`` selector fully matches, within SELECTOR_MATCH_SECONDS for all of them: the ``regex``
+    engine (Python's ``re`` syntax) takes a timeout, so a pattern that backtracks catastrophically (``^(a+)+$`` on
+    a long name) is one line, not a run that never ends."""
+    import regex
+
+    seconds = limit("SELECTOR_MATCH_SECONDS")
+    try:
+        rx = regex.compile(sel[3:])
+    except (regex.error, RecursionError, OverflowError) as exc:
+        raise BadInput(f"bad regex in pin selector {sel!r}: {exc}") from None
+    deadline = time.monotonic() + seconds
+    hit = []
+    try:
+        for n in names:
+            if rx.fullmatch(n, timeout=max(deadline - time.monotonic(), 1e-3)):
+                hit.append(n)
+    except TimeoutError:
+        raise BadInput(f"pin selector {sel!r} took more than {seconds:g} s to match {len(names)} node names (a pattern "
+                       f"that backtracks, such as nested repeats); simplify it, or {raise_hint('SELECTOR_MATCH_SECONDS')}"
+                       ) from None
+    return hit
 
 
 def build_plan(graph: GraphView, precision: str, selectors=(), pin_files=()) -> Plan:

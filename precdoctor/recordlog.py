@@ -1,7 +1,9 @@
 """Append-only files of records under a fingerprint: what a killed or repeated run picks up again.
 
 The first line is a header carrying the fingerprint of everything the entries depend on; each further
-line is one record, appended and fsync'd as it is made. A file whose header is not this run's is not
+line is one record, appended and fsync'd as it is made, stamped with the same fingerprint (``RUN_KEY``):
+a line another run wrote into the file (two runs sharing a folder, a file pasted from elsewhere) is not
+replayed even under this run's header. A file whose header is not this run's is not
 replayed: it is set aside as ``NAME.stale.SUFFIX`` (``KEEP_STALE``) or replaced; anything under the name
 that is not a plain file (a folder, a FIFO, a symlink, which appending would write through) is set
 aside. Entry lines that cannot be read (a line cut short by a kill, a damaged file) are skipped: that
@@ -19,6 +21,7 @@ from .errors import BadInput
 from .files import plain_file, set_aside
 
 log = logging.getLogger("precdoctor")
+RUN_KEY = "run"  # the fingerprint each entry line carries, beside the record's own fields
 
 
 class RecordLog(ABC):
@@ -62,7 +65,10 @@ class RecordLog(ABC):
             return False
         for line in lines[1:]:
             try:
-                entry = self.RECORD.from_json(json.loads(line))
+                data = json.loads(line)
+                if not isinstance(data, dict) or data.pop(RUN_KEY, None) != self.fp:
+                    continue  # another run's entry, or one from before entries were stamped
+                entry = self.RECORD.from_json(data)
             except (ValueError, RecursionError, BadInput):
                 continue
             self.entries[self.key(entry)] = self.replayed(entry)
@@ -72,6 +78,6 @@ class RecordLog(ABC):
         self.entries[self.key(entry)] = entry
         if self.path is not None:
             with open(self.path, "a") as fh:
-                fh.write(json.dumps(entry.to_json()) + "\n")
+                fh.write(json.dumps({RUN_KEY: self.fp, **entry.to_json()}) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())

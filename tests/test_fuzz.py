@@ -12,18 +12,23 @@ import os
 import random
 import shutil
 import sys
-import textwrap
 
 import numpy as np
 import onnx
 import pytest
 import soundfile as sf
-
-from fuzzing import mutate_bytes, mutate_file, mutate_json, mutate_json_typed, npy_bytes, random_array
+from fuzzing import (
+    mutate_bytes,
+    mutate_file,
+    mutate_json,
+    mutate_json_typed,
+    npy_bytes,
+    random_array,
+)
 from helpers import ROOT, run_cli
 
 sys.path.insert(0, str(ROOT / "fixtures"))
-import oddinputs  # noqa: E402
+import oddinputs
 
 
 def verdict_or_one_line(args) -> str | None:
@@ -208,6 +213,77 @@ def test_fuzz_journal(base, tmp_path):
     run_seeds("journal", 15, case)
     # a damaged journal never stops a run: every mutant above ended in a verdict
     assert all(_json(tmp_path / f"o{k}" / "run.json")["verdict"] == "healthy" for k in range(15))
+
+
+def _verify_mutant(folder, outside, rng, k):
+    """One tampering with a bisect's folder as verify reads it: the reference manifest, a raw reference file, pins.json,
+    the mixed ONNX, a file or the reference folder swapped for a symlink out, a file the --json would replace."""
+    ref = folder / "reference"
+    manifest = json.loads((ref / "manifest.json").read_text())
+    bins = sorted(p.name for p in ref.glob("*.bin"))
+    kind = ["manifest", "manifest-typed", "bin", "pins", "pins-typed", "mixed", "link-file", "link-folder", "json-onto",
+            "manifest-names"][k % 10]
+    json_out = None
+    if kind == "manifest":
+        mutate_file(ref / "manifest.json", manifest, (ref / "manifest.json").read_bytes(), rng)
+    elif kind == "manifest-typed":
+        (ref / "manifest.json").write_text(json.dumps(mutate_json_typed(manifest, rng, rng.randint(1, 4))))
+    elif kind == "manifest-names":  # file names that leave the folder, or name what verify must not read
+        t = manifest["samples"][0][rng.choice(["inputs", "outputs"])][0]
+        t["file"] = rng.choice(["../pins.json", "/etc/passwd", "..", "s0.out0.bin\0", "sub/../s0.in0.bin", "manifest.json",
+                                "../reference/s0.in0.bin", "", "x" * 5000])
+        (ref / "manifest.json").write_text(json.dumps(manifest))
+    elif kind == "bin":
+        f = ref / rng.choice(bins)
+        f.write_bytes(mutate_bytes(f.read_bytes(), rng) if rng.random() < 0.5 else f.read_bytes()[: rng.randrange(1, 64)])
+    elif kind in ("pins", "pins-typed"):
+        valid = json.loads((folder / "pins.json").read_text())
+        if kind == "pins":
+            mutate_file(folder / "pins.json", valid, (folder / "pins.json").read_bytes(), rng)
+        else:
+            (folder / "pins.json").write_text(json.dumps(mutate_json_typed(valid, rng, rng.randint(1, 4))))
+    elif kind == "mixed":
+        f = folder / "model.mixed.onnx"
+        f.write_bytes(mutate_bytes(f.read_bytes(), rng))
+    elif kind == "link-file":
+        name = rng.choice(bins + ["manifest.json"])
+        shutil.move(ref / name, outside / f"{k}-{name}")
+        os.symlink(outside / f"{k}-{name}", ref / name)
+    elif kind == "link-folder":
+        shutil.move(ref, outside / f"ref{k}")
+        os.symlink(outside / f"ref{k}", ref)
+    else:
+        json_out = folder / rng.choice(["pins.json", "reference/manifest.json", f"reference/{rng.choice(bins)}"])
+    return ["verify", folder, "--backend", "emulate", *(["--json", json_out] if json_out else [])]
+
+
+def test_fuzz_verify_folders(base, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    broken = []
+
+    def case(rng, k):
+        folder = tmp_path / f"v{k}"
+        shutil.copytree(base["bisect"], folder)
+        args = _verify_mutant(folder, outside, rng, k)
+        before = {p: p.read_bytes() for p in (folder / "reference").glob("*") if p.is_file()} | {
+            folder / "pins.json": (folder / "pins.json").read_bytes()}
+        problem = verdict_or_one_line(args)  # the policy, as run_seeds checks it
+        code = run_cli(*args)[0]
+        if problem:
+            broken.append(f"seed {k}: {problem}")
+        if code == 0 and "--json" in map(str, args):
+            broken.append(f"seed {k}: --json onto an input exited 0")
+        if code == 0 and any(p.is_symlink() and outside in p.resolve().parents for p in [folder / "reference", *before]):
+            broken.append(f"seed {k}: read a file outside the folder and passed")
+        if any(p.exists() and p.read_bytes() != b for p, b in before.items()):
+            broken.append(f"seed {k}: an input of verify was changed")
+        # checked here, with what run_seeds cannot see
+
+    n = 50 * int(os.environ.get("PRECDOCTOR_FUZZ_SCALE", "1"))
+    for k in range(n):
+        case(random.Random(f"verify-folder-{k}"), k)
+    assert not broken, f"{len(broken)} of {n} verify-folder mutants broke the policy:\n" + "\n".join(broken)
 
 
 def test_fuzz_manifests_and_transcripts(base, tmp_path):

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from ..errors import BadInput
+from ..files import write_error
 from ..graph import inline_bytes, with_input_shapes
 from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
+
+ORT_LOG_SEVERITY = 4  # FATAL: what ONNX Runtime still prints goes with a crash, not a failure we report
+STOP_GRACE_SECONDS = 1.0  # how long a signalled command waits for ONNX Runtime to stop a run before it exits anyway
 
 if TYPE_CHECKING:
     from ..graph.weights import WeightStore
@@ -39,7 +44,10 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[graph_opt]
-    so.log_severity_level = 3
+    # ONNX Runtime's own log (coloured ERROR lines of a failing kernel) stays off stderr: the failure comes back as
+    # an exception that we say in one line; FATAL only (4) is ORT's quietest level
+    ort.set_default_logger_severity(ORT_LOG_SEVERITY)
+    so.log_severity_level = ORT_LOG_SEVERITY
     if lean:
         so.execution_order = ort.ExecutionOrder.PRIORITY_BASED
         so.enable_cpu_mem_arena = False
@@ -50,19 +58,24 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
     try:
         if weights is not None:
             fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights.dir)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(model.SerializeToString())
             try:
-                return ort.InferenceSession(path, so, providers=providers)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(model.SerializeToString())
+            except OSError as exc:
+                os.remove(path)
+                raise write_error(path, exc, "a model for ONNX Runtime") from None
+            try:
+                return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
             finally:
                 os.remove(path)
         if inline_bytes(model) < INLINE_LIMIT:
-            return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+            data = model.SerializeToString()
+            return interruptible(lambda: ort.InferenceSession(data, so, providers=providers))
         with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
             path = os.path.join(tmp, "model.onnx")
             onnx.save(model, path, save_as_external_data=True, location="model.data")
-            return ort.InferenceSession(path, so, providers=providers)
-    except Exception as exc:  # ORT raises its own exception types per failure
+            return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
 
 
@@ -110,11 +123,16 @@ class RuntimeFailure(RuntimeError):
 
 
 def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
     names = outputs or [o.name for o in sess.get_outputs()]
     bf16 = {o.name for o in sess.get_outputs() if o.type == "tensor(bfloat16)"} & set(names)
+    opts = ort.RunOptions()
+    opts.log_severity_level = ORT_LOG_SEVERITY
     try:
-        values = _run_bf16(sess, feed, names) if bf16 else sess.run(names, feed)
-    except Exception as exc:
+        values = interruptible(lambda: _run_bf16(sess, feed, names, opts) if bf16 else sess.run(names, feed, opts),
+                               stop=lambda: setattr(opts, "terminate", True))
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         if _ours(sess):
             raise RuntimeFailure(f"ONNX Runtime failed while running a graph precdoctor built: {_first_line(exc)}") from exc
         raise BadInput(f"ONNX Runtime failed while running the model: {_first_line(exc)}") from None
@@ -129,7 +147,7 @@ def _ours(sess) -> bool:
         return False
 
 
-def _run_bf16(sess, feed: dict[str, np.ndarray], names: list[str]) -> list[np.ndarray]:
+def _run_bf16(sess, feed: dict[str, np.ndarray], names: list[str], opts=None) -> list[np.ndarray]:
     """A run whose outputs include BF16 tensors, which ONNX Runtime's Python binding cannot turn into numpy ("No
     corresponding Numpy type for Tensor Type. bfloat16"): outputs bound to host memory, BF16 ones read from their raw
     bits (``bf16_array``), then as float32 like every other output precdoctor compares."""
@@ -138,7 +156,7 @@ def _run_bf16(sess, feed: dict[str, np.ndarray], names: list[str]) -> list[np.nd
         io.bind_cpu_input(k, np.ascontiguousarray(v))
     for n in names:
         io.bind_output(n, "cpu")
-    sess.run_with_iobinding(io)
+    sess.run_with_iobinding(io, opts)
     return [bf16_array(v) if v.data_type() == "tensor(bfloat16)" else v.numpy() for v in io.get_outputs()]
 
 
@@ -154,6 +172,48 @@ def bf16_array(value) -> np.ndarray:
         return np.zeros(shape, np.float32)
     bits = np.ctypeslib.as_array((ctypes.c_uint16 * n).from_address(value.data_ptr())).copy()
     return bits.view(ml_dtypes.bfloat16).astype(np.float32).reshape(shape)
+
+
+WORKER = "precdoctor-ort"  # the name of the threads ONNX Runtime's calls run in
+# a signal stopped a call inside ONNX Runtime: the process must then leave by os._exit once its own clean-up is done
+# (exits.py), as ONNX Runtime aborts in its static destructors after a terminated run or under a running one
+interrupted = False
+
+
+def interruptible(call, stop=None):
+    """``call()``, run so that a signal can end the command while it is inside ONNX Runtime's C++ code.
+
+    Python runs its signal handlers in the main thread between bytecodes: during one ``sess.run`` of a large
+    model SIGTERM and Ctrl-C waited for the run to end (6-26 s measured). So, on the main thread, the call
+    runs in a daemon worker while the main thread waits in short, interruptible joins; a signal's exception
+    (Terminated, KeyboardInterrupt) then calls ``stop`` (RunOptions.terminate: ORT stops at the next node),
+    waits a moment for the worker and goes on up the stack (``interrupted`` is then set). Off the main thread
+    no signal arrives: it runs in place."""
+    if threading.current_thread() is not threading.main_thread():
+        return call()
+    box: dict = {}
+
+    def work():
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+            box["error"] = exc
+
+    worker = threading.Thread(target=work, name=WORKER, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except BaseException:
+        global interrupted
+        interrupted = True
+        if stop is not None:
+            stop()
+        worker.join(STOP_GRACE_SECONDS)
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _first_line(exc: Exception) -> str:

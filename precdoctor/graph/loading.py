@@ -70,25 +70,47 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     """Load, validate and name a model; every failure is a one-line BadInput."""
     path = regular_file(path, "model file")
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, OSError) as exc:
+        # binary protobuf whatever the name: onnx picks its text or JSON parser by the suffix (.json, .textproto),
+        # and a tokenizer.json or a config given as the model is then a ParseError of protobuf's, not a model
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, OSError, UnicodeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else "truncated or corrupt"
         raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first})") from None
     if not model.graph.node:
         raise BadInput(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
+    from .bounds import check_node_count
+
+    check_node_count(model, str(path))
     _check_strings(model, path)
     _check_external_data(model, path.parent)
     try:
         onnx.load_external_data_for_model(model, str(path.parent))
-    except Exception as exc:  # onnx raises assorted types for broken external data
+    except Exception as exc:  # noqa: BLE001 - onnx raises assorted types for broken external data
         raise BadInput(f"cannot read external data of {path}: {exc}") from None
     try:
         if inline_bytes(model) < INLINE_LIMIT:
             onnx.checker.check_model(model)
         else:
             onnx.checker.check_model(str(path))
-    except Exception as exc:  # ValidationError, or errors of the custom-domain kind
+    except Exception as exc:  # noqa: BLE001 - ValidationError, or errors of the custom-domain kind
         raise BadInput(f"{path} is not a valid ONNX model: {str(exc).strip().splitlines()[0]}") from None
     normalize(model, str(path))
     name_nodes(model)
     return model
+
+
+def external_files(path: str | os.PathLike) -> list[Path]:
+    """The external-data files the model at ``path`` reads its weights from (checked inside its folder by
+    ``load_model``): what a fingerprint of the model must hash beside the .onnx file itself."""
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), format="protobuf", load_external_data=False)
+    except Exception:  # noqa: BLE001 - load_model already said what is wrong with the file
+        return []
+    found = set()
+    for tensor in onnx.external_data_helper._get_all_tensors(model):
+        if onnx.external_data_helper.uses_external_data(tensor):
+            location = {e.key: e.value for e in tensor.external_data}.get("location", "")
+            if location and (path.parent / location).is_file():
+                found.add(path.parent / location)
+    return sorted(found)

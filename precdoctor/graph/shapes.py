@@ -1,6 +1,8 @@
 """Concrete shapes for one input sample, and what they let us count: element sizes and FLOPs per node."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 
@@ -26,7 +28,7 @@ def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
     m = with_input_shapes(graph.model, feed)
     try:
         inferred = onnx.shape_inference.infer_shapes(m, check_type=False, strict_mode=False, data_prop=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - inference fails on exotic models: sizes are then unknown, not an error
         return {}
     shapes = {name: list(init.dims) for name, init in graph.initializers.items()}
     shapes.update({k: list(np.shape(v)) for k, v in feed.items()})
@@ -42,7 +44,7 @@ def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
     input-shape signature and view (a decoder's steps or clips of one length share it; inference reads no values)."""
     key = ("concrete_sizes", tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items())))
     if key not in graph.derived:
-        graph.derived[key] = {k: int(np.prod(v, dtype=np.int64)) for k, v in concrete_shapes(graph, feed).items()}
+        graph.derived[key] = {k: math.prod(v) for k, v in concrete_shapes(graph, feed).items()}  # exact: int64 would wrap
     return graph.derived[key]
 
 

@@ -140,7 +140,7 @@ def infer_types(model: onnx.ModelProto) -> tuple[dict[str, int], dict[str, int]]
         o.type.tensor_type.ClearField("shape")
     try:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False)
-    except Exception:  # large or exotic models: fall back to what the file declares
+    except Exception:  # noqa: BLE001 - large or exotic models: fall back to what the file declares
         inferred = model
     _fit_output_shapes(model, declared, inferred)
     for g in walk_graphs(inferred.graph):  # body tensors too: names are unique across the model
@@ -210,6 +210,9 @@ def view(model: onnx.ModelProto, copy: bool = True, store: WeightStore | None = 
 
 def open_model(path) -> GraphView:
     """Load, check and view the model at ``path``: what every command starts with, once."""
+    from .bounds import check_graph
     from .loading import load_model
 
-    return view(load_model(path), copy=False)
+    v = view(load_model(path), copy=False)
+    check_graph(v, str(path))  # before any work: what the model asks for is within the limits
+    return v

@@ -17,9 +17,10 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..files import write_error
 from ..limits import WEIGHT_STORE_ALIGN, WEIGHT_STORE_MIN_BYTES
 
-_LIVE: "weakref.WeakSet[WeightStore]" = weakref.WeakSet()
+_LIVE: weakref.WeakSet[WeightStore] = weakref.WeakSet()
 
 
 def inline_bytes(model_or_tensor) -> int:
@@ -53,12 +54,15 @@ class WeightStore:
 
     def _append(self, file: str, name: str, arr: np.ndarray, data_type: int) -> onnx.TensorProto:
         path = os.path.join(self.dir, file)
-        with open(path, "ab") as fh:
-            offset = fh.tell()
-            pad = (-offset) % WEIGHT_STORE_ALIGN
-            fh.write(b"\0" * pad)
-            offset += pad
-            np.ascontiguousarray(arr).tofile(fh)  # no intermediate bytes copy
+        try:
+            with open(path, "ab") as fh:
+                offset = fh.tell()
+                pad = (-offset) % WEIGHT_STORE_ALIGN
+                fh.write(b"\0" * pad)
+                offset += pad
+                np.ascontiguousarray(arr).tofile(fh)  # no intermediate bytes copy
+        except OSError as exc:
+            raise write_error(path, exc, f"the weight store ({arr.nbytes} bytes of {name!r})") from None
         t = onnx.TensorProto(name=name, data_type=data_type, dims=list(arr.shape), data_location=onnx.TensorProto.EXTERNAL)
         for k, v in (("location", file), ("offset", str(offset)), ("length", str(arr.nbytes))):
             t.external_data.add(key=k, value=v)

@@ -19,7 +19,8 @@ from ..artifacts import Artifacts
 from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
-from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
+from ..destinations import (FolderLock, check_output_dir, check_output_file, check_outside_set, check_owned_dirs,
+                            check_set)
 from ..errors import BadInput
 from ..external import CRITERION as CHECK
 from ..external import ExternalCheck
@@ -41,6 +42,7 @@ from .fix import verdict as fix_verdict
 from .job import Job, setup
 
 log = logging.getLogger("precdoctor")
+RUN_STATE = ("journal*.jsonl", "transcripts*.jsonl", ".precdoctor*")  # what a rerun in --out reads back: journals, caches, lock
 
 
 @dataclass(frozen=True)
@@ -98,10 +100,16 @@ class BisectParams:
         check_set(self.out, RUN_FILES, keep=reads)
         check_owned_dirs(self.out, OWNED_DIRS)
         check_output_file(self.json_out, keep=reads)
+        check_outside_set(self.json_out, self.out, RUN_FILES + tuple(OWNED_DIRS), RUN_STATE)
 
 
 def run(p: BisectParams) -> BisectRun:
     p.check()
+    with FolderLock(p.out, f"bisect {p.subject}"):  # one run per --out: journals and staging are the folder's
+        return _run(p)
+
+
+def _run(p: BisectParams) -> BisectRun:
     clock = Clock()
     job, info, warnings = setup(p)
     log.info(f"precdoctor bisect: {p.subject} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from .. import __version__
+from ..comparison import Comparison
 from ..errors import BadInput
 from ..graph import GraphView, open_model
-from ..comparison import Comparison
+from ..graph.bounds import check_sizes
 from ..inputs import InputSpec, Sample, infinite_inputs
 from ..runs import InputInfo
 from ..verdicts import VERDICT, input_warnings
@@ -57,6 +58,7 @@ def gather(graph: GraphView, spec: InputSpec, what: str = VERDICT) -> tuple[list
     """The samples, where they came from, and the warnings they call for (random data, infinite values); ``what``:
     the command's results, as the random-data warning names them."""
     samples = spec.samples(graph)
+    check_sizes(graph, samples)
     source = "files" if spec.files else ("arrays" if spec.arrays else "random")
     info = InputInfo(len(samples), source, list(spec.files), spec.seed if source == "random" else None)
     return samples, info, input_warnings(source, info.seed, infinite_inputs(samples), what)

@@ -20,12 +20,12 @@ from ..comparisonlog import ComparisonLog, RangeLog, StoredRanges
 from ..controlflow import scan_ranges
 from ..errors import BadInput
 from ..files import ensure_dir
-from ..graph import concrete_shapes, node_flops
+from ..graph import concrete_shapes, external_files, node_flops
 from ..plan import Plan
 from ..runs import InputInfo
 from ..search import code_digest, fingerprint, rank
 from ..tasks.judge import TOKEN_AGREEMENT
-from .common import gather, load_graph
+from .common import check_sizes, gather, load_graph
 
 if TYPE_CHECKING:
     from .bisect import BisectParams
@@ -121,8 +121,10 @@ class Job:
         return self.outdir / ".".join(["journal", *([self.variant] if self.variant else []), *([kind] if kind else []), "jsonl"])
 
     def fingerprint(self) -> str:
-        """What the journal's verdicts were judged on: code, model, samples, format, acceptance, engine, variant."""
-        return fingerprint(__version__, code_digest(), self.p.subject, _samples_digest(self.samples), self.fmt.name,
+        """What the journal's verdicts were judged on: code, model (its bytes, external weights included), samples,
+        format, acceptance, engine, variant."""
+        return fingerprint(__version__, code_digest(), self.p.subject, *external_files(self.p.subject),
+                           _samples_digest(self.samples), self.fmt.name,
                            acc.describe(self.output_criteria) + (f", {acc.INSIDE}" if self.inside else ""),
                            self.backend.info().to_json(), self.variant)
 
@@ -143,6 +145,7 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
             judge.keep(_transcript_store(judge, p, Path(p.out)))
         judge.check_baseline(p.task.force)  # before any comparison or search: a broken FP32 setup is refused here
         samples = judge.samples()
+        check_sizes(graph, samples)
         info = InputInfo(len(samples), "task")
     else:
         samples, info, warnings = gather(graph, p.inputs)
@@ -158,6 +161,6 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
 def _transcript_store(judge, p: BisectParams, outdir: Path):
     from ..tasks.cache import TranscriptStore, audio_digest
 
-    fp = fingerprint(code_digest(), p.model, *judge.files(), judge.task.describe(), audio_digest(judge.audio),
+    fp = fingerprint(code_digest(), p.model, *external_files(p.model), *judge.files(), judge.task.describe(), audio_digest(judge.audio),
                      [c.text for c in judge.clips], p.engine, p.task.numbers, p.task.label_free)
     return TranscriptStore(outdir / "transcripts.jsonl", fp)

@@ -22,4 +22,8 @@ def run(p: ReportParams) -> Path:
     record = read_run(p.run_json)
     if isinstance(record, (ScanRun, VerifyRun)):
         raise BadInput(f"{p.run_json} is a {record.command} result; the report renders bisect, compare and wer runs")
+    # the command files the page embeds, read from the run's folder, are inputs too: -o must not replace one
+    artifacts = getattr(record, "artifacts", None)
+    names = artifacts.command_files().values() if artifacts is not None else ()
+    check_output_file(p.out, keep=tuple(Path(p.run_json).parent / n for n in names))
     return render_to(record, Path(p.out), Path(p.run_json).parent)

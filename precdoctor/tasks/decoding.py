@@ -18,8 +18,8 @@ with-past decoder returns none.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -44,6 +44,7 @@ class Layout:
     empty: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # one model: the first step's empty past (name, shape, dtype)
     branch: str | None = None  # use_cache_branch
     branch_rank: int = 1
+    past_dims: tuple[tuple[str, tuple | None], ...] = ()  # each cache input's declared dims (int static, else None)
 
     @property
     def kind(self) -> str:
@@ -113,7 +114,9 @@ def read_layout(graph, where: str, first_outputs: tuple[str, ...] = ()) -> Layou
     encoder = states[0] if states else None
     empty = tuple(_empty(p, specs[p][1], specs[p][0], where) for p in past) if encoder else ()
     branch_rank = len(specs[bools[0]][1] or [0]) if bools else 1
-    return Layout(tokens, str(specs[tokens][0]), logits, encoder, cache, empty, bools[0] if bools else None, branch_rank)
+    dims = tuple((p, None if specs[p][1] is None else tuple(d if isinstance(d, int) and d > 0 else None for d in specs[p][1]))
+                 for p in past)
+    return Layout(tokens, str(specs[tokens][0]), logits, encoder, cache, empty, bools[0] if bools else None, branch_rank, dims)
 
 
 DETECT = -1  # a prompt slot filled per clip: the most likely of ``Greedy.languages`` after the prompt before it
@@ -171,7 +174,7 @@ class DecodeLoop:
                     record.append(feed)
                 if logits is not None:
                     logits.append(last_logits(out[lay.logits]).astype(np.float32))
-            self._refresh(cache, out)
+            self._refresh(cache, out, k)
             nxt = rules.pick(last_logits(out[lay.logits]), k == 0)
             seq.append(nxt)
             if nxt == rules.eot:
@@ -209,13 +212,29 @@ class DecodeLoop:
             feed[lay.branch] = np.full((1,) * lay.branch_rank, k > 0, bool)
         return feed
 
-    def _refresh(self, cache: dict, out: dict) -> None:
+    def _refresh(self, cache: dict, out: dict, step: int) -> None:
+        declared = dict(self.layout.past_dims)
         for past, present in self.layout.cache:
             value = out.get(present)
             if value is not None and value.size:
+                _fits(past, present, value, declared.get(past), step)
                 cache[past] = value
             elif past not in cache:
                 raise BadInput(f"the decoder's first step returned no {present!r} to feed its cache input {past!r}")
+
+
+def _fits(past: str, present: str, value: np.ndarray, dims: tuple | None, step: int) -> None:
+    """Refuse, in words, a present output that the next step cannot take as its past: ONNX Runtime's own message
+    (a shape merge failing deep in the graph) names neither the cache nor the step."""
+    if dims is None:
+        return
+    shape = tuple(np.shape(value))
+    bad = len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape))
+    if bad:
+        want = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+        raise BadInput(f"the decoder's cache does not fit: at decode step {step} its output {present!r} has shape "
+                       f"{list(shape)}, but the next step takes it as {past!r}, declared {want}; the decoder's present "
+                       "outputs must have the shapes of its past_key_values inputs, one position longer")
 
 
 # ----------------------------------------------------------------- against the FP32 decode

@@ -62,12 +62,18 @@ class TaskParams:
     def reads(self, model_path: str | Path) -> tuple[str, ...]:
         """The files the task reads beside ``model_path`` that are known before any work (an output path must not
         name one): the model under test, Whisper's decoder and tokenizer, a CTC vocabulary, a manifest."""
-        files = [self.under_test(model_path), self.vocab, self.data if Path(self.data).is_file() else None]
+        data = Path(self.data) if self.data else None
+        files = [self.under_test(model_path), self.vocab, data if data is not None and data.is_file() else None]
+        if data is not None and data.is_dir():  # a folder dataset: its audio and transcripts
+            files += sorted(f for f in data.iterdir() if f.is_file())
         if self.name == "whisper":
-            from .whisper import default_decoder
+            from .whisper import FIRST_STEP, default_decoder
 
             folder = Path(model_path).parent
-            files += [self.decoder or default_decoder(folder), self.tokenizer or self.default_tokenizer(folder)]
+            decoder = Path(self.decoder or default_decoder(folder))
+            # the metadata and the first-step decoder the Whisper task reads beside its decoder
+            files += [decoder, self.tokenizer or self.default_tokenizer(folder), decoder.with_name("whisper.json"),
+                      decoder.with_name(FIRST_STEP)]
         return tuple(str(f) for f in files if f)
 
     def check_files(self, model_path: str | Path) -> None:
@@ -166,7 +172,7 @@ def _factory(name: str):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as exc:
         raise BadInput(f"cannot load task plug-in {name!r}: {_line(exc)}") from None
-    except Exception as exc:  # the plug-in's own module failed while being imported
+    except Exception as exc:  # noqa: BLE001 - the plug-in's own module failed while being imported
         raise BadInput(f"task plug-in {name!r}: importing {mod} raised {type(exc).__name__}: {_line(exc)}") from None
     if not callable(obj):
         raise BadInput(f"task plug-in {name!r} is not callable (a factory(model_path, options) is expected)")
@@ -196,7 +202,7 @@ def _guarded(spec: str, what: str, fn, *args):
         return fn(*args)
     except BadInput:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever a plug-in raises is the plug-in's fault
         raise BadInput(f"task plug-in {spec!r}: {what} raised {type(exc).__name__}: {_line(exc)}") from None
 
 

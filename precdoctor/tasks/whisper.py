@@ -76,7 +76,7 @@ class WhisperTask:
             raise BadInput(f"--under-test must be one of {', '.join(WHISPER_PARTS)}, not {test!r}")
         try:
             self.tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer))
-        except Exception as exc:  # the tokenizers binding raises a bare Exception for any bad file
+        except Exception as exc:  # noqa: BLE001 - the tokenizers binding raises a bare Exception for any bad file
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
         self.test, self.decoder_path = test, Path(decoder)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import BadInput
 from ..files import read_json
+from ..limits import MAX_VOCAB_ID
 from ..records import Record
 from .decoding import DETECT
 
@@ -63,6 +64,9 @@ class WhisperMeta(Record):
         ids += [*(self.suppress_ids or []), *(self.suppress_ids_begin or []), *(self.prompt or [])]
         if any(not isinstance(i, int) or i < 0 for i in ids):
             raise BadInput(f"{where}: token ids are whole numbers, 0 or more")
+        big = next((i for i in ids if i >= MAX_VOCAB_ID), None)
+        if big is not None:  # numpy indexing would overflow (2**70) or allocate for it: a damaged file, not a vocabulary
+            raise BadInput(f"{where}: token id {big} is past any vocabulary (ids are below {MAX_VOCAB_ID})")
         if not 1 <= self.max_tokens <= MAX_DECODE_TOKENS:
             raise BadInput(f"{where}.max_tokens: expected 1 to {MAX_DECODE_TOKENS}, found {self.max_tokens}")
 

@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -23,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import BadInput
-from ..files import read_json, regular_file, write_bytes, write_text
+from ..files import inside_folder, read_json, regular_file, write_bytes, write_text
 from ..records import Record
 
 FOLDER = "reference"
@@ -97,6 +98,11 @@ class Manifest(Record):
         if not self.samples:
             raise BadInput(f"{where}: no sample")
 
+    def files(self) -> list[str]:
+        """Every file of the reference folder this manifest names (what reads of it depend on)."""
+        return [t.file for s in self.samples for t in s.inputs + s.outputs] + [
+            f for s in self.samples for f in (s.polygraphy_inputs, s.polygraphy_outputs)]
+
 
 def _plain(name: str) -> bool:
     return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
@@ -146,13 +152,21 @@ def write_references(folder: Path, samples: list[dict], references: list[dict], 
     return manifest
 
 
-def read_manifest(folder: str | Path) -> Manifest:
-    return Manifest.from_json(read_json(Path(folder) / MANIFEST, "reference manifest"), where=MANIFEST)
+def _path(folder: str | Path, name: str, root: str | Path | None, what: str) -> Path:
+    """``folder/name``; with ``root`` (the run folder), refused unless it resolves inside ``root``."""
+    if root is None:
+        return Path(folder) / name
+    return inside_folder(root, Path(os.path.relpath(Path(folder) / name, root)), what)
 
 
-def read_tensor(folder: str | Path, t: TensorFile) -> np.ndarray:
+def read_manifest(folder: str | Path, root: str | Path | None = None) -> Manifest:
+    """The manifest of ``folder``; ``root``: the run folder every file read must resolve inside."""
+    return Manifest.from_json(read_json(_path(folder, MANIFEST, root, "reference manifest"), "reference manifest"), where=MANIFEST)
+
+
+def read_tensor(folder: str | Path, t: TensorFile, root: str | Path | None = None) -> np.ndarray:
     """A raw file back as the array it was written from; a file of another size is refused."""
-    path = regular_file(Path(folder) / t.file, "reference file")
+    path = regular_file(_path(folder, t.file, root, "reference file"), "reference file")
     dtype = np.dtype(t.dtype).newbyteorder("<")
     want = int(math.prod(t.shape)) * dtype.itemsize
     if path.stat().st_size != want:
@@ -160,6 +174,7 @@ def read_tensor(folder: str | Path, t: TensorFile) -> np.ndarray:
     return np.fromfile(path, dtype=dtype).astype(dtype.newbyteorder("="), copy=False).reshape(tuple(t.shape))
 
 
-def read_sample(folder: str | Path, s: SampleFiles) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(inputs, FP32 reference outputs) of one sample."""
-    return ({t.name: read_tensor(folder, t) for t in s.inputs}, {t.name: read_tensor(folder, t) for t in s.outputs})
+def read_sample(folder: str | Path, s: SampleFiles, root: str | Path | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(inputs, FP32 reference outputs) of one sample; ``root`` as for ``read_manifest``."""
+    return ({t.name: read_tensor(folder, t, root) for t in s.inputs}, {t.name: read_tensor(folder, t, root) for t in s.outputs})
