@@ -39,8 +39,9 @@ def hostile_run(tmp_path_factory):
     out = d / "out"
     code, stdout, err = run_cli("bisect", d / "hostile model.onnx", "--inputs", d / "hostile.npz", "--out", out, "--quiet",
                                 "--no-baselines", "--budget", "1000")
-    assert code == 0, err
     run = json.loads((out / "run.json").read_text())
+    # every node pinned is the FP32 model (issue 18): verdict mostly-fp32, exit 1, the files written all the same
+    assert code == 1 and run["verdict"] == "mostly-fp32", err
     assert sorted(run["pins"]) == sorted(oddinputs.HOSTILE_NAMES)
     return out, d / "hostile model.onnx"
 
