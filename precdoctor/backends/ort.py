@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from typing import TYPE_CHECKING
@@ -12,6 +13,7 @@ import onnx
 from ..errors import BadInput
 from ..files import write_error
 from ..graph import inline_bytes, with_input_shapes
+from ..graph.naming import MARK
 from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
 ORT_LOG_SEVERITY = 4  # FATAL: what ONNX Runtime still prints goes with a crash, not a failure we report
@@ -133,7 +135,7 @@ def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> 
         values = interruptible(lambda: _run_bf16(sess, feed, names, opts) if bf16 else sess.run(names, feed, opts),
                                stop=lambda: setattr(opts, "terminate", True))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
-        if _ours(sess):
+        if _ours(sess) and not _in_users_node(exc):
             raise RuntimeFailure(f"ONNX Runtime failed while running a graph precdoctor built: {_first_line(exc)}") from exc
         raise BadInput(f"ONNX Runtime failed while running the model: {_first_line(exc)}") from None
     return dict(zip(names, values))
@@ -145,6 +147,14 @@ def _ours(sess) -> bool:
         return sess.get_modelmeta().producer_name.startswith("precdoctor")
     except Exception:  # a stand-in session without metadata
         return False
+
+
+def _in_users_node(exc: Exception) -> bool:
+    """Whether ONNX Runtime names the failing node and it is one of the user's (derived graphs keep the model's node
+    names and mark every node they add with naming.MARK): the model failing on its own inputs (a Gather index out of
+    range), which is bad input even inside a graph precdoctor built."""
+    m = re.search(r"Name:'([^']*)'", str(exc))
+    return m is not None and MARK not in m.group(1)
 
 
 def _run_bf16(sess, feed: dict[str, np.ndarray], names: list[str], opts=None) -> list[np.ndarray]:
