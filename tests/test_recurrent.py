@@ -6,7 +6,7 @@ from onnx import helper, numpy_helper
 
 from precdoctor.backends import ort
 from precdoctor.backends.emulation import EmulationBackend
-from precdoctor.comparison import compare_plan
+from precdoctor.controlflow import compare_plan
 from precdoctor.emulation import EmulationOptions, emulation_model
 from precdoctor.formats import FP16
 from precdoctor.graph import Namer, view

@@ -8,7 +8,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from ..errors import BadInput
-from ..files import regular_file
+from ..files import ensure_dir, regular_file, write_bytes
 from ..limits import INLINE_LIMIT
 from .bodies import walk_graphs
 from .containers import normalize
@@ -92,3 +92,18 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     normalize(model, str(path))
     name_nodes(model)
     return model
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Save an ONNX model atomically; past protobuf's 2 GB the weights go to PATH.data beside it."""
+    path = Path(path)
+    if inline_bytes(model) < INLINE_LIMIT:
+        return write_bytes(path, model.SerializeToString())
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        onnx.save(model, str(tmp), save_as_external_data=True, location=path.name + ".data")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path

@@ -13,12 +13,14 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ..backends import EngineParams
-from ..comparison import Tolerance, compare_plan
+from ..comparison import Tolerance
+from ..controlflow import compare_plan
 from ..destinations import check_output_file
 from ..errors import BadInput
 from ..files import dump_json
 from ..inputs import InputSpec
-from ..plan import PRECISIONS, build_plan, config_name
+from ..pinsfile import build_plan
+from ..plan import PRECISIONS, config_name
 from ..runs import CompareRun, InputInfo
 from ..tasks.registry import TaskParams
 from ..verdicts import compare_verdict, warnings_of
@@ -60,7 +62,7 @@ def check_tolerance(tol: Tolerance) -> None:
 
 def _begin_task(p: CompareParams):
     """The model under test and the task's samples: the first proxy clips of the dataset, no more."""
-    from ..tasks.judge import make_judge
+    from ..tasks.make import make_judge
 
     clock = Clock()
     task = replace(p.task, limit=min(p.task.limit or p.task.proxy_clips, p.task.proxy_clips))

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from .. import acceptance as acc
-from ..comparison import compare_plan
-from ..controlflow import scan_ranges
+from ..controlflow import compare_plan, scan_ranges
 from ..errors import BadInput
 from ..files import ensure_dir
 from ..graph import concrete_shapes, node_flops
@@ -107,7 +106,7 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
     acc.check_outputs(output_criteria, graph.outputs, [o for o in graph.outputs if graph.is_float(o)])
     judge, warnings = None, []
     if p.task is not None:
-        from ..tasks.judge import make_judge
+        from ..tasks.make import make_judge
 
         judge = make_judge(graph, p.model, p.task)
         if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..acceptance import Criterion, Verdict
-from ..errors import BadInput
 from ..plan import Plan, config_name, other_precision
 from ..records import Record
 from . import audio, wer
 from .decodes import DecodeReport, StepErrors, decode_report
 from .decoding import agreement
-from .registry import TaskParams, make_task
+from .registry import TaskParams
 
 
 @dataclass
@@ -211,21 +210,6 @@ def configs(precision: str, pins=frozenset(), other: bool = True) -> list[tuple[
     if pins:
         out.append((config_name(precision, pins), Plan(precision, frozenset(pins))))
     return out
-
-
-def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
-    """The judge of a task on ``graph``, the model under test: the model itself, or the decoder that
-    ``params`` puts under test (``TaskParams.under_test``; then ``model_path`` is the encoder)."""
-    params.check()
-    if params.decoder_under_test:
-        from .decoder_judge import make_decoder_judge
-
-        return make_decoder_judge(graph, model_path, params)
-    task = make_task(model_path, params)
-    if len(graph.inputs) != 1:
-        raise BadInput(f"the {task.name} task expects a model with one input; this one has {graph.inputs}")
-    clips, audio_ = dataset(params, task.rate)
-    return TaskJudge(task, graph, clips, audio_, params, graph.inputs[0])
 
 
 def dataset(params: TaskParams, rate: int) -> tuple[list, list]:

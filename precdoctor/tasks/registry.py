@@ -15,9 +15,9 @@ from typing import Literal
 
 from ..errors import BadInput, require
 from ..limits import PROXY_CLIPS
+from .parts import WHISPER_PARTS
 
 TASKS = ("ctc", "whisper")
-WHISPER_PARTS = ("encoder", "decoder", "both")
 
 
 @dataclass(frozen=True)

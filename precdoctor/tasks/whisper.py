@@ -18,7 +18,7 @@ from ..graph import open_model
 from ..records import Record
 from .decoding import DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
-from .registry import WHISPER_PARTS
+from .parts import WHISPER_PARTS
 
 MAX_DECODE_TOKENS = 448  # Whisper's text context: no greedy decode runs longer
 DECODERS = ("decoder_model_merged.onnx", "decoder_with_past_model.onnx", "decoder.onnx")  # preferred first, beside the encoder
