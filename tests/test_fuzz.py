@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import sys
-import textwrap
 
 import numpy as np
 import onnx

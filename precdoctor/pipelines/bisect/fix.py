@@ -17,32 +17,27 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable
 
-from .. import acceptance as acc
-from ..backends.emulation import EmulationBackend
-from ..crosscheck import check_tf32, other_targets
-from ..graph import GraphView
-from ..mixed import mixed_model
-from ..plan import Plan, config_name
-from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
-from ..rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
-from ..rewrite.equivalence import Reference, measure
-from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
-from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
+from ... import acceptance as acc
+from ...backends.emulation import EmulationBackend
+from .crosscheck import check_tf32, other_targets
+from ...graph import GraphView
+from ...mixed import mixed_model
+from ...plan import Plan, config_name
+from ...rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
+from ...rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
+from ...rewrite.equivalence import Reference, measure
+from ...runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
+from ...search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
+from ...comparison import Comparison
+from ...search import Localization
+from ...tasks.judge import WerRow
 from .confirm import chained
+from .job import Job
+from .pinsearch import confirming_checks, output_judge, search_pins
 
 log = logging.getLogger("precdoctor")
 PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
-
-
-@dataclass
-class Hooks:
-    """What the bisect pipeline lends the stage: its output judge, its confirming checks, its pin search."""
-
-    judge: Callable  # (job, naive) -> (pins -> Verdict)
-    checks: Callable  # (job, task report) -> [Check]
-    search: Callable  # (job, naive, localization) -> (SearchResult, Evaluator, log, report, bound)
 
 
 @dataclass
@@ -50,21 +45,21 @@ class Fixed:
     result: RewriteResult
     graph: GraphView | None = None  # the rewritten graph to ship
     plan: Plan | None = None  # its plan (the pins ``auto`` left)
-    task_row: object = None  # WerRow of the shipped fix
+    task_row: WerRow | None = None  # the shipped fix's row of the task table
 
 
 class _Stage:
     """Rewritten graphs and their judging, cached per set of rewrites."""
 
-    def __init__(self, job, naive, hooks: Hooks, candidates: list[Candidate]):
-        self.job, self.naive, self.hooks = job, naive, hooks
+    def __init__(self, job: Job, naive: Comparison, candidates: list[Candidate]):
+        self.job, self.naive = job, naive
         self.cands = {c.id: c for c in candidates}
         self.order = [c.id for c in candidates]
-        self.jobs: dict[frozenset, object] = {}
+        self.jobs: dict[frozenset, Job] = {}
         self.extra = 0  # evaluations made outside the evaluator (alternatives, the auto pin search)
         self.reference = Reference(job.graph, job.samples)  # the original's FP32 values, for every equivalence measure
 
-    def rjob(self, ids) -> object:
+    def rjob(self, ids) -> Job:
         key = frozenset(ids)
         if not key:
             return self.job
@@ -75,10 +70,10 @@ class _Stage:
             variant = "rewrite-" + hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()[:12]
             absorbed = frozenset(t for i in key for t in self.cands[i].record.absorbed)
             self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed,
-                                     target_journal=None)
+                                     target_journal=None, fp32_outputs=self.job.references())
         return self.jobs[key]
 
-    def naive_of(self, rjob):
+    def naive_of(self, rjob: Job) -> Comparison:
         """The rewritten graph's naive plan compared tensor by tensor, its outputs judged against the original FP32."""
         if rjob is self.job:
             return self.naive
@@ -90,16 +85,16 @@ class _Stage:
         ids = {k for k in key if not k.startswith(PIN)}
         rjob = self.rjob(ids)
         pins = frozenset(k[len(PIN):] for k in key if k.startswith(PIN) and rjob.graph.has_node(k[len(PIN):]))
-        v = self.hooks.judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
+        v = output_judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
         report = rjob.judge.report(rjob.task_criteria) if rjob.judge is not None else None
-        return chained(v, self.hooks.checks(rjob, report), pins)
+        return chained(v, confirming_checks(rjob, report), pins)
 
     def output_verdict(self, ids, backend) -> acc.Verdict:
         """Outputs and every tensor finite on another engine profile (alternatives)."""
         rjob = replace(self.rjob(ids), backend=backend, comparisons={}, target_journal=None)
         naive = self.naive_of(rjob)
         self.extra += 1
-        return self.hooks.judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
+        return output_judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
 
 
 def _keys(ids, pins=()) -> list[str]:
@@ -137,7 +132,7 @@ def _auto_pins(stage: _Stage, ids: list[str]) -> SearchResult:
     """The pin search of bisect, on the rewritten graph."""
     rjob = stage.rjob(ids)
     naive = stage.naive_of(rjob)
-    result, *_ = stage.hooks.search(rjob, naive, rjob.localize(naive)[1])
+    result = search_pins(rjob, naive, rjob.localize(naive)[1]).result
     stage.extra += result.evaluations
     return result
 
@@ -222,7 +217,7 @@ def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=()) -> Fixed:
                                list(log_), {}, {}, {}, pins_cost, pins_cost))
 
 
-def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hooks: Hooks) -> Fixed:
+def fix_by_rewrite(job: Job, naive: Comparison, loc: Localization, pin_result: SearchResult, ranges: dict) -> Fixed:
     """The rewrite stage (see the module docstring)."""
     mode, fmt = job.p.fix, job.fmt.name
     per_node = job.node_flops
@@ -233,12 +228,12 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
     log.info(f"rewrite: {len(cands)} candidate(s) on {len(culprits)} localized culprit(s): " + ", ".join(c.id for c in cands))
     if not cands:
         return _none(mode, f"no rewrite family matches the {len(culprits)} localized culprit(s)", pins_total)
-    stage = _Stage(job, naive, hooks, cands)
+    stage = _Stage(job, naive, cands)
     ids, dropped = _equivalent(stage, cands)
     if not ids:
         return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
     # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
-    checks = [c.name for c in hooks.checks(job, None)]
+    checks = [c.name for c in confirming_checks(job, None)]
     journal = Journal(job.journal_path("rewrite"), fingerprint(job.fingerprint(), "rewrite", sorted(ids), checks))
     ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
     try:
@@ -265,7 +260,6 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
                            alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
                            cost, pins_total)
-    # naive_of first: it leaves the rewritten graph's naive comparison in rjob, which the target checks read
     naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
     result.tf32 = check_tf32(rjob, plan, True)
     result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)

@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .. import acceptance as acc
-from ..limits import evaluation_bound
-from ..search import Evaluator, Journal, SearchResult, fingerprint, search
+from ... import acceptance as acc
+from ...limits import evaluation_bound
+from ...search import Evaluator, Journal, SearchResult, fingerprint, search
 
 log = logging.getLogger("precdoctor")
 
