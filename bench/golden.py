@@ -9,7 +9,7 @@ process of its own with ``PYTHONPATH=ROOT``: compare, scan and bisect (FP16) on 
 ``--fix auto`` on every rewrite fixture, bisect on the faulty family fixtures, and the demo (Whisper tiny.en's
 encoder, WER acceptance, ``--limit 3 --no-baselines``) when fixtures/build/whisper-tiny-en is there. ``diff``
 compares every file byte for byte, except JSON and JSON-lines files, which are compared after dropping the keys
-that hold timings (wall clock, seconds, dates) and the report pages, which hold timings in their text (the
+that hold timings (wall clock, seconds, dates) or the source's digest (journal fingerprints), and the report pages, which hold timings in their text (the
 re-rendering check covers them). Exit 1 when anything differs.
 """
 from __future__ import annotations
@@ -28,6 +28,8 @@ FAMILIES = ["lstm_scaled_input", "gru_inter_scale", "crnn_bilstm_input_overflow"
             "scan_accumulator_overflow", "stft_floor_vanishes", "stft_offset_bf16", "if_resample_branch_overflow",
             "if_nested_branch_overflow", "odd_opset8", "lstm_single"]
 TIMING_KEYS = ("timing", "wall_s", "seconds", "elapsed", "started", "finished", "created", "duration")
+# journals and caches are keyed by a digest of the package's source (search.journal.code_digest): it changes with any edit
+DIGEST_KEYS = ("fingerprint",)
 
 
 def _cli(root: Path, args: list[str], log: Path) -> int:
@@ -90,7 +92,7 @@ def run(root: Path, out: Path, n_jobs: int, quick: bool) -> int:
 
 def _strip(v):
     if isinstance(v, dict):
-        return {k: _strip(x) for k, x in v.items() if not any(t in k.lower() for t in TIMING_KEYS)}
+        return {k: _strip(x) for k, x in v.items() if not any(t in k.lower() for t in TIMING_KEYS) and k not in DIGEST_KEYS}
     if isinstance(v, list):
         return [_strip(x) for x in v]
     return v
