@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from .view import GraphView
+from .view import GraphView, ViewCache
 
 
 def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
@@ -37,13 +37,14 @@ def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
     return shapes
 
 
+_SIZES: ViewCache[tuple, dict[str, int]] = ViewCache("element counts per input-shape signature")
+
+
 def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
     """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell); once per
     input-shape signature and view (a decoder's steps or clips of one length share it; inference reads no values)."""
-    key = ("concrete_sizes", tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items())))
-    if key not in graph.derived:
-        graph.derived[key] = {k: int(np.prod(v, dtype=np.int64)) for k, v in concrete_shapes(graph, feed).items()}
-    return graph.derived[key]
+    key = tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items()))
+    return _SIZES.get(graph, key, lambda: {k: int(np.prod(v, dtype=np.int64)) for k, v in concrete_shapes(graph, feed).items()})
 
 
 def node_flops(graph: GraphView, shapes: dict[str, list[int]]) -> dict[str, int]:
