@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "fixtures")]
 
 from precdoctor.backends import ort  # noqa: E402
-from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
+from precdoctor.backends.emulate import EmulationBackend  # noqa: E402
 from precdoctor.emulation import EmulationOptions  # noqa: E402
 from precdoctor.errors import BadInput  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402

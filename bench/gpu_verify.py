@@ -48,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from precdoctor import acceptance as accept  # noqa: E402
-from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
+from precdoctor.backends.emulate import EmulationBackend  # noqa: E402
 from precdoctor.comparison import Tolerance  # noqa: E402
 from precdoctor.controlflow import compare_plan  # noqa: E402
 from precdoctor.errors import BadInput  # noqa: E402

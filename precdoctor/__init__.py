@@ -77,6 +77,6 @@ def verify(folder, *, backend: str = "ort-cuda", graph_opt: str = "all", json_ou
 
 def wer(model, task, *, precision: str = "fp16", pins=(), pin_files=(), other: bool = False, engine=None, json_out=None):
     """WER/CER per configuration on the task's dataset. ``task``: a ``TaskParams``."""
-    from .pipelines.wer import WerParams, run
+    from .pipelines.wer_table import WerParams, run
 
     return run(WerParams(str(model), task, precision, tuple(pins), tuple(pin_files), other, engine or EngineParams(), json_out))

@@ -147,7 +147,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
 def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, **o):
     """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
     from .files import is_stdout
-    from .pipelines.wer import WerParams, run
+    from .pipelines.wer_table import WerParams, run
 
     task = task_params(o)
     if task is None:

@@ -21,7 +21,7 @@ import math
 from ..graph import attrs, const_scalar
 from ..ops import EPSILON_CONSUMERS
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, describe
-from .patterns import nonnegative, scalar_input
+from .structure import nonnegative, scalar_input
 
 MONOTONE = {"Log": math.log, "Sqrt": math.sqrt}
 DISTORTED = 0.25  # a constant the format holds this far off (0 under a Cast, 5.96e-8 for 1e-10 under clamping) is lost

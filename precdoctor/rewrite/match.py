@@ -8,10 +8,10 @@ search found and the suspects its evidence named) only say where to look.
 """
 from __future__ import annotations
 
-from . import activations, epsilon, norms, residual, softmax
+from . import activations, epsilon, norm_scale, residual, softmax
 from .core import Candidate, Context
 
-FINDERS = (residual.find, norms.find, softmax.find, activations.find, epsilon.find)  # a stream past the range first: its norms follow
+FINDERS = (residual.find, norm_scale.find, softmax.find, activations.find, epsilon.find)  # a stream past the range first: its norms follow
 
 
 def match(ctx: Context) -> list[Candidate]:

@@ -20,8 +20,8 @@ from ...limits import REFERENCE_MAX_BYTES
 from ...mixed import constants_note
 from ...pinsfile import PinsFile
 from ...plan import Plan
-from ...rewrite.artifacts import FILES as REWRITE_FILES
-from ...rewrite.artifacts import write as write_rewrite
+from ...rewrite.shipped import FILES as REWRITE_FILES
+from ...rewrite.shipped import write as write_rewrite
 from ...runs import BisectRun, RewriteResult
 from ...targets import describe
 from ...verification import FILES as VERIFY_FILES

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from ... import acceptance as acc
-from ...backends.emulation import EmulationBackend
+from ...backends.emulate import EmulationBackend
 from ...emulation import EmulationOptions
 from ...graph import GraphView
 from ...ops import TF32_INPUTS

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, replace
 
 from ... import acceptance as acc
-from ...backends.emulation import EmulationBackend
+from ...backends.emulate import EmulationBackend
 from .crosscheck import check_tf32, other_targets
 from ...graph import GraphView
 from ...mixed import mixed_model

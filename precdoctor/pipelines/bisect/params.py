@@ -27,7 +27,7 @@ class BisectParams:
     other_precision: bool = True  # also compare the other format's naive plan, for the report
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
-    fix: str = "pins"  # pins | rewrite | auto (pipelines/fix.py)
+    fix: str = "pins"  # pins | rewrite | auto (fix.py)
 
     def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
         """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
