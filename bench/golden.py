@@ -53,7 +53,7 @@ def jobs(root: Path, out: Path, quick: bool) -> list[tuple[str, list[str]]]:
     todo = []
     for kind, fix in (("planted", "pins"), ("rewrites", "auto"), ("families", "pins")):
         expected = json.loads((m / kind / "expected.json").read_text())
-        for name, e in expected.items():
+        for name in expected:
             model, sample = m / kind / f"{name}.onnx", m / kind / f"{name}.npz"
             prec = "bf16" if "bf16" in name else "fp16"
             base = [str(model), "--inputs", str(sample), "--precision", prec]

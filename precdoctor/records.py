@@ -21,7 +21,7 @@ import dataclasses
 import math
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal, Union
 
 from .errors import BadInput
@@ -66,7 +66,7 @@ class Record:
         return _decode(cls, data, where or cls.__name__)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

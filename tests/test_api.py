@@ -19,7 +19,7 @@ def test_compare_from_python_with_feed_dicts(fixtures):
     assert ok.verdict == "ok" and ok.pins == ["layer1.ln/Pow", "layer1.ln/ReduceMean_1"]
 
 
-def _save(fx, _cache={}):
+def _save(fx, _cache={}):  # noqa: B006 (a cache across calls, on purpose)
     import tempfile
 
     import onnx

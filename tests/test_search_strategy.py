@@ -43,7 +43,7 @@ def test_the_culprits_exactly_within_the_bound_when_the_evidence_seeds_them():
         seed = rng.randint(max(where) + 1, max(region, max(where) + 1))
         order = [f"node{i}" for i in range(n)]
         culprits = {order[i] for i in where}
-        ev, calls = _evaluator(lambda pins: culprits <= pins)
+        ev, calls = _evaluator(lambda pins, culprits=culprits: culprits <= pins)
         r = search(order, seed, ev)
         case = f"N={n} culprits at {sorted(where)} seed {seed}"
         assert r.status == "fixed" and set(r.pins) == culprits and r.one_minimal, case
@@ -63,7 +63,7 @@ def test_any_monotone_acceptance_gets_a_1_minimal_plan():
         base = tuple(rng.sample(order, rng.randint(0, 2)))
         rest = [x for x in order if x not in base]
 
-        def passes(pins):
+        def passes(pins, fixes=fixes):
             return any(f <= pins for f in fixes)
 
         ev, _ = _evaluator(passes)

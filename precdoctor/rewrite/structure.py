@@ -30,11 +30,6 @@ def reduce_axes(graph: GraphView, node: onnx.NodeProto) -> tuple[list[int] | Non
     return None, keep
 
 
-def only_read_by(graph: GraphView, tensor: str, nodes: set[str]) -> bool:
-    """Every reader of ``tensor`` is one of ``nodes``, and it is no graph output: removing them removes it."""
-    return tensor not in graph.outputs and all(c.name in nodes for c in graph.readers(tensor))
-
-
 def sole_reader(graph: GraphView, tensor: str, *ops: str) -> onnx.NodeProto | None:
     readers = graph.readers(tensor)
     if len(readers) == 1 and readers[0].op_type in ops and tensor not in graph.outputs:
