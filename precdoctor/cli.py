@@ -17,6 +17,7 @@ from .errors import EXIT_FAILED, EXIT_OK, BadInput
 from .exits import Cli, say
 from .exits import setup_logging as _logging
 from .backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS
+from .limits import DEFAULT_ACCEPT, DEFAULT_ATOL, DEFAULT_BUDGET, DEFAULT_REL_L2
 from .plan import FIX_MODES, PRECISIONS
 
 
@@ -65,8 +66,8 @@ def _json_help(what: str) -> str:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True, help="Reduced precision to compare.")
 @pin_options
 @engine_options
-@click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
-@click.option("--atol", default=1.0, show_default=True, help="A position of an output is off past this max abs error.")
+@click.option("--rtol", default=DEFAULT_REL_L2, show_default=True, help="An output diverges past this relative L2 error.")
+@click.option("--atol", default=DEFAULT_ATOL, show_default=True, help="A position of an output is off past this max abs error.")
 @click.option("--top", default=8, show_default=True, type=click.IntRange(min=0), help="Offending tensors to list.")
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
@@ -104,9 +105,9 @@ def scan(model, inputs, shapes, seed, target, json_out):
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True, help="Reduced precision to fix.")
 @click.option("--accept", "accept", multiple=True, metavar="CRITERION",
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
-                   "[OUTPUT:]..., wer<=+X, cer<=+X, wer<=X or token-agreement>=X (with --task/--data). Default: finite, rel-l2<=0.05. "
+                   "[OUTPUT:]..., wer<=+X, cer<=+X, wer<=X or token-agreement>=X (with --task/--data). Default: " + ", ".join(DEFAULT_ACCEPT) + ". "
                    "finite-inside (no new Inf/NaN inside the graph) always applies unless --allow-internal-nonfinite.")
-@click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, help="Most evaluations (plans run) the search may spend.")
 @engine_options
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
@@ -127,9 +128,9 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
     from .pipelines.bisect import BisectParams, run
 
     _logging(quiet)
-    r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o), task_params(o),
-                         baselines=not no_baselines, report=not no_report, json_out=json_out,
-                         allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
+    r = run(BisectParams(model, outdir, precision=precision, inputs=input_spec(inputs, shapes, seed), accept=tuple(accept), budget=budget,
+                         engine=engine_params(o), task=task_params(o), baselines=not no_baselines, report=not no_report,
+                         json_out=json_out, allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
     say(terminal.bisect_summary(r), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if r.verdict == "unfixed" else EXIT_OK)
 

@@ -32,7 +32,7 @@ SENSITIVE_HOPS = 4  # ops a flushed value may pass (sums, clamps, reshapes) on i
 SUBNORMAL_SHARE = 0.10  # share of a tensor's values in the format's subnormal range (few significant bits) worth a finding
 
 # --- acceptance and search
-DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")
+DEFAULT_ACCEPT = ("finite", f"rel-l2<={DEFAULT_REL_L2:g}")
 DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend
 PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans on
 
