@@ -137,23 +137,35 @@ def _auto_pins(stage: _Stage, ids: list[str]) -> SearchResult:
     return result
 
 
-def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result: SearchResult):
-    """(status, the rewrites kept, what fails without each, dropped ones, pins left, the final evaluation's measures)."""
+@dataclass
+class _Settled:
+    """Where the rewrites settle: which are kept, and with which pins."""
+
+    status: str  # fixed | partial (with pins) | insufficient
+    ids: list[str]  # the rewrites kept
+    without: dict[str, list[str]]  # rewrite -> criteria that fail without it
+    dropped: dict[str, str]  # rewrite -> why it is left out
+    pins: list[str]  # pins left on the rewritten graph (auto)
+    measures: dict[str, float]  # the final evaluation's
+
+
+def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result: SearchResult) -> _Settled:
+    """See ``_Settled``."""
     first = ev.evaluate(_keys(ids))
     log.info(f"rewrite: {len(ids)} rewrite(s), no pins -> {'PASS' if first.passed else 'fail'} "
              + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in first.measures.items()))
     if first.passed:
         keep, without, dropped = _necessity(stage, ev, ids)
-        return "fixed", keep, without, dropped, [], ev.evaluate(_keys(keep)).measures
+        return _Settled("fixed", keep, without, dropped, [], ev.evaluate(_keys(keep)).measures)
     if mode != "auto":
-        return "insufficient", ids, {}, {}, [], first.measures
+        return _Settled("insufficient", ids, {}, {}, [], first.measures)
     second = _auto_pins(stage, ids)
     if second.status != "fixed" or (pin_result.status == "fixed" and len(second.pins) >= len(pin_result.pins)):
-        return "insufficient", ids, {}, {}, [], first.measures
+        return _Settled("insufficient", ids, {}, {}, [], first.measures)
     keep, without, dropped = _necessity(stage, ev, ids, second.pins)
     if not keep:
-        return "insufficient", ids, {}, dropped, [], first.measures
-    return "partial", keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures
+        return _Settled("insufficient", ids, {}, dropped, [], first.measures)
+    return _Settled("partial", keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures)
 
 
 def _alternatives(stage: _Stage, ids: list[str]) -> list[RewriteAlternative]:
@@ -213,8 +225,10 @@ def verdict(mode: str, r: RewriteResult, pin_result: SearchResult) -> tuple[str,
 
 def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=()) -> Fixed:
     log.info(f"rewrite: {why}")
-    return Fixed(RewriteResult(mode, "none" if dropped is None else "insufficient", why, [], dropped or {}, [], [], len(log_),
-                               list(log_), {}, {}, {}, pins_cost, pins_cost))
+    return Fixed(RewriteResult(
+        mode=mode, status="none" if dropped is None else "insufficient", message=why, rewrites=[], dropped=dropped or {},
+        alternatives=[], pins=[], evaluations=len(log_), evaluation_log=list(log_), fp32_outputs={}, fp32_tensors={}, measures={},
+        cost=pins_cost, pins_cost=pins_cost))
 
 
 def fix_by_rewrite(job: Job, naive: Comparison, loc: Localization, pin_result: SearchResult, ranges: dict) -> Fixed:
@@ -237,18 +251,20 @@ def fix_by_rewrite(job: Job, naive: Comparison, loc: Localization, pin_result: S
     journal = Journal(job.journal_path("rewrite"), fingerprint(job.fingerprint(), "rewrite", sorted(ids), checks))
     ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
     try:
-        status, ids, without, more, pins, measures = _settle(stage, ev, ids, mode, pin_result)
+        settled = _settle(stage, ev, ids, mode, pin_result)
     except BudgetExhausted:
         return _none(mode, f"the budget of {job.p.budget} evaluations ran out", pins_total, dropped, ev.log)
-    dropped.update(more)
-    if status == "insufficient":
+    dropped.update(settled.dropped)
+    if settled.status == "insufficient":
         return _none(mode, "the rewrites alone do not meet the acceptance" + (": " + ", ".join(
-            ev.evaluate(_keys(ids)).failed) if ids else ""), pins_total, dropped, ev.log)
-    return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total)
+            ev.evaluate(_keys(settled.ids)).failed) if settled.ids else ""), pins_total, dropped, ev.log)
+    return _applied(stage, ev, settled, dropped, pin_result, per_node, pins_total)
 
 
-def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total) -> Fixed:
+def _applied(stage: _Stage, ev: Evaluator, settled: _Settled, dropped: dict[str, str], pin_result: SearchResult,
+             per_node: dict[str, int], pins_total: Cost) -> Fixed:
     job = stage.job
+    ids, without, pins, measures, status = settled.ids, settled.without, settled.pins, settled.measures, settled.status
     rjob = stage.rjob(ids)
     eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples, stage.reference)
     rflops = rjob.node_flops
@@ -257,9 +273,10 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     plan = Plan(job.fmt.name, frozenset(pins))
     cost = plan_cost(rjob.graph, plan, rflops)
     cost.nodes_added, cost.flops_added = sum(c.cost.nodes_added for c in checks), sum(c.cost.flops_added for c in checks)
-    result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
-                           alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
-                           cost, pins_total)
+    result = RewriteResult(
+        mode=job.p.fix, status=status, message=_message(status, checks, pins, eq, pin_result, job.fmt.name), rewrites=checks,
+        dropped=dropped, alternatives=alternatives, pins=sorted(pins), evaluations=ev.count + stage.extra, evaluation_log=list(ev.log),
+        fp32_outputs=eq.outputs, fp32_tensors=eq.tensors, measures=measures, cost=cost, pins_cost=pins_total)
     naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
     result.tf32 = check_tf32(rjob, plan, True)
     result.targets = other_targets(rjob, plan, True, result.tf32, naive_ok)
