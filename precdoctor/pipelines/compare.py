@@ -24,7 +24,7 @@ from ..plan import PRECISIONS, config_name
 from ..runs import CompareRun, InputInfo
 from ..tasks.registry import TaskParams
 from ..verdicts import compare_verdict, warnings_of
-from .common import Clock, begin, load_graph, refuse_empty_outputs, versions
+from .common import Clock, Loaded, begin, load_graph, refuse_empty_outputs, versions
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def check_tolerance(tol: Tolerance) -> None:
             raise BadInput(f"{name} must be 0 or more, not {value}")
 
 
-def _begin_task(p: CompareParams):
+def _begin_task(p: CompareParams) -> Loaded:
     """The model under test and the task's samples: the first proxy clips of the dataset, no more."""
     from ..tasks.make import make_judge
 
@@ -70,16 +70,14 @@ def _begin_task(p: CompareParams):
     graph = load_graph(model)
     judge = make_judge(graph, p.model, task)
     samples = judge.samples()
-    return clock, model, graph, judge, samples, InputInfo(len(samples), "task"), []
+    return Loaded(clock, model, graph, samples, InputInfo(len(samples), "task"), [], judge)
 
 
 def run(p: CompareParams) -> CompareRun:
     p.check()
-    judge, model = None, str(p.model)
-    if p.task is not None:
-        clock, model, graph, judge, samples, info, warnings = _begin_task(p)
-    else:
-        clock, graph, samples, info, warnings = begin(p.model, p.inputs)
+    loaded = _begin_task(p) if p.task is not None else begin(p.model, p.inputs)
+    clock, model, graph, judge, samples, info, warnings = (loaded.clock, loaded.model, loaded.graph, loaded.judge, loaded.samples,
+                                                           loaded.info, loaded.warnings)
     plan = build_plan(graph, p.precision, p.pins, p.pin_files)
     backend = p.engine.make()
     clock.lap("load")

@@ -27,7 +27,8 @@ class ScanParams:
 
 def run(p: ScanParams) -> ScanRun:
     p.check()
-    clock, graph, samples, info, warnings = begin(p.model, p.inputs)
+    loaded = begin(p.model, p.inputs)
+    clock, graph, samples, info, warnings = loaded.clock, loaded.graph, loaded.samples, loaded.info, loaded.warnings
     clock.lap("load")
     risks, norms, ranges, coverage = find_risks(graph, samples, get_target(p.target).constants)
     clock.lap("scan")
