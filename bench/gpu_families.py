@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "fixtures")]
 
 from precdoctor.backends import ort  # noqa: E402
-from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
+from precdoctor.backends.emulate import EmulationBackend  # noqa: E402
 from precdoctor.emulation import EmulationOptions  # noqa: E402
 from precdoctor.errors import BadInput  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
@@ -128,7 +128,7 @@ def table(results: list[dict]) -> str:
         if "error" in r:
             rows.append(f"| {r['fixture']} | error: {r['error'][:80]} | | | | | |")
             continue
-        worst = lambda m: max((x for x in r[m]["ratio"].values() if x is not None), default=None)  # noqa: E731
+        worst = lambda m: max((x for x in r[m]["ratio"].values() if x is not None), default=None)  # noqa: E731, B023 (called in this iteration)
         rs = " / ".join("-" if worst(m) is None else f"{worst(m):.2f}" for m in MODES)
         errs = ", ".join(f"{o} {v:.3g}" for o, v in r["gpu"]["rel_l2"].items())
         pinned = r["pinned"]["verdict"] if "pinned" in r else "-"

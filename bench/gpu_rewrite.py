@@ -72,7 +72,7 @@ def _store(models: dict[str, onnx.ModelProto], out: Path) -> None:
 def _samples(run: dict, inputs: list[str], data: str | None) -> list[dict]:
     if inputs:
         return [dict(np.load(p)) for p in inputs]
-    from precdoctor.tasks.judge import make_judge
+    from precdoctor.tasks.make import make_judge
     from precdoctor.tasks.registry import TaskParams
 
     if run.get("task") is None or not data:

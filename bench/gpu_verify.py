@@ -48,8 +48,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from precdoctor import acceptance as accept  # noqa: E402
-from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
-from precdoctor.comparison import Tolerance, compare_plan  # noqa: E402
+from precdoctor.backends.emulate import EmulationBackend  # noqa: E402
+from precdoctor.comparison import Tolerance  # noqa: E402
+from precdoctor.controlflow import compare_plan  # noqa: E402
 from precdoctor.errors import BadInput  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
 from precdoctor.limits import DEFAULT_ACCEPT  # noqa: E402

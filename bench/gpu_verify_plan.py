@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import precdoctor  # noqa: E402
-from precdoctor.files import save_model  # noqa: E402
+from precdoctor.graph.loading import save_model  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
 from precdoctor.mixed import mixed_model  # noqa: E402
 from precdoctor.plan import Plan  # noqa: E402

@@ -115,7 +115,7 @@ def cmd_wer(repeats: int) -> dict:
     clips: the transcriptions its bisect's WER stage makes, before and after, interleaved."""
     pins = ["--pin", "/encoder/ln_post/Pow", "--pin", "/encoder/ln_post/ReduceMean_1"]
     out = {"machine": machine(), "repeats": repeats, "runs": {}}
-    for k in range(repeats):
+    for _ in range(repeats):
         for label, extra in (("before: decoder.onnx", ["--decoder", str(WHISPER / "decoder.onnx")]), ("after: default (merged)", [])):
             with tempfile.TemporaryDirectory() as tmp:
                 cmd = [sys.executable, "-m", "precdoctor.cli", "wer", str(WHISPER / "encoder.onnx"), "--task", "whisper", "--data",

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput
-from .files import save_model, write_text
+from .files import write_text
+from .graph.loading import save_model
 from .graph import GraphView
 from .limits import COMMAND_FILE_MAX_BYTES
 from .mixed import check, constants_note, mixed_model

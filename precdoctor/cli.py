@@ -18,6 +18,7 @@ from .errors import EXIT_FAILED, EXIT_OK, BadInput
 from .exits import Cli, say
 from .exits import setup_logging as _logging
 from .backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS
+from .limits import DEFAULT_ACCEPT, DEFAULT_ATOL, DEFAULT_BUDGET, DEFAULT_REL_L2, POSITION_ULPS
 from .plan import FIX_MODES, PRECISIONS
 from .status import BisectVerdict, CompareVerdict
 
@@ -84,10 +85,10 @@ def _json_help(what: str) -> str:
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True, help="Reduced precision to compare.")
 @pin_options
 @engine_options
-@click.option("--rtol", default=0.05, show_default=True, help="An output diverges past this relative L2 error.")
+@click.option("--rtol", default=DEFAULT_REL_L2, show_default=True, help="An output diverges past this relative L2 error.")
 @click.option("--atol", type=float, default=None,
-              help="A position of an output is off past this max abs error [default: 1.0, or 16 roundings of the format at the "
-                   "output's FP32 |max| where larger (limits.POSITION_ULPS)].")
+              help=f"A position of an output is off past this max abs error [default: {DEFAULT_ATOL:g}, or {POSITION_ULPS} roundings of "
+                   "the format at the output's FP32 |max| where larger (limits.POSITION_ULPS)].")
 @click.option("--top", default=8, show_default=True, type=click.IntRange(min=0), help="Offending tensors to list.")
 @click.option("--allow-internal-nonfinite", is_flag=True, help=ALLOW_INTERNAL_HELP)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
@@ -135,9 +136,9 @@ def scan(model, inputs, shapes, seed, target, json_out, quiet):
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True, help="Reduced precision to fix.")
 @click.option("--accept", "accept", multiple=True, metavar="CRITERION",
               help="Acceptance criterion, repeatable: finite, max-abs<=X, rel-l2<=X, cosine>=X, argmax-agreement>=X, "
-                   "[OUTPUT:]..., wer<=+X, cer<=+X, wer<=X or token-agreement>=X (with --task/--data). Default: finite, rel-l2<=0.05. "
+                   "[OUTPUT:]..., wer<=+X, cer<=+X, wer<=X or token-agreement>=X (with --task/--data). Default: " + ", ".join(DEFAULT_ACCEPT) + ". "
                    "finite-inside (no new Inf/NaN inside the graph) always applies unless --allow-internal-nonfinite.")
-@click.option("--budget", default=64, show_default=True, help="Most evaluations (plans run) the search may spend.")
+@click.option("--budget", default=DEFAULT_BUDGET, show_default=True, help="Most evaluations (plans run) the search may spend.")
 @engine_options
 @click.option("--out", "outdir", required=True, type=click.Path(file_okay=False), metavar="DIR",
               help="Folder for pins.json, flags, mixed ONNX, run.json, report.")
@@ -162,9 +163,10 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
     from .pipelines.bisect import BisectParams, run
 
     with _reporting(quiet, info=True):
-        r = run(BisectParams(model, outdir, precision, input_spec(inputs, shapes, seed), tuple(accept), budget, engine_params(o),
-                             task_params(o), baselines=not no_baselines, report=not no_report, json_out=json_out,
-                             allow_internal_nonfinite=allow_internal_nonfinite, fix=fix, check_cmd=check))
+        r = run(BisectParams(model, outdir, precision=precision, inputs=input_spec(inputs, shapes, seed), accept=tuple(accept),
+                             budget=budget, engine=engine_params(o), task=task_params(o), baselines=not no_baselines,
+                             report=not no_report, json_out=json_out, allow_internal_nonfinite=allow_internal_nonfinite, fix=fix,
+                             check_cmd=check))
     say(terminal.bisect_summary(r, outdir), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if BisectVerdict(r.verdict).failed else EXIT_OK)
 
@@ -183,7 +185,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
 def wer_cmd(model, precision, pin_files, pin_selectors, other, json_out, quiet, **o):
     """WER/CER per configuration (FP32, naive FP16/BF16, pinned) on a dataset, worst utterances side by side."""
     from .files import is_stdout
-    from .pipelines.wer import WerParams, run
+    from .pipelines.wer_table import WerParams, run
 
     task = task_params(o)
     if task is None:

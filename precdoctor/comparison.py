@@ -241,20 +241,6 @@ def trace(graph: GraphView, per: dict[str, Metrics], start: str | None, floor: f
             for t in sorted(bad, key=lambda x: order.get(x, 0))]
 
 
-def compare_plan(graph: GraphView, plan, samples, backend, tol: Tolerance | None = None) -> Comparison:
-    """Run the plan on ``backend`` against FP32 and analyse every float tensor (body tensors of
-    If/Loop/Scan included: controlflow.py)."""
-    if graph.bodies:
-        from .controlflow import compare
-
-        c = compare(graph, plan, samples, backend, tol or Tolerance())
-    else:
-        m = backend.measure(graph, plan, samples)
-        c = analyse(graph, m.tensors, m.stats, m.outputs, plan, tol or Tolerance(), m.notes)
-    c.reference = reference_nonfinite(graph, c)  # both paths: an If whose branch makes FP32 NaN is refused too
-    return c
-
-
 @dataclass
 class ReferenceNonfinite(Record):
     """Inf/NaN that the FP32 reference itself computes: found, located, never blamed on the low precision."""

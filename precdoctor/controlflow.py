@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from . import probes
-from .comparison import Comparison, TensorComparison, Tolerance, TraceStep, analyse, saturation_of
+from .comparison import Comparison, TensorComparison, Tolerance, TraceStep, analyse, reference_nonfinite, saturation_of
 from .flatten import Coverage, Flat, flatten
 from .graph import GraphView
 from .metrics import metrics
@@ -130,3 +130,15 @@ def scan_ranges(graph: GraphView, samples, fmt) -> tuple[dict[str, TensorRange],
             if b is not None:
                 out[b] = merge_ranges(out.get(b), r)
     return out, coverage(graph, flats)
+
+
+def compare_plan(graph: GraphView, plan, samples, backend, tol: Tolerance | None = None) -> Comparison:
+    """Run the plan on ``backend`` against FP32 and analyse every float tensor (body tensors of
+    If/Loop/Scan included: controlflow.py)."""
+    if graph.bodies:
+        c = compare(graph, plan, samples, backend, tol or Tolerance())
+    else:
+        m = backend.measure(graph, plan, samples)
+        c = analyse(graph, m.tensors, m.stats, m.outputs, plan, tol or Tolerance(), m.notes)
+    c.reference = reference_nonfinite(graph, c)  # both paths: an If whose branch makes FP32 NaN is refused too
+    return c

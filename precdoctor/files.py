@@ -21,7 +21,6 @@ import tempfile
 from pathlib import Path
 
 from .errors import BadInput
-from .limits import INLINE_LIMIT
 from .records import encode
 
 STDOUT = "-"
@@ -213,25 +212,6 @@ def json_text(data) -> str:
 
 def dump_json(path: str | Path, data) -> Path:
     return write_text(path, json_text(data))
-
-
-def save_model(model, path: str | Path) -> Path:
-    """Save an ONNX model atomically; past protobuf's 2 GB the weights go to PATH.data beside it."""
-    import onnx
-
-    from .graph import inline_bytes
-
-    path = Path(path)
-    if inline_bytes(model) < INLINE_LIMIT:
-        return write_bytes(path, model.SerializeToString())
-    ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        onnx.save(model, str(tmp), save_as_external_data=True, location=path.name + ".data")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
-    return path
 
 
 def set_aside(path: Path, why: str) -> Path:

@@ -23,6 +23,7 @@ inside) but not compared tensor by tensor, and ``Coverage`` says so.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -32,7 +33,7 @@ from onnx import helper
 
 from .backends import ort
 from .errors import BadInput
-from .graph import GraphView, attr, view
+from .graph import GraphView, ViewCache, attr, view
 from .graph.bodies import body_graphs
 from .graph.emit import Emitter
 from .graph.unroll import FlatBuilder, body_size
@@ -155,16 +156,26 @@ def _level(fl: FlatBuilder, pending: list[onnx.NodeProto], decision: tuple) -> F
     return new
 
 
+_FLATS: ViewCache[str, list[Flat]] = ViewCache("flat graphs per set of samples")
+
+
 def flatten(graph: GraphView, feeds: list[dict]) -> list[Flat]:
     """Flat graphs for the samples (see the module docstring), each with the sample indices it serves.
 
     They depend on the graph and the samples only (FP32 decides every branch and trip count), so they are made
     once per view and sample arrays: every plan a search compares, and the range scan, use the same flat graphs
-    (and their views' own caches). The entry holds the arrays, so their ids cannot be reused while it lives."""
-    key = ("flats", tuple(id(a) for f in feeds for a in f.values()))
-    if key not in graph.derived:
-        graph.derived[key] = (feeds, _flatten(graph, feeds))
-    return graph.derived[key][1]
+    (and their views' own caches). Keyed by the samples' contents (names, types, shapes, bytes)."""
+    return _FLATS.get(graph, _feeds_digest(feeds), lambda: _flatten(graph, feeds))
+
+
+def _feeds_digest(feeds: list[dict]) -> str:
+    h = hashlib.sha256()
+    for f in feeds:
+        for k in sorted(f):
+            a = np.ascontiguousarray(f[k])
+            h.update(f"{len(f)}|{k}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def _flatten(graph: GraphView, feeds: list[dict]) -> list[Flat]:

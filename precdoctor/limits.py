@@ -94,7 +94,7 @@ EDGE_ROW_STRIDE = 8  # edge inputs: every 8th position (all axes but the last) o
 #                      constant (its row mean), so zero-variance rows sit beside the sample's own values
 
 # --- acceptance and search
-DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")  # DEFAULT_REL_L2 says why 0.05; task metrics decide where the user gives them
+DEFAULT_ACCEPT = ("finite", f"rel-l2<={DEFAULT_REL_L2:g}")
 # a plan keeping this share of the candidate nodes in FP32 is not a reduced-precision model that
 # works: it is the FP32 model with a few ops lowered (an `--accept 'max-abs<=0'` met by pinning everything). 90 % is
 # far past every real fix measured (the Whisper demo pins 2 of 224 nodes, the planted faults at most 5 of ~100) and

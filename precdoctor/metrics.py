@@ -46,10 +46,6 @@ class Metrics(Record):
         return self.overflow / max(self.elements, 1)
 
     @property
-    def underflow_frac(self) -> float | None:
-        return None if self.underflow is None else self.underflow / max(self.elements, 1)
-
-    @property
     def compared(self) -> int:
         """Elements finite in both FP32 and the candidate, clamped ones aside: what the error norms are taken over."""
         return max(self.elements - self.nonfinite_ref - self.nonfinite_new - self.clamped, 0)

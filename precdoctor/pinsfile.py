@@ -14,6 +14,8 @@ from typing import Literal
 
 from .errors import BadInput
 from .files import read_json
+from .graph import GraphView
+from .plan import PRECISIONS, Plan, resolve_selectors
 from .records import Record
 
 PINS_SCHEMA = 5  # 3: warnings; 4: forced (the nodes the schema keeps FP32, pinned in every artifact); 5: target, constants, tf32
@@ -71,8 +73,6 @@ class PinsFile(Record):
 
     def nodes_in(self, graph, where: str, model: str = "the model") -> set[str]:
         """Every node of ``graph`` this file pins: its exact names (each must be there) and what its selectors match."""
-        from .plan import resolve_selectors
-
         self.check_nodes(graph, where, model)
         return set(self.pins) | set(resolve_selectors(graph, self.selectors))
 
@@ -83,3 +83,23 @@ def read_pins(path: str | Path) -> PinsFile:
     if isinstance(data, list):
         data = {"selectors": data}
     return PinsFile.from_json(data, where=str(path))
+
+
+def build_plan(graph: GraphView, precision: str, selectors=(), pin_files=()) -> Plan:
+    """The plan a user asked for: selectors typed on the command line plus saved pins files."""
+    if precision not in PRECISIONS:
+        raise BadInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
+    why: dict[str, str] = {}
+    pins: set[str] = set()
+    for f in pin_files:
+        saved = read_pins(f)
+        saved.check_nodes(graph, f)
+        pins.update(saved.pins)
+        why.update({p: w for p, w in saved.why.items() if p in saved.pins})
+        for node, sel in resolve_selectors(graph, saved.selectors).items():
+            pins.add(node)
+            why.setdefault(node, f"pinned by {f} ({sel})")
+    for node, sel in resolve_selectors(graph, selectors).items():
+        pins.add(node)
+        why.setdefault(node, f"pinned by the user ({sel})")
+    return Plan(precision, frozenset(pins), why)

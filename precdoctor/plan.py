@@ -94,24 +94,3 @@ def _regex_hits(sel: str, names: list[str]) -> list[str]:
                        ) from None
     return hit
 
-
-def build_plan(graph: GraphView, precision: str, selectors=(), pin_files=()) -> Plan:
-    """The plan a user asked for: selectors typed on the command line plus saved pins files."""
-    from .pinsfile import read_pins
-
-    if precision not in PRECISIONS:
-        raise BadInput(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
-    why: dict[str, str] = {}
-    pins: set[str] = set()
-    for f in pin_files:
-        saved = read_pins(f)
-        saved.check_nodes(graph, f)
-        pins.update(saved.pins)
-        why.update({p: w for p, w in saved.why.items() if p in saved.pins})
-        for node, sel in resolve_selectors(graph, saved.selectors).items():
-            pins.add(node)
-            why.setdefault(node, f"pinned by {f} ({sel})")
-    for node, sel in resolve_selectors(graph, selectors).items():
-        pins.add(node)
-        why.setdefault(node, f"pinned by the user ({sel})")
-    return Plan(precision, frozenset(pins), why)

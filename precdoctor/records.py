@@ -22,7 +22,7 @@ from enum import Enum
 import math
 import types
 import typing
-from functools import lru_cache
+from functools import cache
 from typing import Any, Literal, Union
 
 from .errors import BadInput
@@ -69,7 +69,7 @@ class Record:
         return _decode(cls, data, where or cls.__name__)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

@@ -13,7 +13,6 @@ from typing import Literal
 from .artifacts import Artifacts
 from .backends import EngineInfo
 from .comparison import Comparison
-from .crosscheck import TargetVerdict, Tf32Check
 from .errors import BadInput
 from .files import read_json
 from .flatten import Coverage
@@ -76,6 +75,33 @@ class Cost(Record):
     fp32_flops: int
     nodes_added: Signed = 0  # net: nodes added minus nodes removed
     flops_added: Signed = 0  # net, on the first sample
+
+
+@dataclass
+class Tf32Check(Record):
+    """Whether the plan holds with TF32 in its FP32 islands, and so whether the commands may leave TF32 on."""
+
+    allowed: bool  # the commands leave TF32 on (trtexec's default; Polygraphy --tf32)
+    checked: bool  # an evaluation with TF32 decided it (False: nothing to decide, or not emulated)
+    islands: list[str] = field(default_factory=list)  # FP32 nodes whose inner products TF32 rounds
+    failed: list[str] = field(default_factory=list)
+    measures: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class TargetVerdict(Record):
+    """The naive plan and the searched plan judged under one target's assumptions (output criteria)."""
+
+    target: str
+    assumptions: str
+    naive: bool | None  # None: not judged
+    plan: bool | None
+    failed: list[str] = field(default_factory=list)  # criteria the plan fails there
+    own: bool = False  # the run's own target (its verdicts are the run's)
+
+    def plan_word(self) -> str:
+        return "not judged" if self.plan is None else ("passes" if self.plan else "fails" + (f": {', '.join(self.failed)}" if self.failed else ""))
 
 
 @dataclass

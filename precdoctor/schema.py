@@ -14,7 +14,7 @@ import onnx
 from onnx import defs
 
 from .formats import Format
-from .graph import GraphView
+from .graph import GraphView, ViewCache
 from .ops import is_control_flow
 
 _TYPE = {onnx.TensorProto.FLOAT16: "tensor(float16)", onnx.TensorProto.BFLOAT16: "tensor(bfloat16)"}
@@ -44,12 +44,12 @@ def target_opset(graph: GraphView, fmt: Format) -> int:
     return max(graph.opset, 13) if fmt.name == "bf16" else graph.opset  # BF16 materialization raises to 13
 
 
+_LIMITS: ViewCache[str, Limits] = ViewCache("schema limits per format")
+
+
 def limits(graph: GraphView, fmt: Format) -> Limits:
     """Computed once per graph and format: every emulation model and mixed ONNX of a search needs it."""
-    key = ("schema_limits", fmt.name)
-    if key not in graph.derived:
-        graph.derived[key] = _limits(graph, fmt)
-    return graph.derived[key]
+    return _LIMITS.get(graph, fmt.name, lambda: _limits(graph, fmt))
 
 
 def _limits(graph: GraphView, fmt: Format) -> Limits:

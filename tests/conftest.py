@@ -70,3 +70,13 @@ def whisper_mels(tmp_path_factory):
         np.savez(p, mel=log_mel(load_audio(wav, 16000)))
         paths.append(p)
     return paths
+
+
+REAL_MODELS = {"whisper_dir", "whisper_mels"}  # fixtures that build or read a real model
+
+
+def pytest_collection_modifyitems(items):
+    """A test on a real model is slow (deselect with -m 'not slow'), wherever it lives."""
+    for item in items:
+        if REAL_MODELS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

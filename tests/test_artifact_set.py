@@ -27,7 +27,7 @@ def test_a_run_failing_at_the_end_leaves_the_previous_set_whole(where, planted_d
     def boom(*a, **k):
         raise OSError(28, "No space left on device")
 
-    import precdoctor.pipelines.artifact_set as set_mod
+    import precdoctor.pipelines.bisect.artifact_set as set_mod
     import precdoctor.report as report_mod
 
     if where == "report":

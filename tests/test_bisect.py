@@ -10,7 +10,7 @@ import pytest
 from helpers import run_cli
 from precdoctor import acceptance
 from precdoctor.backends import ort
-from precdoctor.backends.emulation import EmulationBackend
+from precdoctor.backends.emulate import EmulationBackend
 from precdoctor.graph import open_model, view
 from precdoctor.limits import DEFAULT_ACCEPT
 from precdoctor.mixed import mixed_model

@@ -7,8 +7,8 @@ from onnx import helper, numpy_helper
 
 from helpers import run_cli
 from precdoctor.backends import ort
-from precdoctor.backends.emulation import EmulationBackend
-from precdoctor.comparison import compare_plan
+from precdoctor.backends.emulate import EmulationBackend
+from precdoctor.controlflow import compare_plan
 from precdoctor.emulation import emulation_model
 from precdoctor.flatten import flatten
 from precdoctor.graph import open_model

@@ -4,7 +4,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from precdoctor.backends import ort
-from precdoctor.backends.emulation import EmulationBackend
+from precdoctor.backends.emulate import EmulationBackend
 from precdoctor.graph import name_nodes, view
 from precdoctor.plan import Plan
 

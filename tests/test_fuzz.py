@@ -30,6 +30,8 @@ from helpers import ROOT, run_cli
 sys.path.insert(0, str(ROOT / "fixtures"))
 import oddinputs
 
+pytestmark = pytest.mark.slow  # about 455 CLI runs
+
 
 def verdict_or_one_line(args) -> str | None:
     """None when the outcome follows the error policy, else what went wrong."""

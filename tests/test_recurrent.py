@@ -5,8 +5,8 @@ import pytest
 from onnx import helper, numpy_helper
 
 from precdoctor.backends import ort
-from precdoctor.backends.emulation import EmulationBackend
-from precdoctor.comparison import compare_plan
+from precdoctor.backends.emulate import EmulationBackend
+from precdoctor.controlflow import compare_plan
 from precdoctor.emulation import EmulationOptions, emulation_model
 from precdoctor.formats import FP16
 from precdoctor.graph import Namer, view

@@ -157,7 +157,9 @@ def test_matched_by_structure_not_names(name, planted_dir, rewrite_dir, tmp_path
     (tmp_path / f"{name}.npz").write_bytes((folder / f"{name}.npz").read_bytes())
     _, original, _ = _bisect(folder, name, tmp_path / "a", "--fix", "rewrite")
     _, renamed, _ = _bisect(tmp_path, name, tmp_path / "b", "--fix", "rewrite")
-    fams = lambda r: sorted(c["rewrite"]["family"] for c in r["rewrite"]["rewrites"])
+    def fams(r):
+        return sorted(c["rewrite"]["family"] for c in r["rewrite"]["rewrites"])
+
     assert renamed["rewrite"]["status"] == "fixed" and fams(renamed) == fams(original)
 
 

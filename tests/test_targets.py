@@ -198,7 +198,7 @@ def test_a_repeated_bisect_replays_the_other_targets_verdicts(planted_dir, tmp_p
     """The cross-target verdicts are journaled like the search's evaluations: the second run of the same bisect
     judges no plan under another target again (an emulation runner would raise), and says the same."""
     import precdoctor
-    from precdoctor import crosscheck
+    from precdoctor.pipelines.bisect import crosscheck
 
     args = dict(inputs=[planted_dir / "eps_underflow.npz"], baselines=False, report=False)
     first = precdoctor.bisect(planted_dir / "eps_underflow.onnx", tmp_path / "o", **args)

@@ -107,7 +107,7 @@ class EngineParams:
     def make(self) -> Backend:
         self.check()
         if self.backend == "emulate":
-            from .emulation import EmulationBackend
+            from .emulate import EmulationBackend
 
             return EmulationBackend(self.options(), self.memory_budget_gb, self.target_name)
         if self.backend == "ort-cuda":

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import probes
 from ..errors import BadInput
-from ..files import save_model
+from ..graph.loading import save_model
 from ..mixed import mixed_model
 from ..schema import fp32_nodes
 from . import Backend, EngineInfo, Measurement, ort

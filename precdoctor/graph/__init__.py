@@ -6,11 +6,12 @@ from .loading import external_files, load_model
 from .naming import Namer, name_nodes
 from .patterns import LayerNormPattern, aliases, is_square, layernorm_patterns
 from .shapes import concrete_shapes, concrete_sizes, node_flops, with_input_shapes
-from .view import FLOAT, GraphView, open_model, subgraph_inputs, view
+from .opening import open_model
+from .view import FLOAT, GraphView, ViewCache, subgraph_inputs, view
 from .weights import WeightStore, inline_bytes
 
 __all__ = [
-    "FLOAT", "GraphView", "LayerNormPattern", "Namer", "WeightStore", "aliases", "attr", "attrs", "concrete_shapes",
+    "FLOAT", "GraphView", "LayerNormPattern", "Namer", "ViewCache", "WeightStore", "aliases", "attr", "attrs", "concrete_shapes",
     "concrete_sizes", "const_array", "const_scalar", "derived_model", "external_files", "inline_bytes", "is_square",
     "layernorm_patterns", "load_model", "name_nodes", "node_flops", "open_model", "subgraph_inputs", "view", "with_input_shapes",
 ]

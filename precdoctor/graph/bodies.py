@@ -70,14 +70,6 @@ class Bodies:
                 out.append(name)
         return out
 
-    def ancestors(self, name: str) -> list[str]:
-        """The control-flow nodes holding ``name``, innermost first."""
-        out = []
-        p = self.parent.get(name)
-        while p is not None:
-            out.append(p)
-            p = self.parent.get(p)
-        return out
 
 
 def index_bodies(top_nodes: list[onnx.NodeProto]) -> Bodies:

@@ -7,12 +7,10 @@ allocation failure inside ONNX Runtime or a process killed for its memory.
 from __future__ import annotations
 
 import numpy as np
-import onnx
 
 from ..errors import BadInput
 from ..limits import limit, raise_hint
 from .attributes import attr, const_scalar
-from .bodies import walk_graphs
 from .shapes import concrete_sizes
 from .view import GraphView
 
@@ -31,16 +29,6 @@ def _stops_itself(body) -> bool:
     if producer.op_type == "Identity" and list(producer.input) == [cond_in]:
         return False
     return producer.op_type != "Constant"  # a constant condition: true runs every trip, false stops after the first
-
-
-def check_node_count(model: onnx.ModelProto, where: str) -> None:
-    """Refuse a model with more nodes than MAX_GRAPH_NODES: counted on the parsed file, before the checker,
-    naming and shape inference, which take most of a large model's load time."""
-    count = sum(len(g.node) for g in walk_graphs(model.graph))
-    most = limit("MAX_GRAPH_NODES")
-    if count > most:
-        raise BadInput(f"{where} has {count} nodes (bodies included), past the limit of {most:.0f}; "
-                       f"{raise_hint('MAX_GRAPH_NODES')}")
 
 
 def check_graph(graph: GraphView, where: str) -> None:

@@ -40,11 +40,6 @@ class Emitter:
             return self.op("Unsqueeze", [x, self.const(axes, np.int64, hint + "/axes")], hint, [out] if out else None)
         return self.op("Unsqueeze", [x], hint, [out] if out else None, axes=axes)
 
-    def squeeze(self, x: str, axes: list[int], hint: str) -> str:
-        if self.opset >= 13:
-            return self.op("Squeeze", [x, self.const(axes, np.int64, hint + "/axes")], hint)
-        return self.op("Squeeze", [x], hint, axes=axes)
-
     def split(self, x: str, sizes: list[int], axis: int, hint: str) -> list[str]:
         if self.opset >= 13:
             out = self.op("Split", [x, self.const(sizes, np.int64, hint + "/sizes")], hint, n_out=len(sizes), axis=axis)

@@ -8,8 +8,8 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from ..errors import BadInput
-from ..files import regular_file
-from ..limits import INLINE_LIMIT
+from ..files import ensure_dir, regular_file, write_bytes
+from ..limits import INLINE_LIMIT, limit, raise_hint
 from .bodies import walk_graphs
 from .containers import normalize
 from .naming import name_nodes
@@ -78,8 +78,6 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
         raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {first})") from None
     if not model.graph.node:
         raise BadInput(f"{path} is not a readable ONNX model (no graph nodes; truncated or not ONNX?)")
-    from .bounds import check_node_count
-
     check_node_count(model, str(path))
     _check_strings(model, path)
     _check_external_data(model, path.parent)
@@ -114,3 +112,28 @@ def external_files(path: str | os.PathLike) -> list[Path]:
             if location and (path.parent / location).is_file():
                 found.add(path.parent / location)
     return sorted(found)
+
+
+def save_model(model, path: str | Path) -> Path:
+    """Save an ONNX model atomically; past protobuf's 2 GB the weights go to PATH.data beside it."""
+    path = Path(path)
+    if inline_bytes(model) < INLINE_LIMIT:
+        return write_bytes(path, model.SerializeToString())
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        onnx.save(model, str(tmp), save_as_external_data=True, location=path.name + ".data")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise BadInput(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def check_node_count(model: onnx.ModelProto, where: str) -> None:
+    """Refuse a model with more nodes than MAX_GRAPH_NODES: counted on the parsed file, before the checker,
+    naming and shape inference, which take most of a large model's load time."""
+    count = sum(len(g.node) for g in walk_graphs(model.graph))
+    most = limit("MAX_GRAPH_NODES")
+    if count > most:
+        raise BadInput(f"{where} has {count} nodes (bodies included), past the limit of {most:.0f}; "
+                       f"{raise_hint('MAX_GRAPH_NODES')}")

@@ -62,13 +62,6 @@ class Namer:
     def for_model(cls, model: onnx.ModelProto, mark: str = MARK) -> "Namer":
         return cls(graph_names(model.graph), mark)
 
-    def reserve(self, name: str) -> str:
-        """Claim a name the caller needs exactly (it must be free)."""
-        if name in self.taken:
-            raise ValueError(f"name {name!r} is taken")
-        self.taken.add(name)
-        return name
-
     def __call__(self, hint: str) -> str:
         name = f"{hint}{self.mark}"
         k = 1

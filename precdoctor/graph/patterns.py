@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from ..ops import ALIAS
 from ..records import Record
 from .attributes import const_scalar
-from .view import GraphView
+from .view import GraphView, ViewCache
 
 
 @dataclass
@@ -23,11 +23,12 @@ class LayerNormPattern(Record):
     output: str
 
 
+_LAYERNORMS: ViewCache[tuple, list[LayerNormPattern]] = ViewCache("decomposed LayerNorms")
+
+
 def layernorm_patterns(graph: GraphView) -> list[LayerNormPattern]:
     """Every decomposed LayerNorm of the graph (computed once per view)."""
-    if "layernorm_patterns" not in graph.derived:
-        graph.derived["layernorm_patterns"] = _find_layernorm_patterns(graph)
-    return graph.derived["layernorm_patterns"]
+    return _LAYERNORMS.get(graph, (), lambda: _find_layernorm_patterns(graph))
 
 
 def is_square(graph: GraphView, node) -> bool:

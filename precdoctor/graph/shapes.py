@@ -6,7 +6,7 @@ import math
 import numpy as np
 import onnx
 
-from .view import GraphView
+from .view import GraphView, ViewCache
 
 
 def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
@@ -39,13 +39,15 @@ def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
     return shapes
 
 
+_SIZES: ViewCache[tuple, dict[str, int]] = ViewCache("element counts per input-shape signature")
+
+
 def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
     """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell); once per
     input-shape signature and view (a decoder's steps or clips of one length share it; inference reads no values)."""
-    key = ("concrete_sizes", tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items())))
-    if key not in graph.derived:
-        graph.derived[key] = {k: math.prod(v) for k, v in concrete_shapes(graph, feed).items()}  # exact: int64 would wrap
-    return graph.derived[key]
+    key = tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items()))
+    # math.prod on Python ints: exact, where int64 would wrap on a hostile shape (limits.MAX_TENSOR_ELEMENTS reads it)
+    return _SIZES.get(graph, key, lambda: {k: math.prod(v) for k, v in concrete_shapes(graph, feed).items()})
 
 
 def node_flops(graph: GraphView, shapes: dict[str, list[int]]) -> dict[str, int]:

@@ -3,14 +3,16 @@
 Topologically ordered nodes, producer and consumer maps (a control-flow node
 consumes the outer-scope tensors its bodies read), element types and ranks
 from shape inference, and the weight store holding the large initializers.
-The view never changes once built; facts derived from it once (schema limits,
-patterns) are cached in ``derived``.
+The view never changes once built; facts computed from it once (schema limits,
+patterns, element counts, flat graphs) are each declared by the module that
+computes them as a typed ``ViewCache`` and live as long as the view.
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable, Generic, Hashable, TypeVar
 
 import numpy as np
 import onnx
@@ -22,6 +24,26 @@ from .weights import WeightStore, inline_bytes
 
 FLOAT = TensorProto.FLOAT
 log = logging.getLogger("precdoctor")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class ViewCache(Generic[K, V]):
+    """One fact computed once per view and key, declared (and typed: ``ViewCache[str, Limits]``) by the module that
+    computes it. Its values live as long as the view; a read computes what is missing, so no read depends on which
+    module asked first."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def get(self, view: GraphView, key: K, make: Callable[[], V]) -> V:
+        values = view._cached.setdefault(self, {})
+        if key not in values:
+            values[key] = make()
+        return values[key]
+
+    def __repr__(self) -> str:
+        return f"ViewCache({self.what!r})"
 
 
 @dataclass
@@ -40,7 +62,7 @@ class GraphView:
     store: WeightStore | None = field(default=None, repr=False)  # sessions reading it hold it too (backends/ort.py)
     bodies: Bodies = field(default_factory=Bodies, repr=False)  # nodes inside If/Loop/Scan bodies
     decisions: list[str] = field(default_factory=list)  # flat analysis graphs: tensors that decided a branch or trip count
-    derived: dict = field(default_factory=dict, repr=False)  # facts computed once per view
+    _cached: dict[ViewCache, dict] = field(default_factory=dict, repr=False)  # each ViewCache's values (ViewCache.get)
     _by_name: dict[str, onnx.NodeProto] = field(default_factory=dict, repr=False)
 
     @property
@@ -205,14 +227,4 @@ def view(model: onnx.ModelProto, copy: bool = True, store: WeightStore | None = 
             v.consumers[i].append(node)
     v._by_name = {n.name: n for n in v.nodes}
     v.bodies = index_bodies(v.nodes)
-    return v
-
-
-def open_model(path) -> GraphView:
-    """Load, check and view the model at ``path``: what every command starts with, once."""
-    from .bounds import check_graph
-    from .loading import load_model
-
-    v = view(load_model(path), copy=False)
-    check_graph(v, str(path))  # before any work: what the model asks for is within the limits
     return v

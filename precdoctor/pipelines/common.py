@@ -12,6 +12,7 @@ from ..graph import GraphView, open_model
 from ..graph.bounds import check_sizes
 from ..inputs import InputSpec, Sample, infinite_inputs
 from ..runs import InputInfo
+from ..tasks.judge import TaskJudge
 from ..verdicts import VERDICT, input_warnings
 
 VERSIONED = ("onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
@@ -64,12 +65,25 @@ def gather(graph: GraphView, spec: InputSpec, what: str = VERDICT) -> tuple[list
     return samples, info, input_warnings(source, info.seed, infinite_inputs(samples), what)
 
 
-def begin(model: str, spec: InputSpec, what: str = VERDICT) -> tuple[Clock, GraphView, list[Sample], InputInfo, list[str]]:
+@dataclass
+class Loaded:
+    """The start of a command: its clock, the model under test loaded once, its samples and what gathering them said."""
+
+    clock: Clock
+    model: str  # the model under test (a task may put its decoder under test)
+    graph: GraphView
+    samples: list[Sample]
+    info: InputInfo
+    warnings: list[str]
+    judge: TaskJudge | None = None  # the task's judge, where the samples are its clips
+
+
+def begin(model: str, spec: InputSpec, what: str = VERDICT) -> Loaded:
     """The start of a command on input samples: clock started, model loaded once, samples gathered."""
     clock = Clock()
     graph = load_graph(model)
     samples, info, warnings = gather(graph, spec, what)
-    return clock, graph, samples, info, warnings
+    return Loaded(clock, str(model), graph, samples, info, warnings)
 
 
 def refuse_empty_outputs(c: Comparison) -> None:

@@ -15,16 +15,18 @@ from pathlib import Path
 
 from .. import progress
 from ..backends import EngineParams
-from ..comparison import Tolerance, compare_plan
+from ..comparison import Tolerance
+from ..controlflow import compare_plan
 from ..destinations import check_output_file
 from ..errors import BadInput
 from ..files import dump_json
 from ..inputs import InputSpec
-from ..plan import PRECISIONS, build_plan, config_name
+from ..pinsfile import build_plan
+from ..plan import PRECISIONS, config_name
 from ..runs import CompareRun, InputInfo
 from ..tasks.registry import TaskParams
 from ..verdicts import compare_verdict, warnings_of
-from .common import Clock, begin, load_graph, refuse_empty_outputs, versions
+from .common import Clock, Loaded, begin, load_graph, refuse_empty_outputs, versions
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,9 @@ def check_tolerance(tol: Tolerance) -> None:
             raise BadInput(f"{name} must be 0 or more, not {value}")
 
 
-def _begin_task(p: CompareParams):
+def _begin_task(p: CompareParams) -> Loaded:
     """The model under test and the task's samples: the first proxy clips of the dataset, no more."""
-    from ..tasks.judge import make_judge
+    from ..tasks.make import make_judge
 
     clock = Clock()
     task = replace(p.task, limit=min(p.task.limit or p.task.proxy_clips, p.task.proxy_clips))
@@ -75,16 +77,14 @@ def _begin_task(p: CompareParams):
     judge = make_judge(graph, p.model, task)
     judge.check_baseline(task.force)  # before the comparison: a broken FP32 setup is refused here
     samples = judge.samples()
-    return clock, model, graph, judge, samples, InputInfo(len(samples), "task"), []
+    return Loaded(clock, model, graph, samples, InputInfo(len(samples), "task"), [], judge)
 
 
 def run(p: CompareParams) -> CompareRun:
     p.check()
-    judge, model = None, str(p.model)
-    if p.task is not None:
-        clock, model, graph, judge, samples, info, warnings = _begin_task(p)
-    else:
-        clock, graph, samples, info, warnings = begin(p.model, p.inputs)
+    loaded = _begin_task(p) if p.task is not None else begin(p.model, p.inputs)
+    clock, model, graph, judge, samples, info, warnings = (loaded.clock, loaded.model, loaded.graph, loaded.judge, loaded.samples,
+                                                           loaded.info, loaded.warnings)
     plan = build_plan(graph, p.precision, p.pins, p.pin_files)
     backend = p.engine.make()
     clock.lap("load")

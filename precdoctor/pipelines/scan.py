@@ -28,7 +28,8 @@ class ScanParams:
 
 def run(p: ScanParams) -> ScanRun:
     p.check()
-    clock, graph, samples, info, warnings = begin(p.model, p.inputs, what="these ranges and risks are")
+    loaded = begin(p.model, p.inputs, what="these ranges and risks are")
+    clock, graph, samples, info, warnings = loaded.clock, loaded.graph, loaded.samples, loaded.info, loaded.warnings
     clock.lap("load")
     with progress.stage("FP32 ranges", unit="sample"):
         risks, norms, ranges, coverage = find_risks(graph, samples, get_target(p.target).constants)

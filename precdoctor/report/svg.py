@@ -103,7 +103,7 @@ def _place_labels(rules: list[Rule], sx, left: float, right: float) -> list[tupl
 def _crossings(layout) -> int:
     """Labels some other rule's line runs through."""
     n = 0
-    for r, tx, px, row, anchor in layout:
+    for r, tx, _px, row, anchor in layout:
         w = len(r.label) * CHAR_W + 6
         a = tx if anchor == "start" else tx - w
         n += any(k < row and a - LINE_GAP <= x <= a + w + LINE_GAP for _, _, x, k, _ in layout)

@@ -21,7 +21,7 @@ import math
 from ..graph import attrs, const_scalar
 from ..ops import EPSILON_CONSUMERS
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, describe
-from .patterns import nonnegative, scalar_input
+from .structure import nonnegative, scalar_input
 
 MONOTONE = {"Log": math.log, "Sqrt": math.sqrt}
 GUARDED = {"Div": 1, "Pow": 0}  # the input an epsilon guards (the denominator, the base); the only input for the rest

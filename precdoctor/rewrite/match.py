@@ -11,10 +11,10 @@ with the constant named, in ``Context.refused``.
 """
 from __future__ import annotations
 
-from . import activations, epsilon, norms, residual, softmax
+from . import activations, epsilon, norm_scale, residual, softmax
 from .core import Candidate, Context, created_constants
 
-FINDERS = (residual.find, norms.find, softmax.find, activations.find, epsilon.find)  # a stream past the range first: its norms follow
+FINDERS = (residual.find, norm_scale.find, softmax.find, activations.find, epsilon.find)  # a stream past the range first: its norms follow
 
 
 def match(ctx: Context) -> list[Candidate]:

@@ -19,7 +19,7 @@ from onnx import helper
 
 from ..graph import const_array
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, ScaledTensor, describe, pow2_exponent
-from .patterns import NormSite, norm_sites
+from .structure import NormSite, norm_sites
 
 STREAM = frozenset({"Add", "Sub"})
 ALIAS = frozenset({"Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten"})

@@ -11,7 +11,7 @@ max is subtracted explicitly (ReduceMax, Sub) before the Exp.
 from __future__ import annotations
 
 from .core import Candidate, Context, Editor, Rewrite, describe
-from .patterns import reduce_axes, sole_reader
+from .structure import reduce_axes, sole_reader
 
 SOFTMAX_ANY_AXIS_OPSET = 13  # before 13, Softmax flattens the axes from ``axis`` on into one
 REDUCE_AXES_INPUT_OPSET = 18  # ReduceMax takes its axes as an input from opset 18

@@ -111,7 +111,7 @@ def _extract(pool: list[str], base: list[str], ev: Evaluator, known_failing: int
     ``known_failing``: a prefix length already seen to fail with nothing found yet."""
     found: list[str] = []
     while not ev(frozenset(base + found)):
-        hi = shortest_passing_prefix(lambda k: ev(frozenset(base + found + pool[:k])), known_failing if not found else 0, len(pool))
+        hi = shortest_passing_prefix(lambda k: ev(frozenset(base + found + pool[:k])), known_failing if not found else 0, len(pool))  # noqa: B023 (called before pool changes)
         found.append(pool[hi - 1])
         pool = pool[: hi - 1]
     return found

@@ -50,12 +50,6 @@ class DecodeReport(Record):
     clips: list[ClipDecode]
     logits: str = ""  # how the per-step logit errors were measured; empty: not measured
 
-    def first_departure(self) -> ClipDecode | None:
-        return next((c for c in self.clips if c.departure is not None), None)
-
-    def worst_logit_error(self) -> float | None:
-        errs = [e for c in self.clips for e in c.logit_rel_l2]
-        return max(errs) if errs else None
 
 
 StepErrors = dict[int, list[tuple[int, float, float]]]  # clip index -> (step, rel-L2, max abs) per compared step

@@ -18,7 +18,7 @@ from . import audio, wer
 from .baseline import Baseline, check, refusal
 from .decodes import DecodeReport, StepErrors, decode_report
 from .decoding import agreement
-from .registry import TaskParams, make_task
+from .registry import TaskParams
 
 
 @dataclass
@@ -244,21 +244,6 @@ def configs(precision: str, pins=frozenset(), other: bool = True) -> list[tuple[
     if pins:
         out.append((config_name(precision, pins), Plan(precision, frozenset(pins))))
     return out
-
-
-def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
-    """The judge of a task on ``graph``, the model under test: the model itself, or the decoder that
-    ``params`` puts under test (``TaskParams.under_test``; then ``model_path`` is the encoder)."""
-    params.check()
-    if params.decoder_under_test:
-        from .decoder_judge import make_decoder_judge
-
-        return make_decoder_judge(graph, model_path, params)
-    task = make_task(model_path, params, encoder_graph=graph)
-    if len(graph.inputs) != 1:
-        raise BadInput(f"the {task.name} task expects a model with one input; this one has {graph.inputs}")
-    clips, audio_ = dataset(params, task.rate)
-    return TaskJudge(task, graph, clips, audio_, params, graph.inputs[0])
 
 
 def dataset(params: TaskParams, rate: int) -> tuple[list, list]:

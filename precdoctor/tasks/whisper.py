@@ -121,7 +121,7 @@ class WhisperTask:
 
                 self._decoders[key] = ReferenceRunner(self.decoder_graph)
             else:
-                from ..backends.emulation import EmulationBackend
+                from ..backends.emulate import EmulationBackend
                 from ..plan import Plan
 
                 self._decoders[key] = EmulationBackend().runner(self.decoder_graph, Plan(key))

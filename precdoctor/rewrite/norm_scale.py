@@ -30,7 +30,7 @@ import numpy as np
 from ..graph import const_array
 from ..limits import MIN_HEADROOM, UNDERFLOW_SHARE
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, ScaledTensor, describe, pow2_exponent
-from .patterns import NormSite, norm_sites, reduce_axes
+from .structure import NormSite, norm_sites, reduce_axes
 
 FUSION_OPSET = 17  # LayerNormalization entered the default domain at opset 17
 ENGINE_NOTE = ("LayerNormalization's internal precision belongs to the engine: TensorRT's INormalizationLayer (8.6+) and ONNX "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ..graph import GraphView, attrs, const_array, const_scalar, is_square
+from ..graph import GraphView, ViewCache, attrs, const_array, const_scalar, is_square
 
 NONNEGATIVE_OPS = frozenset({"Relu", "Abs", "Exp", "Sigmoid", "Softplus", "Softmax", "Sqrt", "ReduceSumSquare", "ReduceL1",
                              "ReduceL2", "HardSigmoid"})
@@ -28,11 +28,6 @@ def reduce_axes(graph: GraphView, node: onnx.NodeProto) -> tuple[list[int] | Non
         arr = const_array(graph, node.input[1])
         return (None if arr is None else [int(x) for x in np.asarray(arr).reshape(-1)]), keep
     return None, keep
-
-
-def only_read_by(graph: GraphView, tensor: str, nodes: set[str]) -> bool:
-    """Every reader of ``tensor`` is one of ``nodes``, and it is no graph output: removing them removes it."""
-    return tensor not in graph.outputs and all(c.name in nodes for c in graph.readers(tensor))
 
 
 def sole_reader(graph: GraphView, tensor: str, *ops: str) -> onnx.NodeProto | None:
@@ -142,8 +137,9 @@ def norm_site(graph: GraphView, square: onnx.NodeProto) -> NormSite | None:
                     combine[-1].output[0])
 
 
+_NORM_SITES: ViewCache[tuple, list[NormSite]] = ViewCache("normalization sites")
+
+
 def norm_sites(graph: GraphView) -> list[NormSite]:
     """Every decomposed normalization of the graph (computed once per view)."""
-    if "norm_sites" not in graph.derived:
-        graph.derived["norm_sites"] = [s for n in graph.nodes if (s := norm_site(graph, n)) is not None]
-    return graph.derived["norm_sites"]
+    return _NORM_SITES.get(graph, (), lambda: [s for n in graph.nodes if (s := norm_site(graph, n)) is not None])

@@ -12,48 +12,24 @@ beside the search's (``journal.targets.jsonl``), so a repeated or resumed run re
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from . import acceptance as acc
-from . import progress
-from .backends.emulation import EmulationBackend
-from .emulation import EmulationOptions
-from .ops import TF32_INPUTS
-from .plan import Plan
-from .recordlog import RecordLog
-from .records import Record
-from .schema import fp32_nodes
-from .search import fingerprint
-from .targets import TARGETS, describe
+from ... import acceptance as acc
+from ... import progress
+from ...backends.emulate import EmulationBackend
+from ...emulation import EmulationOptions
+from ...graph import GraphView
+from ...ops import TF32_INPUTS
+from ...plan import Plan
+from ...recordlog import RecordLog
+from ...records import Record
+from ...runs import TargetVerdict, Tf32Check
+from ...schema import fp32_nodes
+from ...search import fingerprint
+from ...targets import TARGETS, describe
+from .job import Job
 
 log = logging.getLogger("precdoctor")
-
-
-@dataclass
-class Tf32Check(Record):
-    """Whether the plan holds with TF32 in its FP32 islands, and so whether the commands may leave TF32 on."""
-
-    allowed: bool  # the commands leave TF32 on (trtexec's default; Polygraphy --tf32)
-    checked: bool  # an evaluation with TF32 decided it (False: nothing to decide, or not emulated)
-    islands: list[str] = field(default_factory=list)  # FP32 nodes whose inner products TF32 rounds
-    failed: list[str] = field(default_factory=list)
-    measures: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-
-
-@dataclass
-class TargetVerdict(Record):
-    """The naive plan and the searched plan judged under one target's assumptions (output criteria)."""
-
-    target: str
-    assumptions: str
-    naive: bool | None  # None: not judged
-    plan: bool | None
-    failed: list[str] = field(default_factory=list)  # criteria the plan fails there
-    own: bool = False  # the run's own target (its verdicts are the run's)
-
-    def plan_word(self) -> str:
-        return "not judged" if self.plan is None else ("passes" if self.plan else "fails" + (f": {', '.join(self.failed)}" if self.failed else ""))
 
 
 @dataclass
@@ -72,29 +48,28 @@ class TargetJournal(RecordLog):
         return entry.assumptions, tuple(sorted(entry.pins))
 
 
-def _journal(job) -> TargetJournal:
+def _journal(job: Job) -> TargetJournal:
     if job.target_journal is None:
         job.target_journal = TargetJournal(job.journal_path("targets"), fingerprint(job.fingerprint(), "targets"))
     return job.target_journal
 
 
-def _judge(job, options: EmulationOptions, pins) -> acc.Verdict:
+def _judge(job: Job, options: EmulationOptions, pins) -> acc.Verdict:
     journal = _journal(job)
     key = (repr(options), tuple(sorted(pins)))
     if key in journal.entries:
         return journal.entries[key].verdict
-    refs = [ref for ref, _ in job.comparisons[Plan(job.fmt.name).key()].pairs]
-    verdict = job.judge_plan(pins, refs, EmulationBackend(options, job.p.engine.memory_budget_gb))
+    verdict = job.judge_plan(pins, job.references(), EmulationBackend(options, job.p.engine.memory_budget_gb))
     journal.append(TargetEvaluation(key[0], list(key[1]), verdict))
     progress.step()
     return verdict
 
 
-def tf32_islands(graph, plan: Plan) -> list[str]:
+def tf32_islands(graph: GraphView, plan: Plan) -> list[str]:
     return sorted(n for n in fp32_nodes(graph, plan) if graph.node(n).op_type in TF32_INPUTS)
 
 
-def check_tf32(job, plan: Plan, passed: bool) -> Tf32Check:
+def check_tf32(job: Job, plan: Plan, passed: bool) -> Tf32Check:
     """Decide the TF32 choice of the commands for ``plan`` (see the module docstring)."""
     wanted = job.p.engine.options()
     islands = tf32_islands(job.graph, plan)
@@ -112,7 +87,7 @@ def check_tf32(job, plan: Plan, passed: bool) -> Tf32Check:
     return Tf32Check(v.passed, True, islands, v.failed, v.measures, note)
 
 
-def other_targets(job, plan: Plan, passed: bool, tf32: Tf32Check, naive_passed: bool,
+def other_targets(job: Job, plan: Plan, passed: bool, tf32: Tf32Check, naive_passed: bool,
                   what: str = "this plan") -> list[TargetVerdict]:
     """Every target's verdicts on the naive plan and on ``plan``; the run's own first. ``what``: how the progress lines
     name ``plan`` (a rewritten model's plan is not the run's pins, and its naive plan is the original's)."""

@@ -24,36 +24,30 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, replace
-from typing import Callable
 
-from .. import acceptance as acc
-from ..backends.emulation import EmulationBackend
-from ..crosscheck import check_tf32, other_targets
-from ..graph import GraphView
-from ..mixed import mixed_model
-from ..ops import FUSED_NORMS
-from ..plan import Plan, config_name
-from ..rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
-from ..rewrite import edges as edge_check
-from ..rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
-from ..rewrite.equivalence import Reference, measure
-from ..risks import SEVERITY, find_risks
-from ..runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
-from ..search import BudgetExhausted, Evaluator, Journal, SearchResult, fingerprint
-from ..status import BisectVerdict, RewriteStatus, SearchStatus
+from ... import acceptance as acc
+from ...backends.emulate import EmulationBackend
+from ...comparison import Comparison
+from ...graph import GraphView
+from ...mixed import mixed_model
+from ...ops import FUSED_NORMS
+from ...plan import Plan, config_name
+from ...rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
+from ...rewrite import edges as edge_check
+from ...rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
+from ...rewrite.equivalence import Reference, measure
+from ...risks import SEVERITY, find_risks
+from ...runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
+from ...search import BudgetExhausted, Evaluator, Journal, Localization, SearchResult, fingerprint
+from ...status import BisectVerdict, RewriteStatus, SearchStatus
+from ...tasks.judge import WerRow
+from .crosscheck import check_tf32, other_targets
 from .confirm import chained
+from .job import Job
+from .pinsearch import confirming_checks, output_judge, search_pins
 
 log = logging.getLogger("precdoctor")
 PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
-
-
-@dataclass
-class Hooks:
-    """What the bisect pipeline lends the stage: its output judge, its confirming checks, its pin search."""
-
-    judge: Callable  # (job, naive) -> (pins -> Verdict)
-    checks: Callable  # (job, task report) -> [Check]
-    search: Callable  # (job, naive, localization) -> (SearchResult, Evaluator, log, report, bound)
 
 
 @dataclass
@@ -61,22 +55,22 @@ class Fixed:
     result: RewriteResult
     graph: GraphView | None = None  # the rewritten graph to ship
     plan: Plan | None = None  # its plan (the pins ``auto`` left)
-    task_row: object = None  # WerRow of the shipped fix
+    task_row: WerRow | None = None  # the shipped fix's row of the task table
     pins_fixed: bool = False  # the pin search fixed the model on its own: the pins are the rewrite's verified alternative
 
 
 class _Stage:
     """Rewritten graphs and their judging, cached per set of rewrites."""
 
-    def __init__(self, job, naive, hooks: Hooks, candidates: list[Candidate]):
-        self.job, self.naive, self.hooks = job, naive, hooks
+    def __init__(self, job: Job, naive: Comparison, candidates: list[Candidate]):
+        self.job, self.naive = job, naive
         self.cands = {c.id: c for c in candidates}
         self.order = [c.id for c in candidates]
-        self.jobs: dict[frozenset, object] = {}
+        self.jobs: dict[frozenset, Job] = {}
         self.extra = 0  # evaluations made outside the evaluator (alternatives, the auto pin search)
         self.reference = Reference(job.graph, job.samples)  # the original's FP32 values, for every equivalence measure
 
-    def rjob(self, ids) -> object:
+    def rjob(self, ids) -> Job:
         key = frozenset(ids)
         if not key:
             return self.job
@@ -87,10 +81,10 @@ class _Stage:
             variant = "rewrite-" + hashlib.sha256("\n".join(sorted(key)).encode()).hexdigest()[:12]
             absorbed = frozenset(t for i in key for t in self.cands[i].record.absorbed)
             self.jobs[key] = replace(self.job, graph=g, judge=judge, comparisons={}, variant=variant, absorbed=absorbed,
-                                     target_journal=None, comparison_log=None)
+                                     target_journal=None, comparison_log=None, fp32_outputs=self.job.references())
         return self.jobs[key]
 
-    def naive_of(self, rjob):
+    def naive_of(self, rjob: Job) -> Comparison:
         """The rewritten graph's naive plan compared tensor by tensor, its outputs judged against the original FP32."""
         if rjob is self.job:
             return self.naive
@@ -102,9 +96,9 @@ class _Stage:
         ids = {k for k in key if not k.startswith(PIN)}
         rjob = self.rjob(ids)
         pins = frozenset(k[len(PIN):] for k in key if k.startswith(PIN) and rjob.graph.has_node(k[len(PIN):]))
-        v = self.hooks.judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
+        v = output_judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
         report = rjob.judge.report(rjob.task_criteria) if rjob.judge is not None else None
-        return chained(v, self.hooks.checks(rjob, report), pins)
+        return chained(v, confirming_checks(rjob, report), pins)
 
     def output_verdict(self, ids, backend) -> acc.Verdict:
         """Outputs and every tensor finite on another engine profile (alternatives)."""
@@ -112,7 +106,7 @@ class _Stage:
                        comparison_log=None)
         naive = self.naive_of(rjob)
         self.extra += 1
-        return self.hooks.judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
+        return output_judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
 
 
 def _keys(ids, pins=()) -> list[str]:
@@ -183,28 +177,40 @@ def _auto_pins(stage: _Stage, ids: list[str]) -> SearchResult:
     """The pin search of bisect, on the rewritten graph."""
     rjob = stage.rjob(ids)
     naive = stage.naive_of(rjob)
-    result, *_ = stage.hooks.search(rjob, naive, rjob.localize(naive)[1])
+    result = search_pins(rjob, naive, rjob.localize(naive)[1]).result
     stage.extra += result.evaluations
     return result
 
 
-def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result: SearchResult):
-    """(status, the rewrites kept, what fails without each, dropped ones, pins left, the final evaluation's measures)."""
+@dataclass
+class _Settled:
+    """Where the rewrites settle: which are kept, and with which pins."""
+
+    status: RewriteStatus  # FIXED, PARTIAL (with pins) or INSUFFICIENT
+    ids: list[str]  # the rewrites kept
+    without: dict[str, list[str]]  # rewrite -> criteria that fail without it
+    dropped: dict[str, str]  # rewrite -> why it is left out
+    pins: list[str]  # pins left on the rewritten graph (auto)
+    measures: dict[str, float]  # the final evaluation's
+
+
+def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result: SearchResult) -> _Settled:
+    """See ``_Settled``."""
     first = ev.evaluate(_keys(ids))
     log.info(f"rewrite: {len(ids)} rewrite(s), no pins -> {'PASS' if first.passed else 'fail'} "
              + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in first.measures.items()))
     if first.passed:
         keep, without, dropped = _necessity(stage, ev, ids)
-        return RewriteStatus.FIXED, keep, without, dropped, [], ev.evaluate(_keys(keep)).measures
+        return _Settled(RewriteStatus.FIXED, keep, without, dropped, [], ev.evaluate(_keys(keep)).measures)
     if mode != "auto":
-        return RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures
+        return _Settled(RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures)
     second = _auto_pins(stage, ids)
     if second.status is not SearchStatus.FIXED or (pin_result.status is SearchStatus.FIXED and len(second.pins) >= len(pin_result.pins)):
-        return RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures
+        return _Settled(RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures)
     keep, without, dropped = _necessity(stage, ev, ids, second.pins)
     if not keep:
-        return RewriteStatus.INSUFFICIENT, ids, {}, dropped, [], first.measures
-    return RewriteStatus.PARTIAL, keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures
+        return _Settled(RewriteStatus.INSUFFICIENT, ids, {}, dropped, [], first.measures)
+    return _Settled(RewriteStatus.PARTIAL, keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures)
 
 
 def _alternatives(stage: _Stage, ids: list[str]) -> list[RewriteAlternative]:
@@ -264,16 +270,17 @@ def verdict(mode: str, r: RewriteResult, pin_result: SearchResult) -> tuple[Bise
 
 def _none(mode: str, why: str, pins_cost: Cost, dropped=None, log_=(), status: RewriteStatus | None = None, edges=()) -> Fixed:
     log.info(f"rewrite: {why}")
-    status = status or (RewriteStatus.NONE if dropped is None else RewriteStatus.INSUFFICIENT)
-    return Fixed(RewriteResult(mode, status, why, [], dropped or {}, [], [], len(log_), list(log_), {}, {}, {}, pins_cost,
-                               pins_cost, edges=list(edges)))
+    return Fixed(RewriteResult(
+        mode=mode, status=status or (RewriteStatus.NONE if dropped is None else RewriteStatus.INSUFFICIENT), message=why,
+        rewrites=[], dropped=dropped or {}, alternatives=[], pins=[], evaluations=len(log_), evaluation_log=list(log_),
+        fp32_outputs={}, fp32_tensors={}, measures={}, cost=pins_cost, pins_cost=pins_cost, edges=list(edges)))
 
 
 def _refusals(refused: dict[str, str]) -> str:
     return "; ".join(f"{i}: {why}" for i, why in refused.items())
 
 
-def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hooks: Hooks) -> Fixed:
+def fix_by_rewrite(job: Job, naive: Comparison, loc: Localization, pin_result: SearchResult, ranges: dict) -> Fixed:
     """The rewrite stage (see the module docstring)."""
     mode, fmt = job.p.fix, job.fmt.name
     per_node = job.node_flops
@@ -289,7 +296,7 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         if ctx.refused:
             return _none(mode, "refused: " + _refusals(ctx.refused), pins_total, dict(ctx.refused), status=RewriteStatus.REFUSED)
         return _none(mode, f"no rewrite family matches the {len(culprits)} localized culprit(s)", pins_total)
-    stage = _Stage(job, naive, hooks, cands)
+    stage = _Stage(job, naive, cands)
     ids, dropped = _equivalent(stage, cands)
     dropped.update(ctx.refused)
     if not ids:
@@ -302,29 +309,31 @@ def fix_by_rewrite(job, naive, loc, pin_result: SearchResult, ranges: dict, hook
         if not ids:
             return _none(mode, "refused: " + _refusals(risky), pins_total, dropped, status=RewriteStatus.REFUSED)
     # each verdict includes the confirming checks (the task metric on its clips): they key the journal too, as in confirm.py
-    checks = [c.name for c in hooks.checks(job, None)]
+    checks = [c.name for c in confirming_checks(job, None)]
     journal = Journal(job.journal_path("rewrite"), fingerprint(job.fingerprint(), "rewrite", sorted(ids), checks))
     ev = Evaluator(stage.verdict, journal, job.p.budget, verbose=False)
     try:
-        status, ids, without, more, pins, measures = _settle(stage, ev, ids, mode, pin_result)
+        settled = _settle(stage, ev, ids, mode, pin_result)
     except BudgetExhausted:
         return _none(mode, f"the budget of {job.p.budget} evaluations ran out", pins_total, dropped, ev.log)
-    dropped.update(more)
-    if status is RewriteStatus.INSUFFICIENT:
+    dropped.update(settled.dropped)
+    if settled.status is RewriteStatus.INSUFFICIENT:
         return _none(mode, "the rewrites alone do not meet the acceptance" + (": " + ", ".join(
-            ev.evaluate(_keys(ids)).failed) if ids else ""), pins_total, dropped, ev.log)
-    edges = edge_check.check(job.graph, stage.rjob(ids).graph, job.backend, Plan(fmt, frozenset(pins)),
+            ev.evaluate(_keys(settled.ids)).failed) if settled.ids else ""), pins_total, dropped, ev.log)
+    edges = edge_check.check(job.graph, stage.rjob(settled.ids).graph, job.backend, Plan(fmt, frozenset(settled.pins)),
                              Plan(fmt, frozenset(pin_result.pins)), edge_check.edge_inputs(job.samples))
     bad = [e for e in edges if e.added]
     if bad:
         why = "refused: the rewritten model adds non-finite outputs where the original FP32 and the pins are finite, on " + "; ".join(
             f"{e.input}: {e.added} of {e.finite} element(s)" for e in bad)
         return _none(mode, why, pins_total, dropped, ev.log, status=RewriteStatus.REFUSED, edges=edges)
-    return _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total, edges)
+    return _applied(stage, ev, settled, dropped, pin_result, per_node, pins_total, edges)
 
 
-def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_result, per_node, pins_total, edges) -> Fixed:
+def _applied(stage: _Stage, ev: Evaluator, settled: _Settled, dropped: dict[str, str], pin_result: SearchResult,
+             per_node: dict[str, int], pins_total: Cost, edges: list) -> Fixed:
     job = stage.job
+    ids, without, pins, measures, status = settled.ids, settled.without, settled.pins, settled.measures, settled.status
     rjob = stage.rjob(ids)
     eq = measure(job.graph, rjob.graph, [stage.cands[i] for i in ids], job.samples, stage.reference)
     rflops = rjob.node_flops
@@ -333,9 +342,10 @@ def _applied(stage, ev, ids, without, dropped, pins, measures, status, pin_resul
     plan = Plan(job.fmt.name, frozenset(pins))
     cost = plan_cost(rjob.graph, plan, rflops)
     cost.nodes_added, cost.flops_added = sum(c.cost.nodes_added for c in checks), sum(c.cost.flops_added for c in checks)
-    result = RewriteResult(job.p.fix, status, _message(status, checks, pins, eq, pin_result, job.fmt.name), checks, dropped,
-                           alternatives, sorted(pins), ev.count + stage.extra, list(ev.log), eq.outputs, eq.tensors, measures,
-                           cost, pins_total, edges=edges)
+    result = RewriteResult(
+        mode=job.p.fix, status=status, message=_message(status, checks, pins, eq, pin_result, job.fmt.name), rewrites=checks,
+        dropped=dropped, alternatives=alternatives, pins=sorted(pins), evaluations=ev.count + stage.extra, evaluation_log=list(ev.log),
+        fp32_outputs=eq.outputs, fp32_tensors=eq.tensors, measures=measures, cost=cost, pins_cost=pins_total, edges=edges)
     # naive_of first: it leaves the rewritten graph's naive comparison in rjob, which the target checks read
     naive_ok = acc.judge_outputs(rjob.output_criteria, stage.naive_of(rjob).pairs, rjob.graph.outputs).passed
     result.tf32 = check_tf32(rjob, plan, True)

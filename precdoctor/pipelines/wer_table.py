@@ -7,7 +7,8 @@ from ..backends import EngineParams
 from ..destinations import check_output_file
 from ..errors import BadInput
 from ..files import dump_json
-from ..plan import PRECISIONS, build_plan
+from ..pinsfile import build_plan
+from ..plan import PRECISIONS
 from ..runs import WerRun
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams
@@ -35,7 +36,7 @@ class WerParams:
 
 
 def run(p: WerParams) -> WerRun:
-    from ..tasks.judge import make_judge
+    from ..tasks.make import make_judge
 
     p.check()
     clock = Clock()

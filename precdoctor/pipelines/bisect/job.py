@@ -11,24 +11,25 @@ import logging
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .. import __version__, progress
-from .. import acceptance as acc
-from ..comparison import compare_plan
-from ..comparisonlog import ComparisonLog, RangeLog, StoredRanges
-from ..controlflow import scan_ranges
-from ..errors import BadInput
-from ..files import ensure_dir
-from ..graph import concrete_shapes, external_files, node_flops
-from ..plan import Plan
-from ..runs import InputInfo
-from ..search import code_digest, fingerprint, rank
-from ..tasks.judge import TOKEN_AGREEMENT
-from .common import check_sizes, gather, load_graph
-
-if TYPE_CHECKING:
-    from .bisect import BisectParams
+from ... import __version__, progress
+from ... import acceptance as acc
+from ...backends import Backend
+from ...comparison import Comparison
+from ...comparisonlog import ComparisonLog, RangeLog, StoredRanges
+from ...controlflow import compare_plan, scan_ranges
+from ...errors import BadInput
+from ...files import ensure_dir
+from ...formats import Format
+from ...graph import GraphView, concrete_shapes, external_files, node_flops
+from ...plan import Plan
+from ...recordlog import RecordLog
+from ...runs import InputInfo
+from ...search import Localization, code_digest, fingerprint, rank
+from ...tasks.cache import TranscriptStore
+from ...tasks.judge import TOKEN_AGREEMENT, TaskJudge
+from ..common import check_sizes, gather, load_graph
+from .params import BisectParams
 
 log = logging.getLogger("precdoctor")
 
@@ -48,21 +49,30 @@ class Job:
     """See the module docstring."""
 
     p: BisectParams
-    graph: object
-    samples: list
-    backend: object
-    output_criteria: list
-    task_criteria: list
+    graph: GraphView
+    samples: list[dict]
+    backend: Backend
+    output_criteria: list[acc.Criterion]
+    task_criteria: list[acc.Criterion]
     inside: bool  # finite-inside confirms the plan
     outdir: Path
-    judge: object = None  # tasks.judge.TaskJudge
-    comparisons: dict = field(default_factory=dict)  # plan key -> Comparison (each plan compared tensor by tensor once)
+    judge: TaskJudge | None = None
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # plan key -> its comparison (each plan compared once)
     variant: str = ""  # a rewritten graph's (fix.py): its own journals and fingerprint
     absorbed: frozenset = frozenset()  # a rewritten graph's tensors whose Inf a floor takes by design (log 0 -> max): not judged
-    target_journal: object = None  # crosscheck.TargetJournal, opened on first use
+    target_journal: RecordLog | None = None  # crosscheck.TargetJournal, opened on first use
     comparison_log: ComparisonLog | None = None  # comparisons kept across runs, opened on first use
+    # the FP32 outputs of the model under test per sample, what every plan is judged against: from the naive plan's
+    # comparison on first use; a rewritten graph's job (fix.py) is given the original's
+    fp32_outputs: list[dict] | None = field(default=None, repr=False)
 
-    def compare(self, plan: Plan):
+    def references(self) -> list[dict]:
+        """The FP32 reference outputs, one dict per sample (see ``fp32_outputs``), computed once per job."""
+        if self.fp32_outputs is None:
+            self.fp32_outputs = [ref for ref, _ in self.compare(Plan(self.fmt.name)).pairs]
+        return self.fp32_outputs
+
+    def compare(self, plan: Plan) -> Comparison:
         """The plan compared tensor by tensor: once per run, and replayed from an earlier run of the same fingerprint."""
         key = plan.key()
         if key not in self.comparisons:
@@ -84,13 +94,13 @@ class Job:
         """FLOPs per node on the first sample's shapes (what the report and the costs of pins and rewrites count)."""
         return node_flops(self.graph, concrete_shapes(self.graph, self.samples[0]))
 
-    def judge_plan(self, pins, refs: list, backend=None) -> acc.Verdict:
+    def judge_plan(self, pins, refs: list[dict], backend: Backend | None = None) -> acc.Verdict:
         """The output criteria for the plan pinning ``pins``, run on ``backend`` (the job's own by default) over every
         sample, against the FP32 outputs ``refs``."""
         runner = (backend or self.backend).runner(self.graph, Plan(self.fmt.name, frozenset(pins)), self.samples)
         return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
 
-    def localize(self, naive) -> tuple[dict, object]:
+    def localize(self, naive: Comparison) -> tuple[dict, Localization]:
         """The FP32 ranges (replayed from an earlier run of the same fingerprint) and the ranked candidates
         (search.Localization) from the naive plan's comparison, with constants judged as the target converts them."""
         ranges = self.ranges()
@@ -112,7 +122,7 @@ class Job:
                 + ([f"check: {self.p.check_cmd}"] if self.p.check_cmd is not None else []))
 
     @property
-    def fmt(self):
+    def fmt(self) -> Format:
         return Plan(self.p.precision).format
 
     def journal_path(self, kind: str = "") -> Path:
@@ -136,7 +146,7 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
     acc.check_outputs(output_criteria, graph.outputs, [o for o in graph.outputs if graph.is_float(o)])
     judge, warnings = None, []
     if p.task is not None:
-        from ..tasks.judge import make_judge
+        from ...tasks.make import make_judge
 
         judge = make_judge(graph, p.model, p.task)
         if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
@@ -158,8 +168,8 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
     return job, info, warnings
 
 
-def _transcript_store(judge, p: BisectParams, outdir: Path):
-    from ..tasks.cache import TranscriptStore, audio_digest
+def _transcript_store(judge: TaskJudge, p: BisectParams, outdir: Path) -> TranscriptStore:
+    from ...tasks.cache import audio_digest
 
     fp = fingerprint(code_digest(), p.model, *external_files(p.model), *judge.files(), judge.task.describe(), audio_digest(judge.audio),
                      [c.text for c in judge.clips], p.engine, p.task.numbers, p.task.label_free)

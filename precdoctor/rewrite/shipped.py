@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..artifacts import trtexec11_command, trtexec_command
-from ..files import save_model, write_text
+from ..files import write_text
+from ..graph.loading import save_model
 from ..graph import GraphView
 from ..mixed import check, mixed_model
 from ..plan import Plan

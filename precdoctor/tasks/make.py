@@ -1,0 +1,22 @@
+"""The judge of a task for the model under test: the model's own, or the decoder's a Whisper task puts under test
+(a module of its own: the decoder's judge builds on the model's, so neither can choose between them)."""
+from __future__ import annotations
+
+from ..errors import BadInput
+from .judge import TaskJudge, dataset
+from .registry import TaskParams, make_task
+
+
+def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
+    """The judge of a task on ``graph``, the model under test: the model itself, or the decoder that
+    ``params`` puts under test (``TaskParams.under_test``; then ``model_path`` is the encoder)."""
+    params.check()
+    if params.decoder_under_test:
+        from .decoder_judge import make_decoder_judge
+
+        return make_decoder_judge(graph, model_path, params)
+    task = make_task(model_path, params, encoder_graph=graph)
+    if len(graph.inputs) != 1:
+        raise BadInput(f"the {task.name} task expects a model with one input; this one has {graph.inputs}")
+    clips, audio_ = dataset(params, task.rate)
+    return TaskJudge(task, graph, clips, audio_, params, graph.inputs[0])
