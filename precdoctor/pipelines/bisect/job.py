@@ -32,6 +32,7 @@ from ..common import check_sizes, gather, load_graph
 from .params import BisectParams
 
 log = logging.getLogger("precdoctor")
+TRANSCRIPTS = "transcripts.jsonl"  # the task's transcripts kept across runs in --out (tasks/cache.py)
 
 
 def _samples_digest(samples) -> str:
@@ -151,7 +152,7 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
         judge = make_judge(graph, p.model, p.task)
         if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
             raise BadInput(f"--accept {TOKEN_AGREEMENT}>=X needs a task that decodes tokens in a loop (--task whisper)")
-        if Path(p.out).is_dir():  # a repeated run: FP32's transcripts are kept there already
+        if (Path(p.out) / TRANSCRIPTS).is_file():  # a repeated run: FP32's transcripts are kept there already
             judge.keep(_transcript_store(judge, p, Path(p.out)))
         judge.check_baseline(p.task.force)  # before any comparison or search: a broken FP32 setup is refused here
         samples = judge.samples()
@@ -173,4 +174,4 @@ def _transcript_store(judge: TaskJudge, p: BisectParams, outdir: Path) -> Transc
 
     fp = fingerprint(code_digest(), p.model, *external_files(p.model), *judge.files(), judge.task.describe(), audio_digest(judge.audio),
                      [c.text for c in judge.clips], p.engine, p.task.numbers, p.task.label_free)
-    return TranscriptStore(outdir / "transcripts.jsonl", fp)
+    return TranscriptStore(outdir / TRANSCRIPTS, fp)
