@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .acceptance import Verdict
 from .errors import BadInput
-from .files import dump_json, save_model
+from .files import dump_json
+from .graph.loading import save_model
 from .limits import CHECK_OUTPUT_CHARS
 from .pinsfile import PinsFile
 from .plan import Plan

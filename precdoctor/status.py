@@ -52,7 +52,7 @@ class BisectVerdict(Status):
 
 
 class RewriteStatus(Status):
-    """The rewrite stage's result (pipelines/fix.py)."""
+    """The rewrite stage's result (pipelines/bisect/fix.py)."""
 
     FIXED = "fixed"  # rewrites alone: every node in the low format
     PARTIAL = "partial"  # rewrites plus the pins they do not cover (auto)

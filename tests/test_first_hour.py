@@ -34,7 +34,7 @@ def test_the_summary_says_where_everything_went(planted_dir, tmp_path):
 
 
 def test_a_repeated_run_replays_its_comparisons(planted_dir, tmp_path, monkeypatch):
-    from precdoctor.pipelines import job as job_module
+    from precdoctor.pipelines.bisect import job as job_module
 
     out = tmp_path / "run"
     assert _bisect(planted_dir, out)[0] == 0
@@ -115,7 +115,7 @@ def test_compare_writes_its_report(planted_dir, tmp_path):
 
 
 def test_a_missing_dataset_is_refused_before_the_model_loads(tmp_path, monkeypatch):
-    from precdoctor.pipelines import wer
+    from precdoctor.pipelines import wer_table as wer
 
     monkeypatch.setattr(wer, "load_graph", lambda *a: (_ for _ in ()).throw(AssertionError("the model was loaded")))
     (tmp_path / "model.onnx").write_bytes(b"not read")

@@ -209,7 +209,7 @@ def test_floor_past_the_log_where_the_power_flushes(family_dir, tmp_path):
 
 def _nonfinite_on(model_path, edge_npz, precision="fp16") -> int:
     """Output elements non-finite in the low format (emulated, no pins) on the saved edge input."""
-    from precdoctor.backends.emulation import EmulationBackend
+    from precdoctor.backends.emulate import EmulationBackend
     from precdoctor.graph.view import view
     from precdoctor.plan import Plan
 
@@ -254,17 +254,17 @@ def test_rewrite_takes_a_scale_whose_epsilon_the_format_holds(rewrite_dir, tmp_p
 def test_edge_inputs_catch_an_epsilon_lost_on_zero_rows(rewrite_dir):
     """The check itself: the scale today's matcher refuses (2^-5, epsilon 9.77e-9) applied by hand passes the sample
     but gives NaN on the zero rows derived from it, where FP32 is finite."""
-    from precdoctor.backends.emulation import EmulationBackend
+    from precdoctor.backends.emulate import EmulationBackend
     from precdoctor.graph.view import view
     from precdoctor.plan import Plan
-    from precdoctor.rewrite import Candidate, apply_all, edges, norms
+    from precdoctor.rewrite import Candidate, apply_all, edges, norm_scale
     from precdoctor.rewrite.core import Rewrite
-    from precdoctor.rewrite.patterns import norm_sites
+    from precdoctor.rewrite.structure import norm_sites
 
     g = view(onnx.load(str(rewrite_dir / "ln_variance_overflow.onnx")))
     (site,) = norm_sites(g)
     rec = Rewrite("norm-scale:test", "norm-scale", site.square.name, [n.name for n in site.nodes], "", True, [site.output])
-    rg = apply_all(g, [Candidate(rec, norms._apply(site, -5, False, rec))])
+    rg = apply_all(g, [Candidate(rec, norm_scale._apply(site, -5, False, rec))])
     sample = dict(np.load(rewrite_dir / "ln_variance_overflow.npz"))
     derived = edges.edge_inputs([sample])
     assert any((v == 0).all(axis=-1).any() for _, f in derived for v in f.values())  # zero rows derived from the sample
