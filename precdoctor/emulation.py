@@ -176,10 +176,10 @@ class _Rewriter:
 
     def rewrite(self, nodes, scope: _Scope) -> None:
         for node in nodes:
-            if node.name in self.pins:
-                scope.nodes.append(self.pinned(node, scope))
-            elif is_control_flow(node):
+            if is_control_flow(node):  # pinned or not: a pinned one's body nodes are pins too (TF32 inner products inside)
                 scope.nodes.append(self.control_flow(node, scope))
+            elif node.name in self.pins:
+                scope.nodes.append(self.pinned(node, scope))
             else:
                 self.low_node(node, scope)
 

@@ -66,6 +66,20 @@ class Backend(ABC):
     @abstractmethod
     def info(self) -> EngineInfo: ...
 
+    def runners(self, graph, samples=None) -> "PlanRunners":
+        """Runners for the many plans of a search on one graph (a backend whose plans share a session overrides it)."""
+        return PlanRunners(self, graph, samples)
+
+
+class PlanRunners:
+    """The runner of each plan a search asks for on one graph and its samples: by default one per plan."""
+
+    def __init__(self, backend: Backend, graph, samples=None):
+        self.backend, self.graph, self.samples = backend, graph, samples
+
+    def __call__(self, plan) -> Runner:
+        return self.backend.runner(self.graph, plan, self.samples)
+
 
 @dataclass(frozen=True)
 class EngineParams:

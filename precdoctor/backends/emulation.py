@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from ..emulation import EmulationOptions, emulation_model
+from ..gating import GatedEmulation, gated_model
 from ..limits import MEMORY_BUDGET_GB
-from . import Backend, EngineInfo, Measurement, ort
+from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
 
 
@@ -27,12 +28,39 @@ class EmulationBackend(Backend):
     def runner(self, graph, plan, samples=None):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
         emu = emulation_model(graph, plan, self.options)
-        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights=graph.store, samples=samples)
+        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights=graph.store, samples=samples, prepack=False)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
+
+    def runners(self, graph, samples=None) -> PlanRunners:
+        return GatedRunners(self, graph, samples)
 
     def measure(self, graph, plan, samples) -> Measurement:
         emu = emulation_model(graph, plan, self.options)
         m = measure_paired(graph, plan.format, samples, Candidate(emu.model, emu.order), memory_budget_gb=self.memory_budget_gb)
         m.notes = emu.notes + m.notes
         return m
+
+
+class GatedRunners(PlanRunners):
+    """Every plan of a search on one gated emulation per format (gating.py), built on first use: each plan is
+    then an inference pass with its vector fed, no model or session built."""
+
+    def __init__(self, backend: EmulationBackend, graph, samples=None):
+        super().__init__(backend, graph, samples)
+        self.gated: dict[str, tuple[GatedEmulation, ort.ShapedSessions]] = {}  # format -> the model and its sessions
+
+    def __call__(self, plan) -> Runner:
+        fmt = plan.format.name
+        if fmt not in self.gated:
+            g = gated_model(self.graph, plan.format, self.backend.options)
+            self.gated[fmt] = g, ort.ShapedSessions(g.model, graph_opt="none", weights=self.graph.store, samples=self.samples,
+                                                    prepack=False)
+        g, sessions = self.gated[fmt]
+        vector, outputs = g.vector(plan), self.graph.outputs
+
+        def run(feed: dict) -> dict:
+            fed = dict(feed, **{g.input: vector})
+            return ort.run(sessions(fed), fed, outputs)
+
+        return run

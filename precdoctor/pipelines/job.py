@@ -65,6 +65,11 @@ class Job:
         return self.comparisons[plan.key()]
 
     @cached_property
+    def plan_runners(self):
+        """The runner of each plan the search judges: the backend's, one session for every plan where it can (gating.py)."""
+        return self.backend.runners(self.graph, self.samples)
+
+    @cached_property
     def node_flops(self) -> dict[str, int]:
         """FLOPs per node on the first sample's shapes (what the report and the costs of pins and rewrites count)."""
         return node_flops(self.graph, concrete_shapes(self.graph, self.samples[0]))
@@ -72,7 +77,8 @@ class Job:
     def judge_plan(self, pins, refs: list, backend=None) -> acc.Verdict:
         """The output criteria for the plan pinning ``pins``, run on ``backend`` (the job's own by default) over every
         sample, against the FP32 outputs ``refs``."""
-        runner = (backend or self.backend).runner(self.graph, Plan(self.fmt.name, frozenset(pins)), self.samples)
+        plan = Plan(self.fmt.name, frozenset(pins))
+        runner = backend.runner(self.graph, plan, self.samples) if backend is not None else self.plan_runners(plan)
         return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
 
     def localize(self, naive) -> tuple[dict, object]:
