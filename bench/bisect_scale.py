@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "fixtures"))
 
-import wav2vec2  # noqa: E402
+import wav2vec2
 
-import precdoctor  # noqa: E402
-from precdoctor.backends import Backend, ort  # noqa: E402
-from precdoctor.backends.emulation import EmulationBackend  # noqa: E402
-from precdoctor.tasks.audio import load_audio  # noqa: E402
+import precdoctor
+from precdoctor.backends import Backend, ort
+from precdoctor.backends.emulation import EmulationBackend
+from precdoctor.tasks.audio import load_audio
 
 DATA = Path("/work/shared/data/audio")
 SECONDS, RATE = 10, 16000

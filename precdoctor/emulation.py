@@ -52,6 +52,10 @@ from .rounding import round_nodes, tf32_nodes
 from .schema import fp32_nodes, limits
 
 PROFILES = ("fused", "strict", "ort-fused")
+# IR 4 lets initializers be other than graph inputs: an IR-3 model's rounding constants (Veltkamp's, BF16 below
+# opset 13) and converted weights are initializers ONNX Runtime refuses to resolve otherwise; its own weights
+# stay listed as inputs, which IR 4 allows
+IR_INITIALIZERS_APART = 4
 
 
 @dataclass(frozen=True)
@@ -268,4 +272,5 @@ def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions = Em
     top = _Scope()
     order = emit_each(graph.nodes, lambda node: rw.rewrite([node], top), top.nodes)
     model = derived_model(graph.model, top.nodes, list(graph.model.graph.initializer) + rw.inits, producer="precdoctor-emulation")
+    model.ir_version = max(model.ir_version, IR_INITIALIZERS_APART)
     return Emulation(model, order, rw.notes)

@@ -38,7 +38,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .constants import convert
-from .emulation import EmulationOptions, _Rewriter, _Scope
+from .emulation import IR_INITIALIZERS_APART, EmulationOptions, _Rewriter, _Scope
 from .formats import Format, round_tf32
 from .graph import FLOAT, GraphView, derived_model, layernorm_patterns
 from .graph.bodies import body_graphs
@@ -46,7 +46,7 @@ from .norms import decompose
 from .ops import FUSED_NORMS, TF32_INPUTS, VALUE_PRESERVING, is_control_flow
 from .plan import Plan
 from .recurrent import RECURRENT
-from .rounding import round_nodes, tf32_nodes
+from .rounding import tf32_nodes
 from .schema import fp32_nodes
 
 PLAN_INPUT = "precdoctor_plan"  # the name hint of the plan vector input
@@ -65,14 +65,14 @@ class Gate:
             return False
         return any(n not in fp32 for n in self.any_low)
 
-    def folded(self, forced: set[str]) -> "Gate | None":
+    def folded(self, forced: set[str]) -> Gate | None:
         """This gate over the plans of a search (``forced``: nodes FP32 in every plan), or None when always False."""
         live = frozenset(n for n in self.any_low if n not in forced)
         if not live:
             return None
         return Gate(live, tuple(sorted((c for c in self.fused if not (c & forced)), key=sorted)))
 
-    def joined(self, node: str) -> "Gate":
+    def joined(self, node: str) -> Gate:
         return Gate(self.any_low | {node}, self.fused)
 
 
@@ -360,8 +360,9 @@ class _Gater(_Rewriter):
         scope.nodes.append(new)
 
 
-def gated_model(graph: GraphView, fmt: Format, options: EmulationOptions = EmulationOptions()) -> GatedEmulation:
+def gated_model(graph: GraphView, fmt: Format, options: EmulationOptions | None = None) -> GatedEmulation:
     """The emulation of every plan in ``fmt`` as one model reading the plan (see the module docstring)."""
+    options = options or EmulationOptions()
     options.check()
     gw = _Gater(graph, fmt, options)
     top = gw.top
@@ -375,5 +376,6 @@ def gated_model(graph: GraphView, fmt: Format, options: EmulationOptions = Emula
     plan_vi = helper.make_tensor_value_info(gw.plan_input, TensorProto.BOOL, [len(gates)])
     model = derived_model(graph.model, heads + top.nodes, list(graph.model.graph.initializer) + gw.inits + inits,
                           inputs=list(graph.model.graph.input) + [plan_vi], producer="precdoctor-gated-emulation")
+    model.ir_version = max(model.ir_version, IR_INITIALIZERS_APART)
     return GatedEmulation(model, gw.plan_input, gates, graph, fmt)
 

@@ -1,10 +1,10 @@
 """The plan as a runtime input (gating.py): one emulation session for every plan of a search, bit for bit the
 per-plan graphs (emulation.py) on every planted fixture and model family, bodies and recurrent ops included."""
+import families
 import numpy as np
+import planted
 import pytest
 
-import families
-import planted
 from precdoctor.backends import ort
 from precdoctor.backends.emulation import EmulationBackend
 from precdoctor.emulation import EmulationOptions
@@ -84,15 +84,18 @@ def test_one_session_serves_every_plan(monkeypatch):
 
 
 def test_gates_no_plan_can_open_are_folded():
-    """A node the schema keeps FP32 in every plan selects nothing: its edges read the FP32 value directly."""
-    fx = planted.ln_overflow()
+    """A node the schema keeps FP32 in every plan (Conv has no bfloat16 before opset 22) reads its weights as they
+    are, no select; in FP16 the same node selects its weight per plan."""
+    fx = families.ALL["stft_logpower"]()
     g = view(fx.model)
-    gm = gated_model(g, Plan("fp16").format)
-    selects = sum(n.op_type == "Where" for n in gm.model.graph.node)
-    assert len(gm.gates) > 0 and selects > 0
-    # every gate can differ between two plans: none is constant over the search
-    everything = Plan("fp16", frozenset(n.name for n in g.all_nodes()))
-    assert gm.vector(Plan("fp16")).all() and not gm.vector(everything).any()
+    convs = [n for n in g.nodes if n.op_type == "Conv"]
+    for fmt, selected in (("bf16", False), ("fp16", True)):
+        gm = gated_model(g, Plan(fmt).format)
+        by_name = {n.name: n for n in gm.model.graph.node}
+        for conv in convs:
+            assert (by_name[conv.name].input[1] != conv.input[1]) == selected, (fmt, conv.name)
+            assert any(conv.name in gate.any_low for gate in gm.gates) == selected
+        assert gm.vector(Plan(fmt)).all()  # the naive plan opens every gate left
 
 
 @pytest.mark.parametrize("name", ["if_resample", "scan_integrator"])

@@ -66,7 +66,7 @@ class Backend(ABC):
     @abstractmethod
     def info(self) -> EngineInfo: ...
 
-    def runners(self, graph, samples=None) -> "PlanRunners":
+    def runners(self, graph, samples=None) -> PlanRunners:
         """Runners for the many plans of a search on one graph (a backend whose plans share a session overrides it)."""
         return PlanRunners(self, graph, samples)
 
