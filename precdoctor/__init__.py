@@ -58,14 +58,16 @@ def scan(model, *, inputs=(), input_shapes=None, seed: int = 0, json_out=None, t
 
 def bisect(model, out, *, precision: str = "fp16", inputs=(), input_shapes=None, seed: int = 0, accept=(), budget: int = 64,
            engine=None, task=None, baselines: bool = True, report: bool = True, json_out=None,
-           allow_internal_nonfinite: bool = False, fix: str = "pins"):
+           allow_internal_nonfinite: bool = False, fix: str = "pins", workers: int = 1, ray_address: str | None = None):
     """The fewest FP32 pins, verified, with artifacts written to ``out``. ``task``: a ``TaskParams``. ``fix``: pins,
-    rewrite (equivalent FP16/BF16-safe subgraphs instead of pins) or auto (rewrites, pins for the rest)."""
+    rewrite (equivalent FP16/BF16-safe subgraphs instead of pins) or auto (rewrites, pins for the rest). ``workers``,
+    ``ray_address``: plans evaluated on Ray actors (distributed.py; the ``scale`` extra), with the same results."""
+    from .distributed import ScaleParams
     from .pipelines.bisect import BisectParams, run
 
     return run(BisectParams(str(model), str(out), precision, _inputs(inputs, input_shapes, seed), tuple(accept), budget,
                             engine or EngineParams(), task, baselines, report, json_out=json_out,
-                            allow_internal_nonfinite=allow_internal_nonfinite, fix=fix))
+                            allow_internal_nonfinite=allow_internal_nonfinite, fix=fix, scale=ScaleParams(workers, ray_address)))
 
 
 def verify(folder, *, backend: str = "ort-cuda", graph_opt: str = "all", json_out=None):

@@ -36,6 +36,9 @@ DEFAULT_ACCEPT = ("finite", "rel-l2<=0.05")
 DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend
 PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans on
 
+# --- workers (distributed.py, --workers/--ray-address)
+ACTOR_RESTARTS = 3  # a lost actor is restarted, and its evaluation retried, this often before the run fails
+
 # --- baselines (what the tools users know would do)
 RANGE_RULE_DATA_MAX = 512.0  # ModelOpt AutoCast's default --data_max
 RANGE_RULE_INIT_MAX = 65504.0  # AutoCast's default --init_max (FP16's largest finite value)

@@ -80,6 +80,11 @@ class PlanRunners:
     def __call__(self, plan) -> Runner:
         return self.backend.runner(self.graph, plan, self.samples)
 
+    def outputs(self, plan) -> list[dict]:
+        """The plan's graph outputs on every sample, in order."""
+        runner = self(plan)
+        return [runner(s) for s in self.samples]
+
 
 @dataclass(frozen=True)
 class EngineParams:

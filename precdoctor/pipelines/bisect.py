@@ -18,6 +18,7 @@ from ..backends import EngineParams
 from ..comparison import hidden_nonfinite
 from ..crosscheck import check_tf32, other_targets
 from ..destinations import check_output_dir, check_output_file, check_owned_dirs, check_set
+from ..distributed import ScaleParams
 from ..errors import BadInput
 from ..inputs import InputSpec
 from ..limits import DEFAULT_BUDGET, evaluation_bound
@@ -54,6 +55,7 @@ class BisectParams:
     json_out: str | None = None
     allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
     fix: str = "pins"  # pins | rewrite | auto (pipelines/fix.py)
+    scale: ScaleParams = field(default_factory=ScaleParams)  # workers evaluating plans (distributed.py): not in any record
 
     def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
         """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
@@ -82,6 +84,9 @@ class BisectParams:
         self.criteria()
         self.inputs.check()
         self.engine.check()
+        self.scale.check()
+        if self.scale.distributed and self.engine.backend != "emulate":
+            raise BadInput(f"--workers/--ray-address spread the emulation (--backend emulate), not --backend {self.engine.backend}")
         if self.task is not None:
             self.task.check()
         check_output_dir(self.out)
@@ -95,6 +100,13 @@ def run(p: BisectParams) -> BisectRun:
     p.check()
     clock = Clock()
     job, info, warnings = setup(p)
+    try:
+        return _run(p, job, info, warnings, clock)
+    finally:
+        job.close()
+
+
+def _run(p: BisectParams, job: Job, info, warnings: list[str], clock: Clock) -> BisectRun:
     log.info(f"precdoctor bisect: {p.subject} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
              f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
@@ -207,7 +219,7 @@ def _search(job: Job, naive, loc) -> tuple[SearchResult, Evaluator, list, object
 
 def _baselines(job: Job, naive, ev: Evaluator, result: SearchResult) -> Baselines:
     """Each baseline on its own evaluator (same journal and cache, its own count), quiet."""
-    fresh = lambda: Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)  # noqa: E731
+    fresh = lambda: Evaluator(ev.judge, ev.journal, job.p.budget, verbose=False)
     rr = range_rule(job.graph, naive, fresh())
     prefix = prefix_bisection(candidates(job.graph), fresh())
     return Baselines(rr, prefix, OurResult(len(result.pins), result.status != "unfixed", result.evaluations))

@@ -66,8 +66,19 @@ class Job:
 
     @cached_property
     def plan_runners(self):
-        """The runner of each plan the search judges: the backend's, one session for every plan where it can (gating.py)."""
+        """The runner of each plan the search judges: the backend's, one session for every plan where it can (gating.py);
+        on Ray actors with --workers/--ray-address (distributed.py)."""
+        if self.p.scale.distributed and self.backend.name == "emulate" and not self.variant:  # a rewritten graph: here
+            from ..distributed import RayRunners
+
+            return RayRunners(self.graph, self.samples, self.backend.options, self.p.scale)
         return self.backend.runners(self.graph, self.samples)
+
+    def close(self) -> None:
+        """Give back what the job holds beyond this process (Ray actors): their CPU or GPU slots serve the next job."""
+        runners = self.__dict__.get("plan_runners")
+        if runners is not None and hasattr(runners, "close"):
+            runners.close()
 
     @cached_property
     def node_flops(self) -> dict[str, int]:
@@ -78,8 +89,12 @@ class Job:
         """The output criteria for the plan pinning ``pins``, run on ``backend`` (the job's own by default) over every
         sample, against the FP32 outputs ``refs``."""
         plan = Plan(self.fmt.name, frozenset(pins))
-        runner = backend.runner(self.graph, plan, self.samples) if backend is not None else self.plan_runners(plan)
-        return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
+        if backend is None:
+            outs = self.plan_runners.outputs(plan)
+        else:
+            runner = backend.runner(self.graph, plan, self.samples)
+            outs = [runner(s) for s in self.samples]
+        return acc.judge_outputs(self.output_criteria, list(zip(refs, outs)), self.graph.outputs)
 
     def localize(self, naive) -> tuple[dict, object]:
         """The FP32 ranges and the ranked candidates (search.Localization) from the naive plan's comparison, with
