@@ -42,14 +42,14 @@ class ScaleParams:
 class _Worker:
     """One actor: the model under test and its sessions, built once; evaluates a plan on some of the samples."""
 
-    def __init__(self, model: bytes, options, samples: list):
+    def __init__(self, model: bytes, options, device: str, samples: list):
         import onnx
 
         from .backends.emulation import EmulationBackend
         from .graph import view
 
         self.samples = samples
-        self.runners = EmulationBackend(options).runners(view(onnx.load_from_string(model)), samples)
+        self.runners = EmulationBackend(options, device=device).runners(view(onnx.load_from_string(model)), samples)
 
     def run(self, precision: str, pins: list[str], indices: list[int]) -> list[dict]:
         from .plan import Plan
@@ -66,16 +66,17 @@ class _Worker:
 class RayRunners:
     """The plans of a search evaluated on Ray actors (see the module docstring); ``outputs`` as PlanRunners'."""
 
-    def __init__(self, graph, samples: list, options, scale: ScaleParams):
+    def __init__(self, graph, samples: list, backend, scale: ScaleParams):
         import ray
 
         if not ray.is_initialized():
             kw = {"address": scale.ray_address} if scale.ray_address else {"num_cpus": scale.workers}
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
         self.ray, self.samples = ray, samples
-        actor = ray.remote(num_cpus=1, max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(_Worker)
+        slot = {"num_gpus": 1} if backend.device == "cuda" else {"num_cpus": 1}  # one actor per GPU, else per CPU slot
+        actor = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, **slot)(_Worker)
         model, shared = ray.put(graph.model_with_data().SerializeToString()), ray.put(samples)
-        self.actors = [actor.remote(model, options, shared) for _ in range(scale.workers)]
+        self.actors = [actor.remote(model, backend.options, backend.device, shared) for _ in range(scale.workers)]
 
     def submit(self, plan) -> list:
         """Each actor's share of the samples (every n-th), as futures."""

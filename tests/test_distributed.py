@@ -6,9 +6,9 @@ import signal
 import sys
 
 import pytest
+from helpers import run_cli
 
 import precdoctor
-from helpers import run_cli
 from precdoctor.distributed import RayRunners
 
 ray = pytest.importorskip("ray")
@@ -48,7 +48,7 @@ def test_two_workers_give_the_sequential_run_record(name, planted_dir, tmp_path,
     par = _bisect(planted_dir, name, tmp_path / "par", workers=2)
     assert seq.pins and par.pins == seq.pins and par.verdict == seq.verdict
     assert _record(tmp_path / "par") == _record(tmp_path / "seq")
-    journal = lambda d: [{k: v for k, v in json.loads(ln).items() if k != "seconds"}  # noqa: E731
+    journal = lambda d: [{k: v for k, v in json.loads(ln).items() if k != "seconds"}
                          for ln in (d / "journal.jsonl").read_text().splitlines()]
     assert journal(tmp_path / "par") == journal(tmp_path / "seq")
 

@@ -4,6 +4,7 @@ import families
 import numpy as np
 import planted
 import pytest
+from helpers import run_cli
 
 from precdoctor.backends import ort
 from precdoctor.backends.emulation import EmulationBackend
@@ -112,3 +113,18 @@ def test_pinned_control_flow_node_computes_tf32_inside_its_bodies(name):
     no_tf32 = EmulationBackend(EmulationOptions()).runner(g, Plan("fp16", frozenset(cf)), [fx.sample])(fx.sample)
     assert all(_same(by_cf[o], by_name[o]) for o in by_cf)
     assert not all(_same(by_cf[o], no_tf32[o]) for o in by_cf)
+
+
+def test_device_cuda_without_a_cuda_runtime_is_one_line_exit_2(planted_dir, tmp_path):
+    """--device cuda (ONNX Runtime's CUDA provider, not run here) asks for onnxruntime-gpu before any work."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("a CUDA provider is present: the GPU path runs instead")
+    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                           "--out", tmp_path / "o", "--device", "cuda")
+    assert code == 2 and "--device cuda needs onnxruntime-gpu" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    code, _, err = run_cli("compare", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+                           "--backend", "ort-cuda", "--device", "cuda")
+    assert code == 2 and "--device places the emulation" in err

@@ -12,9 +12,16 @@ class EmulationBackend(Backend):
     name = "emulate"
 
     def __init__(self, options: EmulationOptions | str = EmulationOptions(), memory_budget_gb: float = MEMORY_BUDGET_GB,
-                 target: str | None = None):
+                 target: str | None = None, device: str = "cpu"):
         self.options = EmulationOptions(profile=options) if isinstance(options, str) else options
-        self.memory_budget_gb, self.target = memory_budget_gb, target
+        self.memory_budget_gb, self.target, self.device = memory_budget_gb, target, device
+        # CUDA (not run here: no GPU): the rounded FP32 graph on ORT's CUDA kernels; their own TF32 stays off, the
+        # target's TF32 being modelled by the graph itself (rounding.tf32_nodes), as on the CPU
+        self.providers = None
+        if device == "cuda":
+            from .ort_cuda import cuda_providers
+
+            self.providers = cuda_providers(tf32=False, what="--device cuda")
 
     @property
     def profile(self) -> str:
@@ -22,13 +29,15 @@ class EmulationBackend(Backend):
 
     def info(self) -> EngineInfo:
         o = self.options
-        return EngineInfo(self.name, "onnxruntime CPU, rounded FP32 graph", profile=o.profile, recurrent=o.recurrent,
-                          target=self.target, constants=o.constants, tf32=o.tf32)
+        return EngineInfo(self.name, f"onnxruntime {'CUDA' if self.device == 'cuda' else 'CPU'}, rounded FP32 graph", profile=o.profile,
+                          recurrent=o.recurrent, target=self.target, constants=o.constants, tf32=o.tf32,
+                          device=self.device if self.device != "cpu" else None)
 
     def runner(self, graph, plan, samples=None):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
         emu = emulation_model(graph, plan, self.options)
-        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights=graph.store, samples=samples, prepack=False)
+        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights=graph.store, samples=samples, prepack=False,
+                                      providers=self.providers)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 
@@ -37,7 +46,8 @@ class EmulationBackend(Backend):
 
     def measure(self, graph, plan, samples) -> Measurement:
         emu = emulation_model(graph, plan, self.options)
-        m = measure_paired(graph, plan.format, samples, Candidate(emu.model, emu.order), memory_budget_gb=self.memory_budget_gb)
+        m = measure_paired(graph, plan.format, samples, Candidate(emu.model, emu.order), providers=self.providers,
+                           memory_budget_gb=self.memory_budget_gb)
         m.notes = emu.notes + m.notes
         return m
 
@@ -55,7 +65,7 @@ class GatedRunners(PlanRunners):
         if fmt not in self.gated:
             g = gated_model(self.graph, plan.format, self.backend.options)
             self.gated[fmt] = g, ort.ShapedSessions(g.model, graph_opt="none", weights=self.graph.store, samples=self.samples,
-                                                    prepack=False)
+                                                    prepack=False, providers=self.backend.providers)
         g, sessions = self.gated[fmt]
         vector, outputs = g.vector(plan), self.graph.outputs
 

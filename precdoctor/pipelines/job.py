@@ -71,7 +71,7 @@ class Job:
         if self.p.scale.distributed and self.backend.name == "emulate" and not self.variant:  # a rewritten graph: here
             from ..distributed import RayRunners
 
-            return RayRunners(self.graph, self.samples, self.backend.options, self.p.scale)
+            return RayRunners(self.graph, self.samples, self.backend, self.p.scale)
         return self.backend.runners(self.graph, self.samples)
 
     def close(self) -> None:
