@@ -74,7 +74,7 @@ def test_a_worker_killed_mid_evaluation_changes_nothing(planted_dir, tmp_path, l
 
 def test_workers_without_ray_is_one_line_exit_2(planted_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
-    code, out, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
+    code, _, err = run_cli("bisect", planted_dir / "ln_overflow.onnx", "--inputs", planted_dir / "ln_overflow.npz",
                              "--out", tmp_path / "o", "--workers", "2")
     assert code == 2
     assert "precdoctor[scale]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
