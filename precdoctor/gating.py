@@ -86,12 +86,45 @@ class GatedEmulation:
     graph: GraphView
     fmt: Format
 
+    weights: list[FedWeight] = field(default_factory=list)
+    options: EmulationOptions = field(default_factory=EmulationOptions)
+    _arrays: dict = field(default_factory=dict, repr=False)  # (initializer, form) -> its array, made on first use
+
     def vector(self, plan: Plan) -> np.ndarray:
         """The plan as the model reads it."""
         if plan.format.name != self.fmt.name:
             raise ValueError(f"a {plan.format.name} plan fed to the {self.fmt.name} emulation")
         fp32 = fp32_nodes(self.graph, plan)
         return np.array([g.value(fp32) for g in self.gates], dtype=bool)
+
+    def feeds(self, plan: Plan) -> dict[str, np.ndarray]:
+        """Everything the plan adds to a sample's feed: its vector, and each selected weight as the plan reads it."""
+        fp32 = fp32_nodes(self.graph, plan)
+        out = {self.input: np.array([g.value(fp32) for g in self.gates], dtype=bool)}
+        for w in self.weights:
+            out[w.input] = self._array(w.initializer, "low" if w.gate.value(fp32) else ("tf32" if w.tf32 else "fp32"))
+        return out
+
+    def _array(self, name: str, form: str) -> np.ndarray:
+        if (name, form) not in self._arrays:
+            a = self.graph.array(name)
+            if form == "low":
+                a = convert(a, self.fmt, self.options.constants)
+            elif form == "tf32":
+                a = round_tf32(a)
+            self._arrays[(name, form)] = np.ascontiguousarray(a, dtype=np.float32)
+        return self._arrays[(name, form)]
+
+
+@dataclass(frozen=True)
+class FedWeight:
+    """An initializer whose reading differs between plans, fed as an input (zero-copy on the CPU) in the form the
+    plan's gate picks: converted as the target converts constants, or as it is (TF32-rounded for a TF32 inner product)."""
+
+    input: str
+    initializer: str
+    gate: Gate
+    tf32: bool
 
 
 @dataclass
@@ -116,6 +149,7 @@ class _Gater(_Rewriter):
         self.forced = fp32_nodes(graph, Plan(fmt.name))
         self.top = _Scope()
         self.src: dict[str, _Src] = {t: _Src(t, self.top) for t in graph.inputs}
+        self.weights: list[FedWeight] = []
         self.gates: dict[Gate, str] = {}
         self.plan_input = self.namer(PLAN_INPUT)
         self.chains: dict[str, tuple[frozenset[str], ...]] = {}  # ort-fused: tensor inside chains -> the chains
@@ -185,6 +219,10 @@ class _Gater(_Rewriter):
         if g is None:
             return self.fp32_version(t, scope, tf32)
         key = (g, tf32)
+        if key not in s.edges and t in self.graph.initializers:  # a weight: fed in the plan's form, no copy in the graph
+            name = self.namer(f"{t}/fed")
+            self.weights.append(FedWeight(name, t, gate.folded(self.forced), tf32))
+            s.edges[key] = name
         if key not in s.edges:
             lo, hi = self.low_version(t, scope), self.fp32_version(t, scope, tf32)
             out = self.namer(f"{s.raw}/gated")
@@ -374,8 +412,9 @@ def gated_model(graph: GraphView, fmt: Format, options: EmulationOptions | None 
         inits.append(numpy_helper.from_array(np.array(k, np.int64), idx))
         heads.append(helper.make_node("Gather", [gw.plan_input, idx], [name], name=gw.namer(f"{name}/gather"), axis=0))
     plan_vi = helper.make_tensor_value_info(gw.plan_input, TensorProto.BOOL, [len(gates)])
+    fed = [helper.make_tensor_value_info(w.input, FLOAT, list(graph.initializers[w.initializer].dims)) for w in gw.weights]
     model = derived_model(graph.model, heads + top.nodes, list(graph.model.graph.initializer) + gw.inits + inits,
-                          inputs=list(graph.model.graph.input) + [plan_vi], producer="precdoctor-gated-emulation")
+                          inputs=list(graph.model.graph.input) + [plan_vi] + fed, producer="precdoctor-gated-emulation")
     model.ir_version = max(model.ir_version, IR_INITIALIZERS_APART)
-    return GatedEmulation(model, gw.plan_input, gates, graph, fmt)
+    return GatedEmulation(model, gw.plan_input, gates, graph, fmt, gw.weights, options)
 

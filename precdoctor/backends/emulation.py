@@ -67,10 +67,10 @@ class GatedRunners(PlanRunners):
             self.gated[fmt] = g, ort.ShapedSessions(g.model, graph_opt="none", weights=self.graph.store, samples=self.samples,
                                                     prepack=False, providers=self.backend.providers)
         g, sessions = self.gated[fmt]
-        vector, outputs = g.vector(plan), self.graph.outputs
+        extra, outputs = g.feeds(plan), self.graph.outputs
 
         def run(feed: dict) -> dict:
-            fed = dict(feed, **{g.input: vector})
+            fed = dict(feed, **extra)
             return ort.run(sessions(fed), fed, outputs)
 
         return run
