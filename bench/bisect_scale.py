@@ -96,6 +96,7 @@ def main() -> None:
     for mode in a.modes.split(","):
         fp32.append(fp32_pass(model, feeds))
         row = bisect(model, inputs, mode, work / f"run-{mode}")
+        fp32[-1] = (fp32[-1] + fp32_pass(model, feeds)) / 2  # before and after: the machine's load moves
         row["fp32_pass_s"] = fp32[-1]
         row["ratio"] = row["wall_s"] / (row["evaluations"] * fp32[-1])
         row["evaluation_ratio"] = row["evaluation_seconds"] / (row["evaluations"] * fp32[-1])
