@@ -1,9 +1,12 @@
 """CPU emulation of FP16/BF16: the rounded FP32 graph of emulation.py on ONNX Runtime CPU."""
 from __future__ import annotations
 
+import numpy as np
+
 from ..emulation import EmulationOptions, emulation_model
+from ..errors import BadInput
 from ..gating import GatedEmulation, gated_model
-from ..limits import MEMORY_BUDGET_GB
+from ..limits import BATCH_SAMPLES, MEMORY_BUDGET_GB
 from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
 
@@ -59,6 +62,7 @@ class GatedRunners(PlanRunners):
     def __init__(self, backend: EmulationBackend, graph, samples=None):
         super().__init__(backend, graph, samples)
         self.gated: dict[str, tuple[GatedEmulation, ort.ShapedSessions]] = {}  # format -> the model and its sessions
+        self.batches: dict[str, bool] = {}  # format -> whether samples of one shape may run as one batch (free_batch_axis)
 
     def __call__(self, plan) -> Runner:
         fmt = plan.format.name
@@ -74,3 +78,53 @@ class GatedRunners(PlanRunners):
             return ort.run(sessions(fed), fed, outputs)
 
         return run
+
+    def outputs(self, plan) -> list[dict]:
+        """Every sample's outputs; samples of one shape as batches where the model's first axis is a free batch axis."""
+        runner = self(plan)
+        fmt = plan.format.name
+        groups: dict[tuple, list[int]] = {}
+        for k, s in enumerate(self.samples):
+            groups.setdefault(ort.shape_key(s), []).append(k)
+        if fmt not in self.batches:
+            pair = next((ks[:2] for ks in groups.values() if len(ks) > 1), None)
+            self.batches[fmt] = pair is not None and free_batch_axis(self.graph, runner, [self.samples[k] for k in pair])
+        out: list = [None] * len(self.samples)
+        for ks in groups.values():
+            chunks = [ks[i:i + BATCH_SAMPLES] for i in range(0, len(ks), BATCH_SAMPLES)] if self.batches[fmt] else [[k] for k in ks]
+            for chunk in chunks:
+                if len(chunk) == 1:
+                    out[chunk[0]] = runner(self.samples[chunk[0]])
+                    continue
+                for k, res in zip(chunk, _split(runner(_stack([self.samples[k] for k in chunk])), [self.samples[k] for k in chunk])):
+                    out[k] = res
+        return out
+
+
+def _stack(feeds: list[dict]) -> dict:
+    return {name: np.concatenate([f[name] for f in feeds], axis=0) for name in feeds[0]}
+
+
+def _split(batched: dict, feeds: list[dict]) -> list[dict]:
+    sizes = np.cumsum([len(next(iter(f.values()))) for f in feeds])[:-1]
+    parts = {name: np.split(v, sizes, axis=0) for name, v in batched.items()}
+    return [{name: parts[name][k] for name in batched} for k in range(len(feeds))]
+
+
+def free_batch_axis(graph, runner: Runner, pair: list[dict]) -> bool:
+    """Whether two samples of one shape may run as one batch: every input's first axis is dynamic in the model, and
+    the batched outputs are, bit for bit, the two samples' own (checked by value, never by an axis's name: a Reshape
+    to a fixed 1 or a reduction over the batch fails it)."""
+    dims = [vi.type.tensor_type.shape.dim for vi in graph.model.graph.input if vi.name in pair[0]]
+    if not dims or any(len(d) == 0 or d[0].HasField("dim_value") for d in dims):
+        return False
+    if len({len(v) for f in pair for v in f.values()}) != 1:
+        return False  # the inputs disagree on their first axis' length: it is not one batch axis
+    try:
+        batched = _split(runner(_stack(pair)), pair)
+    except BadInput:  # ONNX Runtime refused the batch (a shape fixed inside the graph)
+        return False
+    alone = [runner(f) for f in pair]
+    return all(set(a) == set(b) and all(np.shape(a[o]) == np.shape(b[o]) and
+                                        np.array_equal(np.asarray(a[o]).view(np.uint8), np.asarray(b[o]).view(np.uint8)) for o in a)
+               for a, b in zip(alone, batched))
