@@ -72,17 +72,25 @@ class RayRunners:
         if not ray.is_initialized():
             kw = {"address": scale.ray_address} if scale.ray_address else {"num_cpus": scale.workers}
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
-        self.ray, self.samples = ray, samples
+        self.ray, self.samples, self.turn = ray, samples, 0
         slot = {"num_gpus": 1} if backend.device == "cuda" else {"num_cpus": 1}  # one actor per GPU, else per CPU slot
         actor = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, **slot)(_Worker)
-        model, shared = ray.put(graph.model_with_data().SerializeToString()), ray.put(samples)
-        self.actors = [actor.remote(model, backend.options, backend.device, shared) for _ in range(scale.workers)]
+        # held as long as the actors: a restarted actor is built again from these (ray.put objects die with their refs)
+        self.model_ref, self.samples_ref = ray.put(graph.model_with_data().SerializeToString()), ray.put(samples)
+        self.actors = [actor.remote(self.model_ref, backend.options, backend.device, self.samples_ref) for _ in range(scale.workers)]
+
+    def capacity(self) -> int:
+        """Plans that can run at once: one per group of actors an evaluation's samples occupy."""
+        return max(1, len(self.actors) // min(len(self.actors), len(self.samples)))
 
     def submit(self, plan) -> list:
-        """Each actor's share of the samples (every n-th), as futures."""
+        """Each actor's share of the samples (every n-th), as futures, on the next group of actors in turn."""
         n = min(len(self.actors), len(self.samples))
-        return [(list(range(k, len(self.samples), n)), self.actors[k].run.remote(plan.precision, sorted(plan.pins),
-                                                                                 list(range(k, len(self.samples), n))))
+        group = self.turn % self.capacity()
+        self.turn += 1
+        actors = self.actors[group * n:(group + 1) * n]
+        return [(list(range(k, len(self.samples), n)), actors[k].run.remote(plan.precision, sorted(plan.pins),
+                                                                            list(range(k, len(self.samples), n))))
                 for k in range(n)]
 
     def collect(self, futures: list) -> list[dict]:

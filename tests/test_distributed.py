@@ -79,3 +79,20 @@ def test_workers_without_ray_is_one_line_exit_2(planted_dir, tmp_path, monkeypat
     assert code == 2
     assert "precdoctor[scale]" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_idle_workers_start_the_next_cut_points_and_change_nothing(planted_dir, tmp_path, local_ray, monkeypatch):
+    """One sample and two workers: one evaluation occupies one actor, the other starts the plans the search may ask
+    for next; what it asks for is counted and journaled as in the sequential run."""
+    seq = precdoctor.bisect(planted_dir / "two_culprits.onnx", tmp_path / "seq", inputs=[planted_dir / "two_culprits.npz"],
+                            baselines=False, report=False)
+    submitted = []
+    submit = RayRunners.submit
+    monkeypatch.setattr(RayRunners, "submit", lambda self, plan: submitted.append(plan.pins) or submit(self, plan))
+    par = precdoctor.bisect(planted_dir / "two_culprits.onnx", tmp_path / "par", inputs=[planted_dir / "two_culprits.npz"],
+                            baselines=False, report=False, workers=2)
+    assert par.pins == seq.pins and par.evaluations == seq.evaluations
+    assert _record(tmp_path / "par") == _record(tmp_path / "seq")
+    asked = {frozenset(e.pins) for e in par.evaluation_log}
+    assert any(p not in asked for p in submitted)  # some plans were started ahead and never needed
+    assert len({p for p in submitted if p in asked}) > 1  # and some that were needed came from a worker

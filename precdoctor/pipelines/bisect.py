@@ -169,15 +169,30 @@ def _accepted(p: BisectParams) -> str:
 
 
 def _judge_fn(job: Job, naive):
-    refs = [ref for ref, _ in naive.pairs]
+    return _Judge(job, naive)
 
-    def judge(pins: frozenset) -> acc.Verdict:
+
+class _Judge:
+    """The output criteria on a plan; plans may be started ahead on idle workers (search.Evaluator.prefetch)."""
+
+    def __init__(self, job: Job, naive):
+        self.job, self.naive, self.refs = job, naive, [ref for ref, _ in naive.pairs]
+
+    def __call__(self, pins: frozenset) -> acc.Verdict:
+        job, naive = self.job, self.naive
         if not pins and naive.pairs:  # the naive plan is compared tensor by tensor already: finite-inside is free
             v = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
             return merge(v, finite_inside(naive)) if job.inside else v
-        return job.judge_plan(pins, refs)
+        return job.judge_plan(pins, self.refs)
 
-    return judge
+    def capacity(self) -> int:
+        return self.job.capacity()
+
+    def submit(self, pins: frozenset):
+        return self.job.submit_plan(pins) if pins or not self.naive.pairs else None  # the naive plan is judged already
+
+    def finish(self, handle) -> acc.Verdict:
+        return self.job.finish_plan(handle, self.refs)
 
 
 def _checks(job: Job, report) -> list[Check]:

@@ -96,6 +96,19 @@ class Job:
             outs = [runner(s) for s in self.samples]
         return acc.judge_outputs(self.output_criteria, list(zip(refs, outs)), self.graph.outputs)
 
+    def submit_plan(self, pins):
+        """Start the plan's evaluation on workers that would idle (distributed.py), or None where the runners cannot."""
+        submit = getattr(self.plan_runners, "submit", None)
+        return None if submit is None else submit(Plan(self.fmt.name, frozenset(pins)))
+
+    def finish_plan(self, handle, refs: list) -> acc.Verdict:
+        """The output criteria on a plan started by ``submit_plan``."""
+        return acc.judge_outputs(self.output_criteria, list(zip(refs, self.plan_runners.collect(handle))), self.graph.outputs)
+
+    def capacity(self) -> int:
+        """Plans the runners can evaluate at once."""
+        return getattr(self.plan_runners, "capacity", lambda: 1)()
+
     def localize(self, naive) -> tuple[dict, object]:
         """The FP32 ranges and the ranked candidates (search.Localization) from the naive plan's comparison, with
         constants judged as the target converts them."""
