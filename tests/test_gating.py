@@ -169,3 +169,30 @@ def test_a_first_axis_the_graph_fixes_is_not_batched():
     static = EmulationBackend().runners(view(planted.two_culprits().model), [planted.two_culprits().sample] * 2)
     static.outputs(Plan("fp16"))
     assert static.batches == {"fp16": False}  # a first axis fixed at 1 in the model: not tried
+
+
+@pytest.mark.parametrize("name", ["two_culprits", "residual_overflow", "softmax_overflow"])
+def test_bisect_on_the_gated_session_writes_the_per_plan_runs_record_and_journal(name, planted_dir, tmp_path, monkeypatch):
+    """The search's evaluations on one gated session: the same pins, verdicts, measures, journal (its fingerprint
+    included) and run record as with a model and session per plan."""
+    import json
+
+    import precdoctor
+    from precdoctor.backends import Backend
+
+    def run(out):
+        precdoctor.bisect(planted_dir / f"{name}.onnx", out, inputs=[planted_dir / f"{name}.npz"], baselines=False, report=False)
+        record = json.loads((out / "run.json").read_text())
+        record.pop("timing")
+        for e in record["evaluation_log"]:
+            e.pop("seconds")
+        journal = [{k: v for k, v in json.loads(ln).items() if k != "seconds"} for ln in (out / "journal.jsonl").read_text().splitlines()]
+        return json.dumps(record, sort_keys=True).replace(str(out), "OUT"), journal
+
+    built = []
+    monkeypatch.setattr("precdoctor.backends.emulation.gated_model", lambda *a, **k: built.append(1) or gated_model(*a, **k))
+    gated = run(tmp_path / "gated")
+    assert built  # the search ran on the gated model
+    monkeypatch.setattr(EmulationBackend, "runners", Backend.runners)
+    per_plan = run(tmp_path / "per-plan")
+    assert gated == per_plan
