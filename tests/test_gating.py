@@ -196,3 +196,18 @@ def test_bisect_on_the_gated_session_writes_the_per_plan_runs_record_and_journal
     monkeypatch.setattr(EmulationBackend, "runners", Backend.runners)
     per_plan = run(tmp_path / "per-plan")
     assert gated == per_plan
+
+
+def test_the_cheaper_of_gated_and_per_plan_serves_the_search():
+    """One per-plan evaluation, a gated build and a gated pass are timed; the cheaper serves the rest."""
+    from precdoctor.backends.emulation import Choice
+
+    for per_plan, gated_pass, want in ((1.0, 0.5, "gated"), (1.0, 1.5, "per-plan")):
+        c = Choice()
+        assert c.pick() == "per-plan"
+        c.took("per-plan", per_plan)
+        assert c.pick() == "gated"
+        c.took("gated", 9.0)  # the build
+        assert c.pick() == "gated"
+        c.took("gated", gated_pass)
+        assert c.pick() == want and c.chosen == want
