@@ -1,7 +1,7 @@
 """What a bisect costs against the inferences it makes (issue 20): wav2vec2-base layout, overflow planted in layer 6,
 2 clips of 10 s; the plan as a runtime input (gating.py) against one model and session per plan, side by side.
 
-    python bench/bisect_scale.py [--modes gated,per-plan] [--out bench/results/bisect_scale.json]
+    python bench/bisect_scale.py [--modes default,per-plan] [--out bench/results/bisect_scale.json]
 
 Ratio = bisect wall time / (evaluations x one plain FP32 pass over the same clips, its session built beforehand).
 The per-plan mode is today's search path, restored for the comparison by handing the backend the default
@@ -78,7 +78,7 @@ def bisect(model: Path, inputs: list[Path], mode: str, out: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--modes", default="gated,per-plan")
+    ap.add_argument("--modes", default="default,per-plan", help="default: the search's runners as shipped (gated or per-plan, by Choice); per-plan: one model and session per plan")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "bisect_scale.json"))
     ap.add_argument("--work", default=None, help="folder for the model and runs (default: a temporary one)")
     a = ap.parse_args()
