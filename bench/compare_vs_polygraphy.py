@@ -30,7 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "fixtures" / "build" / "wav2vec2-base"
-SHARED = ROOT.parent / "shared" / "data" / "audio" / "jfk" / "jfk.wav"
+SHARED = next((d / "shared" / "data" / "audio" / "jfk" / "jfk.wav" for d in ROOT.parents if (d / "shared" / "data").is_dir()),
+              ROOT.parent / "shared" / "data" / "audio" / "jfk" / "jfk.wav")  # a worktree sits deeper than the checkout
 
 POLYGRAPHY = r"""
 import sys
@@ -125,7 +126,10 @@ def main():
             print(f"{name:10s} {wall:7.1f} s  {rss:5.2f} GB", flush=True)
     med = {k: {"wall_s": statistics.median(r["wall_s"] for r in v), "peak_rss_gb": statistics.median(r["peak_rss_gb"] for r in v)}
            for k, v in runs.items()}
-    tensors = len(json.loads((BUILD / "compare.json").read_text())["tensors"])
+    sys.path.insert(0, str(ROOT))
+    from precdoctor.runs import read_run
+
+    tensors = len(read_run(BUILD / "compare.json").comparison.tensors)  # the typed record: its layout is the schema's, not ours
     cost = emulation_cost(model, inputs, max(a.repeat, 5))
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},

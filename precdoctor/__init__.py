@@ -131,8 +131,8 @@ def scan(model: PathLike, *, inputs: Inputs = (), input_shapes: Shapes = None, s
 def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: Inputs = (), input_shapes: Shapes = None,
            seed: int = 0, accept: Texts = (), budget: int = DEFAULT_BUDGET, engine: EngineParams | None = None,
            task: TaskParams | None = None, baselines: bool = True, report: bool = True, json_out: PathLike | None = None,
-           allow_internal_nonfinite: bool = False, fix: str = "pins", check: str | None = None,
-           progress: Progress = True) -> BisectRun:
+           allow_internal_nonfinite: bool = False, fix: str = "pins", check: str | None = None, workers: int = 1,
+           ray_address: str | None = None, progress: Progress = True) -> BisectRun:
     """The fewest FP32 pins, verified, with artifacts written to ``out`` (``precdoctor bisect``).
 
     Args:
@@ -153,12 +153,16 @@ def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: I
             the rest).
         check: a command that judges each confirmed plan (its model.mixed.onnx and pins.json appended, or in place of
             ``{model}`` and ``{pins}``; exit 0 = pass; external.py).
+        workers: Ray actors evaluating plans, the samples split across them (distributed.py; the ``scale`` extra):
+            the same results as one.
+        ray_address: a running Ray cluster for the workers (default: one started on this host).
         progress: as for ``compare``.
 
     Returns:
         The ``BisectRun`` (``.verdict``, ``.pins``, ``.artifacts``), as ``out/run.json`` holds it.
     """
     from . import arguments as a
+    from .distributed import ScaleParams
     from .pipelines.bisect import BisectParams, run
 
     params = BisectParams(
@@ -167,7 +171,8 @@ def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: I
         engine=_engine(engine), task=_task(task), baselines=a.flag(baselines, "baselines"), report=a.flag(report, "report"),
         json_out=a.path(json_out, "json_out", optional=True),
         allow_internal_nonfinite=a.flag(allow_internal_nonfinite, "allow_internal_nonfinite"), fix=a.text(fix, "fix"),
-        check_cmd=a.text(check, "check", optional=True))
+        check_cmd=a.text(check, "check", optional=True),
+        scale=ScaleParams(a.integer(workers, "workers", 1), a.text(ray_address, "ray_address", optional=True)))
     with _progress.reporting(_progress.for_api(progress)):
         return run(params)
 

@@ -38,7 +38,7 @@ def pin_options(fn):
 
 def engine_options(fn):
     """Which engine computes the reduced precision, and how (compare, bisect, wer)."""
-    from .backends import BACKENDS, GRAPH_OPT_LEVELS, TRT_TYPING
+    from .backends import BACKENDS, DEVICES, GRAPH_OPT_LEVELS, TRT_TYPING
     from .limits import MEMORY_BUDGET_GB
 
     return _stack(fn, [target_option] + assumption_options() + [
@@ -50,6 +50,8 @@ def engine_options(fn):
                      help="--backend trt on TensorRT <= 10: weakly typed build with layer precisions, or the mixed ONNX."),
         click.option("--memory-budget", default=MEMORY_BUDGET_GB, show_default=True, type=float, metavar="GB",
                      help="GB of activations (reference + candidate) one probe pass may compute; beyond it, several passes."),
+        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                     help="Where --backend emulate runs: ONNX Runtime CPU, or CUDA (onnxruntime-gpu; its TF32 off)."),
     ])
 
 
@@ -133,7 +135,7 @@ def engine_params(o: dict):
     from .backends import EngineParams
 
     return EngineParams(o["backend"], o["profile"], o["graph_opt"], o["trt_typing"], o["memory_budget"], o["recurrent"],
-                        target=o["target"], constants=o["constants"], tf32=o["tf32"])
+                        target=o["target"], constants=o["constants"], tf32=o["tf32"], device=o["device"])
 
 
 def task_params(o: dict):

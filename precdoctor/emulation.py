@@ -52,6 +52,10 @@ from .rounding import round_nodes, tf32_nodes
 from .schema import fp32_nodes, limits
 
 PROFILES = ("fused", "strict", "ort-fused")
+# IR 4 lets initializers be other than graph inputs: an IR-3 model's rounding constants (Veltkamp's, BF16 below
+# opset 13) and converted weights are initializers ONNX Runtime refuses to resolve otherwise; its own weights
+# stay listed as inputs, which IR 4 allows
+IR_INITIALIZERS_APART = 4
 
 
 @dataclass(frozen=True)
@@ -176,10 +180,10 @@ class _Rewriter:
 
     def rewrite(self, nodes, scope: _Scope) -> None:
         for node in nodes:
-            if node.name in self.pins:
-                scope.nodes.append(self.pinned(node, scope))
-            elif is_control_flow(node):
+            if is_control_flow(node):  # pinned or not: a pinned one's body nodes are pins too (TF32 inner products inside)
                 scope.nodes.append(self.control_flow(node, scope))
+            elif node.name in self.pins:
+                scope.nodes.append(self.pinned(node, scope))
             else:
                 self.low_node(node, scope)
 
@@ -268,4 +272,5 @@ def emulation_model(graph: GraphView, plan: Plan, options: EmulationOptions = Em
     top = _Scope()
     order = emit_each(graph.nodes, lambda node: rw.rewrite([node], top), top.nodes)
     model = derived_model(graph.model, top.nodes, list(graph.model.graph.initializer) + rw.inits, producer="precdoctor-emulation")
+    model.ir_version = max(model.ir_version, IR_INITIALIZERS_APART)
     return Emulation(model, order, rw.notes)

@@ -12,6 +12,9 @@ WEIGHT_STORE_ALIGN = 4096  # page-aligned offsets let ONNX Runtime map the weigh
 
 # --- ONNX Runtime sessions
 MAX_SHAPE_SESSIONS = 3  # concrete-shape sessions per model before one symbolic-shape session serves the rest
+# samples of one shape run as one batch along a free batch axis (backends/emulate.py): on a GPU one pass of 8
+# clips costs about one of 1; past 8 the activations grow with no gain left (each batch is one more session shape)
+BATCH_SAMPLES = 8
 PROBE_GROUP = 64  # probe vectors per graph output: one output for all of them makes session start-up quadratic
 FETCH_ELEMENTS = 65_536  # tensors up to this size are fetched and measured in numpy: cheaper than in-graph probes,
 #                          whose nodes cost ONNX Runtime start-up time each (a 900-node CRNN: 35,000 probe nodes)
@@ -103,6 +106,9 @@ DEFAULT_ACCEPT = ("finite", f"rel-l2<={DEFAULT_REL_L2:g}")
 MOSTLY_FP32_SHARE = 0.9
 DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend
 PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans on
+
+# --- workers (distributed.py, --workers/--ray-address)
+ACTOR_RESTARTS = 3  # a lost actor is restarted, and its evaluation retried, this often before the run fails
 
 # --- baselines (what the tools users know would do)
 RANGE_RULE_DATA_MAX = 512.0  # ModelOpt AutoCast's default --data_max

@@ -24,6 +24,7 @@ BACKENDS = ("emulate", "ort-cuda", "trt")
 GRAPH_OPT_LEVELS = ("none", "basic", "all")
 VERIFY_BACKENDS = ("ort-cuda", "emulate")  # what `precdoctor verify` runs a shipped plan on (emulate: the CPU stand-in)
 TRT_TYPING = ("weak", "strong")
+DEVICES = ("cpu", "cuda")  # where the emulation runs (--device): ONNX Runtime's CPU or CUDA provider
 
 
 @dataclass
@@ -48,6 +49,7 @@ class EngineInfo(Record):
     target: str | None = None  # the target engine the emulation stands for (targets.py)
     constants: str | None = None  # how the emulation converted FP32 constants (clamp, cast)
     tf32: bool | None = None  # whether the emulation computed the FP32 islands' inner products in TF32
+    device: str | None = None  # the emulation on ONNX Runtime CUDA ("cuda"); None: the CPU
     graph_opt: str | None = None
     tensorrt: str | None = None
     typing: str | None = None
@@ -66,6 +68,25 @@ class Backend(ABC):
     @abstractmethod
     def info(self) -> EngineInfo: ...
 
+    def runners(self, graph, samples=None) -> PlanRunners:
+        """Runners for the many plans of a search on one graph (a backend whose plans share a session overrides it)."""
+        return PlanRunners(self, graph, samples)
+
+
+class PlanRunners:
+    """The runner of each plan a search asks for on one graph and its samples: by default one per plan."""
+
+    def __init__(self, backend: Backend, graph, samples=None):
+        self.backend, self.graph, self.samples = backend, graph, samples
+
+    def __call__(self, plan) -> Runner:
+        return self.backend.runner(self.graph, plan, self.samples)
+
+    def outputs(self, plan) -> list[dict]:
+        """The plan's graph outputs on every sample, in order."""
+        runner = self(plan)
+        return [runner(s) for s in self.samples]
+
 
 @dataclass(frozen=True)
 class EngineParams:
@@ -81,6 +102,7 @@ class EngineParams:
     target: str | None = None  # None: targets.DEFAULT_TARGET
     constants: str | None = None  # constant conversion (constants.CONVERSIONS)
     tf32: bool | None = None
+    device: str = "cpu"  # the emulation's ONNX Runtime provider (DEVICES)
 
     @property
     def target_name(self) -> str:
@@ -101,6 +123,14 @@ class EngineParams:
                                      (self.trt_typing, TRT_TYPING, "TensorRT typing")):
             if value not in allowed:
                 raise BadInput(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+        if self.device not in DEVICES:
+            raise BadInput(f"unknown --device {self.device!r}; expected one of {', '.join(DEVICES)}")
+        if self.device != "cpu" and self.backend != "emulate":
+            raise BadInput(f"--device places the emulation (--backend emulate); --backend {self.backend} chooses its own")
+        if self.device == "cuda":
+            from .ort_cuda import cuda_providers
+
+            cuda_providers(what="--device cuda")  # onnxruntime-gpu with CUDA present, or one line now
         if not self.memory_budget_gb > 0:
             raise BadInput(f"--memory-budget must be a positive number of GB, not {self.memory_budget_gb}")
 
@@ -109,7 +139,7 @@ class EngineParams:
         if self.backend == "emulate":
             from .emulate import EmulationBackend
 
-            return EmulationBackend(self.options(), self.memory_budget_gb, self.target_name)
+            return EmulationBackend(self.options(), self.memory_budget_gb, self.target_name, self.device)
         if self.backend == "ort-cuda":
             from .ort_cuda import OrtCudaBackend
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_opt: str = "basic", threads: int = 0, lean: bool = False,
-            weights: WeightStore | None = None):
+            weights: WeightStore | None = None, prepack: bool = True):
     """An InferenceSession for ``model``; models past protobuf's 2 GB go through a temp file.
 
     ``weights``: the store ``model``'s external references point into (``GraphView.store``); the
@@ -37,6 +37,9 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
     which our interleaved graphs are laid out for, with no CPU arena and no
     memory pattern, which would keep the high-water mark of every run
     (measured on wav2vec2-base: 1.9 GB peak instead of 5.9 GB in default order).
+    ``prepack=False``: MatMul/Gemm weights are not repacked at load; a weight that is a constant in one graph
+    and computed in another (the gated emulation selects it, gating.py) then goes through the same kernel,
+    bit for bit (a prepacked single-row MatMul rounds differently: measured on ORT 1.32).
     """
     import onnxruntime as ort
 
@@ -56,6 +59,8 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         so.enable_mem_pattern = False
     if threads:
         so.intra_op_num_threads = threads
+    if not prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     providers = providers or ["CPUExecutionProvider"]
     try:
         if weights is not None:

@@ -17,14 +17,14 @@ from .paired import Candidate, measure_paired
 CUDA = "CUDAExecutionProvider"
 
 
-def cuda_providers(tf32: bool = False) -> list:
-    """ONNX Runtime's CUDA provider first; ``tf32``: its use_tf32 option (ORT's own default is on)."""
+def cuda_providers(tf32: bool = False, what: str = "--backend ort-cuda") -> list:
+    """ONNX Runtime's CUDA provider first; ``tf32``: its use_tf32 option (ORT's own default is on); ``what`` asked for it."""
     try:
         import onnxruntime
     except ImportError:
         raise BadInput("onnxruntime is not installed") from None
     if CUDA not in onnxruntime.get_available_providers():
-        raise BadInput("--backend ort-cuda needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
+        raise BadInput(f"{what} needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
                        f"available providers: {', '.join(onnxruntime.get_available_providers())}")
     # TF32 would make the FP32 reference itself reduced-precision: off unless asked (precdoctor verify, a plan that allows it)
     return [(CUDA, {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]

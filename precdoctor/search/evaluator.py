@@ -31,6 +31,24 @@ class Evaluator:
         self.stage: progress.Stage | None = None  # the progress stage these evaluations count in (its owner opens it)
         self.log: list[Evaluation] = []
         self.seen: dict[tuple[str, ...], Evaluation] = {}
+        self.pending: dict[tuple[str, ...], object] = {}  # plans started ahead on idle workers: counted when asked for
+
+    def prefetch(self, plans) -> None:
+        """Start plans the search may ask for next on workers that would otherwise idle (a judge with ``submit`` and
+        ``capacity``: distributed.py); nothing is counted or journaled until the search asks, so the run is the same."""
+        submit = getattr(self.judge, "submit", None)
+        if submit is None:
+            return
+        wanted = [tuple(sorted(pins)) for pins in plans]
+        for stale in [k for k in self.pending if k not in wanted]:  # the search went elsewhere: free the slot
+            del self.pending[stale]
+        for key in wanted:
+            if len(self.pending) >= self.judge.capacity():  # the plan asked next is among them, listed first
+                return
+            if key not in self.seen and key not in self.journal.entries and key not in self.pending:
+                handle = submit(frozenset(key))
+                if handle is not None:
+                    self.pending[key] = handle
 
     @property
     def count(self) -> int:
@@ -48,7 +66,7 @@ class Evaluator:
             if self.count >= self.budget:
                 raise BudgetExhausted
             t = time.perf_counter()
-            v = self.judge(frozenset(key))
+            v = self.judge.finish(self.pending.pop(key)) if key in self.pending else self.judge(frozenset(key))
             ev = Evaluation(list(key), v.passed, v.measures, v.failed, time.perf_counter() - t)
             self.journal.append(ev)
         self.seen[key] = ev

@@ -71,13 +71,23 @@ def search(order: list[str], seed_len: int, ev: Evaluator, base: tuple[str, ...]
         return _out_of_budget(ev)
 
 
+def _growth(lo: int, step: int, n: int):
+    """The prefix lengths the growth tries after ``lo`` while each fails: lo + 1, + 2, + 4, ..."""
+    while lo + step < n:
+        yield lo + step
+        lo, step = lo + step, step * 2
+
+
 def _passing_prefix(order: list[str], seed_len: int, ev: Evaluator, plan) -> tuple[int, int | None]:
     """(longest prefix known to fail, shortest prefix found to pass): the seed first, then growing past it
     1, 2, 4, ... candidates (the ranking puts likely culprits early), else everything."""
+    if seed_len:
+        ev.prefetch([plan(order[:k]) for k in [seed_len, *_growth(seed_len, 1, len(order))]])
     if seed_len and ev(plan(order[:seed_len])):
         return 0, seed_len
     lo, step = seed_len, 1
     while lo + step < len(order):
+        ev.prefetch([plan(order[:k]) for k in _growth(lo, step, len(order))])
         if ev(plan(order[: lo + step])):
             return lo, lo + step
         lo, step = lo + step, step * 2
@@ -94,11 +104,14 @@ def _delete(pool: list[str], base: list[str], ev: Evaluator) -> list[str]:
     return current
 
 
-def shortest_passing_prefix(passes: Callable[[int], bool], lo: int, hi: int) -> int:
+def shortest_passing_prefix(passes: Callable[[int], bool], lo: int, hi: int, prefetch: Callable[[list[int]], None] | None = None) -> int:
     """The smallest k in (lo, hi] with ``passes(k)``, by bisection: the prefix of length ``lo`` fails, ``hi`` passes,
-    and a longer prefix passes whenever a shorter one does."""
+    and a longer prefix passes whenever a shorter one does. ``prefetch``: told the cut points the next rounds may
+    ask for (this round's, then both of the next), so that idle workers start them."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
+        if prefetch is not None:
+            prefetch([k for k in (mid, (lo + mid) // 2, (mid + hi) // 2) if lo < k < hi])
         if passes(mid):
             hi = mid
         else:
@@ -111,7 +124,8 @@ def _extract(pool: list[str], base: list[str], ev: Evaluator, known_failing: int
     ``known_failing``: a prefix length already seen to fail with nothing found yet."""
     found: list[str] = []
     while not ev(frozenset(base + found)):
-        hi = shortest_passing_prefix(lambda k: ev(frozenset(base + found + pool[:k])), known_failing if not found else 0, len(pool))  # noqa: B023 (called before pool changes)
+        hi = shortest_passing_prefix(lambda k: ev(frozenset(base + found + pool[:k])), known_failing if not found else 0, len(pool),  # noqa: B023 (called before pool changes)
+                                     lambda ks, head=base + found, pool=pool: ev.prefetch([frozenset(head + pool[:k]) for k in ks]))
         found.append(pool[hi - 1])
         pool = pool[: hi - 1]
     return found
@@ -134,6 +148,7 @@ def minimize(found: list[str], ev: Evaluator) -> dict[str, list[str]]:
     while True:
         necessity: dict[str, list[str]] = {}
         dropped = False
+        ev.prefetch([frozenset(q for q in current if q != p) for p in current])  # independent until one passes
         for p in list(current):
             e = ev.evaluate([q for q in current if q != p])
             if e.passed:

@@ -91,6 +91,22 @@ class Job:
         return self.comparisons[key]
 
     @cached_property
+    def plan_runners(self):
+        """The runner of each plan the search judges: the backend's, one session for every plan where it can (gating.py);
+        on Ray actors with --workers/--ray-address (distributed.py)."""
+        if self.p.scale.distributed and self.backend.name == "emulate" and not self.variant:  # a rewritten graph: here
+            from ..distributed import RayRunners
+
+            return RayRunners(self.graph, self.samples, self.backend, self.p.scale)
+        return self.backend.runners(self.graph, self.samples)
+
+    def close(self) -> None:
+        """Give back what the job holds beyond this process (Ray actors): their CPU or GPU slots serve the next job."""
+        runners = self.__dict__.get("plan_runners")
+        if runners is not None and hasattr(runners, "close"):
+            runners.close()
+
+    @cached_property
     def node_flops(self) -> dict[str, int]:
         """FLOPs per node on the first sample's shapes (what the report and the costs of pins and rewrites count)."""
         return node_flops(self.graph, concrete_shapes(self.graph, self.samples[0]))
@@ -98,8 +114,26 @@ class Job:
     def judge_plan(self, pins, refs: list[dict], backend: Backend | None = None) -> acc.Verdict:
         """The output criteria for the plan pinning ``pins``, run on ``backend`` (the job's own by default) over every
         sample, against the FP32 outputs ``refs``."""
-        runner = (backend or self.backend).runner(self.graph, Plan(self.fmt.name, frozenset(pins)), self.samples)
-        return acc.judge_outputs(self.output_criteria, [(r, runner(s)) for r, s in zip(refs, self.samples)], self.graph.outputs)
+        plan = Plan(self.fmt.name, frozenset(pins))
+        if backend is None:
+            outs = self.plan_runners.outputs(plan)
+        else:
+            runner = backend.runner(self.graph, plan, self.samples)
+            outs = [runner(s) for s in self.samples]
+        return acc.judge_outputs(self.output_criteria, list(zip(refs, outs)), self.graph.outputs)
+
+    def submit_plan(self, pins):
+        """Start the plan's evaluation on workers that would idle (distributed.py), or None where the runners cannot."""
+        submit = getattr(self.plan_runners, "submit", None)
+        return None if submit is None else submit(Plan(self.fmt.name, frozenset(pins)))
+
+    def finish_plan(self, handle, refs: list) -> acc.Verdict:
+        """The output criteria on a plan started by ``submit_plan``."""
+        return acc.judge_outputs(self.output_criteria, list(zip(refs, self.plan_runners.collect(handle))), self.graph.outputs)
+
+    def capacity(self) -> int:
+        """Plans the runners can evaluate at once."""
+        return getattr(self.plan_runners, "capacity", lambda: 1)()
 
     def localize(self, naive: Comparison) -> tuple[dict, Localization]:
         """The FP32 ranges (replayed from an earlier run of the same fingerprint) and the ranked candidates

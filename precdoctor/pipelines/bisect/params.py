@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from ... import acceptance as acc
 from ...backends import EngineParams
+from ...distributed import ScaleParams
 from ...errors import BadInput
 from ...external import ExternalCheck
 from ...inputs import InputSpec
@@ -30,6 +31,7 @@ class BisectParams:
     allow_internal_nonfinite: bool = False  # accept plans whose outputs pass while new Inf/NaN is born inside
     fix: str = "pins"  # pins | rewrite | auto (fix.py)
     check_cmd: str | None = None  # an external command judging each confirmed plan (external.py)
+    scale: ScaleParams = field(default_factory=ScaleParams)  # workers evaluating plans (distributed.py): not in any record
 
     def criteria(self) -> tuple[list[acc.Criterion], list[acc.Criterion], bool]:
         """(output criteria the search judges by, task criteria that confirm, whether ``finite-inside`` confirms);
@@ -65,6 +67,9 @@ class BisectParams:
             ExternalCheck(self.check_cmd).check()
         self.inputs.check()
         self.engine.check()
+        self.scale.check()
+        if self.scale.distributed and self.engine.backend != "emulate":
+            raise BadInput(f"--workers/--ray-address spread the emulation (--backend emulate), not --backend {self.engine.backend}")
         if self.task is not None:
             self.task.check()
             self.task.check_files(self.model)

@@ -34,16 +34,33 @@ class Searched:
     bound: int  # the evaluations the search promised to stay within
 
 
-def output_judge(job: Job, naive: Comparison) -> Callable[[frozenset], acc.Verdict]:
+class OutputJudge:
     """The search's judge of a plan: the output criteria against the FP32 references (the naive plan: its own
-    comparison, finite-inside included where it confirms)."""
-    def judge(pins: frozenset) -> acc.Verdict:
+    comparison, finite-inside included where it confirms). Plans may be started ahead on idle workers
+    (search.Evaluator.prefetch: ``capacity``, ``submit``, ``finish``)."""
+
+    def __init__(self, job: Job, naive: Comparison):
+        self.job, self.naive = job, naive
+
+    def __call__(self, pins: frozenset) -> acc.Verdict:
+        job, naive = self.job, self.naive
         if not pins and naive.pairs:  # the naive plan is compared tensor by tensor already: finite-inside is free
             v = acc.judge_outputs(job.output_criteria, naive.pairs, job.graph.outputs)
             return merge(v, finite_inside(naive)) if job.inside else v
         return job.judge_plan(pins, job.references())
 
-    return judge
+    def capacity(self) -> int:
+        return self.job.capacity()
+
+    def submit(self, pins: frozenset):
+        return self.job.submit_plan(pins) if pins or not self.naive.pairs else None  # the naive plan is judged already
+
+    def finish(self, handle) -> acc.Verdict:
+        return self.job.finish_plan(handle, self.job.references())
+
+
+def output_judge(job: Job, naive: Comparison) -> OutputJudge:
+    return OutputJudge(job, naive)
 
 
 def confirming_checks(job: Job, report: TaskReport | None) -> list[Check]:

@@ -21,7 +21,7 @@ from ...comparison import Comparison, hidden_nonfinite
 from ...destinations import FolderLock
 from ...limits import MOSTLY_FP32_SHARE
 from ...plan import Plan, other_precision
-from ...runs import BisectComparisons, BisectRun, Flops
+from ...runs import BisectComparisons, BisectRun, Flops, InputInfo
 from ...search import Baselines, Evaluator, OurResult, SearchResult, candidates, prefix_bisection, range_rule
 from ...status import BisectVerdict, SearchStatus
 from ...targets import describe
@@ -43,12 +43,22 @@ def run(p: BisectParams) -> BisectRun:
     p.check()
     refuse_destinations(p)
     with FolderLock(p.out, f"bisect {p.subject}"):  # one run per --out: journals and staging are the folder's
-        return _run(p)
+        clock = Clock()
+        job, info, warnings = setup(p)
+        try:
+            return _run(p, job, info, warnings, clock)
+        finally:
+            job.close()  # the workers (distributed.py) and their sessions
 
 
-def _run(p: BisectParams) -> BisectRun:
-    clock = Clock()
-    job, info, warnings = setup(p)
+def _run(p: BisectParams, job: Job, info: InputInfo, warnings: list[str], clock: Clock) -> BisectRun:
+    try:
+        return _run(p, job, info, warnings, clock)
+    finally:
+        job.close()
+
+
+def _run(p: BisectParams, job: Job, info, warnings: list[str], clock: Clock) -> BisectRun:
     log.info(f"precdoctor bisect: {p.subject} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
              f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
