@@ -80,12 +80,13 @@ class WhisperTask:
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
         self.test, self.decoder_path = test, Path(decoder)
+        meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
+        saved = read_meta(meta_path)  # the user's small files first: a bad one is said before any model is opened
         self.decoder_graph = graph if graph is not None else open_model(decoder)
         self._files = [str(decoder), str(tokenizer)]
         layout, first = self._open_decoder(Path(decoder))
-        meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
         vocab = static_dim(self.decoder_graph.model.graph.output, layout.logits, -1)
-        self.setup: WhisperSetup = resolve(Path(decoder).parent, self.tokenizer, choice or PromptChoice(), read_meta(meta_path),
+        self.setup: WhisperSetup = resolve(Path(decoder).parent, self.tokenizer, choice or PromptChoice(), saved,
                                            meta_path, vocab, encoder_mels)
         self._files += [str(f) for f in (meta_path, *(Path(decoder).with_name(n) for n in
                         ("generation_config.json", "config.json", "preprocessor_config.json"))) if f.is_file()]
