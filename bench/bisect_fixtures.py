@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "fixtures"))
 
 import planted  # noqa: E402
-from precdoctor.inputs import InputSpec  # noqa: E402
+from precdoctor.planning.inputs import InputSpec  # noqa: E402
 from precdoctor.pipelines.bisect import BisectParams, run  # noqa: E402
 
 

@@ -83,9 +83,9 @@ def child_rss(cmd: list[str]) -> tuple[float, float, str]:
 def emulation_cost(model: Path, inputs: Path, repeat: int) -> dict:
     sys.path.insert(0, str(ROOT))
     from precdoctor.backends import ort
-    from precdoctor.emulation import emulation_model
+    from precdoctor.numerics.emulation import emulation_model
     from precdoctor.graph import open_model
-    from precdoctor.plan import Plan
+    from precdoctor.planning.plan import Plan
 
     g = open_model(model)
     feed = dict(np.load(inputs))
@@ -115,7 +115,7 @@ def main():
     import onnx
 
     params = sum(int(np.prod(i.dims)) for i in onnx.load(model).graph.initializer)
-    pd_cmd = [sys.executable, "-m", "precdoctor.cli", "compare", str(model), "--inputs", str(inputs), "--precision", "fp16",
+    pd_cmd = [sys.executable, "-m", "precdoctor.interface.cli", "compare", str(model), "--inputs", str(inputs), "--precision", "fp16",
               "--json", str(BUILD / "compare.json")]
     pg_cmd = [sys.executable, "-c", POLYGRAPHY, str(model), str(inputs)]
     runs = json.loads(a.runs_from.read_text())["runs"] if a.runs_from else {"precdoctor": [], "polygraphy": []}

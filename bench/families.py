@@ -70,7 +70,7 @@ def build(out: Path) -> dict:
 def commands(name: str, d: Path, exp: dict, work: Path) -> dict[str, list[str]]:
     model, sample = str(d / f"{name}.onnx"), str(d / f"{name}.npz")
     prec = next(iter(exp["culprits"]), "fp16")
-    cli = [sys.executable, "-m", "precdoctor.cli"]
+    cli = [sys.executable, "-m", "precdoctor.interface.cli"]
     return {"plain": [sys.executable, "-c", PLAIN, model, sample],
             "compare": cli + ["compare", model, "--inputs", sample, "--precision", prec],
             "scan": cli + ["scan", model, "--inputs", sample],

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from precdoctor.backends import ort  # noqa: E402 (after the sys.path lines)
 from precdoctor.backends.emulate import EmulationBackend  # noqa: E402 (after the sys.path lines)
 from precdoctor.graph import open_model  # noqa: E402 (after the sys.path lines)
-from precdoctor.plan import Plan  # noqa: E402 (after the sys.path lines)
+from precdoctor.planning.plan import Plan  # noqa: E402 (after the sys.path lines)
 
 
 def timed(fn):

@@ -35,7 +35,7 @@ DIGEST_KEYS = ("fingerprint",)
 def _cli(root: Path, args: list[str], log: Path) -> int:
     env = {**os.environ, "PYTHONPATH": str(root)}
     with open(log, "w") as f:
-        return subprocess.call([sys.executable, "-c", "from precdoctor.cli import main; main()", *args],
+        return subprocess.call([sys.executable, "-c", "from precdoctor.interface.cli import main; main()", *args],
                                cwd=root, env=env, stdout=f, stderr=subprocess.STDOUT)
 
 

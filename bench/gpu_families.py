@@ -36,13 +36,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "fixtures")]
 
 from precdoctor.backends import ort  # noqa: E402
 from precdoctor.backends.emulate import EmulationBackend  # noqa: E402
-from precdoctor.emulation import EmulationOptions  # noqa: E402
-from precdoctor.errors import BadInput  # noqa: E402
+from precdoctor.numerics.emulation import EmulationOptions  # noqa: E402
+from precdoctor.core.errors import BadInput  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
-from precdoctor.mixed import check, mixed_model  # noqa: E402
-from precdoctor.outputs import compare_outputs  # noqa: E402
-from precdoctor.plan import Plan  # noqa: E402
-from precdoctor.records import encode  # noqa: E402
+from precdoctor.numerics.mixed import check, mixed_model  # noqa: E402
+from precdoctor.analysis.outputs import compare_outputs  # noqa: E402
+from precdoctor.planning.plan import Plan  # noqa: E402
+from precdoctor.core.records import encode  # noqa: E402
 
 FIXTURES = ["lstm_single", "lstm_scaled_input", "lstm_head", "gru_bidi2", "gru_inter_scale", "streaming_gru",
             "streaming_softmax_overflow", "crnn_bilstm", "if_resample", "if_resample_branch_overflow", "if_nested",

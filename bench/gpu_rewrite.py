@@ -36,7 +36,7 @@ from onnx import numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from precdoctor import acceptance as accept  # noqa: E402
+from precdoctor.analysis import acceptance as accept  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
 
 MODELS = {"fp32": None, "fp16+pins": "model.mixed.onnx", "fp16 rewritten": "model.rewritten.mixed.onnx"}
@@ -91,7 +91,7 @@ def prepare_fixtures(a) -> None:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import rewrite_fixtures as rf
-    from precdoctor.inputs import InputSpec
+    from precdoctor.planning.inputs import InputSpec
     from precdoctor.pipelines.bisect import BisectParams, run
 
     with tempfile.TemporaryDirectory() as d:

@@ -47,15 +47,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from precdoctor import acceptance as accept  # noqa: E402
+from precdoctor.analysis import acceptance as accept  # noqa: E402
 from precdoctor.backends.emulate import EmulationBackend  # noqa: E402
-from precdoctor.comparison import Tolerance  # noqa: E402
-from precdoctor.controlflow import compare_plan  # noqa: E402
-from precdoctor.errors import BadInput  # noqa: E402
+from precdoctor.analysis.comparison import Tolerance  # noqa: E402
+from precdoctor.analysis.controlflow import compare_plan  # noqa: E402
+from precdoctor.core.errors import BadInput  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
-from precdoctor.limits import DEFAULT_ACCEPT  # noqa: E402
-from precdoctor.outputs import compare_outputs, position_stats  # noqa: E402
-from precdoctor.plan import Plan  # noqa: E402
+from precdoctor.core.limits import DEFAULT_ACCEPT  # noqa: E402
+from precdoctor.analysis.outputs import compare_outputs, position_stats  # noqa: E402
+from precdoctor.planning.plan import Plan  # noqa: E402
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:

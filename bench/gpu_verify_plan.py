@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import precdoctor  # noqa: E402
 from precdoctor.graph.loading import save_model  # noqa: E402
 from precdoctor.graph import open_model  # noqa: E402
-from precdoctor.mixed import mixed_model  # noqa: E402
-from precdoctor.plan import Plan  # noqa: E402
-from precdoctor.verification.references import FOLDER, MANIFEST, read_manifest  # noqa: E402
+from precdoctor.numerics.mixed import mixed_model  # noqa: E402
+from precdoctor.planning.plan import Plan  # noqa: E402
+from precdoctor.ship.verification.references import FOLDER, MANIFEST, read_manifest  # noqa: E402
 
 SHIPPED = ("pins.json", "run.json", "model.mixed.onnx", "model.mixed.onnx.data")
 

@@ -45,7 +45,7 @@ def main() -> None:
         np.savez(npz, x=np.random.default_rng(0).random((2048, 2048), dtype=np.float32))
         env = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", str(ROOT))}  # the code under test; run from its root
         for delay in a.delays:
-            p = subprocess.Popen([sys.executable, "-m", "precdoctor.cli", "compare", str(model), "--inputs", str(npz)],
+            p = subprocess.Popen([sys.executable, "-m", "precdoctor.interface.cli", "compare", str(model), "--inputs", str(npz)],
                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(delay)
             if p.poll() is not None:

@@ -118,7 +118,7 @@ def cmd_wer(repeats: int) -> dict:
     for _ in range(repeats):
         for label, extra in (("before: decoder.onnx", ["--decoder", str(WHISPER / "decoder.onnx")]), ("after: default (merged)", [])):
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [sys.executable, "-m", "precdoctor.cli", "wer", str(WHISPER / "encoder.onnx"), "--task", "whisper", "--data",
+                cmd = [sys.executable, "-m", "precdoctor.interface.cli", "wer", str(WHISPER / "encoder.onnx"), "--task", "whisper", "--data",
                        str(AUDIO), "--precision", "fp16", "--other", *pins, "--json", f"{tmp}/w.json", *extra]
                 wall, wait = _timed(cmd)
                 r = json.loads(Path(f"{tmp}/w.json").read_text())
@@ -142,7 +142,7 @@ def cmd_demo() -> dict:
     out = {"machine": machine(), "runs": {}}
     for label, extra in (("before: decoder.onnx", ["--decoder", str(WHISPER / "decoder.onnx")]), ("after: default (merged)", [])):
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "precdoctor.cli", "bisect", str(WHISPER / "encoder.onnx"), "--precision", "fp16",
+            cmd = [sys.executable, "-m", "precdoctor.interface.cli", "bisect", str(WHISPER / "encoder.onnx"), "--precision", "fp16",
                    "--task", "whisper", "--data", str(AUDIO), "--accept", "wer<=+0.5", "--out", tmp, "--quiet", *extra]
             wall, wait = _timed(cmd)
             r = json.loads((Path(tmp) / "run.json").read_text())

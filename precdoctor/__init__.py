@@ -11,7 +11,7 @@ The same pipelines as the command line, for notebooks and CI scripts::
 Each returns a typed run record (``CompareRun``, ``ScanRun``, ``BisectRun``,
 ``WerRun``, ``VerifyRun``) with ``to_json()``. Progress: ``progress=True`` (default) draws tqdm bars where
 someone watches (a widget in a notebook, text on a terminal's stderr, nothing in a pipe), ``progress=False``
-nothing, or a callable receives each ``precdoctor.progress.Event`` (stage, done, total, unit, note);
+nothing, or a callable receives each ``precdoctor.core.progress.Event`` (stage, done, total, unit, note);
 step-by-step lines go to the ``precdoctor`` logger. Bad input raises ``BadInput`` with a one-line message,
 before any work: the arguments are checked as the command line checks its options (arguments.py), then each
 command's typed parameters (the same the command line builds) check their values.
@@ -24,11 +24,11 @@ from typing import Any
 
 __version__ = "0.2.0"
 
-from . import progress as _progress  # noqa: E402  (after __version__, as every import here)
+from .core import progress as _progress  # noqa: E402  (after __version__, as every import here)
 from .backends import EngineParams  # noqa: E402  (after __version__, which the pipelines read)
-from .comparison import Tolerance  # noqa: E402
-from .errors import BadInput  # noqa: E402
-from .limits import DEFAULT_BUDGET  # noqa: E402
+from .analysis.comparison import Tolerance  # noqa: E402
+from .core.errors import BadInput  # noqa: E402
+from .core.limits import DEFAULT_BUDGET  # noqa: E402
 from .runs import BisectRun, CompareRun, ScanRun, VerifyRun, WerRun, read_run  # noqa: E402
 from .tasks.registry import TaskParams  # noqa: E402
 
@@ -46,21 +46,21 @@ Progress = bool | Callable[[_progress.Event], None]  # bars where someone watche
 
 
 def _inputs(inputs: Inputs, input_shapes: Shapes, seed: Any):
-    from . import arguments as a
-    from .inputs import InputSpec
+    from .interface import arguments as a
+    from .planning.inputs import InputSpec
 
     files, arrays = a.inputs(inputs)
     return InputSpec(files, arrays, a.input_shapes(input_shapes), a.integer(seed, "seed", 0))
 
 
 def _engine(engine: Any) -> EngineParams:
-    from . import arguments as a
+    from .interface import arguments as a
 
     return a.instance(engine, "engine", EngineParams, "e.g. EngineParams(backend='emulate', target='trt-weak')") or EngineParams()
 
 
 def _task(task: Any, optional: bool = True) -> TaskParams | None:
-    from . import arguments as a
+    from .interface import arguments as a
 
     return a.instance(task, "task", TaskParams, "e.g. TaskParams('whisper', 'clips/')", optional)
 
@@ -90,7 +90,7 @@ def compare(model: PathLike, *, precision: str = "fp16", inputs: Inputs = (), in
     Returns:
         The ``CompareRun`` (``.verdict``, ``.comparison``).
     """
-    from . import arguments as a
+    from .interface import arguments as a
     from .pipelines.compare import CompareParams, run
 
     params = CompareParams(
@@ -118,9 +118,9 @@ def scan(model: PathLike, *, inputs: Inputs = (), input_shapes: Shapes = None, s
     Returns:
         The ``ScanRun`` (``.risks``, ``.ranges``).
     """
-    from . import arguments as a
+    from .interface import arguments as a
     from .pipelines.scan import ScanParams, run
-    from .targets import DEFAULT_TARGET
+    from .numerics.targets import DEFAULT_TARGET
 
     params = ScanParams(a.path(model, "model"), _inputs(inputs, input_shapes, seed), a.path(json_out, "json_out", optional=True),
                         a.text(target, "target", optional=True) or DEFAULT_TARGET)
@@ -161,8 +161,8 @@ def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: I
     Returns:
         The ``BisectRun`` (``.verdict``, ``.pins``, ``.artifacts``), as ``out/run.json`` holds it.
     """
-    from . import arguments as a
-    from .distributed import ScaleParams
+    from .interface import arguments as a
+    from .backends.distributed import ScaleParams
     from .pipelines.bisect import BisectParams, run
 
     params = BisectParams(
@@ -191,7 +191,7 @@ def verify(folder: PathLike, *, backend: str = "ort-cuda", graph_opt: str = "all
     Returns:
         The ``VerifyRun`` (``.passed``).
     """
-    from . import arguments as a
+    from .interface import arguments as a
     from .pipelines.verify import VerifyParams, run
 
     params = VerifyParams(a.path(folder, "folder"), a.text(backend, "backend"), a.text(graph_opt, "graph_opt"),
@@ -218,7 +218,7 @@ def wer(model: PathLike, task: TaskParams, *, precision: str = "fp16", pins: Tex
     Returns:
         The ``WerRun`` (``.rows``).
     """
-    from . import arguments as a
+    from .interface import arguments as a
     from .pipelines.wer_table import WerParams, run
 
     params = WerParams(a.path(model, "model"), _task(task, optional=False), precision=a.text(precision, "precision"),

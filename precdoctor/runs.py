@@ -10,22 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .artifacts import Artifacts
+from .ship.artifacts import Artifacts
 from .backends import EngineInfo
-from .comparison import Comparison
-from .errors import BadInput
-from .files import read_json
-from .flatten import Coverage
+from .analysis.comparison import Comparison
+from .core.errors import BadInput
+from .core.files import read_json
+from .analysis.flatten import Coverage
 from .graph import LayerNormPattern
-from .ranges import TensorRange
-from .records import Record, Signed
+from .analysis.ranges import TensorRange
+from .core.records import Record, Signed
 from .rewrite.core import Rewrite
 from .rewrite.edges import EdgeCheck
-from .risks import Risk
+from .analysis.risks import Risk
 from .search import Baselines, Evaluation
-from .status import BisectVerdict, CompareVerdict, RewriteStatus
+from .core.status import BisectVerdict, CompareVerdict, RewriteStatus
 from .tasks.judge import TaskReport
-from .verification import Verification
+from .ship.verification import Verification
 
 SCHEMA_VERSION = 7  # 3: warnings, the FP32 reference's own Inf/NaN, hidden Inf/NaN, compare's stored verdict;
 #                     4: control-flow coverage, recurrent mode, forced FP32 nodes, bound notes, subnormal ranges;
@@ -138,7 +138,7 @@ class RewriteFiles(Record):
     casts: int | None = None
 
     def validate(self, where: str) -> None:
-        from .artifacts import check_file_names
+        from .ship.artifacts import check_file_names
 
         check_file_names(self, ("model", "mixed_onnx", "trtexec", "trtexec11"), where)
 

@@ -14,7 +14,7 @@ def run_cli(*args):
     """Run the CLI in-process; returns (exit code, stdout, stderr)."""
     from click.testing import CliRunner
 
-    from precdoctor.cli import main
+    from precdoctor.interface.cli import main
 
     r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
     return r.exit_code, r.stdout, r.stderr

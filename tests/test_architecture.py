@@ -135,7 +135,7 @@ def test_bisect_job_has_no_untyped_field():
 
 
 def _job(planted_dir, tmp_path, name="ln_overflow"):
-    from precdoctor.inputs import InputSpec
+    from precdoctor.planning.inputs import InputSpec
     from precdoctor.pipelines.bisect import BisectParams
     from precdoctor.pipelines.bisect.job import setup
 
@@ -148,7 +148,7 @@ def test_the_target_checks_need_no_comparison_made_first(planted_dir, tmp_path):
     """crosscheck judges plans against the job's FP32 references, computed on first use: called on a fresh job (no
     plan compared yet) it gives what it gives after the naive plan was compared (it raised KeyError before)."""
     from precdoctor.pipelines.bisect.crosscheck import check_tf32, other_targets
-    from precdoctor.plan import Plan
+    from precdoctor.planning.plan import Plan
 
     import json
 
@@ -172,7 +172,7 @@ def test_flat_graphs_are_kept_by_the_samples_contents(tmp_path):
     sys.path.insert(0, str(ROOT / "fixtures"))
     import families
 
-    from precdoctor.flatten import flatten
+    from precdoctor.analysis.flatten import flatten
     from precdoctor.graph import open_model
 
     fx = families.build_all(["if_resample"])["if_resample"]

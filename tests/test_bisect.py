@@ -8,13 +8,13 @@ import onnx
 import pytest
 
 from helpers import run_cli
-from precdoctor import acceptance
+from precdoctor.analysis import acceptance
 from precdoctor.backends import ort
 from precdoctor.backends.emulate import EmulationBackend
 from precdoctor.graph import open_model, view
-from precdoctor.limits import DEFAULT_ACCEPT
-from precdoctor.mixed import mixed_model
-from precdoctor.plan import Plan
+from precdoctor.core.limits import DEFAULT_ACCEPT
+from precdoctor.numerics.mixed import mixed_model
+from precdoctor.planning.plan import Plan
 
 FAULTY = ["ln_overflow", "softmax_overflow", "eps_underflow", "two_culprits", "residual_overflow", "bf16_precision"]
 
@@ -160,7 +160,7 @@ def test_flops_of_matmul_and_reduction():
 
 
 def test_names_trtexec_cannot_express_are_reported(tmp_path):
-    from precdoctor.artifacts import autocast_regexes, trtexec_command
+    from precdoctor.ship.artifacts import autocast_regexes, trtexec_command
 
     cmd, bad = trtexec_command("m.onnx", Plan("fp16", frozenset({"a,b", "/x/y:z", "plain"})))
     assert bad == ["a,b"]
@@ -182,7 +182,7 @@ def test_killed_run_resumes_from_journal(planted_dir, tmp_path):
 
     out = tmp_path / "run"
     journal = out / "journal.jsonl"
-    cmd = [sys.executable, "-m", "precdoctor.cli", "bisect", str(planted_dir / "two_culprits.onnx"), "--inputs",
+    cmd = [sys.executable, "-m", "precdoctor.interface.cli", "bisect", str(planted_dir / "two_culprits.onnx"), "--inputs",
            str(planted_dir / "two_culprits.npz"), "--out", str(out), "--quiet", "--no-report", "--no-baselines"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -210,7 +210,7 @@ def test_ops_the_format_cannot_express_stay_fp32(tmp_path):
     ONNX (which must pass the checker) and in the emulation alike."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from precdoctor.schema import limits
+    from precdoctor.numerics.schema import limits
 
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1]),
              helper.make_node("Pow", ["c", "two"], ["y"], name="pow")]

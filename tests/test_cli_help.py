@@ -3,7 +3,7 @@ import click
 import pytest
 
 from helpers import run_cli
-from precdoctor.cli import main
+from precdoctor.interface.cli import main
 
 
 @pytest.mark.parametrize("name", sorted(main.commands))

@@ -8,12 +8,12 @@ from onnx import helper, numpy_helper
 from helpers import run_cli
 from precdoctor.backends import ort
 from precdoctor.backends.emulate import EmulationBackend
-from precdoctor.controlflow import compare_plan
-from precdoctor.emulation import emulation_model
-from precdoctor.flatten import flatten
+from precdoctor.analysis.controlflow import compare_plan
+from precdoctor.numerics.emulation import emulation_model
+from precdoctor.analysis.flatten import flatten
 from precdoctor.graph import open_model
-from precdoctor.mixed import check, mixed_model
-from precdoctor.plan import Plan, resolve_selectors
+from precdoctor.numerics.mixed import check, mixed_model
+from precdoctor.planning.plan import Plan, resolve_selectors
 
 
 def _vi(n, t=T.FLOAT, s=None):
@@ -82,7 +82,7 @@ def test_loop_with_nested_if_flattens_to_the_same_numbers(tmp_path):
 
 def test_a_body_past_the_flat_limit_is_said_not_analysed(tmp_path, monkeypatch):
     path = _save(loop_model(), tmp_path)
-    monkeypatch.setattr("precdoctor.flatten.FLAT_NODE_LIMIT", 20)
+    monkeypatch.setattr("precdoctor.analysis.flatten.FLAT_NODE_LIMIT", 20)
     np.savez(tmp_path / "x.npz", **LOOP_FEED)
     code, out, _ = run_cli("compare", path, "--inputs", tmp_path / "x.npz")
     assert code == 0 and "NOT ANALYSED: Loop /loop/Loop: body emulated, not compared tensor by tensor" in out
@@ -138,14 +138,14 @@ def test_mixed_onnx_converts_bodies(pins, tmp_path):
 
 
 def test_a_failing_decision_run_leaves_the_body_whole_and_says_so(tmp_path, monkeypatch):
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
 
     graph = open_model(_save(loop_model(), tmp_path))
 
     def refuse(*_):
         raise BadInput("ONNX Runtime cannot run this model: no kernel")
 
-    monkeypatch.setattr("precdoctor.flatten._decisions", refuse)
+    monkeypatch.setattr("precdoctor.analysis.flatten._decisions", refuse)
     c = compare_plan(graph, Plan("fp16"), [LOOP_FEED], EmulationBackend())
     cov = {x.node: x for x in c.control_flow}
     assert not cov["/loop/Loop"].analysed and "tells its branch or trip count failed" in cov["/loop/Loop"].detail

@@ -87,7 +87,7 @@ def _edit(src, dst, fn):
     ("no_first_step", "its first step needs the decoder without past (decoder_model.onnx)"),
 ])
 def test_decoders_the_loop_cannot_drive_are_refused(toy, tmp_path, case, needle):
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
 
     src = toy / "decoder_with_past_model.onnx"
     for f in ("tokenizer.json", "whisper.json") + (("decoder_model.onnx",) if case != "no_first_step" else ()):
@@ -121,8 +121,8 @@ def test_departure_and_token_agreement():
 @pytest.mark.parametrize("spec,needle", [("token-agreement<=1", "token-agreement>=X"), ("token-agreement>=2", "between 0 and 1"),
                                          ("token-agreement>=+1", "'+X' (over FP32) is for task metrics (wer<=+X)")])
 def test_token_agreement_criterion_is_checked(spec, needle):
-    from precdoctor.acceptance import parse
-    from precdoctor.errors import BadInput
+    from precdoctor.analysis.acceptance import parse
+    from precdoctor.core.errors import BadInput
 
     with pytest.raises(BadInput, match=needle.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
         parse([spec])
@@ -198,7 +198,7 @@ def test_bad_decoder_options(toy, tmp_path, args, needle):
 
 
 def test_token_agreement_needs_a_decode_loop(tmp_path):
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
     from precdoctor.pipelines.bisect import BisectParams
 
     with pytest.raises(BadInput, match="token-agreement"):
@@ -210,7 +210,7 @@ def test_decode_lines_count_departures_per_configuration_and_drop_an_unmeasured_
     logit column; the departures not printed are counted per configuration, not summed across them."""
     from precdoctor.tasks.decodes import ClipDecode, DecodeReport
     from precdoctor.tasks.judge import TaskReport
-    from precdoctor.terminal import decode_lines
+    from precdoctor.interface.terminal import decode_lines
 
     def clips(n_departing, logits=()):
         return [ClipDecode(f"c{i}", 5, 5, departure=1 if i < n_departing else None, fp32_token=" a", candidate_token=",",

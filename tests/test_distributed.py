@@ -9,7 +9,7 @@ import pytest
 from helpers import run_cli
 
 import precdoctor
-from precdoctor.distributed import RayRunners
+from precdoctor.backends.distributed import RayRunners
 
 ray = pytest.importorskip("ray")
 

@@ -6,7 +6,7 @@ from onnx import TensorProto, helper, numpy_helper
 from precdoctor.backends import ort
 from precdoctor.backends.emulate import EmulationBackend
 from precdoctor.graph import name_nodes, view
-from precdoctor.plan import Plan
+from precdoctor.planning.plan import Plan
 
 
 def _square_model(opset=13):
@@ -27,7 +27,7 @@ def test_emulated_fp16_overflows_where_ort_cpu_fp16_does_not():
     assert np.isinf(y[0]) and y[1] == 4.0
     assert y[2] == 0.0  # the 1e-10 epsilon is 0 in FP16: rounded at the border
     # the same plan as a real FP16 graph on ORT CPU: computed in FP32 inside, the overflow is hidden
-    from precdoctor.mixed import mixed_model
+    from precdoctor.numerics.mixed import mixed_model
 
     fp16_model = mixed_model(view(m), Plan("fp16")).model
     hidden = ort.run(ort.session(fp16_model), {"x": x})["y"]
@@ -125,7 +125,7 @@ def test_a_runner_outlives_the_view_it_was_made_from(make):
 def test_mixed_onnx_is_the_same_file_in_every_process():
     """The Casts back to FP32 at the graph outputs follow the model's output order, not a set's (which changes with
     the process's string hashing): a shipped model.mixed.onnx is byte for byte reproducible."""
-    from precdoctor.mixed import mixed_model
+    from precdoctor.numerics.mixed import mixed_model
 
     outs = [f"y{k}" for k in range(8)]
     g = helper.make_graph([helper.make_node("Relu", ["x"], [o], name=f"relu{k}") for k, o in enumerate(outs)], "g",

@@ -123,7 +123,7 @@ def test_names_only_layer_info_cannot_say_a_pin_was_honoured(planted_dir, tmp_pa
 
 @pytest.mark.parametrize("exc,code,word", [(KeyboardInterrupt, 130, "interrupted"), ("terminated", 143, "terminated")])
 def test_interruptions_exit_with_their_codes_and_remove_temporary_stores(exc, code, word, planted_dir, monkeypatch):
-    from precdoctor.errors import Terminated
+    from precdoctor.core.errors import Terminated
     from precdoctor.graph.weights import WeightStore
     from precdoctor.pipelines import compare
 
@@ -144,7 +144,7 @@ def test_a_signalled_bisect_cleans_up_and_keeps_its_journal(sig, code, planted_d
     out, tmp = tmp_path / "run", tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "precdoctor.cli", "bisect", str(planted_dir / "two_culprits.onnx"), "--inputs",
+    proc = subprocess.Popen([sys.executable, "-m", "precdoctor.interface.cli", "bisect", str(planted_dir / "two_culprits.onnx"), "--inputs",
                              str(planted_dir / "two_culprits.npz"), "--out", str(out), "--no-baselines"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -166,12 +166,12 @@ def test_a_signalled_bisect_cleans_up_and_keeps_its_journal(sig, code, planted_d
 
 def _cli(*args, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "precdoctor.cli", *map(str, args)], env=env, capture_output=True, timeout=120, **kw)
+    return subprocess.run([sys.executable, "-m", "precdoctor.interface.cli", *map(str, args)], env=env, capture_output=True, timeout=120, **kw)
 
 
 def test_a_reader_that_goes_away_early_loses_nothing_written(planted_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "precdoctor.cli", "compare", str(planted_dir / "ln_overflow.onnx"), "--inputs",
+    cmd = [sys.executable, "-m", "precdoctor.interface.cli", "compare", str(planted_dir / "ln_overflow.onnx"), "--inputs",
            str(planted_dir / "ln_overflow.npz"), "--json", str(tmp_path / "r.json")]
     r = subprocess.run(["bash", "-c", " ".join(f"'{c}'" for c in cmd) + " | head -c 1 >/dev/null; exit ${PIPESTATUS[0]}"],
                        env=env, capture_output=True, timeout=120)
@@ -182,7 +182,7 @@ def test_a_reader_that_goes_away_early_loses_nothing_written(planted_dir, tmp_pa
 def test_a_closed_stdout(planted_dir, tmp_path):
     args = ["compare", planted_dir / "healthy.onnx", "--inputs", planted_dir / "healthy.npz"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "precdoctor.cli", *map(str, args)]
+    base = [sys.executable, "-m", "precdoctor.interface.cli", *map(str, args)]
     r = subprocess.run(base + ["--json", "-"], env=env, capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        timeout=120, pass_fds=(), preexec_fn=lambda: os.close(1))
     one_line_exit_2(r.returncode, r.stderr.decode(), "stdout")

@@ -9,11 +9,11 @@ import pytest
 import precdoctor
 from helpers import run_cli
 from precdoctor.backends import EngineParams, ort
-from precdoctor.errors import BadInput
+from precdoctor.core.errors import BadInput
 from precdoctor.graph import open_model
-from precdoctor.limits import MOSTLY_FP32_SHARE
-from precdoctor.mixed import check, mixed_model
-from precdoctor.plan import Plan
+from precdoctor.core.limits import MOSTLY_FP32_SHARE
+from precdoctor.numerics.mixed import check, mixed_model
+from precdoctor.planning.plan import Plan
 
 pytestmark = pytest.mark.slow  # every family compared, bisected and checked in both formats
 
@@ -133,7 +133,7 @@ def test_odd_containers_run(name, family_dir, family_expected, tmp_path):
 def test_opset_7_and_8_in_bf16_round_without_where(family_dir):
     for name in ("odd_opset7", "odd_opset8"):
         graph = open_model(family_dir / f"{name}.onnx")
-        from precdoctor.emulation import emulation_model
+        from precdoctor.numerics.emulation import emulation_model
 
         emu = emulation_model(graph, Plan("bf16")).model
         assert not any(n.op_type == "Where" for n in emu.graph.node)
@@ -190,7 +190,7 @@ def test_nan_heavy_candidate_needs_no_second_pass(family_dir, monkeypatch):
 
 
 def test_multi_output_nodes_get_unique_generated_names(family_dir):
-    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.numerics.emulation import EmulationOptions, emulation_model
 
     graph = open_model(family_dir / "lstm_single.onnx")  # Y, Y_h, Y_c: three Cast pairs on one node
     emu = emulation_model(graph, Plan("fp16"), EmulationOptions(recurrent="op")).model

@@ -333,7 +333,7 @@ def test_fuzz_vocabularies(base, tmp_path):
 def test_fuzz_whisper_meta_and_tokenizer(base, tmp_path):
     from tokenizers import Tokenizer, models
 
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
     from precdoctor.tasks.whisper import WhisperTask
 
     tok = tmp_path / "tokenizer.json"

@@ -8,11 +8,11 @@ from helpers import run_cli
 
 from precdoctor.backends import ort
 from precdoctor.backends.emulate import EmulationBackend
-from precdoctor.emulation import EmulationOptions
-from precdoctor.errors import BadInput
-from precdoctor.gating import gated_model
+from precdoctor.numerics.emulation import EmulationOptions
+from precdoctor.core.errors import BadInput
+from precdoctor.numerics.gating import gated_model
 from precdoctor.graph import view
-from precdoctor.plan import Plan
+from precdoctor.planning.plan import Plan
 
 OPTIONS = [EmulationOptions(), EmulationOptions(profile="strict"),
            EmulationOptions(profile="ort-fused", recurrent="cudnn", constants="clamp"), EmulationOptions(tf32=True, recurrent="op")]

@@ -97,7 +97,7 @@ def test_verify_refuses_a_pin_naming_no_node(field, run_folder, tmp_path):
 
 
 def _cli(*args, env=None, timeout=300):
-    return subprocess.run([sys.executable, "-m", "precdoctor.cli", *map(str, args)], check=False, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "precdoctor.interface.cli", *map(str, args)], check=False, capture_output=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
@@ -112,7 +112,7 @@ def test_a_model_path_of_any_suffix_is_read_as_onnx(suffix, planted_dir, tmp_pat
 
 @pytest.mark.parametrize("bad", [10**20, 2**70])
 def test_whisper_metadata_ids_past_any_vocabulary(bad, tmp_path):
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
     from precdoctor.tasks.whisper import read_meta
 
     for field in ("eot", "suppress_ids"):
@@ -146,7 +146,7 @@ def _bisect_args(model, npz, out):
 
 
 def test_a_second_run_into_a_held_folder_is_refused_naming_the_holder(planted_dir, tmp_path):
-    from precdoctor.destinations import LOCK_NAME, FolderLock
+    from precdoctor.core.destinations import LOCK_NAME, FolderLock
 
     out = tmp_path / "out"
     with FolderLock(out, "bisect other.onnx"):
@@ -328,7 +328,7 @@ def test_sigterm_inside_a_long_onnx_runtime_run_ends_the_command(tmp_path):
     m.ir_version = 8
     onnx.save(m, tmp_path / "slow.onnx")
     np.savez(tmp_path / "x.npz", x=np.ones((2048, 2048), np.float32))
-    proc = subprocess.Popen([sys.executable, "-m", "precdoctor.cli", "compare", str(tmp_path / "slow.onnx"), "--inputs",
+    proc = subprocess.Popen([sys.executable, "-m", "precdoctor.interface.cli", "compare", str(tmp_path / "slow.onnx"), "--inputs",
                              str(tmp_path / "x.npz")], env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -362,7 +362,7 @@ def test_a_full_disk_is_said_in_words(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
 
-    r = subprocess.run([sys.executable, "-m", "precdoctor.cli", "compare", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz")],
+    r = subprocess.run([sys.executable, "-m", "precdoctor.interface.cli", "compare", str(tmp_path / "m.onnx"), "--inputs", str(tmp_path / "x.npz")],
                        check=False, capture_output=True, timeout=300, preexec_fn=limited,
                        env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(tmp_path)})
     _one_error(r.returncode, r.stderr.decode(), "no space left")
@@ -375,7 +375,7 @@ def test_a_decoder_cache_that_does_not_fit_is_said_naming_the_cache_and_the_step
     ONNX Runtime's message named neither the cache nor the decode step."""
     import toy_decoders
 
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
     from precdoctor.tasks.whisper import WhisperTask
 
     toy = toy_decoders.write(tmp_path / "toy")

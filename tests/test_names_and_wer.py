@@ -39,7 +39,7 @@ def test_a_node_named_like_a_selector_stays_that_node(tmp_path):
 
 
 def test_bisect_pins_json_round_trips_exact_names(tmp_path):
-    from precdoctor.pinsfile import PinsFile, read_pins
+    from precdoctor.planning.pinsfile import PinsFile, read_pins
 
     saved = PinsFile("fp16", ["op:Mul", "glob:*"], {"op:Mul": "why"}, model="m.onnx", warnings=["random data"])
     (tmp_path / "pins.json").write_text(json.dumps(saved.to_json()))
@@ -48,7 +48,7 @@ def test_bisect_pins_json_round_trips_exact_names(tmp_path):
 
 
 def test_older_pins_files_still_read(tmp_path):
-    from precdoctor.pinsfile import read_pins
+    from precdoctor.planning.pinsfile import read_pins
 
     (tmp_path / "p.json").write_text(json.dumps({"precision": "bf16", "pins": ["a"], "schema_version": 2}))
     assert read_pins(tmp_path / "p.json").pins == ["a"]

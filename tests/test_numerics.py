@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from precdoctor import probes
+from precdoctor.numerics import probes
 from precdoctor.backends import ort
-from precdoctor.formats import BF16, FP16
+from precdoctor.core.formats import BF16, FP16
 from precdoctor.graph import Namer
-from precdoctor.rounding import round_nodes
+from precdoctor.numerics.rounding import round_nodes
 
 
 def _run_graph(nodes, inits, x):

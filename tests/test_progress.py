@@ -27,7 +27,7 @@ def slow(*a, **k):
     time.sleep(float(os.environ["SLOW_DELAY"]))
     return real(*a, **k)
 ort.run = slow
-from precdoctor.cli import main
+from precdoctor.interface.cli import main
 main(prog_name="precdoctor")
 """
 
@@ -86,13 +86,13 @@ def test_quiet_and_pipes_draw_no_bars(planted_dir, tmp_path):
     p.wait()
     assert b"comparison" not in buf and b"precdoctor compare" in p.stdout.read()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, "-m", "precdoctor.cli", *args], check=False, capture_output=True, env=env, cwd=ROOT)
+    r = subprocess.run([sys.executable, "-m", "precdoctor.interface.cli", *args], check=False, capture_output=True, env=env, cwd=ROOT)
     assert b"comparison:" not in r.stderr and b"%|" not in r.stderr  # stderr is a pipe: no bars
 
 
 def test_api_reports_through_the_callback(planted_dir, tmp_path):
     import precdoctor
-    from precdoctor.progress import Event
+    from precdoctor.core.progress import Event
 
     events: list[Event] = []
     r = precdoctor.bisect(planted_dir / "two_culprits.onnx", tmp_path / "fix", inputs=[planted_dir / "two_culprits.npz"],
@@ -112,7 +112,7 @@ def test_api_shows_progress_where_someone_watches(planted_dir, capfd, monkeypatc
     import io
 
     import precdoctor
-    from precdoctor import progress
+    from precdoctor.core import progress
 
     data = dict(np.load(planted_dir / "ln_overflow.npz"))
     precdoctor.compare(planted_dir / "ln_overflow.onnx", inputs=[data], progress=False)

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from helpers import ROOT, run_cli
-from precdoctor.errors import BadInput
+from precdoctor.core.errors import BadInput
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 import oddinputs  # noqa: E402

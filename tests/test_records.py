@@ -7,8 +7,8 @@ from typing import Literal
 import pytest
 
 from helpers import run_cli
-from precdoctor.errors import BadInput
-from precdoctor.records import Record
+from precdoctor.core.errors import BadInput
+from precdoctor.core.records import Record
 from precdoctor.runs import SCHEMA_VERSION
 
 

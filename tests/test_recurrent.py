@@ -6,12 +6,12 @@ from onnx import helper, numpy_helper
 
 from precdoctor.backends import ort
 from precdoctor.backends.emulate import EmulationBackend
-from precdoctor.controlflow import compare_plan
-from precdoctor.emulation import EmulationOptions, emulation_model
-from precdoctor.formats import FP16
+from precdoctor.analysis.controlflow import compare_plan
+from precdoctor.numerics.emulation import EmulationOptions, emulation_model
+from precdoctor.core.formats import FP16
 from precdoctor.graph import Namer, view
-from precdoctor.plan import Plan
-from precdoctor.recurrent import expand
+from precdoctor.planning.plan import Plan
+from precdoctor.numerics.recurrent import expand
 
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 

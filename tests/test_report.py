@@ -108,9 +108,9 @@ def test_renders_in_headless_chromium_without_console_errors(evil_run, tmp_path)
 
 def _synthetic_run(n: int = 1500):
     """A bisect run record with ``n`` float tensors, built from the record types themselves."""
-    from precdoctor.artifacts import Artifacts
+    from precdoctor.ship.artifacts import Artifacts
     from precdoctor.backends import EngineInfo
-    from precdoctor.comparison import Comparison, TensorComparison, Tolerance
+    from precdoctor.analysis.comparison import Comparison, TensorComparison, Tolerance
     from precdoctor.runs import BisectComparisons, BisectRun, Flops, InputInfo
 
     rng = np.random.default_rng(0)

@@ -211,7 +211,7 @@ def _nonfinite_on(model_path, edge_npz, precision="fp16") -> int:
     """Output elements non-finite in the low format (emulated, no pins) on the saved edge input."""
     from precdoctor.backends.emulate import EmulationBackend
     from precdoctor.graph.view import view
-    from precdoctor.plan import Plan
+    from precdoctor.planning.plan import Plan
 
     g = view(onnx.load(str(model_path)))
     feed = dict(np.load(edge_npz))
@@ -256,7 +256,7 @@ def test_edge_inputs_catch_an_epsilon_lost_on_zero_rows(rewrite_dir):
     but gives NaN on the zero rows derived from it, where FP32 is finite."""
     from precdoctor.backends.emulate import EmulationBackend
     from precdoctor.graph.view import view
-    from precdoctor.plan import Plan
+    from precdoctor.planning.plan import Plan
     from precdoctor.rewrite import Candidate, apply_all, edges, norm_scale
     from precdoctor.rewrite.core import Rewrite
     from precdoctor.rewrite.structure import norm_sites

@@ -8,8 +8,8 @@ import pytest
 from helpers import ROOT, run_cli
 
 import precdoctor
-from precdoctor.formats import FORMATS
-from precdoctor.probes import IDX, numpy_stats
+from precdoctor.core.formats import FORMATS
+from precdoctor.numerics.probes import IDX, numpy_stats
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 
@@ -94,7 +94,7 @@ def test_bf16_outputs_are_read_and_a_failure_in_our_graph_is_a_bug():
     from onnx import TensorProto, helper
 
     from precdoctor.backends import ort
-    from precdoctor.errors import BadInput
+    from precdoctor.core.errors import BadInput
 
     g = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.BFLOAT16), helper.make_node("Identity", ["x"], ["z"])],
                           "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])],
@@ -186,7 +186,7 @@ def test_in_graph_full_probe_counts_as_numpy_does(opset):
 
     from precdoctor.backends import ort
     from precdoctor.graph import Namer
-    from precdoctor.probes import K, ProbeBuilder, unpack
+    from precdoctor.numerics.probes import K, ProbeBuilder, unpack
 
     fmt = FORMATS["fp16"]
     ref = np.array([-3.4e38, 7e4, -7e4, 7e4, 5.0, 1.4e-5, 0.0, 1e-9, np.inf, 2.0, -3.4e38, 7e4, 7e4], np.float32)
@@ -240,8 +240,8 @@ def test_a_clamped_mask_is_no_divergence(exp_dir):
 def test_an_output_of_another_shape_diverges_as_the_acceptance_says():
     """compare's outputs and bisect's acceptance, one rule for shapes: a candidate of another shape (a branch taken
     otherwise in the low precision) is off everywhere, never a crash."""
-    from precdoctor import acceptance as acc
-    from precdoctor.outputs import compare_outputs
+    from precdoctor.analysis import acceptance as acc
+    from precdoctor.analysis.outputs import compare_outputs
 
     ref = {"y": np.ones((2, 4), np.float32)}
     pairs = [(ref, {"y": np.ones((2, 4), np.float32)}), (ref, {"y": np.ones((3, 4), np.float32)})]

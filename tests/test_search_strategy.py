@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from precdoctor.acceptance import Verdict
-from precdoctor.limits import evaluation_bound
+from precdoctor.analysis.acceptance import Verdict
+from precdoctor.core.limits import evaluation_bound
 from precdoctor.search import Evaluator, search
 
 

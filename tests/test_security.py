@@ -77,7 +77,7 @@ def _trtexec_pairs(value: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("artifact", ["trtexec.txt", "polygraphy.txt", "autocast.txt", "trtexec-11.txt"])
 def test_every_command_file_runs_exactly_its_command(artifact, hostile_run, tmp_path):
-    from precdoctor.quoting import unexpressible
+    from precdoctor.core.quoting import unexpressible
 
     out, model = hostile_run
     calls = _run_file(out / artifact, out, tmp_path)
@@ -131,9 +131,9 @@ def test_command_files_hold_no_control_character(hostile_run):
 
 
 def test_names_no_tool_can_express_are_reported_not_emitted(tmp_path):
-    from precdoctor.artifacts import autocast_command, polygraphy_args, trtexec_command
-    from precdoctor.quoting import shell_word, unexpressible
-    from precdoctor.plan import Plan
+    from precdoctor.ship.artifacts import autocast_command, polygraphy_args, trtexec_command
+    from precdoctor.core.quoting import shell_word, unexpressible
+    from precdoctor.planning.plan import Plan
 
     plan = Plan("fp16", frozenset({"nul\0byte", "plain"}))
     for fmt in ("trtexec", "polygraphy", "autocast"):
@@ -244,11 +244,11 @@ def test_json_through_a_symlink_writes_its_target(planted_dir, tmp_path):
 def test_json_to_stdout_prints_the_json_and_the_summary_to_stderr(planted_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for dest in ("-", "/dev/stdout"):
-        r = subprocess.run([sys.executable, "-m", "precdoctor.cli", "compare", str(planted_dir / "healthy.onnx"), "--inputs",
+        r = subprocess.run([sys.executable, "-m", "precdoctor.interface.cli", "compare", str(planted_dir / "healthy.onnx"), "--inputs",
                             str(planted_dir / "healthy.npz"), "--json", dest], capture_output=True, env=env, timeout=120)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["command"] == "compare" and b"verdict: OK" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "precdoctor.cli", "bisect", str(planted_dir / "healthy.onnx"), "--inputs",
+    r = subprocess.run([sys.executable, "-m", "precdoctor.interface.cli", "bisect", str(planted_dir / "healthy.onnx"), "--inputs",
                         str(planted_dir / "healthy.npz"), "--out", str(tmp_path / "o"), "--quiet", "--json", "-"],
                        capture_output=True, env=env, timeout=120)
     assert r.returncode == 0 and json.loads(r.stdout) == json.loads((tmp_path / "o" / "run.json").read_text())
@@ -290,7 +290,7 @@ def hostile_io_run(tmp_path_factory):
     and Polygraphy can (no leading '-')."""
     import onnx
 
-    from precdoctor.quoting import unexpressible
+    from precdoctor.core.quoting import unexpressible
 
     names = tuple(n for n in oddinputs.HOSTILE_NAMES if not unexpressible("trtexec", n) and not unexpressible("polygraphy", n))
     d = tmp_path_factory.mktemp("hostile_io")

@@ -13,14 +13,14 @@ from helpers import ROOT, run_cli
 sys.path.insert(0, str(ROOT / "fixtures"))
 import planted  # noqa: E402
 
-from precdoctor.formats import BF16, FP16, round_tf32  # noqa: E402
+from precdoctor.core.formats import BF16, FP16, round_tf32  # noqa: E402
 
 
 def test_every_target_sets_every_assumption_and_says_why():
-    from precdoctor.constants import CONVERSIONS
-    from precdoctor.emulation import PROFILES
-    from precdoctor.recurrent import MODES
-    from precdoctor.targets import DEFAULT_TARGET, TARGETS
+    from precdoctor.numerics.constants import CONVERSIONS
+    from precdoctor.numerics.emulation import PROFILES
+    from precdoctor.numerics.recurrent import MODES
+    from precdoctor.numerics.targets import DEFAULT_TARGET, TARGETS
 
     assert DEFAULT_TARGET in TARGETS and set(TARGETS) == {"trt-weak", "trt-strong", "ort-cuda"}
     for t in TARGETS.values():
@@ -40,7 +40,7 @@ def test_overrides_change_one_assumption_each():
 # ---- constants
 
 def test_clamp_and_cast_convert_constants_as_the_tools_do():
-    from precdoctor.constants import convert
+    from precdoctor.numerics.constants import convert
 
     a = np.array([1e-10, -1e-10, 7e4, -1e9, 0.0, -0.0, np.inf, np.nan, 1.0, 3e-8], np.float32)
     cast, clamp = convert(a, FP16, "cast"), convert(a, FP16, "clamp")
@@ -86,11 +86,11 @@ def test_bisect_says_which_targets_fail_and_ships_clamped_constants(planted_dir,
     assert "Targets" in html and "trt-weak" in html and "constants cast" in html
     mixed = onnx.load(out / "model.mixed.onnx")
     meta = {p.key: p.value for p in mixed.metadata_props}
-    assert meta["precdoctor.constants"].startswith("clamp")
+    assert meta["precdoctor.numerics.constants"].startswith("clamp")
     # the floor read by a low node: frontend/Clip is pinned here, so check the shipped conversion itself on the naive plan
     from precdoctor.graph import open_model
-    from precdoctor.mixed import mixed_model
-    from precdoctor.plan import Plan
+    from precdoctor.numerics.mixed import mixed_model
+    from precdoctor.planning.plan import Plan
 
     naive = mixed_model(open_model(planted_dir / "eps_underflow.onnx"), Plan("fp16")).model
     floor = next(i for i in naive.graph.initializer if i.name.startswith("frontend.floor"))
@@ -119,7 +119,7 @@ def test_tf32_rounding_in_the_graph_matches_numpy():
     from onnx import TensorProto, helper
 
     from precdoctor.graph import Namer
-    from precdoctor.rounding import tf32_nodes
+    from precdoctor.numerics.rounding import tf32_nodes
 
     nodes, inits = tf32_nodes("x", "y", 13, Namer(set()))
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
@@ -136,9 +136,9 @@ def test_tf32_rounding_in_the_graph_matches_numpy():
 
 
 def test_a_pinned_matmul_reads_tf32_inputs_when_the_target_computes_so():
-    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.numerics.emulation import EmulationOptions, emulation_model
     from precdoctor.graph import view
-    from precdoctor.plan import Plan
+    from precdoctor.planning.plan import Plan
 
     fx = planted.tf32_offset()
     graph = view(fx.model)

@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from helpers import run_cli, shared
-from precdoctor.errors import BadInput
+from precdoctor.core.errors import BadInput
 from precdoctor.tasks import audio, wer
 
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import run_cli
 from precdoctor.backends.trt import build_settings, tensorrt_version
 from precdoctor.backends.trt_layers import check_pins, nodes_of_layer
-from precdoctor.errors import BadInput
+from precdoctor.core.errors import BadInput
 
 TOPO = ["/enc/ln/Sub", "/enc/ln/Pow", "/enc/ln/ReduceMean_1", "/enc/ln/Add", "/enc/ln/Sqrt", "node_of_y", "/enc/out"]
 

@@ -63,9 +63,9 @@ def test_matching_infinities_agree(odd, tmp_path):
 
 
 def test_non_finite_values_that_do_not_match_are_errors():
-    from precdoctor import acceptance
-    from precdoctor.formats import get_format
-    from precdoctor.outputs import compare_outputs
+    from precdoctor.analysis import acceptance
+    from precdoctor.core.formats import get_format
+    from precdoctor.analysis.outputs import compare_outputs
 
     ref = {"y": np.array([[1.0, -np.inf, np.nan, 2.0]], np.float32)}
     same = {"y": np.array([[1.0, -np.inf, np.nan, 2.0]], np.float32)}
@@ -80,9 +80,9 @@ def test_non_finite_values_that_do_not_match_are_errors():
 
 
 def test_norms_of_a_row_with_nothing_comparable_are_undefined_not_perfect():
-    from precdoctor.formats import get_format
-    from precdoctor.metrics import metrics
-    from precdoctor.probes import numpy_stats
+    from precdoctor.core.formats import get_format
+    from precdoctor.numerics.metrics import metrics
+    from precdoctor.numerics.probes import numpy_stats
 
     nan = np.full(8, np.nan, np.float32)
     m = metrics(numpy_stats(nan, nan, get_format("fp16")), get_format("fp16"))
@@ -93,7 +93,7 @@ def test_norms_of_a_row_with_nothing_comparable_are_undefined_not_perfect():
 
 
 def test_rel_l2_of_an_all_zero_reference():
-    from precdoctor import acceptance
+    from precdoctor.analysis import acceptance
 
     c = acceptance.parse(["rel-l2<=0.05"])
     zero = {"y": np.zeros((1, 4), np.float32)}

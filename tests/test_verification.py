@@ -38,10 +38,10 @@ def _engine(folder: Path, pins, tmp_path: Path) -> Path:
     run's TF32 choice), weights inline, saved where the stand-ins can load it."""
     from onnx.external_data_helper import load_external_data_for_model
 
-    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.numerics.emulation import EmulationOptions, emulation_model
     from precdoctor.graph import open_model
-    from precdoctor.plan import Plan
-    from precdoctor.verification.references import read_manifest
+    from precdoctor.planning.plan import Plan
+    from precdoctor.ship.verification.references import read_manifest
 
     manifest = read_manifest(folder / "reference")
     saved = json.loads((folder / "pins.json").read_text())
@@ -84,7 +84,7 @@ def test_raw_references_read_back_equal(tmp_path):
     from polygraphy.comparator import RunResults
     from polygraphy.json import load_json
 
-    from precdoctor.verification.references import Manifest, read_manifest, read_sample, write_references
+    from precdoctor.ship.verification.references import Manifest, read_manifest, read_sample, write_references
 
     rng = np.random.default_rng(0)
     feed = {"audio:0": rng.standard_normal((2, 3, 5)).astype(np.float32), "ids": np.arange(-3, 3, dtype=np.int64),
@@ -120,8 +120,8 @@ def test_a_damaged_reference_file_is_refused_in_one_line(ln_run, tmp_path):
 def test_each_criterion_maps_onto_trtexecs_own_loss(criterion):
     """On candidates just inside and just outside the criterion, trtexec's verdict (its loss functions, replicated
     in the stand-in, against the mapped threshold) is precdoctor's, and NaN is the documented exception."""
-    from precdoctor import acceptance as acc
-    from precdoctor.verification.mapping import needs, trtexec_runs
+    from precdoctor.analysis import acceptance as acc
+    from precdoctor.ship.verification.mapping import needs, trtexec_runs
 
     rng = np.random.default_rng(1)
     r = rng.standard_normal((4, 64)).astype(np.float32)
@@ -147,8 +147,8 @@ def test_each_criterion_maps_onto_trtexecs_own_loss(criterion):
 
 
 def test_unmappable_criteria_are_named():
-    from precdoctor import acceptance as acc
-    from precdoctor.verification.mapping import needs, trtexec_runs
+    from precdoctor.analysis import acceptance as acc
+    from precdoctor.ship.verification.mapping import needs, trtexec_runs
 
     nd = needs(acc.parse(["argmax-agreement>=0.99", "finite"]), ["y"])
     assert nd.unmapped and "argmax-agreement" in nd.unmapped[0]
@@ -225,9 +225,9 @@ def rewrite_run(planted_dir, tmp_path_factory):
 
 
 def _emulated(model: Path, precision: str, pins, path: Path) -> Path:
-    from precdoctor.emulation import EmulationOptions, emulation_model
+    from precdoctor.numerics.emulation import EmulationOptions, emulation_model
     from precdoctor.graph import open_model
-    from precdoctor.plan import Plan
+    from precdoctor.planning.plan import Plan
 
     from onnx.external_data_helper import load_external_data_for_model
 
@@ -331,7 +331,7 @@ def test_a_verify_run_reads_back_and_the_report_declines_it(ln_run, tmp_path):
 
 
 def test_reference_subset_keeps_every_sample_under_the_budget_and_spreads_them_past_it():
-    from precdoctor.verification import reference_subset
+    from precdoctor.ship.verification import reference_subset
 
     assert reference_subset([100] * 10, 10_000) == list(range(10))
     few = reference_subset([1000] * 53, 10 * 2400)  # room for 10 of 53
@@ -342,8 +342,8 @@ def test_reference_subset_keeps_every_sample_under_the_budget_and_spreads_them_p
 
 def test_a_bisect_past_the_reference_budget_writes_a_spread_subset_and_says_so(planted_dir, tmp_path, monkeypatch):
     import precdoctor
-    from precdoctor import verification
-    from precdoctor.verification.references import read_manifest
+    from precdoctor.ship import verification
+    from precdoctor.ship.verification.references import read_manifest
 
     npz = np.load(planted_dir / "ln_overflow.npz")
     feeds = [{k: npz[k] * (1 + 0.01 * i) for k in npz.files} for i in range(6)]

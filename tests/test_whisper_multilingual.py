@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, read_json, run_cli, shared
 
-from precdoctor.errors import BadInput
+from precdoctor.core.errors import BadInput
 
 sys.path.insert(0, str(ROOT / "fixtures"))
 

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BadInput
-from ..limits import MEMORY_BUDGET_GB
-from ..records import Record
+from ..core.errors import BadInput
+from ..core.limits import MEMORY_BUDGET_GB
+from ..core.records import Record
 
 Runner = Callable[[dict], dict]
 BACKENDS = ("emulate", "ort-cuda", "trt")
@@ -106,13 +106,13 @@ class EngineParams:
 
     @property
     def target_name(self) -> str:
-        from ..targets import DEFAULT_TARGET
+        from ..numerics.targets import DEFAULT_TARGET
 
         return self.target or DEFAULT_TARGET
 
     def options(self):
         """The emulation options: the target's, with the overrides given."""
-        from ..targets import get_target
+        from ..numerics.targets import get_target
 
         given = {k: getattr(self, k) for k in ("profile", "recurrent", "constants", "tf32") if getattr(self, k) is not None}
         return replace(get_target(self.target_name).options(), **given)

@@ -5,10 +5,10 @@ import time
 
 import numpy as np
 
-from ..emulation import EmulationOptions, emulation_model
-from ..errors import BadInput
-from ..gating import GatedEmulation, gated_model
-from ..limits import BATCH_SAMPLES, MEMORY_BUDGET_GB
+from ..numerics.emulation import EmulationOptions, emulation_model
+from ..core.errors import BadInput
+from ..numerics.gating import GatedEmulation, gated_model
+from ..core.limits import BATCH_SAMPLES, MEMORY_BUDGET_GB
 from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
 

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from ..errors import BadInput
-from ..files import write_error
+from ..core.errors import BadInput
+from ..core.files import write_error
 from ..graph import inline_bytes, with_input_shapes
 from ..graph.naming import MARK
-from ..limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
+from ..core.limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
 ORT_LOG_SEVERITY = 4  # FATAL: what ONNX Runtime still prints goes with a crash, not a failure we report
 STOP_GRACE_SECONDS = 1.0  # how long a signalled command waits for ONNX Runtime to stop a run before it exits anyway

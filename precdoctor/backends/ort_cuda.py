@@ -9,8 +9,8 @@ outputs only) honours ``graph_opt``.
 """
 from __future__ import annotations
 
-from ..errors import BadInput
-from ..mixed import mixed_model
+from ..core.errors import BadInput
+from ..numerics.mixed import mixed_model
 from . import Backend, EngineInfo, Measurement, ort
 from .paired import Candidate, measure_paired
 

@@ -16,9 +16,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .. import probes, progress
+from ..numerics import probes
+from ..core import progress
 from ..graph import GraphView, Namer, aliases, concrete_sizes, derived_model
-from ..limits import FETCH_BUDGET_BYTES, FETCH_ELEMENTS, MEMORY_BUDGET_GB
+from ..core.limits import FETCH_BUDGET_BYTES, FETCH_ELEMENTS, MEMORY_BUDGET_GB
 from . import Measurement, ort
 
 
@@ -35,7 +36,7 @@ class Candidate:
 
 def _rename_subgraph_refs(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
     """Rename outer-scope names read inside a control-flow node's subgraphs."""
-    from ..ops import subgraphs
+    from ..core.ops import subgraphs
 
     for g in subgraphs(node):
         local = {i.name for i in g.input} | {i.name for i in g.initializer} | {o for n in g.node for o in n.output}

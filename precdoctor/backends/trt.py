@@ -26,11 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import probes
-from ..errors import BadInput
+from ..numerics import probes
+from ..core.errors import BadInput
 from ..graph.loading import save_model
-from ..mixed import mixed_model
-from ..schema import fp32_nodes
+from ..numerics.mixed import mixed_model
+from ..numerics.schema import fp32_nodes
 from . import Backend, EngineInfo, Measurement, ort
 from .trt_layers import check_pins, nodes_of_layer
 

@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInput
-from ..files import read_json
-from ..records import Record
+from ..core.errors import BadInput
+from ..core.files import read_json
+from ..core.records import Record
 
 _LOW = ("HALF", "FP16", "BFLOAT16", "BF16")
 _FOREIGN = re.compile(r"\{ForeignNode\[(?P<first>.*?)\.\.\.(?P<last>.*?)\]\}")

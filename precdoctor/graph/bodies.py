@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from ..ops import body_graphs, is_control_flow, subgraphs
+from ..core.ops import body_graphs, is_control_flow, subgraphs
 
 
 def subgraph_inputs(node: onnx.NodeProto) -> set[str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import BadInput
-from ..limits import limit, raise_hint
+from ..core.errors import BadInput
+from ..core.limits import limit, raise_hint
 from .attributes import attr, const_scalar
 from .shapes import concrete_sizes
 from .view import GraphView

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .bodies import walk_graphs
 
 log = logging.getLogger("precdoctor")

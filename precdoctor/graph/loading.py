@@ -7,9 +7,9 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from ..errors import BadInput
-from ..files import ensure_dir, regular_file, write_bytes
-from ..limits import INLINE_LIMIT, limit, raise_hint
+from ..core.errors import BadInput
+from ..core.files import ensure_dir, regular_file, write_bytes
+from ..core.limits import INLINE_LIMIT, limit, raise_hint
 from .bodies import walk_graphs
 from .containers import normalize
 from .naming import name_nodes

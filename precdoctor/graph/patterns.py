@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ops import ALIAS
-from ..records import Record
+from ..core.ops import ALIAS
+from ..core.records import Record
 from .attributes import const_scalar
 from .view import GraphView, ViewCache
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 import onnx
 
-from ..ops import is_control_flow
+from ..core.ops import is_control_flow
 from .assemble import derived_model
 from .attributes import attr
 from .bodies import body_graphs

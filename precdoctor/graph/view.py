@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .bodies import Bodies, index_bodies, subgraph_inputs, walk_graphs
 from .weights import WeightStore, inline_bytes
 

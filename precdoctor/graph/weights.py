@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..files import write_error
-from ..limits import WEIGHT_STORE_ALIGN, WEIGHT_STORE_MIN_BYTES
+from ..core.files import write_error
+from ..core.limits import WEIGHT_STORE_ALIGN, WEIGHT_STORE_MIN_BYTES
 
 _LIVE: weakref.WeakSet[WeightStore] = weakref.WeakSet()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..backends.trt_layers import PinCheck, check_pins, load_layer_info
-from ..errors import BadInput
+from ..core.errors import BadInput
 from ..graph import open_model
-from ..pinsfile import read_pins
+from ..planning.pinsfile import read_pins
 
 
 @dataclass(frozen=True)

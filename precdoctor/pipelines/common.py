@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 from .. import __version__
-from ..comparison import Comparison
-from ..errors import BadInput
+from ..analysis.comparison import Comparison
+from ..core.errors import BadInput
 from ..graph import GraphView, open_model
 from ..graph.bounds import check_sizes
-from ..inputs import InputSpec, Sample, infinite_inputs
+from ..planning.inputs import InputSpec, Sample, infinite_inputs
 from ..runs import InputInfo
 from ..tasks.judge import TaskJudge
-from ..verdicts import VERDICT, input_warnings
+from ..analysis.verdicts import VERDICT, input_warnings
 
 VERSIONED = ("onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
 

@@ -13,19 +13,19 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .. import progress
+from ..core import progress
 from ..backends import EngineParams
-from ..comparison import Tolerance
-from ..controlflow import compare_plan
-from ..destinations import check_output_file
-from ..errors import BadInput
-from ..files import dump_json
-from ..inputs import InputSpec
-from ..pinsfile import build_plan
-from ..plan import PRECISIONS, config_name
+from ..analysis.comparison import Tolerance
+from ..analysis.controlflow import compare_plan
+from ..core.destinations import check_output_file
+from ..core.errors import BadInput
+from ..core.files import dump_json
+from ..planning.inputs import InputSpec
+from ..planning.pinsfile import build_plan
+from ..planning.plan import PRECISIONS, config_name
 from ..runs import CompareRun, InputInfo
 from ..tasks.registry import TaskParams
-from ..verdicts import compare_verdict, warnings_of
+from ..analysis.verdicts import compare_verdict, warnings_of
 from .common import Clock, Loaded, begin, load_graph, refuse_empty_outputs, versions
 
 

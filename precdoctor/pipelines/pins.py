@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import FILES, FORMATS, write_artifacts
-from ..destinations import Staging, check_output_dir, check_set
-from ..errors import BadInput
+from ..ship.artifacts import FILES, FORMATS, write_artifacts
+from ..core.destinations import Staging, check_output_dir, check_set
+from ..core.errors import BadInput
 from ..graph import open_model
-from ..pinsfile import read_pins
-from ..plan import Plan
-from ..verification import saved_polygraphy_commands
+from ..planning.pinsfile import read_pins
+from ..planning.plan import Plan
+from ..ship.verification import saved_polygraphy_commands
 
 log = logging.getLogger("precdoctor")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..destinations import check_output_file
-from ..errors import BadInput
+from ..core.destinations import check_output_file
+from ..core.errors import BadInput
 from ..runs import ScanRun, VerifyRun, read_run
 
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import progress
-from ..destinations import check_output_file
-from ..files import dump_json
-from ..inputs import InputSpec
-from ..risks import find_risks
+from ..core import progress
+from ..core.destinations import check_output_file
+from ..core.files import dump_json
+from ..planning.inputs import InputSpec
+from ..analysis.risks import find_risks
 from ..runs import ScanRun
-from ..targets import DEFAULT_TARGET, get_target
+from ..numerics.targets import DEFAULT_TARGET, get_target
 from .common import begin, versions
 
 

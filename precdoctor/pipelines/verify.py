@@ -23,15 +23,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import acceptance as acc
+from ..analysis import acceptance as acc
 from ..backends import GRAPH_OPT_LEVELS, VERIFY_BACKENDS, EngineInfo, EngineParams
-from ..destinations import check_output_file
-from ..errors import BadInput
-from ..files import dump_json, inside_folder
-from ..pinsfile import read_pins
-from ..plan import Plan
+from ..core.destinations import check_output_file
+from ..core.errors import BadInput
+from ..core.files import dump_json, inside_folder
+from ..planning.pinsfile import read_pins
+from ..planning.plan import Plan
 from ..runs import PlanVerdict, SampleVerdict, VerifyRun
-from ..verification.references import FOLDER, MANIFEST, CheckedPlan, Manifest, read_manifest, read_sample
+from ..ship.verification.references import FOLDER, MANIFEST, CheckedPlan, Manifest, read_manifest, read_sample
 from .common import Clock, versions
 
 log = logging.getLogger("precdoctor")

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..backends import EngineParams
-from ..destinations import check_output_file
-from ..errors import BadInput
-from ..files import dump_json
-from ..pinsfile import build_plan
-from ..plan import PRECISIONS
+from ..core.destinations import check_output_file
+from ..core.errors import BadInput
+from ..core.files import dump_json
+from ..planning.pinsfile import build_plan
+from ..planning.plan import PRECISIONS
 from ..runs import WerRun
 from ..tasks.judge import configs
 from ..tasks.registry import TaskParams

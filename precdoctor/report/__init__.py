@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import require
-from ..files import write_text
+from ..core.errors import require
+from ..core.files import write_text
 from .page import build_page
 from .plots import figures
 
@@ -20,7 +20,7 @@ def _environment():
     env = jinja2.Environment(loader=jinja2.PackageLoader("precdoctor.report", "templates"),
                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
                              undefined=jinja2.StrictUndefined)
-    from ..acceptance import measure_label
+    from ..analysis.acceptance import measure_label
     from .numbers import count, num, pct
 
     env.filters["g"] = num

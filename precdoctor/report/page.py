@@ -11,13 +11,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..artifacts import read_command_file
-from ..comparison import Comparison
-from ..formats import get_format
-from ..limits import REPORT_TENSORS, REPORT_TRACE
-from ..plan import config_name
+from ..ship.artifacts import read_command_file
+from ..analysis.comparison import Comparison
+from ..core.formats import get_format
+from ..core.limits import REPORT_TENSORS, REPORT_TRACE
+from ..planning.plan import config_name
 from ..runs import BisectRun, CompareRun, WerRun
-from ..status import BisectVerdict, CompareVerdict
+from ..core.status import BisectVerdict, CompareVerdict
 from .numbers import count, flops, num, pct
 from .rewrite import rewrite_section, rewrite_sentence
 from .task import decode_steps, decodes, task_rows, worst

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ..formats import get_format
+from ..core.formats import get_format
 from .svg import Chart, Rule, Series, render
 
 SERIES_STYLE = [("#d62728", 2.4, ""), ("#1a7f1a", 1.4, "6 3"), ("#1f77b4", 1.0, "2 2"), ("#ff7f0e", 1.0, "")]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import read_command_file
-from ..plan import config_name
+from ..ship.artifacts import read_command_file
+from ..planning.plan import config_name
 from ..rewrite import FAMILIES
 from ..runs import BisectRun, Cost
-from ..status import RewriteStatus
+from ..core.status import RewriteStatus
 from .numbers import count, flops, num, pct
 
 STATUS = {RewriteStatus.FIXED: "fixed by rewrites alone: every node in the low format",

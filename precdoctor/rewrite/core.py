@@ -19,12 +19,12 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ..formats import Format
+from ..core.formats import Format
 from ..graph import GraphView, Namer, attrs, const_scalar, derived_model
 from ..graph.view import view
-from ..limits import CONSTANT_DISTORTION
-from ..ranges import TensorRange
-from ..records import Record
+from ..core.limits import CONSTANT_DISTORTION
+from ..analysis.ranges import TensorRange
+from ..core.records import Record
 
 HEADROOM = 4.0  # activations may grow this much past the largest seen on the samples before a rescaled op overflows again
 POW2_STEP = 14  # 2^+-14 are normal numbers in FP16 and BF16: a larger power of two is applied as several Muls
@@ -95,14 +95,14 @@ class Context:
 
     def holds(self, value: float) -> float:
         """What the low format holds for the constant ``value``, converted as the engine converts constants."""
-        from ..constants import convert
+        from ..numerics.constants import convert
 
         return float(convert(np.array([value], np.float32), self.fmt, self.constants)[0])
 
     def held(self, value) -> np.ndarray:
         """Elementwise: does the format hold ``value`` (0 stays 0; anything else nonzero, finite where it is, within
         CONSTANT_DISTORTION) under the engine's conversion?"""
-        from ..constants import convert
+        from ..numerics.constants import convert
 
         a = np.asarray(value, np.float32)
         got = convert(a.reshape(-1), self.fmt, self.constants).reshape(a.shape)

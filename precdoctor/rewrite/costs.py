@@ -3,10 +3,10 @@ keeps FP32), Cast nodes of the mixed ONNX, FLOPs computed in FP32, and what a re
 from __future__ import annotations
 
 from ..graph import GraphView
-from ..mixed import mixed_model
-from ..plan import Plan
+from ..numerics.mixed import mixed_model
+from ..planning.plan import Plan
 from ..runs import Cost
-from ..schema import fp32_nodes
+from ..numerics.schema import fp32_nodes
 from .core import Rewrite
 
 

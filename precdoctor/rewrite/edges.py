@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..backends.reference import ReferenceRunner
-from ..limits import EDGE_ROW_STRIDE
-from ..records import Record
+from ..core.limits import EDGE_ROW_STRIDE
+from ..core.records import Record
 
 log = logging.getLogger("precdoctor")
 

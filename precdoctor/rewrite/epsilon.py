@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from ..graph import attrs, const_scalar
-from ..ops import EPSILON_CONSUMERS
+from ..core.ops import EPSILON_CONSUMERS
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, describe
 from .structure import nonnegative, scalar_input
 

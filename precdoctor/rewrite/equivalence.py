@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from ..backends import ort
 from ..graph import GraphView, derived_model
-from ..records import Record
+from ..core.records import Record
 from .core import Candidate
 
 

@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from ..graph import const_array
-from ..limits import MIN_HEADROOM, UNDERFLOW_SHARE
+from ..core.limits import MIN_HEADROOM, UNDERFLOW_SHARE
 from .core import HEADROOM, Candidate, Context, Editor, Rewrite, ScaledTensor, describe, pow2_exponent
 from .structure import NormSite, norm_sites, reduce_axes
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..artifacts import trtexec11_command, trtexec_command
-from ..files import write_text
+from ..ship.artifacts import trtexec11_command, trtexec_command
+from ..core.files import write_text
 from ..graph.loading import save_model
 from ..graph import GraphView
-from ..mixed import check, mixed_model
-from ..plan import Plan
-from ..quoting import comment_safe
+from ..numerics.mixed import check, mixed_model
+from ..planning.plan import Plan
+from ..core.quoting import comment_safe
 from ..runs import RewriteFiles
-from ..schema import forced_fp32
+from ..numerics.schema import forced_fp32
 
 MODEL = "model.rewritten.onnx"
 MIXED = "model.rewritten.mixed.onnx"

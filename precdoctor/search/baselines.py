@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..comparison import Comparison
+from ..analysis.comparison import Comparison
 from ..graph import GraphView
-from ..limits import RANGE_RULE_DATA_MAX, RANGE_RULE_INIT_MAX
-from ..records import Record
+from ..core.limits import RANGE_RULE_DATA_MAX, RANGE_RULE_INIT_MAX
+from ..core.records import Record
 from .evaluator import BudgetExhausted, Evaluator
 from .localize import candidates
 from .strategy import shortest_passing_prefix

@@ -6,8 +6,8 @@ import math
 import time
 from typing import Callable
 
-from .. import progress
-from ..acceptance import Verdict, measure_label
+from ..core import progress
+from ..analysis.acceptance import Verdict, measure_label
 from .journal import Evaluation, Journal
 
 log = logging.getLogger("precdoctor")

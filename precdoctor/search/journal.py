@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..recordlog import RecordLog
-from ..records import Record
+from ..core.recordlog import RecordLog
+from ..core.records import Record
 
 
 @dataclass

@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import constants
-from ..comparison import Comparison
-from ..formats import Format
+from ..numerics import constants
+from ..analysis.comparison import Comparison
+from ..core.formats import Format
 from ..graph import GraphView
-from ..limits import SENSITIVE_HOPS
-from ..ranges import findings
-from ..ops import EPSILON_CONSUMERS, KEEPS_SMALL, SHAPE_ONLY, is_control_flow
-from ..records import Record
+from ..core.limits import SENSITIVE_HOPS
+from ..analysis.ranges import findings
+from ..core.ops import EPSILON_CONSUMERS, KEEPS_SMALL, SHAPE_ONLY, is_control_flow
+from ..core.records import Record
 
 
 @dataclass

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..records import Record
-from ..status import SearchStatus
+from ..core.records import Record
+from ..core.status import SearchStatus
 from .evaluator import BudgetExhausted, Evaluator
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import progress
-from ..errors import BadInput, require
-from ..files import read_text, regular_file
+from ..core import progress
+from ..core.errors import BadInput, require
+from ..core.files import read_text, regular_file
 
 log = logging.getLogger("precdoctor")
 

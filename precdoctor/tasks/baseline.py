@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..limits import (
+from ..core.limits import (
     BASELINE_EMPTY_SHARE,
     BASELINE_LOOP_SHARE,
     BASELINE_MAX_WER,
     LOOP_PERIOD,
     LOOP_TAIL,
 )
-from ..records import Record
+from ..core.records import Record
 
 EXAMPLE_CHARS = 80  # of a transcript quoted in the one-line refusal
 

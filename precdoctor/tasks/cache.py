@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from ..recordlog import RecordLog
-from ..records import Record
+from ..core.recordlog import RecordLog
+from ..core.records import Record
 
 
 @dataclass

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
-from ..files import read_json, read_text, regular_file
-from ..limits import MAX_VOCAB_ID
+from ..core.errors import BadInput
+from ..core.files import read_json, read_text, regular_file
+from ..core.limits import MAX_VOCAB_ID
 
 
 def _from_table(table, path: Path) -> list[str]:

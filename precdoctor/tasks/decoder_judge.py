@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput
-from ..plan import Plan
+from ..core.errors import BadInput
+from ..planning.plan import Plan
 from .decodes import StepErrors
 from .decoding import last_logits, logit_error
 from .judge import TaskJudge, Transcripts, dataset
@@ -52,7 +52,7 @@ class DecoderJudge(TaskJudge):
 
     def feed(self, k: int) -> dict:
         """The encoder's input for clip k, checked against the encoder."""
-        from ..inputs import validate
+        from ..planning.inputs import validate
 
         where = f"the {self.task.name} task's encoder input for clip {self.clips[k].id!r}"
         return validate(self.encoder, [self.task.feeds(self.audio[k], self.input_name)], where)[0]
@@ -73,7 +73,7 @@ class DecoderJudge(TaskJudge):
     def recording(self) -> Recording:
         """FP32's decode of the proxy clips, every step's decoder inputs and logits recorded (once)."""
         if self._recording is None:
-            from ..inputs import validate
+            from ..planning.inputs import validate
 
             fp32, feeds, steps, logits, tokens = self._fp32_runner(), [], [], [], {}
             for k in range(min(self.params.proxy_clips, len(self.audio))):

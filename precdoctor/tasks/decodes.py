@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..records import Record
+from ..core.records import Record
 from .decoding import agreement, departure
 
 AFTER_TOKENS = 6  # tokens shown on each side from the departure on

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import BadInput
-from ..inputs import input_specs
+from ..core.errors import BadInput
+from ..planning.inputs import input_specs
 
 Runner = Callable[[dict], dict]
 TOKEN_INPUTS = ("input_ids", "decoder_input_ids", "tokens")  # which integer input holds the ids, where there are several

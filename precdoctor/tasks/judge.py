@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import progress
-from ..acceptance import Criterion, Verdict
-from ..errors import BadInput
-from ..plan import Plan, config_name, other_precision
-from ..records import Record
+from ..core import progress
+from ..analysis.acceptance import Criterion, Verdict
+from ..core.errors import BadInput
+from ..planning.plan import Plan, config_name, other_precision
+from ..core.records import Record
 from . import audio, wer
 from .baseline import Baseline, check, refusal
 from .decodes import DecodeReport, StepErrors, decode_report
@@ -96,7 +96,7 @@ class TaskJudge:
 
     def feed(self, k: int) -> dict:
         """The task's model input for clip k, checked against the model as any input sample is."""
-        from ..inputs import validate
+        from ..planning.inputs import validate
 
         where = f"the {self.task.name} task's input for clip {self.clips[k].id!r}"
         return validate(self.graph, [self.task.feeds(self.audio[k], self.input_name)], where)[0]

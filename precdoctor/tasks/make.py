@@ -2,7 +2,7 @@
 (a module of its own: the decoder's judge builds on the model's, so neither can choose between them)."""
 from __future__ import annotations
 
-from ..errors import BadInput
+from ..core.errors import BadInput
 from .judge import TaskJudge, dataset
 from .registry import TaskParams, make_task
 

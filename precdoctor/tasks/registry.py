@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import BadInput, require
-from ..files import regular_file
-from ..limits import PROXY_CLIPS
+from ..core.errors import BadInput, require
+from ..core.files import regular_file
+from ..core.limits import PROXY_CLIPS
 from .whisper_setup import SPEECH_TASKS, WHISPER_PARTS
 
 TASKS = ("ctc", "whisper")
@@ -227,7 +227,7 @@ class Plugin:
         return [str(f) for f in out]
 
     def describe(self) -> dict:
-        from ..records import encode
+        from ..core.records import encode
 
         d = self._call("describe")
         try:

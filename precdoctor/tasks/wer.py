@@ -17,8 +17,8 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import require
-from ..records import Record
+from ..core.errors import require
+from ..core.records import Record
 
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()

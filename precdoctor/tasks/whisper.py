@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput, require
-from ..files import read_json, regular_file
+from ..core.errors import BadInput, require
+from ..core.files import read_json, regular_file
 from ..graph import open_model
 from .decoding import DETECT, DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
@@ -123,7 +123,7 @@ class WhisperTask:
                 self._decoders[key] = ReferenceRunner(self.decoder_graph)
             else:
                 from ..backends.emulate import EmulationBackend
-                from ..plan import Plan
+                from ..planning.plan import Plan
 
                 self._decoders[key] = EmulationBackend().runner(self.decoder_graph, Plan(key))
         return self._decoders[key]

@@ -26,10 +26,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInput
-from ..files import read_json
-from ..limits import MAX_VOCAB_ID
-from ..records import Record
+from ..core.errors import BadInput
+from ..core.files import read_json
+from ..core.limits import MAX_VOCAB_ID
+from ..core.records import Record
 from .decoding import DETECT
 
 MULTILINGUAL_VOCAB = 51865  # openai/whisper: a vocabulary this wide or wider is a multilingual checkpoint

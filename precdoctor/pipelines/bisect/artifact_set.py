@@ -12,22 +12,22 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ... import acceptance as acc
-from ...artifacts import FILES, Artifacts, write_artifacts
-from ...destinations import Staging, check_output_dir, check_output_file, check_outside_set, check_owned_dirs, check_set
-from ...files import dump_json
-from ...limits import REFERENCE_MAX_BYTES
-from ...mixed import constants_note
-from ...pinsfile import PinsFile
-from ...plan import Plan
+from ...analysis import acceptance as acc
+from ...ship.artifacts import FILES, Artifacts, write_artifacts
+from ...core.destinations import Staging, check_output_dir, check_output_file, check_outside_set, check_owned_dirs, check_set
+from ...core.files import dump_json
+from ...core.limits import REFERENCE_MAX_BYTES
+from ...numerics.mixed import constants_note
+from ...planning.pinsfile import PinsFile
+from ...planning.plan import Plan
 from ...rewrite.shipped import FILES as REWRITE_FILES
 from ...rewrite.shipped import MIXED as REWRITTEN_MIXED
 from ...rewrite.shipped import MODEL as REWRITTEN_MODEL
 from ...rewrite.shipped import write as write_rewrite
 from ...runs import BisectRun, RewriteResult
-from ...targets import describe
-from ...verification import FILES as VERIFY_FILES
-from ...verification import OWNED_DIRS, PlanToCheck, Verification, write_verification
+from ...numerics.targets import describe
+from ...ship.verification import FILES as VERIFY_FILES
+from ...ship.verification import OWNED_DIRS, PlanToCheck, Verification, write_verification
 from .fix import Fixed
 from .job import Job
 from .params import BisectParams

@@ -13,11 +13,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ... import acceptance as acc
-from ...comparison import fault_nonfinite
-from ...limits import evaluation_bound
+from ...analysis import acceptance as acc
+from ...analysis.comparison import fault_nonfinite
+from ...core.limits import evaluation_bound
 from ...search import Evaluator, Journal, SearchResult, fingerprint, search
-from ...status import SearchStatus
+from ...core.status import SearchStatus
 
 log = logging.getLogger("precdoctor")
 

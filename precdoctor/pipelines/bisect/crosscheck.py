@@ -14,19 +14,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from ... import acceptance as acc
-from ... import progress
+from ...analysis import acceptance as acc
+from ...core import progress
 from ...backends.emulate import EmulationBackend
-from ...emulation import EmulationOptions
+from ...numerics.emulation import EmulationOptions
 from ...graph import GraphView
-from ...ops import TF32_INPUTS
-from ...plan import Plan
-from ...recordlog import RecordLog
-from ...records import Record
+from ...core.ops import TF32_INPUTS
+from ...planning.plan import Plan
+from ...core.recordlog import RecordLog
+from ...core.records import Record
 from ...runs import TargetVerdict, Tf32Check
-from ...schema import fp32_nodes
+from ...numerics.schema import fp32_nodes
 from ...search import fingerprint
-from ...targets import TARGETS, describe
+from ...numerics.targets import TARGETS, describe
 from .job import Job
 
 log = logging.getLogger("precdoctor")

@@ -25,21 +25,21 @@ import hashlib
 import logging
 from dataclasses import dataclass, replace
 
-from ... import acceptance as acc
+from ...analysis import acceptance as acc
 from ...backends.emulate import EmulationBackend
-from ...comparison import Comparison
+from ...analysis.comparison import Comparison
 from ...graph import GraphView
-from ...mixed import mixed_model
-from ...ops import FUSED_NORMS
-from ...plan import Plan, config_name
+from ...numerics.mixed import mixed_model
+from ...core.ops import FUSED_NORMS
+from ...planning.plan import Plan, config_name
 from ...rewrite import FP32_TOLERANCE, Candidate, Context, apply_all, match
 from ...rewrite import edges as edge_check
 from ...rewrite.costs import pins_cost, pins_inside, plan_cost, rewrite_cost
 from ...rewrite.equivalence import Reference, measure
-from ...risks import SEVERITY, find_risks
+from ...analysis.risks import SEVERITY, find_risks
 from ...runs import Cost, RewriteAlternative, RewriteCheck, RewriteResult
 from ...search import BudgetExhausted, Evaluator, Journal, Localization, SearchResult, fingerprint
-from ...status import BisectVerdict, RewriteStatus, SearchStatus
+from ...core.status import BisectVerdict, RewriteStatus, SearchStatus
 from ...tasks.judge import WerRow
 from .crosscheck import check_tf32, other_targets
 from .confirm import chained

@@ -12,18 +12,19 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
-from ... import __version__, progress
-from ... import acceptance as acc
+from ... import __version__
+from ...core import progress
+from ...analysis import acceptance as acc
 from ...backends import Backend
-from ...comparison import Comparison
-from ...comparisonlog import ComparisonLog, RangeLog, StoredRanges
-from ...controlflow import compare_plan, scan_ranges
-from ...errors import BadInput
-from ...files import ensure_dir
-from ...formats import Format
+from ...analysis.comparison import Comparison
+from ...analysis.comparisonlog import ComparisonLog, RangeLog, StoredRanges
+from ...analysis.controlflow import compare_plan, scan_ranges
+from ...core.errors import BadInput
+from ...core.files import ensure_dir
+from ...core.formats import Format
 from ...graph import GraphView, concrete_shapes, external_files, node_flops
-from ...plan import Plan
-from ...recordlog import RecordLog
+from ...planning.plan import Plan
+from ...core.recordlog import RecordLog
 from ...runs import InputInfo
 from ...search import Localization, code_digest, fingerprint, rank
 from ...tasks.cache import TranscriptStore

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ... import acceptance as acc
+from ...analysis import acceptance as acc
 from ...backends import EngineParams
-from ...distributed import ScaleParams
-from ...errors import BadInput
-from ...external import ExternalCheck
-from ...inputs import InputSpec
-from ...limits import DEFAULT_BUDGET
-from ...plan import FIX_MODES, PRECISIONS
+from ...backends.distributed import ScaleParams
+from ...core.errors import BadInput
+from ...ship.external import ExternalCheck
+from ...planning.inputs import InputSpec
+from ...core.limits import DEFAULT_BUDGET
+from ...planning.plan import FIX_MODES, PRECISIONS
 from ...tasks.registry import TaskParams
 
 

@@ -7,15 +7,15 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ... import acceptance as acc
-from ... import progress
-from ...comparison import Comparison
-from ...external import CRITERION as CHECK
-from ...external import ExternalCheck
-from ...limits import evaluation_bound
-from ...plan import Plan
+from ...analysis import acceptance as acc
+from ...core import progress
+from ...analysis.comparison import Comparison
+from ...ship.external import CRITERION as CHECK
+from ...ship.external import ExternalCheck
+from ...core.limits import evaluation_bound
+from ...planning.plan import Plan
 from ...search import Evaluation, Evaluator, Journal, Localization, SearchResult, fingerprint, search
-from ...status import SearchStatus
+from ...core.status import SearchStatus
 from ...tasks.judge import Confirmation, TaskReport
 from .confirm import Check, confirm, finite_inside, merge
 from .job import Job

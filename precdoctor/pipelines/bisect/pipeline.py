@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import logging
 
-from ... import acceptance as acc
-from ... import progress
-from ...comparison import Comparison, hidden_nonfinite
-from ...destinations import FolderLock
-from ...limits import MOSTLY_FP32_SHARE
-from ...plan import Plan, other_precision
+from ...analysis import acceptance as acc
+from ...core import progress
+from ...analysis.comparison import Comparison, hidden_nonfinite
+from ...core.destinations import FolderLock
+from ...core.limits import MOSTLY_FP32_SHARE
+from ...planning.plan import Plan, other_precision
 from ...runs import BisectComparisons, BisectRun, Flops, InputInfo
 from ...search import Baselines, Evaluator, OurResult, SearchResult, candidates, prefix_bisection, range_rule
-from ...status import BisectVerdict, SearchStatus
-from ...targets import describe
+from ...core.status import BisectVerdict, SearchStatus
+from ...numerics.targets import describe
 from ...tasks.judge import configs
-from ...verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference, saturation_note
+from ...analysis.verdicts import ALLOW_INTERNAL, reference_note, refuse_nan_reference, saturation_note
 from ..common import Clock, refuse_empty_outputs, versions
 from .artifact_set import ArtifactSet, refuse_destinations
 from .crosscheck import check_tf32, other_targets

@@ -1,0 +1,1 @@
+"""Judging outputs: flat graphs, ranges, comparison, acceptance, verdicts, risks."""

@@ -1,0 +1,110 @@
+"""Plans evaluated on Ray actors (``--workers N``, ``--ray-address ADDR``; the ``precdoctor[scale]`` extra).
+
+One actor per worker slot (a CPU slot here, a GPU where the actors ask for one) holds the model and its
+sessions (the gated emulation: every plan an inference pass, gating.py); an evaluation's samples are split
+across the actors and their outputs put back in sample order, so the judge (acceptance.py, on the driver)
+sees what the sequential run sees and the run's pins, verdicts and journal are the same. An actor lost
+mid-evaluation is restarted by Ray and its task retried (``max_restarts``, ``max_task_retries``); a run killed
+as a whole resumes from its journal like any other. Ray is imported only when workers are asked for.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..core.errors import BadInput
+from ..core.limits import ACTOR_RESTARTS
+
+SCALE_EXTRA = "pip install 'precdoctor[scale]'"
+
+
+@dataclass(frozen=True)
+class ScaleParams:
+    """How many workers evaluate plans, and on which Ray cluster (None: one started on this host)."""
+
+    workers: int = 1
+    ray_address: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.workers > 1 or self.ray_address is not None
+
+    def check(self) -> None:
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise BadInput(f"--workers must be 1 or more, not {self.workers}")
+        if self.distributed:
+            try:
+                import ray  # noqa: F401
+            except ImportError:
+                raise BadInput(f"--workers {self.workers}{' --ray-address' if self.ray_address else ''} needs Ray: "
+                               f"{SCALE_EXTRA}") from None
+
+
+class _Worker:
+    """One actor: the model under test and its sessions, built once; evaluates a plan on some of the samples."""
+
+    def __init__(self, model: bytes, options, device: str, samples: list):
+        import onnx
+
+        from .emulate import EmulationBackend
+        from ..graph import view
+
+        self.samples = samples
+        self.runners = EmulationBackend(options, device=device).runners(view(onnx.load_from_string(model)), samples)
+
+    def run(self, precision: str, pins: list[str], indices: list[int]) -> list[dict]:
+        from ..planning.plan import Plan
+
+        runner = self.runners(Plan(precision, frozenset(pins)))
+        return [runner(self.samples[k]) for k in indices]
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+
+class RayRunners:
+    """The plans of a search evaluated on Ray actors (see the module docstring); ``outputs`` as PlanRunners'."""
+
+    def __init__(self, graph, samples: list, backend, scale: ScaleParams):
+        import ray
+
+        if not ray.is_initialized():
+            kw = {"address": scale.ray_address} if scale.ray_address else {"num_cpus": scale.workers}
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
+        self.ray, self.samples, self.turn = ray, samples, 0
+        slot = {"num_gpus": 1} if backend.device == "cuda" else {"num_cpus": 1}  # one actor per GPU, else per CPU slot
+        actor = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, **slot)(_Worker)
+        # held as long as the actors: a restarted actor is built again from these (ray.put objects die with their refs)
+        self.model_ref, self.samples_ref = ray.put(graph.model_with_data().SerializeToString()), ray.put(samples)
+        self.actors = [actor.remote(self.model_ref, backend.options, backend.device, self.samples_ref) for _ in range(scale.workers)]
+
+    def capacity(self) -> int:
+        """Plans that can run at once: one per group of actors an evaluation's samples occupy."""
+        return max(1, len(self.actors) // min(len(self.actors), len(self.samples)))
+
+    def submit(self, plan) -> list:
+        """Each actor's share of the samples (every n-th), as futures, on the next group of actors in turn."""
+        n = min(len(self.actors), len(self.samples))
+        group = self.turn % self.capacity()
+        self.turn += 1
+        actors = self.actors[group * n:(group + 1) * n]
+        return [(list(range(k, len(self.samples), n)), actors[k].run.remote(plan.precision, sorted(plan.pins),
+                                                                            list(range(k, len(self.samples), n))))
+                for k in range(n)]
+
+    def collect(self, futures: list) -> list[dict]:
+        out: list = [None] * len(self.samples)
+        for indices, ref in futures:
+            for k, res in zip(indices, self.ray.get(ref)):
+                out[k] = res
+        return out
+
+    def outputs(self, plan) -> list[dict]:
+        """The plan's graph outputs on every sample, in sample order."""
+        return self.collect(self.submit(plan))
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []

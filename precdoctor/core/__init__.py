@@ -1,0 +1,1 @@
+"""The base layer: errors, limits, record files, destinations, quoting, formats, ops, statuses, progress."""

@@ -1,0 +1,1 @@
+"""Reduced-precision numerics: rounding, emulation, gating, targets, probes, metrics."""

@@ -1,0 +1,1 @@
+"""What is shipped to the user: artifacts, external tools' commands, verification scripts."""
