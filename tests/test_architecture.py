@@ -1,4 +1,4 @@
-"""The shape of the code: no import cycles, distinct module names, ruff clean, typed state owned by the object that
+"""The shape of the code: the layers in order, no import cycles, distinct module names, ruff clean, typed state owned by the object that
 computes it (no shared cache dict, no read that depends on call order)."""
 from __future__ import annotations
 
@@ -99,6 +99,43 @@ def test_the_cycle_finder_finds_a_cycle():
 def test_no_import_cycles():
     cycles = _cycles(_imports(_modules()))
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+# The layers, lowest first: a module imports only from its own layer or an earlier one. The root package (the public
+# API, and __version__ that the records carry) stands above them all. runs.py (the run records) shares the layer of
+# search, tasks, rewrite and ship: it holds their results, and rewrite's costs and shipped files are written as its types.
+LAYERS = (
+    ("core",),
+    ("graph",),
+    ("planning",),
+    ("numerics",),
+    ("backends",),
+    ("analysis",),
+    ("search", "tasks", "rewrite", "ship", "runs"),
+    ("report", "pipelines"),
+    ("interface",),
+)
+
+
+def _layer(module: str) -> int | None:
+    top = module.split(".")[1] if "." in module else None
+    return next((i for i, names in enumerate(LAYERS) if top in names), None)
+
+
+def test_every_module_has_a_layer():
+    loose = sorted(m for m in _modules() if m != "precdoctor" and _layer(m) is None)
+    assert not loose, f"modules in no layer of LAYERS: {loose}"
+
+
+def test_no_module_imports_from_a_later_layer():
+    upward = sorted(f"{m} -> {t}" for m, ts in _imports(_modules()).items() for t in ts
+                    if t != "precdoctor" and m != "precdoctor" and _layer(t) > _layer(m))
+    assert not upward, "imports running back up the layers: " + "; ".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert _layer("precdoctor.core.errors") < _layer("precdoctor.analysis.flatten") < _layer("precdoctor.interface.cli")
+    assert _layer("precdoctor.runs") == _layer("precdoctor.rewrite.costs")
 
 
 def test_no_module_name_is_used_twice():
