@@ -95,7 +95,7 @@ class Job:
         """The runner of each plan the search judges: the backend's, one session for every plan where it can (gating.py);
         on Ray actors with --workers/--ray-address (distributed.py)."""
         if self.p.scale.distributed and self.backend.name == "emulate" and not self.variant:  # a rewritten graph: here
-            from ..distributed import RayRunners
+            from ...distributed import RayRunners
 
             return RayRunners(self.graph, self.samples, self.backend, self.p.scale)
         return self.backend.runners(self.graph, self.samples)
