@@ -1,6 +1,8 @@
 """CPU emulation of FP16/BF16: the rounded FP32 graph of emulation.py on ONNX Runtime CPU."""
 from __future__ import annotations
 
+import logging
+
 import time
 
 import numpy as np
@@ -11,6 +13,8 @@ from ..numerics.gating import GatedEmulation, gated_model
 from ..core.limits import BATCH_SAMPLES, MEMORY_BUDGET_GB
 from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
+
+log = logging.getLogger("precdoctor")
 
 
 class EmulationBackend(Backend):
@@ -87,8 +91,17 @@ class GatedRunners(PlanRunners):
         Gated or per-plan, whichever this machine runs cheaper (the outputs are the same, bit for bit): ``Choice``."""
         t = time.perf_counter()
         kind = self.choice.pick()
-        runner = self(plan) if kind == "gated" else PlanRunners.__call__(self, plan)
-        out = self._outputs(plan, runner)
+        if kind == "gated":
+            try:
+                out = self._outputs(plan, self(plan))
+            except (BadInput, ort.RuntimeFailure) as exc:
+                # the per-plan graphs compute the same outputs bit for bit: a gated model ONNX Runtime refuses (a weight
+                # read inside a control-flow body it cannot resolve, say) costs speed, never the verdict
+                log.warning(f"the gated emulation could not run ({exc}); every plan gets its own graph")
+                self.choice.chosen = kind = "per-plan"
+                out = self._outputs(plan, PlanRunners.__call__(self, plan))
+        else:
+            out = self._outputs(plan, PlanRunners.__call__(self, plan))
         self.choice.took(kind, time.perf_counter() - t)
         return out
 
