@@ -86,7 +86,7 @@ def test_bisect_says_which_targets_fail_and_ships_clamped_constants(planted_dir,
     assert "Targets" in html and "trt-weak" in html and "constants cast" in html
     mixed = onnx.load(out / "model.mixed.onnx")
     meta = {p.key: p.value for p in mixed.metadata_props}
-    assert meta["precdoctor.numerics.constants"].startswith("clamp")
+    assert meta["precdoctor.constants"].startswith("clamp")
     # the floor read by a low node: frontend/Clip is pinned here, so check the shipped conversion itself on the naive plan
     from precdoctor.graph import open_model
     from precdoctor.numerics.mixed import mixed_model

@@ -158,8 +158,8 @@ def mixed_model(graph: GraphView, plan: Plan) -> MixedModel:
     used = {i for n in top.nodes for i in n.input} | {i for n in top.nodes for i in subgraph_inputs(n)}
     kept = [graph.initializer_with_data(i.name) for i in graph.model.graph.initializer if i.name in used] + b.inits
     m = derived_model(graph.model, top.nodes, kept, producer="precdoctor-mixed")
-    m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.planning.plan", value=f"{plan.precision}; fp32 pins: {len(plan.pins)}"))
-    m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.numerics.constants", value=constants_note(plan.format)))
+    m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.plan", value=f"{plan.precision}; fp32 pins: {len(plan.pins)}"))
+    m.metadata_props.append(onnx.StringStringEntryProto(key="precdoctor.constants", value=constants_note(plan.format)))
     if plan.precision == "bf16" and graph.opset < 13:
         m = _raise_opset(m, 13)
     low_top = {o for n in graph.nodes for o in n.output if o in b.low_tensors}
