@@ -4,6 +4,8 @@ import json
 import os
 import signal
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 from helpers import run_cli
@@ -45,9 +47,13 @@ def local_ray():
 @pytest.mark.parametrize("name", ["two_culprits", "softmax_overflow"])
 def test_two_workers_give_the_sequential_run_record(name, planted_dir, tmp_path, local_ray):
     seq = _bisect(planted_dir, name, tmp_path / "seq")
+    stores = set(Path(tempfile.gettempdir()).glob("precdoctor-weights-*"))
     par = _bisect(planted_dir, name, tmp_path / "par", workers=2)
     assert seq.pins and par.pins == seq.pins and par.verdict == seq.verdict
     assert _record(tmp_path / "par") == _record(tmp_path / "seq")
+    # each actor's temporary weight store is removed with it (ray.kill runs no finalizer)
+    assert set(Path(tempfile.gettempdir()).glob("precdoctor-weights-*")) <= stores
+
     def journal(d):
         return [{k: v for k, v in json.loads(ln).items() if k != "seconds"} for ln in (d / "journal.jsonl").read_text().splitlines()]
 

@@ -9,10 +9,13 @@ as a whole resumes from its journal like any other. Ray is imported only when wo
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from ..core.errors import BadInput
-from ..core.limits import ACTOR_RESTARTS
+from ..core.limits import ACTOR_CLOSE_SECONDS, ACTOR_RESTARTS
+
+log = logging.getLogger("precdoctor")
 
 SCALE_EXTRA = "pip install 'precdoctor[scale]'"
 
@@ -49,7 +52,8 @@ class _Worker:
         from ..graph import view
 
         self.samples = samples
-        self.runners = EmulationBackend(options, device=device).runners(view(onnx.load_from_string(model)), samples)
+        self.graph = view(onnx.load_from_string(model))
+        self.runners = EmulationBackend(options, device=device).runners(self.graph, samples)
 
     def run(self, precision: str, pins: list[str], indices: list[int]) -> list[dict]:
         from ..planning.plan import Plan
@@ -61,6 +65,10 @@ class _Worker:
         import os
 
         return os.getpid()
+
+    def close(self) -> None:
+        """The weight store's temporary folder removed: ray.kill ends the process without running its finalizers."""
+        self.graph.store.close()
 
 
 class RayRunners:
@@ -105,6 +113,10 @@ class RayRunners:
         return self.collect(self.submit(plan))
 
     def close(self) -> None:
+        try:
+            self.ray.get([a.close.remote() for a in self.actors], timeout=ACTOR_CLOSE_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - an actor already gone leaves its folder; the run's result stands
+            log.warning(f"a worker could not clean up its temporary weight store ({type(exc).__name__})")
         for a in self.actors:
             self.ray.kill(a)
         self.actors = []

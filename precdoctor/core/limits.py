@@ -109,6 +109,7 @@ PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans 
 
 # --- workers (distributed.py, --workers/--ray-address)
 ACTOR_RESTARTS = 3  # a lost actor is restarted, and its evaluation retried, this often before the run fails
+ACTOR_CLOSE_SECONDS = 10.0  # a worker's clean-up (its temporary weight store) waited for at the end of a run, then it is killed
 
 # --- baselines (what the tools users know would do)
 RANGE_RULE_DATA_MAX = 512.0  # ModelOpt AutoCast's default --data_max
