@@ -1,6 +1,7 @@
 """The plan as a runtime input (gating.py): one emulation session for every plan of a search, bit for bit the
 per-plan graphs (emulation.py) on every planted fixture and model family, bodies and recurrent ops included."""
 import families
+import onnx
 import numpy as np
 import planted
 import pytest
@@ -211,3 +212,28 @@ def test_the_cheaper_of_gated_and_per_plan_serves_the_search():
         assert c.pick() == "gated"
         c.took("gated", gated_pass)
         assert c.pick() == want and c.chosen == want
+
+
+@pytest.mark.parametrize("with_past", [False, True])
+def test_a_merged_decoder_whose_weights_live_in_its_branches_is_gated_bit_for_bit(tmp_path, with_past):
+    """optimum's merged decoder: one If whose branches hold the weights as their own initializers. The gated model
+    made their rounding and selects in the outer graph, which does not see them, and ONNX Runtime refused it."""
+    import toy_decoders
+
+    toy_decoders.write(tmp_path)
+    g = view(onnx.load(tmp_path / "decoder_model_merged.fault.onnx"))
+    rng = np.random.default_rng(3)
+    past = 2 if with_past else 0
+    feed = {"input_ids": np.array([[1, 2]] if not with_past else [[3]], np.int64),
+            "encoder_hidden_states": rng.standard_normal((1, 6, 8)).astype(np.float32),
+            "past_key_values.0.decoder.key": rng.standard_normal((1, 1, past, 8)).astype(np.float32),
+            "past_key_values.0.encoder.key": rng.standard_normal((1, 1, 6 if with_past else 0, 8)).astype(np.float32),
+            "use_cache_branch": np.array([with_past])}
+    backend = EmulationBackend()
+    runners = backend.runners(g, [feed])
+    names = [n.name for n in g.all_nodes()]
+    for pins in (frozenset(), frozenset(names), frozenset(names[::3])):
+        plan = Plan("fp16", pins)
+        want = backend.runner(g, plan, [feed])(feed)
+        got = runners(plan)(feed)
+        assert all(_same(got[o], want[o]) for o in want), sorted(pins)

@@ -387,8 +387,10 @@ class _Gater(_Rewriter):
                 new.input[k] = self.value(i, scope)
         for (_, body), (_, out) in zip(body_graphs(node), body_graphs(new)):
             inner = _Scope(scope)
-            for fi in body.input:
-                self.src[fi.name] = _Src(fi.name, inner)
+            # the body's inputs and its own initializers live in its scope: what rounds or selects them is made there
+            # (a merged decoder's weights may be initializers of its If branches, invisible to the outer graph)
+            for name in [fi.name for fi in body.input] + [t.name for t in body.initializer]:
+                self.src[name] = _Src(name, inner)
             self.rewrite(body.node, inner)
             del out.node[:]
             out.node.extend(inner.nodes)
