@@ -309,6 +309,19 @@ def test_a_tensor_past_the_element_limit_is_refused_before_any_run(tmp_path):
     assert run_cli("compare", tmp_path / "expand.onnx", "--input-shapes", "x:[1,5]")[0] in (0, 1)
 
 
+def _matmuls(model, npz, count, rows, width):
+    """``count`` MatMuls by a ``width``-square identity in a chain, and an input of ones for it."""
+    nodes = [helper.make_node("MatMul", ["x" if k == 0 else f"t{k - 1}", "w"], ["y" if k == count - 1 else f"t{k}"],
+                              name=f"mm{k}") for k in range(count)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, width])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [rows, width])],
+                          [onnx.numpy_helper.from_array(np.eye(width, dtype=np.float32), "w")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, model)
+    np.savez(npz, x=np.ones((rows, width), np.float32))
+
+
 def _cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -319,15 +332,7 @@ def _cpu_seconds(pid):
 def test_sigterm_inside_a_long_onnx_runtime_run_ends_the_command(tmp_path):
     """One ORT run of minutes (400 MatMuls of 2048 x 2048): SIGTERM used to wait for the run to end (Python runs
     signal handlers between bytecodes only); the run is now stopped and the command exits 143 at once."""
-    nodes = [helper.make_node("MatMul", ["x" if k == 0 else f"t{k - 1}", "w"], ["y" if k == 399 else f"t{k}"], name=f"mm{k}")
-             for k in range(400)]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2048, 2048])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2048, 2048])],
-                          [onnx.numpy_helper.from_array(np.eye(2048, dtype=np.float32), "w")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, tmp_path / "slow.onnx")
-    np.savez(tmp_path / "x.npz", x=np.ones((2048, 2048), np.float32))
+    _matmuls(tmp_path / "slow.onnx", tmp_path / "x.npz", count=400, rows=2048, width=2048)
     proc = subprocess.Popen([sys.executable, "-m", "precdoctor.interface.cli", "compare", str(tmp_path / "slow.onnx"), "--inputs",
                              str(tmp_path / "x.npz")], env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -349,14 +354,7 @@ def test_a_full_disk_is_said_in_words(tmp_path):
     does) read "409600 requested and 75000 written"."""
     import resource
 
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 640])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 640])],
-                          [onnx.numpy_helper.from_array(np.eye(640, dtype=np.float32), "w")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, tmp_path / "m.onnx")
-    np.savez(tmp_path / "x.npz", x=np.ones((1, 640), np.float32))
+    _matmuls(tmp_path / "m.onnx", tmp_path / "x.npz", count=1, rows=1, width=640)
 
     def limited():
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
