@@ -52,13 +52,6 @@ def run(p: BisectParams) -> BisectRun:
 
 
 def _run(p: BisectParams, job: Job, info: InputInfo, warnings: list[str], clock: Clock) -> BisectRun:
-    try:
-        return _run(p, job, info, warnings, clock)
-    finally:
-        job.close()
-
-
-def _run(p: BisectParams, job: Job, info, warnings: list[str], clock: Clock) -> BisectRun:
     log.info(f"precdoctor bisect: {p.subject} ({len(job.graph.nodes)} nodes) in {job.fmt.name}, {len(job.samples)} sample(s), "
              f"{job.backend.name}, target {p.engine.target_name} ({describe(p.engine.options())})")
     log.info(f"acceptance: {', '.join(job.accept())}" + ("  (default)" if not p.accept else ""))
