@@ -73,7 +73,8 @@ def _split(fmt: str, pins) -> tuple[list[str], list[str]]:
     return [p for p in pins if unexpressible(fmt, p) is None], [p for p in pins if unexpressible(fmt, p) is not None]
 
 
-def _join(words: list[str]) -> str:
+def join_words(words: list[str]) -> str:
+    """Command words one per line, continued as a shell reads them."""
     return " \\\n    ".join(words)
 
 
@@ -98,7 +99,7 @@ def trtexec_command(model: str, plan: Plan, graph: GraphView | None = None, tf32
     """Returns (command, names that trtexec cannot express)."""
     words = trtexec_build_words(model, plan, outputs_of(graph, plan.pins), tf32)
     words += ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", shell_word(f"--saveEngine={engine}")]
-    return _join(words), _split("trtexec", plan.pins)[1]
+    return join_words(words), _split("trtexec", plan.pins)[1]
 
 
 def polygraphy_build_words(model: str, plan: Plan, tf32: bool | None, check: list[str] = ()) -> list[str]:
@@ -116,7 +117,7 @@ def polygraphy_build_words(model: str, plan: Plan, tf32: bool | None, check: lis
 
 def polygraphy_args(model: str, plan: Plan, tf32: bool | None = None) -> str:
     """Without references (``precdoctor pins``): the engine against ONNX Runtime's FP32 on Polygraphy's own inputs."""
-    return _join(polygraphy_build_words(model, plan, tf32, ["--onnxrt"]))
+    return join_words(polygraphy_build_words(model, plan, tf32, ["--onnxrt"]))
 
 
 def autocast_regexes(pins) -> list[str]:
@@ -133,11 +134,11 @@ def autocast_command(model: str, plan: Plan, out: str = "model.autocast.onnx") -
         words += [shell_word(r) for r in regexes]
     # inf thresholds: AutoCast's range rules would add FP32 islands of their own; the search already decided
     words += ["--data_max=inf", "--init_max=inf", "--keep_io_types"]
-    return _join(words)
+    return join_words(words)
 
 
 def trtexec11_command(mixed: str, tf32: bool | None = None, engine: str = "model.plan") -> str:
-    return _join(["trtexec", shell_word(f"--onnx={mixed}")] + ([] if tf32 is not False else ["--noTF32"])
+    return join_words(["trtexec", shell_word(f"--onnx={mixed}")] + ([] if tf32 is not False else ["--noTF32"])
                  + ["--profilingVerbosity=detailed", "--exportLayerInfo=layers.json", shell_word(f"--saveEngine={engine}")])
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..artifacts import polygraphy_build_words, trtexec_build_words
+from ..artifacts import join_words, polygraphy_build_words, trtexec_build_words
 from ...planning.plan import Plan
 from ...core.quoting import comment_safe, path_word, shell_word, trtexec_name, unexpressible
 from .mapping import AccuracyRun, Needs, number, polygraphy_check, trtexec_runs
@@ -100,10 +100,6 @@ class ScriptSpec:
     needs: Needs
     references: list[dict]  # per sample: output name -> FP32 array (thresholds derive from them)
     not_checked: list[str] = field(default_factory=list)
-
-
-def _join(words: list[str]) -> str:
-    return " \\\n    ".join(words)
 
 
 def _shapes(spec: ScriptSpec, s: int) -> dict[str, list[int]]:
@@ -209,13 +205,13 @@ def polygraphy_commands(spec: ScriptSpec, ps: PlanSpec, folder: str = FOLDER) ->
             words = polygraphy_build_words(ps.model, ps.plan, ps.tf32, ["--save-engine", POLYGRAPHY_ENGINE] + check)
         else:
             words = ["polygraphy", "run", POLYGRAPHY_ENGINE, "--model-type", "engine", "--trt"] + check
-        cmds.append(_join(words))
+        cmds.append(join_words(words))
     return " &&\
 ".join(cmds), notes
 
 
 def _check(log: str, what: str, words: list[str]) -> str:
-    return f"check {log} {shell_word(what)} \\\n    " + _join(words)
+    return f"check {log} {shell_word(what)} \\\n    " + join_words(words)
 
 
 def _compose(spec: ScriptSpec, engine: str, how: list[str], problems: list[str], work: str, tool: str, verdict: str,
