@@ -98,12 +98,14 @@ def _nonfinite_risks(graph: GraphView, ranges: dict[str, TensorRange]) -> list[R
     return []
 
 
-def find_risks(graph: GraphView, samples, how: str = "cast") -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange], list]:
+def find_risks(graph: GraphView, samples, how: str = "cast", ranges: dict[str, TensorRange] | None = None
+               ) -> tuple[list[Risk], list[LayerNormPattern], dict[str, TensorRange], list]:
     """Risks, decomposed norms, FP32 ranges of every float tensor (body tensors included), and how each
-    If/Loop/Scan was covered (controlflow.coverage); constants judged as the target converts them (``how``)."""
+    If/Loop/Scan was covered (controlflow.coverage); constants judged as the target converts them (``how``).
+    ``ranges``: the FP16 ranges of ``graph`` on ``samples`` where the caller has them already (no coverage then)."""
     from .controlflow import scan_ranges
 
-    ranges, coverage = scan_ranges(graph, samples, FP16)
+    ranges, coverage = (ranges, []) if ranges is not None else scan_ranges(graph, samples, FP16)
     norms = layernorm_patterns(graph)
     risks = _nonfinite_risks(graph, ranges) + _tensor_risks(graph, ranges) + _constant_risks(graph, how) + _norm_risks(norms, ranges)
     risks.sort(key=lambda r: SEVERITY[r.severity])

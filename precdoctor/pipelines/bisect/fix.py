@@ -44,7 +44,7 @@ from ...tasks.judge import WerRow
 from .crosscheck import check_tf32, other_targets
 from .confirm import chained
 from .job import Job
-from .pinsearch import confirming_checks, output_judge, search_pins
+from .pinsearch import OutputJudge, confirming_checks, search_pins
 
 log = logging.getLogger("precdoctor")
 PIN = "pin:"  # evaluation keys: rewrite ids, and the pins of ``auto`` prefixed by this
@@ -96,7 +96,7 @@ class _Stage:
         ids = {k for k in key if not k.startswith(PIN)}
         rjob = self.rjob(ids)
         pins = frozenset(k[len(PIN):] for k in key if k.startswith(PIN) and rjob.graph.has_node(k[len(PIN):]))
-        v = output_judge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
+        v = OutputJudge(rjob, self.naive_of(rjob) if not pins else self.naive)(pins)
         report = rjob.judge.report(rjob.task_criteria) if rjob.judge is not None else None
         return chained(v, confirming_checks(rjob, report), pins)
 
@@ -106,14 +106,14 @@ class _Stage:
                        comparison_log=None)
         naive = self.naive_of(rjob)
         self.extra += 1
-        return output_judge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
+        return OutputJudge(rjob, naive)(frozenset())  # bisect's judge adds finite-inside for the naive plan
 
 
 def _keys(ids, pins=()) -> list[str]:
     return list(ids) + [PIN + p for p in pins]
 
 
-def _necessity(stage: _Stage, ev: Evaluator, ids: list[str], pins=()) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
+def _necessity(ev: Evaluator, ids: list[str], pins=()) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
     """Each rewrite dropped alone: kept where acceptance then fails (with what fails), left out where it holds."""
     keep, without, dropped = list(ids), {}, {}
     for i in list(ids):
@@ -140,7 +140,7 @@ def _equivalent(stage: _Stage, cands: list[Candidate]) -> tuple[list[str], dict[
     return ok, dropped
 
 
-def _new_risks(stage: _Stage, ids: list[str]) -> dict[str, str]:
+def _new_risks(stage: _Stage, ids: list[str], ranges: dict) -> dict[str, str]:
     """Rewrites that give the rewritten model a high scan risk the original lacks (a constant lost, a range passed, a
     non-finite FP32 value; medium ones, a share of an intermediate flushing to 0, are what an exact logaddexp or a
     softmax makes by design and are left to the acceptance and the edge inputs), with the risk: a risk on
@@ -153,14 +153,14 @@ def _new_risks(stage: _Stage, ids: list[str]) -> dict[str, str]:
         return {}
     inside = not (isinstance(job.backend, EmulationBackend) and job.backend.profile == "strict")
 
-    def serious(graph):  # a fused norm's epsilon is computed in FP32 inside, unless the engine builds it from primitives
-        return [r for r in find_risks(graph, job.samples, how)[0] if SEVERITY[r.severity] == SEVERITY["high"]
+    def serious(graph, known=None):  # a fused norm's epsilon is FP32 inside, unless the engine builds it from primitives
+        return [r for r in find_risks(graph, job.samples, how, known)[0] if SEVERITY[r.severity] == SEVERITY["high"]
                 and not (inside and r.kind == "epsilon" and r.op in FUSED_NORMS)]
 
     def key(r):
         return r.kind, r.tensor or r.node
 
-    have = {key(r) for r in serious(job.graph)}
+    have = {key(r) for r in serious(job.graph, ranges)}  # the original's FP16 ranges: the job's own (Job.ranges)
     rjob = stage.rjob(ids)  # a floor commuted past a Log makes log 0 = -inf by design (absorbed): not a risk it adds
     new = [r for r in serious(rjob.graph) if key(r) not in have and r.tensor not in rjob.absorbed]
     out: dict[str, str] = {}
@@ -200,14 +200,14 @@ def _settle(stage: _Stage, ev: Evaluator, ids: list[str], mode: str, pin_result:
     log.info(f"rewrite: {len(ids)} rewrite(s), no pins -> {'PASS' if first.passed else 'fail'} "
              + ", ".join(f"{acc.measure_label(k)}: {v:.4g}" for k, v in first.measures.items()))
     if first.passed:
-        keep, without, dropped = _necessity(stage, ev, ids)
+        keep, without, dropped = _necessity(ev, ids)
         return _Settled(RewriteStatus.FIXED, keep, without, dropped, [], ev.evaluate(_keys(keep)).measures)
     if mode != "auto":
         return _Settled(RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures)
     second = _auto_pins(stage, ids)
     if second.status is not SearchStatus.FIXED or (pin_result.status is SearchStatus.FIXED and len(second.pins) >= len(pin_result.pins)):
         return _Settled(RewriteStatus.INSUFFICIENT, ids, {}, {}, [], first.measures)
-    keep, without, dropped = _necessity(stage, ev, ids, second.pins)
+    keep, without, dropped = _necessity(ev, ids, second.pins)
     if not keep:
         return _Settled(RewriteStatus.INSUFFICIENT, ids, {}, dropped, [], first.measures)
     return _Settled(RewriteStatus.PARTIAL, keep, without, dropped, second.pins, ev.evaluate(_keys(keep, second.pins)).measures)
@@ -301,7 +301,7 @@ def fix_by_rewrite(job: Job, naive: Comparison, loc: Localization, pin_result: S
     dropped.update(ctx.refused)
     if not ids:
         return _none(mode, "no matched rewrite is equivalent in FP32 on the samples", pins_total, dropped)
-    risky = _new_risks(stage, ids)
+    risky = _new_risks(stage, ids, ranges)
     if risky:
         log.info("rewrite: refused: " + _refusals(risky))
         dropped.update(risky)

@@ -59,10 +59,6 @@ class OutputJudge:
         return self.job.finish_plan(handle, self.job.references())
 
 
-def output_judge(job: Job, naive: Comparison) -> OutputJudge:
-    return OutputJudge(job, naive)
-
-
 def confirming_checks(job: Job, report: TaskReport | None) -> list[Check]:
     """What confirms a searched plan: every tensor finite (unless allowed otherwise), then the task metric."""
     checks = []
@@ -107,7 +103,7 @@ def search_pins(job: Job, naive: Comparison, loc: Localization) -> Searched:
     expected = min(evaluation_bound(loc.suspects, len(loc.order)), job.p.budget)
     log.info(f"search: evaluations counted against {expected}, the bound k*ceil(log2 N)+3 for the {loc.suspects} suspect(s) "
              f"among {len(loc.order)} candidates (the summary's bound counts the pins found; past it, the budget of {job.p.budget})")
-    ev = Evaluator(output_judge(job, naive), journal, job.p.budget, bound=expected)
+    ev = Evaluator(OutputJudge(job, naive), journal, job.p.budget, bound=expected)
     with progress.stage("search", expected, "evaluation") as ev.stage:
         result = search(loc.order, loc.suspects, ev, candidates=len(loc.order))
         report = job.judge.report(job.task_criteria) if job.judge is not None else None
