@@ -41,11 +41,16 @@ class EmulationBackend(Backend):
                           recurrent=o.recurrent, target=self.target, constants=o.constants, tf32=o.tf32,
                           device=self.device if self.device != "cpu" else None)
 
+    def sessions(self, model, graph, samples=None) -> ort.ShapedSessions:
+        """Sessions for an emulation of ``graph``, per-plan or gated alike: no graph rewrites (ORT's LayerNorm fusion
+        fires even at its basic level), no MatMul prepacking (the two paths then agree bit for bit: ort.session)."""
+        return ort.ShapedSessions(model, graph_opt="none", weights=graph.store, samples=samples, prepack=False,
+                                  providers=self.providers)
+
     def runner(self, graph, plan, samples=None):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
         emu = emulation_model(graph, plan, self.options)
-        sessions = ort.ShapedSessions(emu.model, graph_opt="none", weights=graph.store, samples=samples, prepack=False,
-                                      providers=self.providers)
+        sessions = self.sessions(emu.model, graph, samples)
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 
@@ -74,8 +79,7 @@ class GatedRunners(PlanRunners):
         fmt = plan.format.name
         if fmt not in self.gated:
             g = gated_model(self.graph, plan.format, self.backend.options)
-            self.gated[fmt] = g, ort.ShapedSessions(g.model, graph_opt="none", weights=self.graph.store, samples=self.samples,
-                                                    prepack=False, providers=self.backend.providers)
+            self.gated[fmt] = g, self.backend.sessions(g.model, self.graph, self.samples)
         g, sessions = self.gated[fmt]
         extra, outputs = g.feeds(plan), self.graph.outputs
 

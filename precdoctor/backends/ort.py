@@ -132,8 +132,9 @@ class RuntimeFailure(RuntimeError):
 def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
-    names = outputs or [o.name for o in sess.get_outputs()]
-    bf16 = {o.name for o in sess.get_outputs() if o.type == "tensor(bfloat16)"} & set(names)
+    outs = sess.get_outputs()
+    names = outputs or [o.name for o in outs]
+    bf16 = any(o.type == "tensor(bfloat16)" and o.name in names for o in outs)
     opts = ort.RunOptions()
     opts.log_severity_level = ORT_LOG_SEVERITY
     try:

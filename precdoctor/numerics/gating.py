@@ -255,8 +255,8 @@ class _Gater(_Rewriter):
         for node in nodes:
             if is_control_flow(node):
                 self.gated_control_flow(node, scope)
-            elif node.name not in self.forced and self._dual_form(node) is not None:
-                self.dual(node, scope)
+            elif node.name not in self.forced and (form := self._dual_form(node)) is not None:
+                self.dual(node, scope, form)
             else:
                 self.single(node, scope)
 
@@ -325,7 +325,7 @@ class _Gater(_Rewriter):
             scope.nodes.append(self.select(self.scalar(s.gate), self.rounded(s), s.raw, o))
             s.edges[(self.scalar(s.gate), False)] = o
 
-    def dual(self, node: onnx.NodeProto, scope: _Scope) -> None:
+    def dual(self, node: onnx.NodeProto, scope: _Scope, form: str) -> None:
         """A node computed both ways, the plan selecting: the FP32 form reads the plan's values, the low form
         the low versions of its inputs and rounds as the per-plan rewrite does."""
         keep = self.lim.fp32_inputs.get(node.name, set())
@@ -348,7 +348,6 @@ class _Gater(_Rewriter):
                 pairs.append((o, fp.output[k], lo.output[k]))
         low_scope = _Scope()
         low_scope.low.update(low_inputs)
-        form = self._dual_form(node)
         if form == "decomposed":
             sub_nodes, sub_inits = decompose(node, self.graph.ranks, self.graph.opset, self.namer)
             rename = {i: lo.input[k] for k, i in enumerate(node.input) if i} | {o: lo.output[k] for k, o in enumerate(node.output) if o}

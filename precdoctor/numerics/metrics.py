@@ -58,9 +58,7 @@ class Metrics(Record):
     @property
     def error(self) -> float:
         """One number for error growth: inf when Inf/NaN appeared, else relative L2 (0 when nothing was comparable)."""
-        if self.nonfinite_new:
-            return math.inf
-        return 0.0 if math.isnan(self.rel_l2) else self.rel_l2
+        return math.inf if self.nonfinite_new else self.finite_error
 
 
 def metrics(raw: np.ndarray, fmt: Format) -> Metrics:

@@ -37,7 +37,7 @@ class Evaluator:
         """Start plans the search may ask for next on workers that would otherwise idle (a judge with ``submit`` and
         ``capacity``: distributed.py); nothing is counted or journaled until the search asks, so the run is the same."""
         submit = getattr(self.judge, "submit", None)
-        if submit is None:
+        if submit is None or self.judge.capacity() <= 1:  # one plan at a time: the one asked next runs when asked
             return
         wanted = [tuple(sorted(pins)) for pins in plans]
         for stale in [k for k in self.pending if k not in wanted]:  # the search went elsewhere: free the slot
