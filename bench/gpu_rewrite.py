@@ -78,6 +78,7 @@ def _samples(run: dict, inputs: list[str], data: str | None) -> list[dict]:
     if run.get("task") is None or not data:
         raise SystemExit("give the samples: --inputs a.npz ..., or --data DIR for the run's task")
     params = TaskParams(run["task"]["task"]["task"], data)
+    params.check()
     return make_judge(open_model(run["model"]), run["model"], params).samples()
 
 

@@ -112,13 +112,12 @@ def flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
-def text(value: Any, name: str, choices: tuple[str, ...] | None = None, optional: bool = False) -> str | None:
+def text(value: Any, name: str, optional: bool = False) -> str | None:
+    """A string (its value is the parameters' to check: precision, fix, backend...)."""
     if value is None and optional:
         return None
     if not isinstance(value, str):
-        raise BadInput(f"{name} must be a string" + (f" ({', '.join(choices)})" if choices else "") + f", not {_got(value)}")
-    if choices is not None and value not in choices:
-        raise BadInput(f"unknown {name} {value!r}; expected one of {', '.join(choices)}")
+        raise BadInput(f"{name} must be a string, not {_got(value)}")
     return value
 
 

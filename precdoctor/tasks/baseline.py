@@ -65,7 +65,7 @@ def check(ids: list[str], hyps: list[str], refs: list[str | None], wer: float | 
     looped = []
     for k, h in enumerate(hyps):
         seq = [t for t in tokens[k] if t != end] if tokens is not None else h.split()
-        if loops(seq) or loops(h.split()):
+        if loops(seq) or (tokens is not None and loops(h.split())):  # without tokens, seq is the words already
             looped.append(k)
     empty = [k for k, h in enumerate(hyps) if not h.strip() and (refs[k] is None or refs[k].strip())]
     problems = []

@@ -9,8 +9,8 @@ from .registry import TaskParams, make_task
 
 def make_judge(graph, model_path: str, params: TaskParams) -> TaskJudge:
     """The judge of a task on ``graph``, the model under test: the model itself, or the decoder that
-    ``params`` puts under test (``TaskParams.under_test``; then ``model_path`` is the encoder)."""
-    params.check()
+    ``params`` puts under test (``TaskParams.under_test``; then ``model_path`` is the encoder). ``params`` checked
+    already (``TaskParams.check``: every command's parameters run it before any work)."""
     if params.decoder_under_test:
         from .decoder_judge import make_decoder_judge
 

@@ -64,9 +64,8 @@ class WhisperMeta(Record):
         ids += [*(self.suppress_ids or []), *(self.suppress_ids_begin or []), *(self.prompt or [])]
         if any(not isinstance(i, int) or i < 0 for i in ids):
             raise BadInput(f"{where}: token ids are whole numbers, 0 or more")
-        big = next((i for i in ids if i >= MAX_VOCAB_ID), None)
-        if big is not None:  # numpy indexing would overflow (2**70) or allocate for it: a damaged file, not a vocabulary
-            raise BadInput(f"{where}: token id {big} is past any vocabulary (ids are below {MAX_VOCAB_ID})")
+        for i in ids:  # the bound every id from a user's file meets
+            _as_id(i, where)
         if not 1 <= self.max_tokens <= MAX_DECODE_TOKENS:
             raise BadInput(f"{where}.max_tokens: expected 1 to {MAX_DECODE_TOKENS}, found {self.max_tokens}")
 
@@ -111,9 +110,9 @@ def _json(path: Path, what: str) -> dict:
 def _id_list(value, where: str) -> list[int] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or any(not isinstance(i, int) or isinstance(i, bool) or i < 0 for i in value):
+    if not isinstance(value, list):
         raise BadInput(f"{where}: expected a list of token ids")
-    return list(value)
+    return [_as_id(i, where) for i in value]
 
 
 class _Sources:
@@ -151,8 +150,12 @@ class _Sources:
 
 
 def _as_id(value, where: str) -> int:
+    """A token id from a user's file: a whole number below any vocabulary's size (numpy indexing would overflow on
+    2**70, or allocate for 1e20)."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise BadInput(f"{where}: expected a token id, found {value!r}")
+    if value >= MAX_VOCAB_ID:
+        raise BadInput(f"{where}: token id {value} is past any vocabulary (ids are below {MAX_VOCAB_ID})")
     return value
 
 
