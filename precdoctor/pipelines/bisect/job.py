@@ -168,7 +168,12 @@ class Job:
 
     def fingerprint(self) -> str:
         """What the journal's verdicts were judged on: code, model (its bytes, external weights included), samples,
-        format, acceptance, engine, variant."""
+        format, acceptance, engine, variant. Once per job: it reads the model and its weights (a rewritten graph's job
+        is another Job, with its own)."""
+        return self._fingerprint
+
+    @cached_property
+    def _fingerprint(self) -> str:
         return fingerprint(__version__, code_digest(), self.p.subject, *external_files(self.p.subject),
                            _samples_digest(self.samples), self.fmt.name,
                            acc.describe(self.output_criteria) + (f", {acc.INSIDE}" if self.inside else ""),
