@@ -132,7 +132,7 @@ def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: I
            seed: int = 0, accept: Texts = (), budget: int = DEFAULT_BUDGET, engine: EngineParams | None = None,
            task: TaskParams | None = None, baselines: bool = True, report: bool = True, json_out: PathLike | None = None,
            allow_internal_nonfinite: bool = False, fix: str = "pins", check: str | None = None, workers: int = 1,
-           ray_address: str | None = None, progress: Progress = True) -> BisectRun:
+           ray_address: str | None = None, worker_cpus: int | None = None, progress: Progress = True) -> BisectRun:
     """The fewest FP32 pins, verified, with artifacts written to ``out`` (``precdoctor bisect``).
 
     Args:
@@ -156,6 +156,7 @@ def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: I
         workers: Ray actors evaluating plans, the samples split across them (distributed.py; the ``scale`` extra):
             the same results as one.
         ray_address: a running Ray cluster for the workers (default: one started on this host).
+        worker_cpus: CPU slots, and ONNX Runtime threads, per CPU worker (default: this host's cores shared out).
         progress: as for ``compare``.
 
     Returns:
@@ -172,7 +173,8 @@ def bisect(model: PathLike, out: PathLike, *, precision: str = "fp16", inputs: I
         json_out=a.path(json_out, "json_out", optional=True),
         allow_internal_nonfinite=a.flag(allow_internal_nonfinite, "allow_internal_nonfinite"), fix=a.text(fix, "fix"),
         check_cmd=a.text(check, "check", optional=True),
-        scale=ScaleParams(a.integer(workers, "workers", 1), a.text(ray_address, "ray_address", optional=True)))
+        scale=ScaleParams(a.integer(workers, "workers", 1), a.text(ray_address, "ray_address", optional=True),
+                          None if worker_cpus is None else a.integer(worker_cpus, "worker_cpus", 1)))
     with _progress.reporting(_progress.for_api(progress)):
         return run(params)
 

@@ -26,6 +26,7 @@ class ScaleParams:
 
     workers: int = 1
     ray_address: str | None = None
+    worker_cpus: int | None = None  # CPU slots (and ONNX Runtime threads) per CPU actor; None: cpus_per_worker()
 
     @property
     def distributed(self) -> bool:
@@ -34,6 +35,8 @@ class ScaleParams:
     def check(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:
             raise BadInput(f"--workers must be 1 or more, not {self.workers}")
+        if self.worker_cpus is not None and (not isinstance(self.worker_cpus, int) or self.worker_cpus < 1):
+            raise BadInput(f"--worker-cpus must be 1 or more, not {self.worker_cpus}")
         if self.distributed:
             try:
                 import ray  # noqa: F401
@@ -45,7 +48,7 @@ class ScaleParams:
 class _Worker:
     """One actor: the model under test and its sessions, built once; evaluates a plan on some of the samples."""
 
-    def __init__(self, model: bytes, options, device: str, samples: list):
+    def __init__(self, model: bytes, options, device: str, samples: list, threads: int = 0):
         import onnx
 
         from .emulate import EmulationBackend
@@ -53,7 +56,7 @@ class _Worker:
 
         self.samples = samples
         self.graph = view(onnx.load_from_string(model))
-        self.runners = EmulationBackend(options, device=device).runners(self.graph, samples)
+        self.runners = EmulationBackend(options, device=device, threads=threads).runners(self.graph, samples)
 
     def run(self, precision: str, pins: list[str], indices: list[int]) -> list[dict]:
         from ..planning.plan import Plan
@@ -71,21 +74,34 @@ class _Worker:
         self.graph.store.close()
 
 
+def cpus_per_worker(workers: int) -> int:
+    """This host's cores shared out between the workers (at least one each): ``--workers 4`` on 16 cores gives each
+    actor 4, so that the workers together use the machine as one sequential run would."""
+    import os
+
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 class RayRunners:
     """The plans of a search evaluated on Ray actors (see the module docstring); ``outputs`` as PlanRunners'."""
 
     def __init__(self, graph, samples: list, backend, scale: ScaleParams):
         import ray
 
+        cuda = backend.device == "cuda"
+        cpus = 1 if cuda else scale.worker_cpus or cpus_per_worker(scale.workers)
         if not ray.is_initialized():
-            kw = {"address": scale.ray_address} if scale.ray_address else {"num_cpus": scale.workers}
+            kw = {"address": scale.ray_address} if scale.ray_address else {"num_cpus": scale.workers * cpus}
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
         self.ray, self.samples, self.turn = ray, samples, 0
-        slot = {"num_gpus": 1} if backend.device == "cuda" else {"num_cpus": 1}  # one actor per GPU, else per CPU slot
+        # one actor per GPU, else per CPU slot of ``cpus`` cores, its ONNX Runtime pool sized to them: ONNX Runtime
+        # would otherwise start a thread per core of the host in every actor, and N actors would fight over them
+        slot = {"num_gpus": 1} if cuda else {"num_cpus": cpus}
         actor = ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS, **slot)(_Worker)
         # held as long as the actors: a restarted actor is built again from these (ray.put objects die with their refs)
         self.model_ref, self.samples_ref = ray.put(graph.model_with_data().SerializeToString()), ray.put(samples)
-        self.actors = [actor.remote(self.model_ref, backend.options, backend.device, self.samples_ref) for _ in range(scale.workers)]
+        self.actors = [actor.remote(self.model_ref, backend.options, backend.device, self.samples_ref, 0 if cuda else cpus)
+                       for _ in range(scale.workers)]
 
     def capacity(self) -> int:
         """Plans that can run at once: one per group of actors an evaluation's samples occupy."""

@@ -9,7 +9,8 @@ import numpy as np
 from ..numerics.emulation import EmulationOptions, emulation_model
 from ..core.errors import BadInput
 from ..numerics.gating import GatedEmulation, gated_model
-from ..core.limits import BATCH_SAMPLES, MEMORY_BUDGET_GB
+from ..core.limits import BATCH_SAMPLES, GATED_LIVE_FACTOR, MEMORY_BUDGET_GB
+from ..graph import concrete_sizes, peak_activation_elements
 from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
 
@@ -20,9 +21,10 @@ class EmulationBackend(Backend):
     name = "emulate"
 
     def __init__(self, options: EmulationOptions | str = EmulationOptions(), memory_budget_gb: float = MEMORY_BUDGET_GB,
-                 target: str | None = None, device: str = "cpu"):
+                 target: str | None = None, device: str = "cpu", threads: int = 0):
         self.options = EmulationOptions(profile=options) if isinstance(options, str) else options
         self.memory_budget_gb, self.target, self.device = memory_budget_gb, target, device
+        self.threads = threads  # ONNX Runtime's intra-op threads (0: its default, a thread per core); a Ray actor sets its share
         # CUDA (not run here: no GPU): the rounded FP32 graph on ORT's CUDA kernels; their own TF32 stays off, the
         # target's TF32 being modelled by the graph itself (rounding.tf32_nodes), as on the CPU
         self.providers = None
@@ -45,7 +47,7 @@ class EmulationBackend(Backend):
         """Sessions for an emulation of ``graph``, per-plan or gated alike: no graph rewrites (ORT's LayerNorm fusion
         fires even at its basic level), no MatMul prepacking (the two paths then agree bit for bit: ort.session)."""
         return ort.ShapedSessions(model, graph_opt="none", weights=graph.store, samples=samples, prepack=False,
-                                  providers=self.providers)
+                                  providers=self.providers, threads=self.threads)
 
     def runner(self, graph, plan, samples=None):
         # no graph rewrites: ORT's LayerNorm fusion fires even at its basic level and would change the numbers
@@ -118,7 +120,8 @@ class GatedRunners(PlanRunners):
             self.batches[fmt] = pair is not None and free_batch_axis(self.graph, runner, [self.samples[k] for k in pair])
         out: list = [None] * len(self.samples)
         for ks in groups.values():
-            chunks = [ks[i:i + BATCH_SAMPLES] for i in range(0, len(ks), BATCH_SAMPLES)] if self.batches[fmt] else [[k] for k in ks]
+            n = self.batch_limit(self.samples[ks[0]]) if self.batches[fmt] else 1
+            chunks = [ks[i:i + n] for i in range(0, len(ks), n)]
             for chunk in chunks:
                 if len(chunk) == 1:
                     out[chunk[0]] = runner(self.samples[chunk[0]])
@@ -126,6 +129,14 @@ class GatedRunners(PlanRunners):
                 for k, res in zip(chunk, _split(runner(_stack([self.samples[k] for k in chunk])), [self.samples[k] for k in chunk])):
                     out[k] = res
         return out
+
+
+    def batch_limit(self, feed: dict) -> int:
+        """Samples of this shape one batched pass may take: BATCH_SAMPLES, fewer where the pass's peak of live
+        activations (``peak_activation_elements``, float32, times GATED_LIVE_FACTOR for the rounded copies the gated
+        graph keeps beside each tensor) would pass --memory-budget; on a GPU as on the CPU. At least one."""
+        one = 4 * GATED_LIVE_FACTOR * peak_activation_elements(self.graph, concrete_sizes(self.graph, feed))
+        return max(1, min(BATCH_SAMPLES, int(self.backend.memory_budget_gb * 2**30 // max(one, 1))))
 
 
 class Choice:

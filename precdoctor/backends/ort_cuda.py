@@ -9,9 +9,12 @@ outputs only) honours ``graph_opt``.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from ..core.errors import BadInput
+from ..core.limits import KEPT_PLAN_SESSIONS
 from ..numerics.mixed import mixed_model
-from . import Backend, EngineInfo, Measurement, ort
+from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
 
 CUDA = "CUDAExecutionProvider"
@@ -48,7 +51,32 @@ class OrtCudaBackend(Backend):
         outputs = graph.outputs
         return lambda feed: ort.run(sessions(feed), feed, outputs)
 
+    def runners(self, graph, samples=None) -> PlanRunners:
+        return KeptRunners(self, graph, samples)
+
     def measure(self, graph, plan, samples) -> Measurement:
         mixed = mixed_model(graph, plan)
         cand = Candidate(mixed.model, mixed.order, {t: plan.format.onnx_type for t in mixed.low_tensors})
         return measure_paired(graph, plan.format, samples, cand, self.providers, "none")
+
+
+class KeptRunners(PlanRunners):
+    """Each plan's mixed model and session built once and kept for the plans last run (``KEPT_PLAN_SESSIONS``): a
+    plan asked for again (the naive plan, a plan confirmed after the search) runs without a new session. Real FP16/BF16
+    kernels need a model per plan, unlike the emulation's one gated session (gating.py)."""
+
+    def __init__(self, backend: Backend, graph, samples=None):
+        super().__init__(backend, graph, samples)
+        self.kept: OrderedDict[str, Runner] = OrderedDict()
+        self.built = 0  # sessions built (the run's log says how many plans needed one)
+
+    def __call__(self, plan) -> Runner:
+        key = plan.key()
+        if key in self.kept:
+            self.kept.move_to_end(key)
+            return self.kept[key]
+        runner = self.kept[key] = self.backend.runner(self.graph, plan, self.samples)
+        self.built += 1
+        while len(self.kept) > KEPT_PLAN_SESSIONS:
+            self.kept.popitem(last=False)
+        return runner

@@ -12,9 +12,15 @@ WEIGHT_STORE_ALIGN = 4096  # page-aligned offsets let ONNX Runtime map the weigh
 
 # --- ONNX Runtime sessions
 MAX_SHAPE_SESSIONS = 3  # concrete-shape sessions per model before one symbolic-shape session serves the rest
+# --backend ort-cuda: the sessions of the plans last run, kept (each holds its weights on the GPU): the naive plan
+# returns in the search's first round and its comparison, a found plan in its confirmation and cross-checks
+KEPT_PLAN_SESSIONS = 4
 # samples of one shape run as one batch along a free batch axis (backends/emulate.py): on a GPU one pass of 8
 # clips costs about one of 1; past 8 the activations grow with no gain left (each batch is one more session shape)
 BATCH_SAMPLES = 8
+# the gated emulation's live activations against the plain graph's: each tensor, its rounded copy and the select of
+# the two alive at once at worst (gating.py); what a batched pass's memory estimate multiplies the plain peak by
+GATED_LIVE_FACTOR = 3
 PROBE_GROUP = 64  # probe vectors per graph output: one output for all of them makes session start-up quadratic
 FETCH_ELEMENTS = 65_536  # tensors up to this size are fetched and measured in numpy: cheaper than in-graph probes,
 #                          whose nodes cost ONNX Runtime start-up time each (a 900-node CRNN: 35,000 probe nodes)

@@ -50,6 +50,24 @@ def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
     return _SIZES.get(graph, key, lambda: {k: math.prod(v) for k, v in concrete_shapes(graph, feed).items()})
 
 
+def peak_activation_elements(graph: GraphView, sizes: dict[str, int]) -> int:
+    """The most activation elements alive at once when the graph runs in node order, each tensor freed after its last
+    reader (what an engine that reuses buffers, as ONNX Runtime does, holds at its peak); graph outputs live to the end,
+    weights are not activations. Tensors of unknown size count 0."""
+    last: dict[str, int] = {}
+    for k, n in enumerate(graph.nodes):
+        for t in n.input:
+            last[t] = k
+    keep = set(graph.outputs)
+    live = peak = sum(sizes.get(t, 0) for t in graph.inputs)
+    for k, n in enumerate(graph.nodes):
+        live += sum(sizes.get(t, 0) for t in n.output if t)
+        peak = max(peak, live)
+        live -= sum(sizes.get(t, 0) for t in set(n.input) | set(n.output)
+                    if t and t not in keep and t not in graph.initializers and last.get(t, -1) <= k)
+    return peak
+
+
 def node_flops(graph: GraphView, shapes: dict[str, list[int]]) -> dict[str, int]:
     """Floating-point operations per node (multiply-adds count 2), where the shapes are known.
     MatMul/Gemm/Conv by their arithmetic; every other op as one operation per element it reads or writes

@@ -159,9 +159,11 @@ def scan(model, inputs, shapes, seed, target, json_out, quiet):
 @click.option("--workers", default=1, show_default=True, type=int, metavar="N",
               help="Ray actors evaluating plans, the samples split across them (needs precdoctor[scale]); same results.")
 @click.option("--ray-address", default=None, metavar="ADDR", help="A running Ray cluster for the workers (default: one on this host).")
+@click.option("--worker-cpus", default=None, type=int, metavar="K",
+              help="CPU slots, and ONNX Runtime threads, per CPU worker [default: this host's cores shared out].")
 @task_options
 def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_out, allow_internal_nonfinite, fix, check, no_baselines,
-           no_report, quiet, workers, ray_address, **o):
+           no_report, quiet, workers, ray_address, worker_cpus, **o):
     """Find the fewest nodes to keep in FP32, prove it, and write the artifacts to ship."""
     from ..backends.distributed import ScaleParams
     from ..core.files import is_stdout
@@ -171,7 +173,7 @@ def bisect(model, inputs, shapes, seed, precision, accept, budget, outdir, json_
         r = run(BisectParams(model, outdir, precision=precision, inputs=input_spec(inputs, shapes, seed), accept=tuple(accept),
                              budget=budget, engine=engine_params(o), task=task_params(o), baselines=not no_baselines,
                              report=not no_report, json_out=json_out, allow_internal_nonfinite=allow_internal_nonfinite, fix=fix,
-                             check_cmd=check, scale=ScaleParams(workers, ray_address)))
+                             check_cmd=check, scale=ScaleParams(workers, ray_address, worker_cpus)))
     say(terminal.bisect_summary(r, outdir), to_stderr=is_stdout(json_out))
     sys.exit(EXIT_FAILED if BisectVerdict(r.verdict).failed else EXIT_OK)
 
