@@ -1,16 +1,16 @@
 """What a bisect costs against the inferences it makes (issue 20), side by side in one run.
 
-    python bench/bisect_scale.py [--layout base|large] [--clips N] [--batch] [--device cpu|cuda]
+    python bench/bisect_scale.py [--layout small|base|large] [--clips N] [--batch] [--device cpu|cuda]
                                  [--modes default,per-plan] [--workers 1,2,4,8 [--worker-cpus K]]
                                  [--out bench/results/bisect_scale.json]
 
-A wav2vec2 layout (fixtures/wav2vec2.py; base: 95 M parameters, overflow planted in layer 6; large: 317 M, layer 12)
+A wav2vec2 layout (fixtures/wav2vec2.py; small: 12 M parameters, layer 3; base: 95 M, overflow planted in layer 6; large: 317 M, layer 12)
 on N clips of 10 s from the shared recordings. Ratio = bisect wall time / (evaluations x one plain FP32 pass over the
 same clips on the same device, its session built beforehand); ``evaluation_ratio`` counts the search's evaluations
 alone. The per-plan mode is the search path before the plan became an input, restored for the comparison by handing
 the backend the default ``Backend.runners`` (one runner per plan). ``--workers`` runs the default mode once per count
-on a local Ray cluster (``--worker-cpus``: CPU slots, and ONNX Runtime threads, per actor) and checks each run record
-against the first, timings aside.
+on a local Ray cluster (``--worker-cpus``: CPU slots, and ONNX Runtime threads, per actor) after one sequential run,
+and checks each run record against the first, timings aside.
 """
 from __future__ import annotations
 
@@ -38,7 +38,10 @@ from precdoctor.tasks.audio import load_audio  # noqa: E402 (after the sys.path 
 
 DATA = ROOT.parent / "shared" / "data" / "audio"
 SECONDS, RATE = 10, 16000
-LAYOUTS = {"base": (wav2vec2.base, 6), "large": (wav2vec2.large, 12)}
+# small: a 12 M-parameter cut of the layout, for the worker sweep, where every count must run in minutes
+LAYOUTS = {"small": (lambda **kw: wav2vec2.Config(hidden=384, layers=6, heads=6, ffn=1536, conv_dim=256, pos_kernel=64,
+                                                  pos_groups=8, **kw), 3),
+           "base": (wav2vec2.base, 6), "large": (wav2vec2.large, 12)}
 # what a run record may differ in between runs that found the same thing: times, and where it ran
 VOLATILE = ("seconds", "timing", "wall", "elapsed", "created", "started", "finished", "host", "pid", "workers",
             "ray", "path", "out", "artifacts", "fingerprint", "journal")
@@ -95,14 +98,19 @@ def record(out: Path) -> dict:
     return strip(json.loads((out / "run.json").read_text()))
 
 
-def bisect(model: Path, inputs: list[Path], mode: str, out: Path, device: str, workers: int = 1,
+def bisect(model: Path, inputs: list[Path], mode: str, out: Path, device: str, workers: int | None = None,
            worker_cpus: int | None = None) -> dict:
+    """One bisect; ``workers`` None: the sequential run, else that many Ray actors of ``worker_cpus`` each."""
+    if workers:
+        from precdoctor.backends.distributed import cpus_per_worker
+
+        worker_cpus = worker_cpus or cpus_per_worker(workers)  # named, so that one worker is one Ray actor too
     if mode == "per-plan":
         EmulationBackend.runners = Backend.runners
     engine = precdoctor.EngineParams(device=device)
     t = time.perf_counter()
     r = precdoctor.bisect(model, out, precision="fp16", inputs=[str(p) for p in inputs], baselines=False, engine=engine,
-                          workers=workers, worker_cpus=worker_cpus, progress=False)
+                          workers=workers or 1, worker_cpus=worker_cpus if workers else None, progress=False)
     wall = time.perf_counter() - t
     if mode == "per-plan":
         del EmulationBackend.runners
@@ -136,12 +144,14 @@ def main() -> None:
         p = work / f"clip{k}.npz"
         np.savez(p, **f)
         inputs.append(p)
-    runs = [(m, 1) for m in a.modes.split(",")] if a.workers is None else [("default", int(w)) for w in a.workers.split(",")]
+    # a sweep: the sequential run (no Ray), then one run per worker count on a local Ray cluster
+    runs = [(m, None) for m in a.modes.split(",")] if a.workers is None else \
+        [("default", None)] + [("default", int(w)) for w in a.workers.split(",")]
     rows, first = [], None
     for mode, workers in runs:
         before = fp32_pass(model, feeds, a.device)
-        out = work / f"run-{mode}-w{workers}"
-        row = bisect(model, inputs, mode, out, a.device, workers, a.worker_cpus if a.workers else None)
+        out = work / f"run-{mode}-w{workers or 'seq'}"
+        row = bisect(model, inputs, mode, out, a.device, workers, a.worker_cpus)
         row["fp32_pass_s"] = (before + fp32_pass(model, feeds, a.device)) / 2  # before and after: the machine's load moves
         row["fp32_batched_pass_s"] = fp32_pass(model, feeds, a.device, batched=True)
         row["ratio"] = row["wall_s"] / (row["evaluations"] * row["fp32_pass_s"])
@@ -149,9 +159,12 @@ def main() -> None:
         rec = record(out)
         first = first or rec
         row["record_identical_to_first"] = rec == first
+        one = next((r for r in rows if r["workers"] == 1), None)  # one Ray actor: what a worker sweep scales from
+        if one is not None and workers:
+            row["speedup_vs_one_worker"] = one["wall_s"] / row["wall_s"]
+            row["search_speedup_vs_one_worker"] = one["timing"]["search"] / row["timing"]["search"]
         if rows:
-            row["speedup_vs_first"] = rows[0]["wall_s"] / row["wall_s"]
-            row["search_speedup_vs_first"] = rows[0]["timing"]["search"] / row["timing"]["search"]
+            row["speedup_vs_sequential"] = rows[0]["wall_s"] / row["wall_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
         Path(a.out).write_text(json.dumps(result(a, rows), indent=2) + "\n")  # each row kept as it comes: a long run may be cut

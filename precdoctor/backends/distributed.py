@@ -30,7 +30,9 @@ class ScaleParams:
 
     @property
     def distributed(self) -> bool:
-        return self.workers > 1 or self.ray_address is not None
+        """Whether plans go to Ray actors: more than one worker, a cluster named, or a worker's CPU share asked for
+        (``--workers 1 --worker-cpus K``: one actor, the baseline a worker sweep measures against)."""
+        return self.workers > 1 or self.ray_address is not None or self.worker_cpus is not None
 
     def check(self) -> None:
         if not isinstance(self.workers, int) or self.workers < 1:

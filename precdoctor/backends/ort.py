@@ -63,27 +63,47 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
         so.add_session_config_entry("session.disable_prepacking", "1")
     providers = providers or ["CPUExecutionProvider"]
     try:
-        if weights is not None:
-            fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights.dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(model.SerializeToString())
-            except OSError as exc:
-                os.remove(path)
-                raise write_error(path, exc, "a model for ONNX Runtime") from None
-            try:
-                return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
-            finally:
-                os.remove(path)
-        if inline_bytes(model) < INLINE_LIMIT:
-            data = model.SerializeToString()
-            return interruptible(lambda: ort.InferenceSession(data, so, providers=providers))
-        with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
-            path = os.path.join(tmp, "model.onnx")
-            onnx.save(model, path, save_as_external_data=True, location="model.data")
-            return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
+        return _placed(_session(model, so, providers, weights), providers)
+    except BadInput:
+        raise
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
+
+
+def _placed(sess, providers: list):
+    """``sess``, refused where it asked for CUDA and got none: ONNX Runtime falls back to the CPU, with a log line
+    only, when its CUDA provider library cannot load (cuDNN missing, say), and a GPU run would quietly be a CPU one."""
+    wanted = [p[0] if isinstance(p, tuple) else p for p in providers]
+    if "CUDAExecutionProvider" in wanted and "CUDAExecutionProvider" not in sess.get_providers():
+        raise BadInput("ONNX Runtime's CUDA provider did not load (its CUDA or cuDNN libraries were not found): the "
+                       "session would run on the CPU; install onnxruntime-gpu's CUDA and cuDNN (pip install "
+                       "'onnxruntime-gpu[cuda,cudnn]') or put them on LD_LIBRARY_PATH")
+    return sess
+
+
+def _session(model: onnx.ModelProto, so, providers: list, weights):
+    """The InferenceSession itself: in memory, or through a file beside the weights or in a temporary folder."""
+    import onnxruntime as ort
+
+    if weights is not None:
+        fd, path = tempfile.mkstemp(suffix=".onnx", dir=weights.dir)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(model.SerializeToString())
+        except OSError as exc:
+            os.remove(path)
+            raise write_error(path, exc, "a model for ONNX Runtime") from None
+        try:
+            return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
+        finally:
+            os.remove(path)
+    if inline_bytes(model) < INLINE_LIMIT:
+        data = model.SerializeToString()
+        return interruptible(lambda: ort.InferenceSession(data, so, providers=providers))
+    with tempfile.TemporaryDirectory(prefix="precdoctor-") as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        onnx.save(model, path, save_as_external_data=True, location="model.data")
+        return interruptible(lambda: ort.InferenceSession(path, so, providers=providers))
 
 
 def shape_key(feed: dict) -> tuple:

@@ -9,6 +9,7 @@ outputs only) honours ``graph_opt``.
 """
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
 from ..core.errors import BadInput
@@ -18,6 +19,7 @@ from . import Backend, EngineInfo, Measurement, PlanRunners, Runner, ort
 from .paired import Candidate, measure_paired
 
 CUDA = "CUDAExecutionProvider"
+log = logging.getLogger("precdoctor")
 
 
 def cuda_providers(tf32: bool = False, what: str = "--backend ort-cuda") -> list:
@@ -26,6 +28,12 @@ def cuda_providers(tf32: bool = False, what: str = "--backend ort-cuda") -> list
         import onnxruntime
     except ImportError:
         raise BadInput("onnxruntime is not installed") from None
+    preload = getattr(onnxruntime, "preload_dlls", None)
+    if preload is not None:  # CUDA and cuDNN from the nvidia-* wheels (PyTorch's, say) where the loader would not look
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - a missing library shows when a session cannot place its nodes
+            log.debug(f"onnxruntime.preload_dlls: {exc}")
     if CUDA not in onnxruntime.get_available_providers():
         raise BadInput(f"{what} needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
                        f"available providers: {', '.join(onnxruntime.get_available_providers())}")

@@ -1,0 +1,51 @@
+"""What the GPU paths decide without a GPU: a CUDA session that fell back to the CPU is refused, and ort-cuda's
+plan sessions are kept for plans asked for again."""
+import planted
+import pytest
+
+from precdoctor.backends import ort
+from precdoctor.backends.emulate import EmulationBackend
+from precdoctor.backends.ort_cuda import KeptRunners
+from precdoctor.core.errors import BadInput
+from precdoctor.core.limits import KEPT_PLAN_SESSIONS
+from precdoctor.graph import view
+from precdoctor.planning.plan import Plan
+
+
+class _Session:
+    def __init__(self, placed):
+        self.placed = placed
+
+    def get_providers(self):
+        return self.placed
+
+
+def test_a_cuda_session_onnx_runtime_put_on_the_cpu_is_refused_in_one_line():
+    cuda = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    with pytest.raises(BadInput, match="CUDA provider did not load"):
+        ort._placed(_Session(["CPUExecutionProvider"]), cuda)
+    s = _Session(["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert ort._placed(s, cuda) is s
+    cpu = _Session(["CPUExecutionProvider"])
+    assert ort._placed(cpu, ["CPUExecutionProvider"]) is cpu  # a CPU session asked for is no fallback
+
+
+def test_plan_sessions_are_kept_for_the_plans_last_run(monkeypatch):
+    fx = planted.two_culprits()
+    g = view(fx.model)
+    backend = EmulationBackend()
+    built = []
+    real = backend.runner
+    monkeypatch.setattr(backend, "runner", lambda graph, plan, samples=None: built.append(plan.key()) or real(graph, plan, samples))
+    runners = KeptRunners(backend, g, [fx.sample])
+    naive, pinned = Plan("fp16"), Plan("fp16", frozenset(fx.culprits["fp16"]))
+    want = runners(naive)(fx.sample)
+    runners(pinned)
+    assert runners(naive)(fx.sample).keys() == want.keys()
+    assert built == [naive.key(), pinned.key()] and runners.built == 2  # the naive plan's session served it again
+    names = [n.name for n in g.nodes]
+    for k in range(KEPT_PLAN_SESSIONS + 1):
+        runners(Plan("fp16", frozenset(names[:k + 1])))
+    assert len(runners.kept) == KEPT_PLAN_SESSIONS  # the oldest given back: each holds its weights on the GPU
+    runners(naive)
+    assert runners.built == 2 + KEPT_PLAN_SESSIONS + 2  # the naive plan had been given back: built again
