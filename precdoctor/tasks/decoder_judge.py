@@ -102,7 +102,7 @@ class DecoderJudge(TaskJudge):
         n = len(self.audio)
         order = sorted(range(n), key=lambda k: (len(self.audio[k]), k))  # a chunk's decodes end close together
         seqs: list = [None] * n
-        size = self.chunk_size(order[0], {"states": self.states(order[0])}) if n else 1
+        size = self.chunk_size(self.feed(order[0]), {"states": self.states(order[0])}) if n else 1
         for i in range(0, n, size):
             ks = order[i:i + size]
             for k, seq in zip(ks, self.task.decode_batch([self.states(k) for k in ks], runner)):

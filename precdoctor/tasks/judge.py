@@ -136,8 +136,9 @@ class TaskJudge:
                 chunk: list[tuple[int, dict]] = []
                 size = 0
                 for i, k in enumerate(order):
-                    chunk.append((k, runner(self.feed(k))))
-                    size = size or self.chunk_size(k, chunk[0][1])
+                    feed = self.feed(k)
+                    chunk.append((k, runner(feed)))
+                    size = size or self.chunk_size(feed, chunk[0][1])
                     if len(chunk) == size or i == n - 1:
                         for (j, _), got in zip(chunk, batch([o for _, o in chunk], precision)):
                             done[j] = got
@@ -146,10 +147,10 @@ class TaskJudge:
         tokens = [s for _, s in done] if self.decodes else None
         return Transcripts(config, [h for h, _ in done], time.perf_counter() - t, tokens)
 
-    def chunk_size(self, k: int, outputs: dict) -> int:
+    def chunk_size(self, feed: dict, outputs: dict) -> int:
         """Clips decoded in one batch: DECODE_CHUNK, fewer where the chunk's model outputs, decode memory
         (the task's ``decode_bytes``) and inputs would pass DECODE_MEMORY_SHARE of the memory budget."""
-        per_clip = feed_bytes(outputs) + feed_bytes(self.feed(k)) + self.task.decode_bytes(outputs)
+        per_clip = feed_bytes(outputs) + feed_bytes(feed) + self.task.decode_bytes(outputs)
         return max(1, min(DECODE_CHUNK, int(self.placement.budget_bytes * DECODE_MEMORY_SHARE) // max(per_clip, 1)))
 
     def _fp32_runner(self):
