@@ -15,6 +15,9 @@ Three layouts, told apart by the decoder's inputs (names as optimum and torch.on
 A present output that is missing or empty leaves the cached value as it was: optimum's merged
 decoder returns the encoder's key/values only on the first step (empty constants after), and the
 with-past decoder returns none.
+
+Several clips decode as the rows of one batch where the decoder takes one (``DecodeLoop.run_batch``): the
+same steps with every per-clip input stacked on its first axis, a row that ended fed its end token.
 """
 from __future__ import annotations
 

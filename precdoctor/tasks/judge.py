@@ -113,8 +113,9 @@ class TaskJudge:
         return validate(self.graph, [self.task.feeds(self.audio[k], self.input_name)], where)[0]
 
     def samples(self) -> list[dict]:
-        """Model inputs of the first clips: what the output-level search judges plans on."""
-        return [self.feed(k) for k in range(min(self.params.proxy_clips, len(self.audio)))]
+        """Model inputs of the first clips: what the output-level search judges plans on (dicts of their own: the
+        kept features stay as computed whatever a caller does with its samples)."""
+        return [dict(self.feed(k)) for k in range(min(self.params.proxy_clips, len(self.audio)))]
 
     def transcribe(self, runner, config: str) -> Transcripts:
         """Transcripts of every clip with ``runner`` as the model under test; a decode-loop task gets the
