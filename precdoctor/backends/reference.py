@@ -15,7 +15,12 @@ class ReferenceRunner:
     """Runs the model as exported: the outputs every plan is judged against."""
 
     def __init__(self, graph, use_cuda: bool = False):
-        self.providers = providers() if use_cuda else ["CPUExecutionProvider"]
+        if use_cuda:  # ORT's CUDA provider computes FP32 MatMul/Conv in TF32 unless told not to: the reference would not be FP32
+            from .ort_cuda import cuda_providers
+
+            self.providers = cuda_providers(tf32=False, what="the FP32 reference on CUDA")
+        else:
+            self.providers = ["CPUExecutionProvider"]
         self.sessions = ort.ShapedSessions(graph.model, providers=self.providers, weights=graph.store)
         self.outputs = graph.outputs
 

@@ -113,6 +113,16 @@ MOSTLY_FP32_SHARE = 0.9
 DEFAULT_BUDGET = 64  # evaluations (plans run) one bisect may spend
 PROXY_CLIPS = 4  # clips of a task dataset the output-level search judges plans on
 
+# --- transcribing a dataset (tasks/judge.py): shares of --memory-budget (MEMORY_BUDGET_GB), the rest left to the encoder's
+# own pass and the sessions
+# clips decoded in one batch (greedy, KV cache, tasks/decoding.py): each decoder step is one call for the chunk instead of
+# one per clip; on a GPU a step of 16 rows costs about one of 1, and past it a chunk mostly waits on its longest clip
+# (rows that ended are still fed). Fewer where one clip's encoder states, cache, logits and features are large
+# (Whisper large: ~0.7 GB a clip) so that the chunk stays within DECODE_MEMORY_SHARE of the budget
+DECODE_CHUNK = 16
+DECODE_MEMORY_SHARE = 0.5
+FEATURES_MEMORY_SHARE = 0.25  # model inputs (log-mel: 0.96 MB a Whisper clip) kept across a run's passes; past it recomputed
+
 # --- workers (distributed.py, --workers/--ray-address)
 ACTOR_RESTARTS = 3  # a lost actor is restarted, and its evaluation retried, this often before the run fails
 ACTOR_CLOSE_SECONDS = 10.0  # a worker's clean-up (its temporary weight store) waited for at the end of a run, then it is killed

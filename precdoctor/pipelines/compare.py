@@ -69,12 +69,13 @@ def check_tolerance(tol: Tolerance) -> None:
 def _begin_task(p: CompareParams) -> Loaded:
     """The model under test and the task's samples: the first proxy clips of the dataset, no more."""
     from ..tasks.make import make_judge
+    from ..tasks.placement import of_engine
 
     clock = Clock()
     task = replace(p.task, limit=min(p.task.limit or p.task.proxy_clips, p.task.proxy_clips))
     model = task.under_test(p.model)
     graph = load_graph(model)
-    judge = make_judge(graph, p.model, task)
+    judge = make_judge(graph, p.model, task, of_engine(p.engine))
     judge.check_baseline(task.force)  # before the comparison: a broken FP32 setup is refused here
     samples = judge.samples()
     return Loaded(clock, model, graph, samples, InputInfo(len(samples), "task"), [], judge)

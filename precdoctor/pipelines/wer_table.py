@@ -37,12 +37,13 @@ class WerParams:
 
 def run(p: WerParams) -> WerRun:
     from ..tasks.make import make_judge
+    from ..tasks.placement import of_engine
 
     p.check()
     clock = Clock()
     model = p.task.under_test(p.model)
     graph = load_graph(model)
-    judge = make_judge(graph, p.model, p.task)
+    judge = make_judge(graph, p.model, p.task, of_engine(p.engine))
     judge.check_baseline(p.task.force)  # FP32 first: a broken setup stops here, before any reduced precision runs
     low = "fp16" if p.precision == "fp32" else p.precision
     pins = build_plan(graph, low, p.pins, p.pin_files).pins

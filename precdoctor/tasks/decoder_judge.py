@@ -20,6 +20,7 @@ from ..planning.plan import Plan
 from .decodes import StepErrors
 from .decoding import last_logits, logit_error
 from .judge import TaskJudge, Transcripts, dataset
+from .placement import Placement
 from .registry import TaskParams, make_task
 
 log = logging.getLogger("precdoctor")
@@ -50,7 +51,7 @@ class DecoderJudge(TaskJudge):
     def decodes(self) -> bool:
         return True
 
-    def feed(self, k: int) -> dict:
+    def make_feed(self, k: int) -> dict:
         """The encoder's input for clip k, checked against the encoder."""
         from ..planning.inputs import validate
 
@@ -62,9 +63,7 @@ class DecoderJudge(TaskJudge):
         if k in self._states:
             return self._states[k]
         if "_encoder" not in self.cache:
-            from ..backends.reference import ReferenceRunner
-
-            self.cache["_encoder"] = ReferenceRunner(self.encoder)
+            self.cache["_encoder"] = self.placement.fp32_runner(self.encoder)
         s = next(iter(self.cache["_encoder"](self.feed(k)).values())).astype(np.float32)
         if sum(a.nbytes for a in self._states.values()) + s.nbytes <= STATES_CACHE_BYTES:
             self._states[k] = s
@@ -100,7 +99,14 @@ class DecoderJudge(TaskJudge):
         import time
 
         t = time.perf_counter()
-        seqs = [self.task.decode(self.states(k), runner) for k in range(len(self.audio))]
+        n = len(self.audio)
+        order = sorted(range(n), key=lambda k: (len(self.audio[k]), k))  # a chunk's decodes end close together
+        seqs: list = [None] * n
+        size = self.chunk_size(self.feed(order[0]), {"states": self.states(order[0])}) if n else 1
+        for i in range(0, n, size):
+            ks = order[i:i + size]
+            for k, seq in zip(ks, self.task.decode_batch([self.states(k) for k in ks], runner)):
+                seqs[k] = seq
         return Transcripts(config, [self.task.text(s) for s in seqs], time.perf_counter() - t, seqs)
 
     def step_errors(self, backend, plan: Plan, pairs=None) -> tuple[StepErrors, str]:
@@ -130,13 +136,15 @@ def spread(n: int, most: int) -> list[int]:
     return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
 
 
-def make_decoder_judge(graph, encoder_path: str, params: TaskParams) -> DecoderJudge:
+def make_decoder_judge(graph, encoder_path: str, params: TaskParams, placement: Placement | None = None) -> DecoderJudge:
     """``graph``: the decoder (the model under test); ``encoder_path``: the model the task is rooted at."""
     from ..graph import open_model
 
     encoder = open_model(encoder_path)
-    task = make_task(encoder_path, params, decoder_graph=graph, encoder_graph=encoder)
+    placement = placement or Placement()
+    task = make_task(encoder_path, params, decoder_graph=graph, encoder_graph=encoder, placement=placement)
     if len(encoder.inputs) != 1:
         raise BadInput(f"the {task.name} task expects an encoder with one input; {encoder_path} has {encoder.inputs}")
     clips, audio = dataset(params, task.rate)
-    return DecoderJudge(task, graph, clips, audio, params, encoder.inputs[0], encoder=encoder, encoder_path=str(encoder_path))
+    return DecoderJudge(task, graph, clips, audio, params, encoder.inputs[0], placement=placement, encoder=encoder,
+                        encoder_path=str(encoder_path))

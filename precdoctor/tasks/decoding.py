@@ -15,9 +15,13 @@ Three layouts, told apart by the decoder's inputs (names as optimum and torch.on
 A present output that is missing or empty leaves the cached value as it was: optimum's merged
 decoder returns the encoder's key/values only on the first step (empty constants after), and the
 with-past decoder returns none.
+
+Several clips decode as the rows of one batch where the decoder takes one (``DecodeLoop.run_batch``): the
+same steps with every per-clip input stacked on its first axis, a row that ended fed its end token.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +29,8 @@ import numpy as np
 
 from ..core.errors import BadInput
 from ..planning.inputs import input_specs
+
+log = logging.getLogger("precdoctor")
 
 Runner = Callable[[dict], dict]
 TOKEN_INPUTS = ("input_ids", "decoder_input_ids", "tokens")  # which integer input holds the ids, where there are several
@@ -45,6 +51,7 @@ class Layout:
     branch: str | None = None  # use_cache_branch
     branch_rank: int = 1
     past_dims: tuple[tuple[str, tuple | None], ...] = ()  # each cache input's declared dims (int static, else None)
+    row_dims: tuple[tuple | None, ...] = ()  # the declared dims of each per-clip input (ids, states, past): batching
 
     @property
     def kind(self) -> str:
@@ -114,9 +121,10 @@ def read_layout(graph, where: str, first_outputs: tuple[str, ...] = ()) -> Layou
     encoder = states[0] if states else None
     empty = tuple(_empty(p, specs[p][1], specs[p][0], where) for p in past) if encoder else ()
     branch_rank = len(specs[bools[0]][1] or [0]) if bools else 1
-    dims = tuple((p, None if specs[p][1] is None else tuple(d if isinstance(d, int) and d > 0 else None for d in specs[p][1]))
-                 for p in past)
-    return Layout(tokens, str(specs[tokens][0]), logits, encoder, cache, empty, bools[0] if bools else None, branch_rank, dims)
+    declared = {n: None if specs[n][1] is None else tuple(d if isinstance(d, int) and d > 0 else None for d in specs[n][1])
+                for n in [tokens, *states[:1], *past]}
+    return Layout(tokens, str(specs[tokens][0]), logits, encoder, cache, empty, bools[0] if bools else None, branch_rank,
+                  tuple((p, declared[p]) for p in past), tuple(declared.values()))
 
 
 DETECT = -1  # a prompt slot filled per clip: the most likely of ``Greedy.languages`` after the prompt before it
@@ -150,62 +158,115 @@ def last_logits(x: np.ndarray) -> np.ndarray:
     return np.asarray(x).reshape(-1, np.shape(x)[-1])[-1]
 
 
+def rows_last(x: np.ndarray, rows: int) -> np.ndarray:
+    """Each row's last-position logits ([B, n, V] or [B, V] -> [B, V])."""
+    x = np.asarray(x)
+    return x.reshape(rows, -1, x.shape[-1])[:, -1]
+
+
 class DecodeLoop:
-    """One clip's greedy decode. ``run`` returns the tokens, one per step, the end token included
-    when the decode stopped on it; with ``record`` it appends each step's decoder-under-test inputs,
-    with ``logits`` each of those steps' last-position logits."""
+    """Greedy decoding. ``run`` decodes one clip and returns its tokens, one per step, the end token included
+    when the decode stopped on it; with ``record`` it appends each step's decoder-under-test inputs, with
+    ``logits`` each of those steps' last-position logits. ``run_batch`` decodes several clips at once, their
+    rows stacked on the first axis, and returns each clip's tokens as ``run`` would (see ``batching``)."""
 
     def __init__(self, layout: Layout, rules: Greedy, first: Layout | None = None):
         if layout.kind == "with past" and first is None:
             raise ValueError("a with-past decoder needs a first-step decoder")
         self.layout, self.rules, self.first = layout, rules, first
+        # None: not decided yet; decided once, on the first batch of two clips or more (``run_batch``)
+        self.batching: bool | None = None if self._batch_axes_free() else False
+        self.why_not = "" if self.batching is None else "a per-clip input of the decoder has a fixed first axis"
 
     def run(self, step: Runner, states: np.ndarray, first: Runner | None = None, record: list | None = None,
             logits: list | None = None) -> list[int]:
-        lay, rules = self.layout, self.rules
-        tokens, cache, seq = self.prompt(step, states, first), {}, []
+        return self._decode(step, states, first, record, logits)[0]
+
+    def run_batch(self, step: Runner, states: list[np.ndarray], first: Runner | None = None) -> list[list[int]]:
+        """Each clip's tokens, the clips decoded in one batch where the decoder takes one: its per-clip inputs
+        (token ids, encoder states, past key/values) have a free first axis, and the first two clips decoded
+        together give the tokens they give alone (decided once per loop; else every clip alone, said in the log)."""
+        if len(states) < 2 or self.batching is False or len({s.shape for s in states}) > 1:
+            return [self.run(step, s, first) for s in states]
+        if self.batching is None:
+            alone = [self.run(step, s, first) for s in states[:2]]
+            try:
+                together = self._decode(step, np.concatenate(states[:2]), first)
+                self.batching = together == alone
+                self.why_not = "" if self.batching else "two clips decoded together gave other tokens than alone"
+            except (BadInput, RuntimeError) as exc:  # the decoder refused two rows (a batch of 1 built in)
+                self.batching, self.why_not = False, f"two clips in one batch failed: {str(exc).splitlines()[0][:200]}"
+            if not self.batching:
+                log.info(f"decoding clip by clip: {self.why_not}")
+                return alone + [self.run(step, s, first) for s in states[2:]]
+            rest = self.run_batch(step, states[2:], first) if len(states) > 2 else []
+            return alone + rest
+        return self._decode(step, np.concatenate(states), first)
+
+    def _batch_axes_free(self) -> bool:
+        """Whether every per-clip input of the decoder (and of its first-step decoder) leaves its first axis free."""
+        return all(not dims or dims[0] is None for lay in (self.layout, self.first) if lay is not None
+                   for dims in lay.row_dims)
+
+    def _decode(self, step: Runner, states: np.ndarray, first: Runner | None = None, record: list | None = None,
+                logits: list | None = None) -> list[list[int]]:
+        """Rows of ``states`` decoded together; a row that ended keeps being fed its end token, its outputs unread,
+        until every row ended or the token limit. ``record``/``logits``: the first row's steps."""
+        lay, rules, rows = self.layout, self.rules, len(states)
+        tokens, cache = self.prompts(step, states, first), {}
+        seqs: list[list[int]] = [[] for _ in range(rows)]
+        live = [True] * rows
         for k in range(rules.max_tokens):
             if k == 0 and lay.kind == "with past":
-                out = first({self.first.tokens: np.array([tokens], self.first.token_dtype), self.first.encoder: states})
+                out = first({self.first.tokens: np.array(tokens, self.first.token_dtype), self.first.encoder: states})
             else:
                 feed = self._feed(tokens, states, cache, k)
                 out = step(feed)
                 if record is not None:
                     record.append(feed)
                 if logits is not None:
-                    logits.append(last_logits(out[lay.logits]).astype(np.float32))
+                    logits.append(rows_last(out[lay.logits], rows)[0].astype(np.float32))
             self._refresh(cache, out, k)
-            nxt = rules.pick(last_logits(out[lay.logits]), k == 0)
-            seq.append(nxt)
-            if nxt == rules.eot:
+            last = rows_last(out[lay.logits], rows)
+            for b in range(rows):
+                nxt = rules.pick(last[b], k == 0) if live[b] else rules.eot
+                if live[b]:
+                    seqs[b].append(nxt)
+                    live[b] = nxt != rules.eot
+                tokens[b].append(nxt)
+            if not any(live):
                 break
-            tokens.append(nxt)
-        return seq
+        return seqs
 
     def prompt(self, step: Runner, states: np.ndarray, first: Runner | None = None) -> list[int]:
         """The prompt of this clip: a DETECT slot filled from one step on the prompt before it (openai/whisper's
         language detection); that step is neither recorded nor counted."""
+        return self.prompts(step, states, first)[0]
+
+    def prompts(self, step: Runner, states: np.ndarray, first: Runner | None = None) -> list[list[int]]:
+        """Each row's prompt (``prompt``), the DETECT slot filled per row."""
+        rows = len(states)
         prompt = list(self.rules.prompt)
         if DETECT not in prompt:
-            return prompt
+            return [list(prompt) for _ in range(rows)]
         at = prompt.index(DETECT)
+        head = [prompt[:at] for _ in range(rows)]
         if self.layout.kind == "with past":
-            out = first({self.first.tokens: np.array([prompt[:at]], self.first.token_dtype), self.first.encoder: states})
+            out = first({self.first.tokens: np.array(head, self.first.token_dtype), self.first.encoder: states})
             name = self.first.logits
         else:
-            out, name = step(self._feed(prompt[:at], states, {}, 0)), self.layout.logits
-        prompt[at] = self.rules.detect(last_logits(out[name]))
-        return prompt
+            out, name = step(self._feed(head, states, {}, 0)), self.layout.logits
+        return [prompt[:at] + [self.rules.detect(x)] + prompt[at + 1:] for x in rows_last(out[name], rows)]
 
-    def _feed(self, tokens: list[int], states: np.ndarray, cache: dict, k: int) -> dict:
-        lay = self.layout
+    def _feed(self, tokens: list[list[int]], states: np.ndarray, cache: dict, k: int) -> dict:
+        lay, rows = self.layout, len(tokens)
         if lay.kind == "prefix":
-            return {lay.tokens: np.array([tokens], lay.token_dtype), lay.encoder: states}
-        feed = {lay.tokens: np.array([tokens] if k == 0 else [tokens[-1:]], lay.token_dtype)}
+            return {lay.tokens: np.array(tokens, lay.token_dtype), lay.encoder: states}
+        feed = {lay.tokens: np.array(tokens if k == 0 else [t[-1:] for t in tokens], lay.token_dtype)}
         if lay.encoder:
             feed[lay.encoder] = states
         if k == 0:
-            feed.update({name: np.zeros(shape, dtype) for name, shape, dtype in lay.empty})
+            feed.update({name: np.zeros((rows, *shape[1:]), dtype) for name, shape, dtype in lay.empty})
         else:
             feed.update({p: cache[p] for p, _ in lay.cache})
         if lay.branch:

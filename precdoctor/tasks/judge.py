@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core import progress
+from ..core.limits import DECODE_CHUNK, DECODE_MEMORY_SHARE, FEATURES_MEMORY_SHARE
 from ..analysis.acceptance import Criterion, Verdict
 from ..core.errors import BadInput
 from ..planning.plan import Plan, config_name, other_precision
@@ -18,6 +19,8 @@ from . import audio, wer
 from .baseline import Baseline, check, refusal
 from .decodes import DecodeReport, StepErrors, decode_report
 from .decoding import agreement
+from .features import Features, feed_bytes
+from .placement import Placement
 from .registry import TaskParams
 
 
@@ -84,6 +87,7 @@ class TaskJudge:
     cache: dict = field(default_factory=dict)  # plan key -> Transcripts
     store: Any = None  # cache.TranscriptStore: transcripts kept beside the journal across runs
     baseline: Baseline | None = None  # set by check_baseline
+    placement: Placement = Placement()  # the device of the FP32 runners, the memory the passes may hold
 
     @property
     def label_free(self) -> bool:
@@ -94,7 +98,14 @@ class TaskJudge:
         """The task decodes tokens in a loop (Whisper): token agreement and decode reports apply."""
         return callable(getattr(self.task, "transcribe_tokens", None))
 
+    def __post_init__(self):
+        self.features = Features(self.make_feed, int(self.placement.budget_bytes * FEATURES_MEMORY_SHARE))
+
     def feed(self, k: int) -> dict:
+        """The model input for clip k, computed once per run while the kept inputs fit (features.py)."""
+        return self.features(k)
+
+    def make_feed(self, k: int) -> dict:
         """The task's model input for clip k, checked against the model as any input sample is."""
         from ..planning.inputs import validate
 
@@ -102,28 +113,50 @@ class TaskJudge:
         return validate(self.graph, [self.task.feeds(self.audio[k], self.input_name)], where)[0]
 
     def samples(self) -> list[dict]:
-        """Model inputs of the first clips: what the output-level search judges plans on."""
-        return [self.feed(k) for k in range(min(self.params.proxy_clips, len(self.audio)))]
+        """Model inputs of the first clips: what the output-level search judges plans on (dicts of their own: the
+        kept features stay as computed whatever a caller does with its samples)."""
+        return [dict(self.feed(k)) for k in range(min(self.params.proxy_clips, len(self.audio)))]
 
     def transcribe(self, runner, config: str) -> Transcripts:
         """Transcripts of every clip with ``runner`` as the model under test; a decode-loop task gets the
-        configuration's precision too (Whisper's ``--under-test both`` runs its decoder naive in it)."""
+        configuration's precision too (Whisper's ``--under-test both`` runs its decoder naive in it). A task that
+        decodes in batches (``transcribe_batch``) gets the model's outputs of a chunk of clips at a time, the
+        clips taken shortest first so that a chunk's decodes end close together."""
         t = time.perf_counter()
         precision = None if config == "fp32" else config.split("+")[0]
-        done = []
-        with progress.stage(f"transcribing ({config})", len(self.audio), "clip") as s:
-            for k in range(len(self.audio)):
-                outputs = runner(self.feed(k))
-                done.append((self.task.transcribe(outputs), None) if not self.decodes else self.task.transcribe_tokens(outputs, precision))
-                s.advance()
+        n, batch = len(self.audio), getattr(self.task, "transcribe_batch", None)
+        done: list = [None] * n
+        with progress.stage(f"transcribing ({config})", n, "clip") as s:
+            if not callable(batch):
+                for k in range(n):
+                    outputs = runner(self.feed(k))
+                    done[k] = (self.task.transcribe(outputs), None) if not self.decodes else self.task.transcribe_tokens(outputs, precision)
+                    s.advance()
+            else:
+                order = sorted(range(n), key=lambda k: (len(self.audio[k]), k))
+                chunk: list[tuple[int, dict]] = []
+                size = 0
+                for i, k in enumerate(order):
+                    feed = self.feed(k)
+                    chunk.append((k, runner(feed)))
+                    size = size or self.chunk_size(feed, chunk[0][1])
+                    if len(chunk) == size or i == n - 1:
+                        for (j, _), got in zip(chunk, batch([o for _, o in chunk], precision)):
+                            done[j] = got
+                        s.advance(len(chunk))
+                        chunk = []
         tokens = [s for _, s in done] if self.decodes else None
         return Transcripts(config, [h for h, _ in done], time.perf_counter() - t, tokens)
 
+    def chunk_size(self, feed: dict, outputs: dict) -> int:
+        """Clips decoded in one batch: DECODE_CHUNK, fewer where the chunk's model outputs, decode memory
+        (the task's ``decode_bytes``) and inputs would pass DECODE_MEMORY_SHARE of the memory budget."""
+        per_clip = feed_bytes(outputs) + feed_bytes(feed) + self.task.decode_bytes(outputs)
+        return max(1, min(DECODE_CHUNK, int(self.placement.budget_bytes * DECODE_MEMORY_SHARE) // max(per_clip, 1)))
+
     def _fp32_runner(self):
         if "_fp32_runner" not in self.cache:
-            from ..backends.reference import ReferenceRunner
-
-            self.cache["_fp32_runner"] = ReferenceRunner(self.graph)
+            self.cache["_fp32_runner"] = self.placement.fp32_runner(self.graph)
         return self.cache["_fp32_runner"]
 
     def references(self, fp32: Transcripts) -> list[str]:

@@ -133,9 +133,10 @@ class TaskParams:
                            + f", listed in {self.data}")
 
 
-def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None, encoder_graph=None):
+def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None, encoder_graph=None, placement=None):
     """The task object; ``decoder_graph``: Whisper's decoder, already loaded as the model under test;
-    ``encoder_graph``: the model the task feeds (Whisper's mel bins are its input width)."""
+    ``encoder_graph``: the model the task feeds (Whisper's mel bins are its input width); ``placement``
+    (placement.Placement): where Whisper's own FP32 decoders run."""
     model_dir = Path(model_path).parent
     if params.name == "whisper":
         from .whisper import WhisperTask, default_decoder, static_dim
@@ -146,7 +147,8 @@ def make_task(model_path: str | Path, params: TaskParams, decoder_graph=None, en
             mels = static_dim(encoder_graph.model.graph.input, encoder_graph.inputs[0], 1)
         return WhisperTask(params.decoder or default_decoder(model_dir), params.tokenizer or params.default_tokenizer(model_dir),
                            test=params.test_part, graph=decoder_graph,
-                           choice=PromptChoice(params.language, params.speech_task, params.prompt), encoder_mels=mels)
+                           choice=PromptChoice(params.language, params.speech_task, params.prompt), encoder_mels=mels,
+                           placement=placement)
     if params.name == "ctc":
         from .ctc import CtcTask
 

@@ -18,6 +18,7 @@ from ..core.files import read_json, regular_file
 from ..graph import open_model
 from .decoding import DETECT, DecodeLoop, Greedy, needs_first_step, read_layout
 from .logmel import SAMPLE_RATE, log_mel
+from .placement import Placement
 from .whisper_setup import (
     MAX_DECODE_TOKENS,
     WHISPER_PARTS,
@@ -67,7 +68,8 @@ class WhisperTask:
     rate = SAMPLE_RATE
 
     def __init__(self, decoder: str | Path, tokenizer: str | Path, meta: str | Path | None = None, test: str = "encoder",
-                 graph=None, choice: PromptChoice | None = None, encoder_mels: int | None = None):
+                 graph=None, choice: PromptChoice | None = None, encoder_mels: int | None = None,
+                 placement: Placement | None = None):
         tokenizers = require("tokenizers", "asr", "the whisper task")
 
         for p, what in ((decoder, "whisper task: decoder"), (tokenizer, "whisper task: tokenizer")):
@@ -79,13 +81,13 @@ class WhisperTask:
         except Exception as exc:  # noqa: BLE001 - the tokenizers binding raises a bare Exception for any bad file
             first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             raise BadInput(f"whisper task: {tokenizer} is not a tokenizer.json ({first})") from None
-        self.test, self.decoder_path = test, Path(decoder)
+        self.test, self.decoder_path, self.placement = test, Path(decoder), placement or Placement()
         meta_path = Path(meta) if meta else Path(decoder).with_name("whisper.json")
         saved = read_meta(meta_path)  # the user's small files first: a bad one is said before any model is opened
         self.decoder_graph = graph if graph is not None else open_model(decoder)
         self._files = [str(decoder), str(tokenizer)]
         layout, first = self._open_decoder(Path(decoder))
-        vocab = static_dim(self.decoder_graph.model.graph.output, layout.logits, -1)
+        self.vocab = vocab = static_dim(self.decoder_graph.model.graph.output, layout.logits, -1)
         self.setup: WhisperSetup = resolve(Path(decoder).parent, self.tokenizer, choice or PromptChoice(), saved,
                                            meta_path, vocab, encoder_mels)
         self._files += [str(f) for f in (meta_path, *(Path(decoder).with_name(n) for n in
@@ -118,14 +120,11 @@ class WhisperTask:
         key = precision if self.test == "both" else None
         if key not in self._decoders:
             if key is None:
-                from ..backends.reference import ReferenceRunner
-
-                self._decoders[key] = ReferenceRunner(self.decoder_graph)
+                self._decoders[key] = self.placement.fp32_runner(self.decoder_graph)
             else:
-                from ..backends.emulate import EmulationBackend
                 from ..planning.plan import Plan
 
-                self._decoders[key] = EmulationBackend().runner(self.decoder_graph, Plan(key))
+                self._decoders[key] = self.placement.emulation().runner(self.decoder_graph, Plan(key))
         return self._decoders[key]
 
     def files(self) -> list[str]:
@@ -157,11 +156,25 @@ class WhisperTask:
 
     def decode(self, states: np.ndarray, decoder, record: list | None = None, logits: list | None = None) -> list[int]:
         """Greedy tokens of one clip, the end token included when the decode stopped on it (decoding.DecodeLoop)."""
-        if self.first_graph is not None and self._first_runner is None:
-            from ..backends.reference import ReferenceRunner
+        return self.loop.run(decoder, states.astype(np.float32), self._first(), record, logits)
 
-            self._first_runner = ReferenceRunner(self.first_graph)
-        return self.loop.run(decoder, states.astype(np.float32), self._first_runner, record, logits)
+    def decode_batch(self, states: list[np.ndarray], decoder) -> list[list[int]]:
+        """Each clip's tokens as ``decode`` gives them, the clips decoded in one batch where the decoder takes one."""
+        return self.loop.run_batch(decoder, [s.astype(np.float32) for s in states], self._first())
+
+    def _first(self):
+        if self.first_graph is not None and self._first_runner is None:
+            self._first_runner = self.placement.fp32_runner(self.first_graph)
+        return self._first_runner
+
+    def decode_bytes(self, outputs: dict) -> int:
+        """What one clip's decode holds besides its encoder states, at most: each cache tensor no larger than the
+        states (the cross-attention keys/values are the states projected, the self-attention ones shorter while
+        the token limit stays under the encoder's frames), and the logits of every position a step returns."""
+        states = sum(np.asarray(v).nbytes for v in outputs.values())
+        positions = len(self.setup.prompt) + (self.max_tokens if self.loop.layout.kind == "prefix" else 0)
+        vocab = self.vocab or self.tokenizer.get_vocab_size()
+        return states * len(self.loop.layout.cache) + positions * vocab * 4
 
     def text(self, tokens: list[int]) -> str:
         return self.tokenizer.decode([t for t in tokens if t < self.eot]).strip()
@@ -173,6 +186,11 @@ class WhisperTask:
     def transcribe_tokens(self, outputs: dict, precision: str | None = None) -> tuple[str, list[int]]:
         tokens = self.decode(next(iter(outputs.values())), self.decoder_for(precision))
         return self.text(tokens), tokens
+
+    def transcribe_batch(self, outputs: list[dict], precision: str | None = None) -> list[tuple[str, list[int]]]:
+        """``transcribe_tokens`` of each clip's encoder outputs, the clips decoded in one batch."""
+        seqs = self.decode_batch([next(iter(o.values())) for o in outputs], self.decoder_for(precision))
+        return [(self.text(t), t) for t in seqs]
 
     def transcribe(self, outputs: dict, precision: str | None = None) -> str:
         return self.transcribe_tokens(outputs, precision)[0]

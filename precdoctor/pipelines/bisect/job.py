@@ -188,8 +188,9 @@ def setup(p: BisectParams) -> tuple[Job, InputInfo, list[str]]:
     judge, warnings = None, []
     if p.task is not None:
         from ...tasks.make import make_judge
+        from ...tasks.placement import of_engine
 
-        judge = make_judge(graph, p.model, p.task)
+        judge = make_judge(graph, p.model, p.task, of_engine(p.engine))
         if not judge.decodes and any(c.metric == TOKEN_AGREEMENT for c in task_criteria):
             raise BadInput(f"--accept {TOKEN_AGREEMENT}>=X needs a task that decodes tokens in a loop (--task whisper)")
         if (Path(p.out) / TRANSCRIPTS).is_file():  # a repeated run: FP32's transcripts are kept there already
