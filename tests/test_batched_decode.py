@@ -206,3 +206,27 @@ def test_the_tasks_fp32_runners_on_cuda_keep_tf32_off(whisper_dir, kv_dir, monke
     assert task.decoder_for(None).providers[0] == want
     assert task._first().providers[0] == want
     assert _task(kv_dir, "decoder.onnx").decoder_for(None).providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("name", ("decoder_model_merged.onnx", "decoder_with_past_model.onnx"))
+def test_a_cache_left_where_the_session_computed_it_decodes_the_same(kv_dir, states, alone, name):
+    """With --device cuda the decoder's present outputs stay on the GPU as OrtValues and are fed back as they are
+    (ort.run's keep); here the same path on the CPU: the cache never becomes numpy, the tokens are the same."""
+    import onnxruntime
+
+    from precdoctor.backends.reference import ReferenceRunner
+
+    task = _task(kv_dir, name)
+    presents = task._cache_outputs()
+    assert presents
+    kept = ReferenceRunner(task.decoder_graph, keep=presents)
+    fed: list = []
+
+    def step(feed):
+        fed.extend(type(v) for k, v in feed.items() if "past" in k)
+        return kept(feed)
+
+    if task.first_graph is not None:
+        task._first_runner = ReferenceRunner(task.first_graph, keep=presents)
+    assert task.decode_batch(states, step) == alone[name]
+    assert onnxruntime.OrtValue in fed  # the cache went back in as OrtValues, not copied into numpy

@@ -12,7 +12,7 @@ import onnx
 
 from ..core.errors import BadInput
 from ..core.files import write_error
-from ..graph import inline_bytes, with_input_shapes
+from ..graph import inline_bytes, value_shape, with_input_shapes
 from ..graph.naming import MARK
 from ..core.limits import INLINE_LIMIT, MAX_SHAPE_SESSIONS
 
@@ -107,7 +107,7 @@ def _session(model: onnx.ModelProto, so, providers: list, weights):
 
 
 def shape_key(feed: dict) -> tuple:
-    return tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items()))
+    return tuple(sorted((k, value_shape(v)) for k, v in feed.items()))
 
 
 class ShapedSessions:
@@ -149,16 +149,20 @@ class RuntimeFailure(RuntimeError):
     exit 3 (exits.py), never bad input."""
 
 
-def run(sess, feed: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+def run(sess, feed: dict, outputs: list[str] | None = None, keep: tuple[str, ...] = (), device: str = "cpu") -> dict:
+    """The session's ``outputs`` on ``feed``, as numpy arrays; those named in ``keep`` stay where the session computed
+    them, as OrtValues on ``device``, and a feed may hold such OrtValues: a decode loop's cache then stays on the GPU
+    between steps (Whisper's cross-attention cache is about 18 MB a clip, fed at every step)."""
     import onnxruntime as ort
 
     outs = sess.get_outputs()
     names = outputs or [o.name for o in outs]
     bf16 = any(o.type == "tensor(bfloat16)" and o.name in names for o in outs)
+    bound = bf16 or bool(keep) or any(isinstance(v, ort.OrtValue) for v in feed.values())
     opts = ort.RunOptions()
     opts.log_severity_level = ORT_LOG_SEVERITY
     try:
-        values = interruptible(lambda: _run_bf16(sess, feed, names, opts) if bf16 else sess.run(names, feed, opts),
+        values = interruptible(lambda: _run_bound(sess, feed, names, opts, keep, device) if bound else sess.run(names, feed, opts),
                                stop=lambda: setattr(opts, "terminate", True))
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
         if _ours(sess) and not _in_users_node(exc):
@@ -183,17 +187,24 @@ def _in_users_node(exc: Exception) -> bool:
     return m is not None and MARK not in m.group(1)
 
 
-def _run_bf16(sess, feed: dict[str, np.ndarray], names: list[str], opts=None) -> list[np.ndarray]:
-    """A run whose outputs include BF16 tensors, which ONNX Runtime's Python binding cannot turn into numpy ("No
-    corresponding Numpy type for Tensor Type. bfloat16"): outputs bound to host memory, BF16 ones read from their raw
-    bits (``bf16_array``), then as float32 like every other output precdoctor compares."""
+def _run_bound(sess, feed: dict, names: list[str], opts=None, keep: tuple[str, ...] = (), device: str = "cpu") -> list:
+    """A run through IO binding: OrtValue feeds bound as they are; outputs in ``keep`` left on ``device`` as OrtValues,
+    the rest bound to host memory. BF16 outputs, which ONNX Runtime's Python binding cannot turn into numpy ("No
+    corresponding Numpy type for Tensor Type. bfloat16"), are read from their raw bits (``bf16_array``), then as
+    float32 like every other output precdoctor compares."""
+    import onnxruntime as ort
+
     io = sess.io_binding()
     for k, v in feed.items():
-        io.bind_cpu_input(k, np.ascontiguousarray(v))
+        if isinstance(v, ort.OrtValue):
+            io.bind_ortvalue_input(k, v)
+        else:
+            io.bind_cpu_input(k, np.ascontiguousarray(v))
     for n in names:
-        io.bind_output(n, "cpu")
+        io.bind_output(n, device if n in keep else "cpu")
     sess.run_with_iobinding(io, opts)
-    return [bf16_array(v) if v.data_type() == "tensor(bfloat16)" else v.numpy() for v in io.get_outputs()]
+    return [v if n in keep else bf16_array(v) if v.data_type() == "tensor(bfloat16)" else v.numpy()
+            for n, v in zip(names, io.get_outputs())]
 
 
 def bf16_array(value) -> np.ndarray:

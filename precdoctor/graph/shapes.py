@@ -9,6 +9,13 @@ import onnx
 from .view import GraphView, ViewCache
 
 
+def value_shape(value) -> tuple[int, ...]:
+    """The shape of a feed's value: a numpy array, or an ONNX Runtime OrtValue left on its device (a decode loop's
+    cache on the GPU), whose ``shape`` is a method."""
+    shape = getattr(value, "shape", None)
+    return tuple(shape()) if callable(shape) else tuple(np.shape(value))
+
+
 def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
     """A copy of ``model`` whose graph inputs have this sample's concrete shapes (cheap when the
     weights are WeightStore references)."""
@@ -18,7 +25,7 @@ def with_input_shapes(model: onnx.ModelProto, feed: dict) -> onnx.ModelProto:
         if vi.name in feed and vi.type.HasField("tensor_type"):
             shape = vi.type.tensor_type.shape
             del shape.dim[:]
-            for d in np.shape(feed[vi.name]):
+            for d in value_shape(feed[vi.name]):
                 shape.dim.add().dim_value = int(d)
     return m
 
@@ -31,7 +38,7 @@ def concrete_shapes(graph: GraphView, feed: dict) -> dict[str, list[int]]:
     except Exception:  # noqa: BLE001 - inference fails on exotic models: sizes are then unknown, not an error
         return {}
     shapes = {name: list(init.dims) for name, init in graph.initializers.items()}
-    shapes.update({k: list(np.shape(v)) for k, v in feed.items()})
+    shapes.update({k: list(value_shape(v)) for k, v in feed.items()})
     for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
         tt = vi.type.tensor_type
         if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
@@ -45,7 +52,7 @@ _SIZES: ViewCache[tuple, dict[str, int]] = ViewCache("element counts per input-s
 def concrete_sizes(graph: GraphView, feed: dict) -> dict[str, int]:
     """Element counts of tensors, by shape inference with this sample's input shapes (where it can tell); once per
     input-shape signature and view (a decoder's steps or clips of one length share it; inference reads no values)."""
-    key = tuple(sorted((k, tuple(np.shape(v))) for k, v in feed.items()))
+    key = tuple(sorted((k, value_shape(v)) for k, v in feed.items()))
     # math.prod on Python ints: exact, where int64 would wrap on a hostile shape (limits.MAX_TENSOR_ELEMENTS reads it)
     return _SIZES.get(graph, key, lambda: {k: math.prod(v) for k, v in concrete_shapes(graph, feed).items()})
 

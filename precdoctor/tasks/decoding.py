@@ -22,12 +22,14 @@ same steps with every per-clip input stacked on its first axis, a row that ended
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.errors import BadInput
+from ..graph import value_shape
 from ..planning.inputs import input_specs
 
 log = logging.getLogger("precdoctor")
@@ -277,19 +279,19 @@ class DecodeLoop:
         declared = dict(self.layout.past_dims)
         for past, present in self.layout.cache:
             value = out.get(present)
-            if value is not None and value.size:
+            if value is not None and math.prod(value_shape(value)):
                 _fits(past, present, value, declared.get(past), step)
                 cache[past] = value
             elif past not in cache:
                 raise BadInput(f"the decoder's first step returned no {present!r} to feed its cache input {past!r}")
 
 
-def _fits(past: str, present: str, value: np.ndarray, dims: tuple | None, step: int) -> None:
+def _fits(past: str, present: str, value, dims: tuple | None, step: int) -> None:
     """Refuse, in words, a present output that the next step cannot take as its past: ONNX Runtime's own message
     (a shape merge failing deep in the graph) names neither the cache nor the step."""
     if dims is None:
         return
-    shape = tuple(np.shape(value))
+    shape = value_shape(value)
     bad = len(shape) != len(dims) or any(d is not None and d != s for d, s in zip(dims, shape))
     if bad:
         want = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"

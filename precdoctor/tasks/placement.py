@@ -16,11 +16,14 @@ class Placement:
     def budget_bytes(self) -> int:
         return int(self.memory_budget_gb * 2**30)
 
-    def fp32_runner(self, graph):
-        """The model as exported, on the device (CUDA without TF32: the FP32 reference stays FP32)."""
+    def fp32_runner(self, graph, cache: tuple[str, ...] = ()):
+        """The model as exported, on the device (CUDA without TF32: the FP32 reference stays FP32). ``cache``: outputs
+        a decode loop feeds back at the next step, kept on the GPU there (copied to the host and back at every step,
+        Whisper's cross-attention cache alone is 0.3 GB a step for 16 clips)."""
         from ..backends.reference import ReferenceRunner
 
-        return ReferenceRunner(graph, use_cuda=self.device == "cuda")
+        cuda = self.device == "cuda"
+        return ReferenceRunner(graph, use_cuda=cuda, keep=cache if cuda else ())
 
     def emulation(self):
         """The emulation backend on the device (a decoder that runs each configuration's naive plan)."""

@@ -120,7 +120,7 @@ class WhisperTask:
         key = precision if self.test == "both" else None
         if key not in self._decoders:
             if key is None:
-                self._decoders[key] = self.placement.fp32_runner(self.decoder_graph)
+                self._decoders[key] = self.placement.fp32_runner(self.decoder_graph, self._cache_outputs())
             else:
                 from ..planning.plan import Plan
 
@@ -164,8 +164,12 @@ class WhisperTask:
 
     def _first(self):
         if self.first_graph is not None and self._first_runner is None:
-            self._first_runner = self.placement.fp32_runner(self.first_graph)
+            self._first_runner = self.placement.fp32_runner(self.first_graph, self._cache_outputs())
         return self._first_runner
+
+    def _cache_outputs(self) -> tuple[str, ...]:
+        """The decoder's present outputs the loop feeds back as its past (decoding.Layout.cache)."""
+        return tuple(present for _, present in self.loop.layout.cache)
 
     def decode_bytes(self, outputs: dict) -> int:
         """What one clip's decode holds besides its encoder states, at most: each cache tensor no larger than the
