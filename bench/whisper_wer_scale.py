@@ -79,7 +79,7 @@ def main() -> None:
               "utterances": a.utterances, "distinct_clips": len(distinct),
               "data": f"the {len(distinct)} distinct labelled clips of the shared recordings, repeated in order to {a.utterances}",
               "accept": a.accept, "wall_s": wall, "verdict": r.verdict, "pins": sorted(r.pins), "evaluations": r.evaluations,
-              "timing": r.timing, "wer_rows": report.get("rows"), "decode": (report.get("task") or {}).get("decode_batch")}
+              "timing": r.timing, "wer_rows": report.get("rows"), "task": report.get("task")}
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("device", "utterances", "wall_s", "verdict", "pins", "evaluations", "timing")}))
 
