@@ -49,3 +49,25 @@ def test_plan_sessions_are_kept_for_the_plans_last_run(monkeypatch):
     assert len(runners.kept) == KEPT_PLAN_SESSIONS  # the oldest given back: each holds its weights on the GPU
     runners(naive)
     assert runners.built == 2 + KEPT_PLAN_SESSIONS + 2  # the naive plan had been given back: built again
+
+
+def test_a_cuda_library_failure_building_a_session_is_said_as_the_gpu_not_the_model(monkeypatch):
+    """What the lent H100 printed when a wav2vec2-large search ran out of GPU memory (cuda_call.cc, cuBLAS): one line
+    naming the GPU, not "cannot run this model"."""
+    import onnxruntime
+
+    said = ("[ONNXRuntimeError] : 1 : FAIL : Exception during initialization: /onnxruntime_src/onnxruntime/core/providers/"
+            "cuda/cuda_call.cc:154 std::conditional_t<THRW, void, onnxruntime::common::Status> onnxruntime::CudaCall("
+            "ERRTYPE, const char*, const char*, SUCCTYPE, const char*, const char*, int) [with ERRTYPE = cublasStatus_t; "
+            "bool THRW = true] CUBLAS failure 3: CUBLAS_STATUS_ALLOC_FAILED")
+
+    def refuse(*a, **k):
+        raise RuntimeError(said)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    fx = planted.two_culprits()
+    with pytest.raises(BadInput, match="CUDA provider failed while building a session .CUBLAS_STATUS_ALLOC_FAILED"):
+        ort.session(fx.model)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Node X: bad")))
+    with pytest.raises(BadInput, match="cannot run this model: Node X"):
+        ort.session(fx.model)

@@ -103,3 +103,9 @@ def test_idle_workers_start_the_next_cut_points_and_change_nothing(planted_dir, 
     asked = {frozenset(e.pins) for e in par.evaluation_log}
     assert any(p not in asked for p in submitted)  # some plans were started ahead and never needed
     assert len({p for p in submitted if p in asked}) > 1  # and some that were needed came from a worker
+
+
+def test_worker_cpus_must_be_a_positive_count(planted_dir, tmp_path):
+    code, _, err = run_cli("bisect", str(planted_dir / "two_culprits.onnx"), "--out", str(tmp_path / "o"), "--workers", "2",
+                           "--worker-cpus", "0")
+    assert code == 2 and "--worker-cpus must be 1 or more" in err

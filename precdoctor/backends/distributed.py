@@ -92,7 +92,10 @@ class RayRunners:
 
         cuda = backend.device == "cuda"
         cpus = 1 if cuda else scale.worker_cpus or cpus_per_worker(scale.workers)
-        if not ray.is_initialized():
+        # a cluster this run starts is this run's, sized for its actors, and shut down with them: a later run in the same
+        # process (another job, a worker sweep) starts its own instead of finding one too small for its actors
+        self.started = not ray.is_initialized()
+        if self.started:
             kw = {"address": scale.ray_address} if scale.ray_address else {"num_cpus": scale.workers * cpus}
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kw)
         self.ray, self.samples, self.turn = ray, samples, 0
@@ -138,3 +141,5 @@ class RayRunners:
         for a in self.actors:
             self.ray.kill(a)
         self.actors = []
+        if self.started:
+            self.ray.shutdown()

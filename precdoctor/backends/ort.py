@@ -67,7 +67,26 @@ def session(model: onnx.ModelProto, providers: list[str] | None = None, graph_op
     except BadInput:
         raise
     except Exception as exc:  # noqa: BLE001 - ORT raises its own exception types per failure
+        if _cuda_failure(exc):
+            raise BadInput(f"ONNX Runtime's CUDA provider failed while building a session ({_cuda_failure(exc)}): the GPU "
+                           "is most likely out of memory (other processes, or this run's sessions of a large model); "
+                           "free the GPU or run with --device cpu") from None
         raise BadInput(f"ONNX Runtime cannot run this model: {_first_line(exc)}") from None
+
+
+# what ONNX Runtime's CUDA provider says when a CUDA library call fails (cuda_call.cc): a handle or an allocation the
+# GPU could not give, never a fault of the model
+# the status itself where the message names one, else the library's status type (the message may stop there)
+CUDA_FAILURE = (re.compile(r"(CUBLAS_STATUS_\w+|CUDNN_STATUS_\w+|cudaError\w+|out of memory)"),
+                re.compile(r"(cublasStatus_t|cudnnStatus_t|cudaError_t)"))
+
+
+def _cuda_failure(exc: Exception) -> str | None:
+    for pattern in CUDA_FAILURE:
+        m = pattern.search(str(exc))
+        if m:
+            return m.group(1)
+    return None
 
 
 def _placed(sess, providers: list):

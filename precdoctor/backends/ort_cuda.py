@@ -37,8 +37,10 @@ def cuda_providers(tf32: bool = False, what: str = "--backend ort-cuda") -> list
     if CUDA not in onnxruntime.get_available_providers():
         raise BadInput(f"{what} needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
                        f"available providers: {', '.join(onnxruntime.get_available_providers())}")
-    # TF32 would make the FP32 reference itself reduced-precision: off unless asked (precdoctor verify, a plan that allows it)
-    return [(CUDA, {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]
+    # TF32 would make the FP32 reference itself reduced-precision: off unless asked (precdoctor verify, a plan that allows it).
+    # The arena grows by what is asked, not to the next power of two (ORT's default): a search holds several sessions
+    # of one large model at once (the gated one, a plan's, the probes'), each with its own arena
+    return [(CUDA, {"use_tf32": "1" if tf32 else "0", "arena_extend_strategy": "kSameAsRequested"}), "CPUExecutionProvider"]
 
 
 class OrtCudaBackend(Backend):
