@@ -1,5 +1,6 @@
 """What the GPU paths decide without a GPU: a CUDA session that fell back to the CPU is refused, and ort-cuda's
 plan sessions are kept for plans asked for again."""
+import numpy as np
 import planted
 import pytest
 
@@ -71,3 +72,17 @@ def test_a_cuda_library_failure_building_a_session_is_said_as_the_gpu_not_the_mo
     monkeypatch.setattr(onnxruntime, "InferenceSession", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("Node X: bad")))
     with pytest.raises(BadInput, match="cannot run this model: Node X"):
         ort.session(fx.model)
+
+
+def test_on_cuda_one_session_serves_every_input_shape(monkeypatch):
+    """Each CUDA session holds its own copy of the weights on the GPU: no session per batch shape there."""
+    built = []
+    monkeypatch.setattr(ort, "session", lambda model, **kw: built.append(kw.get("providers")) or object())
+    fx = planted.two_culprits()
+    cuda = [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    name = next(iter(fx.sample))
+    feeds = [{name: np.zeros((n, 4), np.float32)} for n in (1, 2, 8)]  # three batch shapes (the stand-in runs nothing)
+    gpu = ort.ShapedSessions(fx.model, providers=cuda)
+    assert gpu(feeds[0]) is gpu(feeds[1]) is gpu(feeds[2]) and len(built) == 1
+    cpu = ort.ShapedSessions(fx.model, providers=["CPUExecutionProvider"])
+    assert len({id(cpu(f)) for f in feeds}) == 3 and len(built) == 4  # on the CPU a session per shape (planned faster)

@@ -92,8 +92,7 @@ def _cuda_failure(exc: Exception) -> str | None:
 def _placed(sess, providers: list):
     """``sess``, refused where it asked for CUDA and got none: ONNX Runtime falls back to the CPU, with a log line
     only, when its CUDA provider library cannot load (cuDNN missing, say), and a GPU run would quietly be a CPU one."""
-    wanted = [p[0] if isinstance(p, tuple) else p for p in providers]
-    if "CUDAExecutionProvider" in wanted and "CUDAExecutionProvider" not in sess.get_providers():
+    if on_cuda(providers) and "CUDAExecutionProvider" not in sess.get_providers():
         raise BadInput("ONNX Runtime's CUDA provider did not load (its CUDA or cuDNN libraries were not found): the "
                        "session would run on the CPU; install onnxruntime-gpu's CUDA and cuDNN (pip install "
                        "'onnxruntime-gpu[cuda,cudnn]') or put them on LD_LIBRARY_PATH")
@@ -147,6 +146,10 @@ class ShapedSessions:
                  weights: WeightStore | None = None, **session_kw):
         if samples is not None and len({shape_key(s) for s in samples}) > max_shapes:
             max_shapes = 0
+        if on_cuda(session_kw.get("providers")):
+            # on a GPU each session holds its own copy of the weights and its own arena in GPU memory (a 317 M model's
+            # search ran out of it with sessions for several batch shapes): one session, its shapes symbolic
+            max_shapes = 0
         self.model, self.kw, self.max_shapes = model, dict(session_kw, weights=weights), max_shapes
         self.sessions: dict = {}
         self.generic = None
@@ -161,6 +164,11 @@ class ShapedSessions:
         if self.generic is None:
             self.generic = session(self.model, **self.kw)
         return self.generic
+
+
+def on_cuda(providers) -> bool:
+    """Whether a provider list asks for ONNX Runtime's CUDA provider (names alone or (name, options) pairs)."""
+    return any((p[0] if isinstance(p, tuple) else p) == "CUDAExecutionProvider" for p in providers or ())
 
 
 class RuntimeFailure(RuntimeError):
