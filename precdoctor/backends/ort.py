@@ -148,7 +148,8 @@ class ShapedSessions:
             max_shapes = 0
         if on_cuda(session_kw.get("providers")):
             # on a GPU each session holds its own copy of the weights and its own arena in GPU memory (a 317 M model's
-            # search ran out of it with sessions for several batch shapes): one session, its shapes symbolic
+            # search on an H100 stopped when a session could not be built, most likely out of it): one session there,
+            # its shapes symbolic
             max_shapes = 0
         self.model, self.kw, self.max_shapes = model, dict(session_kw, weights=weights), max_shapes
         self.sessions: dict = {}
