@@ -15,6 +15,7 @@ and checks each run record against the first, timings aside.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -98,6 +99,40 @@ def record(out: Path) -> dict:
     return strip(json.loads((out / "run.json").read_text()))
 
 
+class GpuMemory:
+    """The most GPU memory in use (nvidia-smi, MiB) while a run lasts, sampled each second in a thread: where a CUDA
+    run stops because a session cannot be built, this says whether the GPU was full. None without nvidia-smi."""
+
+    def __init__(self):
+        import shutil
+        import threading
+
+        self.peak: int | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.poll, daemon=True) if shutil.which("nvidia-smi") else None
+
+    def poll(self) -> None:
+        import subprocess
+
+        while not self.stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=10).stdout
+                used = max(int(x) for x in out.split())
+                self.peak = used if self.peak is None else max(self.peak, used)
+            except (OSError, ValueError, subprocess.SubprocessError):
+                pass
+            self.stop.wait(1.0)
+
+    def __enter__(self):
+        if self.thread is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+
 def bisect(model: Path, inputs: list[Path], mode: str, out: Path, device: str, workers: int | None = None,
            worker_cpus: int | None = None) -> dict:
     """One bisect; ``workers`` None: the sequential run, else that many Ray actors of ``worker_cpus`` each."""
@@ -109,15 +144,22 @@ def bisect(model: Path, inputs: list[Path], mode: str, out: Path, device: str, w
         EmulationBackend.runners = Backend.runners
     engine = precdoctor.EngineParams(device=device)
     t = time.perf_counter()
-    r = precdoctor.bisect(model, out, precision="fp16", inputs=[str(p) for p in inputs], baselines=False, engine=engine,
-                          workers=workers or 1, worker_cpus=worker_cpus if workers else None, progress=False)
+    try:
+        with GpuMemory() if device == "cuda" else contextlib.nullcontext() as mem:
+            r = precdoctor.bisect(model, out, precision="fp16", inputs=[str(p) for p in inputs], baselines=False,
+                                  engine=engine, workers=workers or 1, worker_cpus=worker_cpus if workers else None,
+                                  progress=False)
+    except Exception as exc:  # noqa: BLE001 - a failed run is a result too: what failed, when, how full the GPU was
+        return {"mode": mode, "device": device, "workers": workers, "error": f"{type(exc).__name__}: {exc}"[:600],
+                "failed_after_s": time.perf_counter() - t, "gpu_peak_mib": getattr(mem, "peak", None) if device == "cuda" else None}
+    finally:
+        if mode == "per-plan":
+            del EmulationBackend.runners
     wall = time.perf_counter() - t
-    if mode == "per-plan":
-        del EmulationBackend.runners
     search_s = sum(e.seconds for e in r.evaluation_log if not e.resumed)
-    return {"mode": mode, "device": device, "workers": workers, "worker_cpus": worker_cpus, "wall_s": wall,
+    return {"mode": mode, "device": device, "workers": workers, "worker_cpus": worker_cpus if workers else None, "wall_s": wall,
             "verdict": r.verdict, "pins": sorted(r.pins), "evaluations": r.evaluations, "evaluation_seconds": search_s,
-            "timing": r.timing}
+            "timing": r.timing, "gpu_peak_mib": mem.peak if device == "cuda" else None}
 
 
 def main() -> None:
@@ -152,6 +194,11 @@ def main() -> None:
         before = fp32_pass(model, feeds, a.device)
         out = work / f"run-{mode}-w{workers or 'seq'}"
         row = bisect(model, inputs, mode, out, a.device, workers, a.worker_cpus)
+        if "error" in row:  # said and kept; the next row still runs
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            Path(a.out).write_text(json.dumps(result(a, rows), indent=2) + "\n")
+            continue
         row["fp32_pass_s"] = (before + fp32_pass(model, feeds, a.device)) / 2  # before and after: the machine's load moves
         row["fp32_batched_pass_s"] = fp32_pass(model, feeds, a.device, batched=True)
         row["ratio"] = row["wall_s"] / (row["evaluations"] * row["fp32_pass_s"])
@@ -159,11 +206,13 @@ def main() -> None:
         rec = record(out)
         first = first or rec
         row["record_identical_to_first"] = rec == first
-        one = next((r for r in rows if r["workers"] == 1), None)  # one Ray actor: what a worker sweep scales from
+        if rec != first:  # where to look: the run record's top-level fields that differ
+            row["record_differs_in"] = sorted(k for k in set(rec) | set(first) if rec.get(k) != first.get(k))
+        one = next((r for r in rows if r["workers"] == 1 and "error" not in r), None)  # one Ray actor: what a worker sweep scales from
         if one is not None and workers:
             row["speedup_vs_one_worker"] = one["wall_s"] / row["wall_s"]
             row["search_speedup_vs_one_worker"] = one["timing"]["search"] / row["timing"]["search"]
-        if rows:
+        if rows and "error" not in rows[0]:
             row["speedup_vs_sequential"] = rows[0]["wall_s"] / row["wall_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
