@@ -1,15 +1,9 @@
 """A worker sweep in one process: each run's Ray cluster is its own (kept apart from test_distributed.py, whose
 module-wide cluster would hide what this checks)."""
-import precdoctor
 import pytest
-from test_distributed import _record
+from test_distributed import _bisect, _record
 
 ray = pytest.importorskip("ray")
-
-
-def _bisect(planted_dir, name, out, **kw):
-    return precdoctor.bisect(planted_dir / f"{name}.onnx", out, inputs=[planted_dir / f"{name}.npz"] * 3, baselines=False,
-                             report=False, **kw)
 
 
 def test_runs_of_other_worker_counts_in_one_process_each_get_a_cluster_of_their_size(planted_dir, tmp_path):

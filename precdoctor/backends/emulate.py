@@ -75,6 +75,7 @@ class GatedRunners(PlanRunners):
         super().__init__(backend, graph, samples)
         self.gated: dict[str, tuple[GatedEmulation, ort.ShapedSessions]] = {}  # format -> the model and its sessions
         self.batches: dict[str, bool] = {}  # format -> whether samples of one shape may run as one batch (free_batch_axis)
+        self.limits: dict[tuple, int] = {}  # input-shape signature -> samples one batched pass may take (batch_limit)
         self.choice = Choice()
 
     def __call__(self, plan) -> Runner:
@@ -134,9 +135,13 @@ class GatedRunners(PlanRunners):
     def batch_limit(self, feed: dict) -> int:
         """Samples of this shape one batched pass may take: BATCH_SAMPLES, fewer where the pass's peak of live
         activations (``peak_activation_elements``, float32, times GATED_LIVE_FACTOR for the rounded copies the gated
-        graph keeps beside each tensor) would pass --memory-budget; on a GPU as on the CPU. At least one."""
-        one = 4 * GATED_LIVE_FACTOR * peak_activation_elements(self.graph, concrete_sizes(self.graph, feed))
-        return max(1, min(BATCH_SAMPLES, int(self.backend.memory_budget_gb * 2**30 // max(one, 1))))
+        graph keeps beside each tensor) would pass --memory-budget; on a GPU as on the CPU. At least one. Once per
+        input shape (the walk over the graph would otherwise repeat at every evaluation)."""
+        key = ort.shape_key(feed)
+        if key not in self.limits:
+            one = 4 * GATED_LIVE_FACTOR * peak_activation_elements(self.graph, concrete_sizes(self.graph, feed))
+            self.limits[key] = max(1, min(BATCH_SAMPLES, int(self.backend.memory_budget_gb * 2**30 // max(one, 1))))
+        return self.limits[key]
 
 
 class Choice:

@@ -9,6 +9,7 @@ outputs only) honours ``graph_opt``.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 
@@ -28,12 +29,7 @@ def cuda_providers(tf32: bool = False, what: str = "--backend ort-cuda") -> list
         import onnxruntime
     except ImportError:
         raise BadInput("onnxruntime is not installed") from None
-    preload = getattr(onnxruntime, "preload_dlls", None)
-    if preload is not None:  # CUDA and cuDNN from the nvidia-* wheels (PyTorch's, say) where the loader would not look
-        try:
-            preload()
-        except Exception as exc:  # noqa: BLE001 - a missing library shows when a session cannot place its nodes
-            log.debug(f"onnxruntime.preload_dlls: {exc}")
+    _preload_cuda_libraries()
     if CUDA not in onnxruntime.get_available_providers():
         raise BadInput(f"{what} needs onnxruntime-gpu with a working CUDA (pip install onnxruntime-gpu); "
                        f"available providers: {', '.join(onnxruntime.get_available_providers())}")
@@ -41,6 +37,19 @@ def cuda_providers(tf32: bool = False, what: str = "--backend ort-cuda") -> list
     # The arena grows by what is asked, not to the next power of two (ORT's default): a search holds several sessions
     # of one large model at once (the gated one, a plan's, the probes'), each with its own arena
     return [(CUDA, {"use_tf32": "1" if tf32 else "0", "arena_extend_strategy": "kSameAsRequested"}), "CPUExecutionProvider"]
+
+
+@functools.cache
+def _preload_cuda_libraries() -> None:
+    """CUDA and cuDNN from the nvidia-* wheels (PyTorch's, say) where the loader would not look; once per process."""
+    import onnxruntime
+
+    preload = getattr(onnxruntime, "preload_dlls", None)
+    if preload is not None:
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - a missing library shows when a session cannot place its nodes
+            log.debug(f"onnxruntime.preload_dlls: {exc}")
 
 
 class OrtCudaBackend(Backend):

@@ -15,8 +15,8 @@ MAX_SHAPE_SESSIONS = 3  # concrete-shape sessions per model before one symbolic-
 # --backend ort-cuda: the sessions of the plans last run, kept (each holds its weights on the GPU): the naive plan
 # returns in the search's first round and its comparison, a found plan in its confirmation and cross-checks
 KEPT_PLAN_SESSIONS = 4
-# samples of one shape run as one batch along a free batch axis (backends/emulate.py): on a GPU one pass of 8
-# clips costs about one of 1; past 8 the activations grow with no gain left (each batch is one more session shape)
+# samples of one shape run as one batch along a free batch axis (backends/emulate.py): a GPU is expected to run a
+# pass of 8 clips in little more than the time of one (not measured here); past 8 the activations grow for less gain
 BATCH_SAMPLES = 8
 # the gated emulation's live activations against the plain graph's: each tensor, its rounded copy and the select of
 # the two alive at once at worst (gating.py); what a batched pass's memory estimate multiplies the plain peak by

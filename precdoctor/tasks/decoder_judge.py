@@ -100,7 +100,7 @@ class DecoderJudge(TaskJudge):
 
         t = time.perf_counter()
         n = len(self.audio)
-        order = sorted(range(n), key=lambda k: (len(self.audio[k]), k))  # a chunk's decodes end close together
+        order = self.shortest_first()
         seqs: list = [None] * n
         size = self.chunk_size(self.feed(order[0]), {"states": self.states(order[0])}) if n else 1
         for i in range(0, n, size):

@@ -133,7 +133,7 @@ class TaskJudge:
                     done[k] = (self.task.transcribe(outputs), None) if not self.decodes else self.task.transcribe_tokens(outputs, precision)
                     s.advance()
             else:
-                order = sorted(range(n), key=lambda k: (len(self.audio[k]), k))
+                order = self.shortest_first()
                 chunk: list[tuple[int, dict]] = []
                 size = 0
                 for i, k in enumerate(order):
@@ -147,6 +147,10 @@ class TaskJudge:
                         chunk = []
         tokens = [s for _, s in done] if self.decodes else None
         return Transcripts(config, [h for h, _ in done], time.perf_counter() - t, tokens)
+
+    def shortest_first(self) -> list[int]:
+        """The clips' indices, shortest first: a chunk of them decoded in one batch ends close together."""
+        return sorted(range(len(self.audio)), key=lambda k: (len(self.audio[k]), k))
 
     def chunk_size(self, feed: dict, outputs: dict) -> int:
         """Clips decoded in one batch: DECODE_CHUNK, fewer where the chunk's model outputs, decode memory
